@@ -1,0 +1,99 @@
+"""The inference backend interface: what the detector and the embedder need from an engine.
+
+A backend loads one model file, reports its inputs and outputs, and runs a batch. Backends are
+interchangeable: the MTCNN cascade and the FaceNet embedder only ever call :meth:`Backend.run`,
+so a new engine (TensorRT, PyTorch on CUDA) plugs in by subclassing :class:`Backend` and adding
+its import path to :data:`streamrec.backends.REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["Backend", "BackendOptions", "TensorSpec", "default_threads"]
+
+
+def default_threads() -> int:
+    """Cores this process may run on (respects CPU affinity and cgroup-pinned sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Settings common to every backend.
+
+    ``threads``: intra-op threads for CPU backends (``None``: every core this process may use).
+    ``max_batch``: the largest batch one call sends to the engine; bigger requests are split, so
+    memory stays bounded however many faces or frames arrive at once.
+    """
+
+    threads: int | None = None
+    max_batch: int = 64
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (got {self.threads})")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 (got {self.max_batch})")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (``None`` for a dynamic dimension) and dtype of a model input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+
+class Backend(ABC):
+    """One loaded model. Subclasses implement :meth:`_run` and fill ``inputs``/``outputs``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, model_path: Path, options: BackendOptions) -> None:
+        self.model_path = Path(model_path)
+        self.options = options
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one batch no larger than ``options.max_batch`` through the model."""
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run a batch of any size (first axis), splitting it into ``max_batch`` chunks.
+
+        Returns one array per model output, in :attr:`outputs` order, each with the batch as its
+        first axis. An empty batch returns empty outputs without touching the engine.
+        """
+        spec = self.inputs[0]
+        if batch.dtype != spec.dtype:
+            raise TypeError(f"{self.model_path.name}: input dtype {batch.dtype}, model wants {spec.dtype}")
+        if batch.ndim != len(spec.shape):
+            raise ValueError(
+                f"{self.model_path.name}: input has {batch.ndim} dims, model wants {len(spec.shape)}"
+            )
+        step = self.options.max_batch
+        if len(batch) <= step:
+            return self._run(np.ascontiguousarray(batch)) if len(batch) else self._empty(batch)
+        parts = [self._run(np.ascontiguousarray(batch[i : i + step])) for i in range(0, len(batch), step)]
+        return [np.concatenate(chunks) for chunks in zip(*parts)]
+
+    def _empty(self, batch: np.ndarray) -> list[np.ndarray]:
+        # Output shapes can depend on the input's other dims (P-Net), so probe with one item.
+        probe = self._run(np.zeros((1, *batch.shape[1:]), batch.dtype))
+        return [np.empty((0, *out.shape[1:]), out.dtype) for out in probe]
+
+    def close(self) -> None:
+        """Release the engine's resources; the object must not be used afterwards."""
+

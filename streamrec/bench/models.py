@@ -1,0 +1,160 @@
+"""``streamrec bench models``: per-model latency and throughput, and whole-frame detection
+time side by side with facenet-pytorch's ``MTCNN.detect()`` on the same frames.
+
+Every net is timed through the same backend the pipeline uses. facenet-pytorch runs in the same
+process with ``torch.set_num_threads`` set to the same thread budget, interleaved round by round
+with our detector so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from streamrec.backends import BackendOptions, default_threads, open_backend
+from streamrec.bench.timing import interleave, repeat, summary
+from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
+from streamrec.engines import ENGINE_FILES
+
+__all__ = ["bench_nets", "bench_detection", "bench_frames", "machine"]
+
+_SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3)}
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
+def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> list[np.ndarray]:
+    """``count`` RGB frames of ``size`` (w, h): from a video or image file, else the sample photos.
+
+    Frames are resized to cover ``size`` and centre-cropped, so faces keep their proportions.
+    """
+    from streamrec.images import load_image
+    from streamrec.samples import SAMPLES, sample_path
+
+    raw: list[np.ndarray] = []
+    if source is not None and source.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov", ".webm"):
+        capture = cv2.VideoCapture(str(source))
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or count
+        for index in np.linspace(0, max(total - 1, 0), count).astype(int):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+            ok, frame = capture.read()
+            if ok:
+                raw.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        capture.release()
+        if not raw:
+            raise ValueError(f"{source}: no frames could be read")
+    elif source is not None:
+        raw = [load_image(source).rgb]
+    else:
+        raw = [load_image(sample_path(name)).rgb for name in SAMPLES]
+    width, height = size
+    frames = []
+    for image in raw:
+        scale = max(width / image.shape[1], height / image.shape[0])
+        resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        y0 = (resized.shape[0] - height) // 2
+        x0 = (resized.shape[1] - width) // 2
+        frames.append(np.ascontiguousarray(resized[y0 : y0 + height, x0 : x0 + width]))
+    return [frames[i % len(frames)] for i in range(max(count, len(frames)))][: max(count, 1)]
+
+
+def bench_nets(
+    engine_dir: Path, threads: int, batches: list[int], seconds: float, report: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Latency per batch and per item, and items per second, for R-Net, O-Net and FaceNet at
+    each batch size (P-Net's cost depends on the frame, see :func:`bench_detection`)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, shape in _SHAPES.items():
+        backend = open_backend("onnxruntime", engine_dir / ENGINE_FILES[name], BackendOptions(threads=threads, max_batch=max(batches)))
+        dtype = backend.inputs[0].dtype
+        for batch in batches:
+            data = rng.integers(0, 256, (batch, *shape)).astype(dtype)
+            stats = summary(repeat(lambda: backend.run(data), seconds))
+            rows.append(
+                {
+                    "model": name,
+                    "batch": batch,
+                    **stats,
+                    "per_item_ms": stats["median_ms"] / batch,
+                    "items_per_s": 1e3 * batch / stats["median_ms"],
+                }
+            )
+            report(f"{name} batch {batch}: {stats['median_ms']:.2f} ms ({stats['median_ms'] / batch:.2f} ms per item)")
+    return rows
+
+
+def _facenet_pytorch_detector(min_face: float, threads: int) -> tuple[Callable[[np.ndarray], object] | None, str]:
+    try:
+        import torch
+        from facenet_pytorch import MTCNN as ReferenceMTCNN
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not available here"
+        return None, f"facenet-pytorch not available: {type(exc).__name__}: {exc}"
+    torch.set_num_threads(threads)
+    reference = ReferenceMTCNN(min_face_size=min_face, keep_all=True, device="cpu")
+    label = f"facenet-pytorch {importlib.metadata.version('facenet-pytorch')}, torch {torch.__version__}"
+    return (lambda frame: reference.detect(frame, landmarks=True)), label
+
+
+def bench_detection(
+    engine_dir: Path,
+    threads: int,
+    frames: list[np.ndarray],
+    min_faces: list[float],
+    rounds: int,
+    report: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Whole-frame MTCNN time, ours vs facenet-pytorch's ``detect()``, interleaved per frame."""
+    options = BackendOptions(threads=threads)
+    nets = [open_backend("onnxruntime", engine_dir / ENGINE_FILES[n], options) for n in ("pnet", "rnet", "onet")]
+    rows = []
+    for min_face in min_faces:
+        ours = MTCNN(*nets, MTCNNConfig(min_face_size=min_face))
+        reference, label = _facenet_pytorch_detector(min_face, threads)
+        cursor = {"i": 0}
+
+        def next_frame() -> np.ndarray:
+            cursor["i"] += 1
+            return frames[cursor["i"] % len(frames)]
+
+        competitors: dict[str, Callable[[], object]] = {"streamrec": lambda: ours.detect(next_frame())}
+        if reference is not None:
+            competitors["facenet-pytorch"] = lambda: reference(frames[cursor["i"] % len(frames)])
+        times = interleave(competitors, rounds)
+        row: dict[str, Any] = {
+            "min_face_size": min_face,
+            "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+            "frames": len(frames),
+            "streamrec": summary(times["streamrec"]),
+            "reference": label,
+        }
+        faces = sum(len(d) for d in ours.detect(np.stack(frames)))
+        row["faces_found"] = faces
+        if reference is not None:
+            row["facenet_pytorch"] = summary(times["facenet-pytorch"])
+            row["speedup"] = row["facenet_pytorch"]["median_ms"] / row["streamrec"]["median_ms"]
+            report(
+                f"MTCNN {row['frame']} min face {min_face:g}: streamrec {row['streamrec']['median_ms']:.1f} ms, "
+                f"facenet-pytorch {row['facenet_pytorch']['median_ms']:.1f} ms ({row['speedup']:.2f}x)"
+            )
+        else:
+            report(f"MTCNN {row['frame']} min face {min_face:g}: streamrec {row['streamrec']['median_ms']:.1f} ms; {label}")
+        rows.append(row)
+    return rows

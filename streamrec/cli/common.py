@@ -1,0 +1,143 @@
+"""Options and helpers shared by the verbs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from streamrec.backends import REGISTRY, BackendOptions
+from streamrec.detect.mtcnn import MTCNNConfig
+from streamrec.embed.facenet import EmbedConfig
+from streamrec.embed.select import SELECTIONS
+from streamrec.engines.build import BuildError
+from streamrec.engines.sources import SourceError
+from streamrec.faces import FaceModels, ModelsConfig
+from streamrec.images import DEFAULT_MAX_SIDE
+
+__all__ = [
+    "UserError",
+    "add_engine_options",
+    "add_model_options",
+    "open_models",
+    "print_json",
+    "write_atomic",
+    "stderr",
+]
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit status ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def stderr(message: str) -> None:
+    """Progress and diagnostics go to stderr so stdout stays clean for results and JSON."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--engines``, ``--backend``, ``--threads``, ``--json``."""
+    group = parser.add_argument_group("engine options")
+    group.add_argument(
+        "--engines", type=Path, metavar="DIR",
+        help="folder of built engines (default: $STREAMREC_ENGINES, else engines/ of a source "
+        "checkout, else DATA_DIR/engines); built there on first use",
+    )
+    group.add_argument(
+        "--backend", default="onnxruntime", choices=sorted(REGISTRY),
+        help="inference backend (default: %(default)s)",
+    )
+    group.add_argument(
+        "--threads", type=_positive_int, metavar="N",
+        help="CPU threads for inference (default: every core this process may use)",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Detection and embedding knobs; defaults are the measured ones (docs/accuracy.md)."""
+    det, emb = MTCNNConfig(), EmbedConfig()
+    group = parser.add_argument_group("face options")
+    group.add_argument(
+        "--min-face-size", type=float, default=det.min_face_size, metavar="PX",
+        help="smallest face side to look for, in pixels of the (downscaled) image (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE, metavar="PX",
+        help="images are downscaled so their longer side is at most this (default: %(default)s)",
+    )
+    group.add_argument(
+        "--selection", choices=SELECTIONS, default="centre",
+        help="which face is an image's main face (default: %(default)s: large and central)",
+    )
+    group.add_argument(
+        "--alignment", choices=("box", "warp"), default=emb.alignment,
+        help="crop by detector box + margin, or warp by the five landmarks (default: %(default)s)",
+    )
+    group.add_argument(
+        "--margin", type=float, default=emb.margin,
+        help="box growth as a fraction of its size, for --alignment box (default: %(default)s)",
+    )
+    group.add_argument(
+        "--no-flip", dest="flip", action="store_false",
+        help="do not add the mirrored face's embedding (faster, slightly less accurate)",
+    )
+
+
+def open_models(args: argparse.Namespace) -> FaceModels:
+    """Build the detector and embedder the options describe, building engines if needed."""
+    try:
+        config = ModelsConfig(
+            backend=args.backend,
+            backend_options=BackendOptions(threads=args.threads),
+            detector=MTCNNConfig(min_face_size=getattr(args, "min_face_size", MTCNNConfig.min_face_size)),
+            embed=EmbedConfig(
+                alignment=getattr(args, "alignment", EmbedConfig.alignment),
+                margin=getattr(args, "margin", EmbedConfig.margin),
+                flip=getattr(args, "flip", EmbedConfig.flip),
+            ),
+            selection=getattr(args, "selection", "centre"),
+            max_side=getattr(args, "max_side", DEFAULT_MAX_SIDE),
+        )
+        return FaceModels(config, args.engines, report=stderr)
+    except (ValueError, SourceError, BuildError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    print(json.dumps(data, indent=2, default=float))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename, so a failure (a full disk)
+    never leaves a truncated file behind; raises :class:`UserError` with the reason."""
+    path = Path(path)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+            tmp_name = tmp.name
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        if tmp_name and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

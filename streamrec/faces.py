@@ -1,0 +1,132 @@
+"""Detector and embedder together, for still images: what ``detect``, ``embed``, ``compare`` and
+``eval-pairs`` share.
+
+:class:`FaceModels` opens the engines (building them on first use) and processes images in
+chunks: images of equal size go through MTCNN as one batch, and every face of a chunk goes through
+FaceNet as one batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from streamrec.backends import BackendOptions, open_backend
+from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
+from streamrec.detect.types import FaceDetections
+from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
+from streamrec.embed.select import Selection, main_face
+from streamrec.engines import ENGINE_FILES, ensure_engines
+from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
+
+__all__ = ["FaceModels", "ImageFaces", "ModelsConfig"]
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Everything that decides what the still-image commands compute."""
+
+    backend: str = "onnxruntime"
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
+    detector: MTCNNConfig = field(default_factory=MTCNNConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    selection: Selection = "centre"
+    max_side: int = DEFAULT_MAX_SIDE
+
+
+@dataclass
+class ImageFaces:
+    """One image's outcome. ``error`` is set (and the rest empty) when the image is unusable.
+
+    ``faces`` are in the coordinates of the original file. ``main`` indexes the main face (or is
+    ``None``). ``embeddings`` holds one row per embedded face: every face, or only the main one,
+    as requested.
+    """
+
+    path: Path
+    faces: FaceDetections = field(default_factory=FaceDetections.empty)
+    main: int | None = None
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 512), np.float32))
+    error: str | None = None
+    size: tuple[int, int] = (0, 0)
+
+
+class FaceModels:
+    """The MTCNN detector and the FaceNet embedder on one backend."""
+
+    def __init__(
+        self,
+        config: ModelsConfig | None = None,
+        engine_dir: Path | None = None,
+        report: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config or ModelsConfig()
+        folder = ensure_engines(engine_dir, report)
+        opened = {
+            name: open_backend(self.config.backend, folder / file, self.config.backend_options)
+            for name, file in ENGINE_FILES.items()
+        }
+        self.detector = MTCNN(opened["pnet"], opened["rnet"], opened["onet"], self.config.detector)
+        self.embedder = FaceEmbedder(opened["facenet"], self.config.embed)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[FaceDetections]:
+        """Faces in each image; images of equal shape share one MTCNN batch."""
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            groups[image.shape].append(i)
+        result: list[FaceDetections] = [FaceDetections.empty()] * len(images)
+        for members in groups.values():
+            for i, faces in zip(members, self.detector.detect(np.stack([images[i] for i in members]))):
+                result[i] = faces
+        return result
+
+    def analyse(
+        self, paths: Iterable[Path], embed: str = "main", chunk: int = 32
+    ) -> Iterator[ImageFaces]:
+        """Detect (and embed) the faces of each image file, yielding results in input order.
+
+        ``embed``: ``"main"`` (the main face only), ``"all"`` (every face) or ``"none"``.
+        Unusable files come back with ``error`` set; they never stop the run.
+        """
+        batch: list[Path] = []
+        for path in paths:
+            batch.append(Path(path))
+            if len(batch) == chunk:
+                yield from self._analyse_chunk(batch, embed)
+                batch = []
+        if batch:
+            yield from self._analyse_chunk(batch, embed)
+
+    def _analyse_chunk(self, paths: list[Path], embed: str) -> list[ImageFaces]:
+        loaded: list[LoadedImage] = []
+        results: list[ImageFaces] = []
+        for path in paths:
+            try:
+                image = load_image(path, self.config.max_side)
+            except ImageError as exc:
+                results.append(ImageFaces(path, error=str(exc)))
+                continue
+            loaded.append(image)
+            results.append(ImageFaces(path, size=image.original_size))
+        found = self.detect([image.rgb for image in loaded])
+        usable = [r for r in results if r.error is None]
+        crops, owners = [], []
+        for result, image, faces in zip(usable, loaded, found):
+            h, w = image.rgb.shape[:2]
+            result.main = main_face(faces, w, h, self.config.selection)
+            result.faces = faces.scaled(1.0 / image.scale)
+            chosen = faces if embed == "all" else faces[[result.main]] if result.main is not None else None
+            if embed != "none" and chosen is not None and len(chosen):
+                crops.append(self.embedder.crops(image.rgb, chosen))
+                owners.append((result, len(chosen)))
+        if crops:
+            vectors = self.embedder.embed_crops(np.concatenate(crops))
+            start = 0
+            for result, count in owners:
+                result.embeddings = vectors[start : start + count]
+                start += count
+        return results

@@ -1,0 +1,13 @@
+"""streamrec: real-time face recognition on live video.
+
+The still-image API: :class:`FaceModels` (detector + embedder over built engines), with
+:class:`MTCNN`, :class:`FaceEmbedder` and :class:`FaceDetections` underneath.
+"""
+
+from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
+from streamrec.detect.types import FaceDetections
+from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
+from streamrec.faces import FaceModels, ModelsConfig
+
+__all__ = ["FaceDetections", "FaceEmbedder", "FaceModels", "EmbedConfig", "MTCNN", "MTCNNConfig", "ModelsConfig"]
+__version__ = "0.1.0"

@@ -16,23 +16,55 @@ Suppressor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 __all__ = ["nms", "nms_min", "batched", "regress", "square", "crop_regions"]
 
 
+#: Up to this many boxes, suppression runs on the full overlap matrix; beyond, box by box.
+_MATRIX_LIMIT = 384
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, extra: float, by_min: bool) -> np.ndarray:
+    """Overlap of every box in ``a`` (m, 4) with every box in ``b`` (n, 4): IoU, or intersection
+    over the smaller area when ``by_min``; ``extra`` is 1 for inclusive pixel areas."""
+    area_a = (a[:, 2] - a[:, 0] + extra) * (a[:, 3] - a[:, 1] + extra)
+    area_b = (b[:, 2] - b[:, 0] + extra) * (b[:, 3] - b[:, 1] + extra)
+    w = np.maximum(0.0, np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + extra)
+    h = np.maximum(0.0, np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + extra)
+    inter = w * h
+    if by_min:
+        return inter / np.minimum(area_a[:, None], area_b[None, :])
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def _suppress(boxes: np.ndarray, order: np.ndarray, threshold: float, inclusive: bool, by_min: bool) -> np.ndarray:
+    """Greedy suppression in ``order`` (best first): a box is kept iff no kept box before it
+    overlaps it by more than ``threshold``. Returns the kept indices, best first."""
+    b = boxes[order]
+    extra = 1.0 if inclusive else 0.0
+    if len(b) <= _MATRIX_LIMIT:
+        # Solved as a fixed point on the overlap matrix instead of a Python loop: starting from
+        # "all kept", each pass settles at least one more box in order; real detections settle
+        # in a few passes.
+        suppresses = np.triu(_overlap(b, b, extra, by_min) > threshold, k=1)
+        keep = np.ones(len(b), bool)
+        while True:
+            updated = ~(suppresses & keep[:, None]).any(axis=0)
+            if np.array_equal(updated, keep):
+                return order[keep]
+            keep = updated
+    remaining = np.arange(len(b))
+    kept = []
+    while remaining.size:
+        best, rest = remaining[0], remaining[1:]
+        kept.append(best)
+        remaining = rest[_overlap(b[best : best + 1], b[rest], extra, by_min)[0] <= threshold]
+    return order[np.asarray(kept, np.int64)]
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression by IoU; returns kept indices, highest score first.
 
-    A box is dropped when its IoU with a kept, higher-scoring box exceeds ``threshold``.
+    A box is dropped when its IoU with a kept, higher-scoring box exceeds ``threshold``
+    (torchvision's rule: areas without the +1).
     """
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = w * h
-        order = rest[inter / (areas[i] + areas[rest] - inter) <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+    return _suppress(boxes, np.argsort(-scores, kind="stable"), threshold, inclusive=False, by_min=False)
 
 
 def nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -40,17 +72,7 @@ def nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarr
 
     Uses inclusive pixel areas (``+1``) and keeps boxes whose overlap is ``<= threshold``.
     """
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(scores)[::-1]
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        order = rest[w * h / np.minimum(areas[i], areas[rest]) <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+    return _suppress(boxes, np.argsort(scores)[::-1], threshold, inclusive=True, by_min=True)
 
 
 def batched(
@@ -64,10 +86,14 @@ def batched(
     (frame index); returns kept indices into ``boxes``."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    kept = []
-    for g in np.unique(groups):
-        members = np.flatnonzero(groups == g)
-        kept.append(members[suppress(boxes[members], scores[members], threshold)])
+    if groups[0] == groups[-1] and (groups == groups[0]).all():
+        return suppress(boxes, scores, threshold)
+    order = np.argsort(groups, kind="stable")
+    starts = np.flatnonzero(np.diff(groups[order])) + 1
+    kept = [
+        members[suppress(boxes[members], scores[members], threshold)]
+        for members in np.split(order, starts)
+    ]
     return np.concatenate(kept)
 
 

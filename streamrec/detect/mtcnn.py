@@ -15,7 +15,7 @@ import numpy as np
 
 from streamrec.backends import Backend
 from streamrec.detect import boxes as bx
-from streamrec.detect.resample import integral_images, resample_regions
+from streamrec.detect.resample import integral_images, resample_frames, resample_regions
 from streamrec.detect.types import FaceDetections
 
 __all__ = ["MTCNN", "MTCNNConfig", "pyramid_scales"]
@@ -128,11 +128,9 @@ class MTCNN:
 
     def _propose(self, integral: np.ndarray, n: int, h: int, w: int) -> _Candidates:
         """Stage 1: P-Net over the pyramid, NMS per level and across levels, then regression."""
-        frames = np.arange(n)
-        whole = np.tile(np.array([[0, 0, h, w]]), (n, 1))
         per_level = []
         for scale in pyramid_scales(h, w, self.config):
-            level = resample_regions(integral, frames, whole, int(h * scale + 1), int(w * scale + 1))
+            level = resample_frames(integral, int(h * scale + 1), int(w * scale + 1))
             prob, reg = self.pnet.run(level)
             cand = _grid_boxes(prob, reg, scale, self.config.thresholds[0])
             per_level.append(cand.take(bx.batched(bx.nms, cand.boxes, cand.scores, cand.frame, 0.5)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PNet", "RNet", "ONet", "normalise_nhwc"]
+__all__ = ["PNet", "RNet", "ONet", "FaceProbability", "FlattenWHC", "normalise_nhwc"]
 
 
 def normalise_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -23,9 +23,19 @@ def normalise_nhwc(x: torch.Tensor) -> torch.Tensor:
     return ((x - 127.5) * 0.0078125).permute(0, 3, 1, 2)
 
 
-def _flatten_whc(x: torch.Tensor) -> torch.Tensor:
-    # The original Caffe/Matlab weights expect the dense layer's input flattened in W, H, C order.
-    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+class FlattenWHC(nn.Module):
+    """Flatten NCHW features in W, H, C order: the order the original Caffe/Matlab weights of
+    the dense layers expect."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+
+
+class FaceProbability(nn.Module):
+    """Probability of the "face" class from the two-class logits (channel/column 1)."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=1)[:, 1]
 
 
 class PNet(nn.Module):
@@ -46,13 +56,12 @@ class PNet(nn.Module):
         self.prelu3 = nn.PReLU(32)
         self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
         self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+        self.face = FaceProbability()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.pool1(self.prelu1(self.conv1(normalise_nhwc(x))))
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        prob = torch.softmax(self.conv4_1(x), dim=1)[:, 1]
-        reg = self.conv4_2(x).permute(0, 2, 3, 1)
-        return prob, reg
+        return self.face(self.conv4_1(x)), self.conv4_2(x).permute(0, 2, 3, 1)
 
 
 class RNet(nn.Module):
@@ -72,12 +81,14 @@ class RNet(nn.Module):
         self.prelu4 = nn.PReLU(128)
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
+        self.flatten = FlattenWHC()
+        self.face = FaceProbability()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.pool1(self.prelu1(self.conv1(normalise_nhwc(x))))
         x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu4(self.dense4(_flatten_whc(self.prelu3(self.conv3(x)))))
-        return torch.softmax(self.dense5_1(x), dim=1)[:, 1], self.dense5_2(x)
+        x = self.prelu4(self.dense4(self.flatten(self.prelu3(self.conv3(x)))))
+        return self.face(self.dense5_1(x)), self.dense5_2(x)
 
 
 class ONet(nn.Module):
@@ -102,11 +113,12 @@ class ONet(nn.Module):
         self.dense6_1 = nn.Linear(256, 2)
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)
+        self.flatten = FlattenWHC()
+        self.face = FaceProbability()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.pool1(self.prelu1(self.conv1(normalise_nhwc(x))))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu5(self.dense5(_flatten_whc(self.prelu4(self.conv4(x)))))
-        prob = torch.softmax(self.dense6_1(x), dim=1)[:, 1]
-        return prob, self.dense6_2(x), self.dense6_3(x)
+        x = self.prelu5(self.dense5(self.flatten(self.prelu4(self.conv4(x)))))
+        return self.face(self.dense6_1(x)), self.dense6_2(x), self.dense6_3(x)

@@ -15,9 +15,10 @@ __all__ = ["FACE_SIZE", "TEMPLATE_160", "box_crops", "warp_crops", "margin_regio
 
 FACE_SIZE = 160
 
-#: Where the five landmarks sit, on average, in a 160x160 box crop with the default margin.
+#: Where the five landmarks sit in a 160x160 box crop with the default margin (0.15): the
+#: median over the 1,549 LFW View 1 images, made left-right symmetric about the crop centre.
 TEMPLATE_160 = np.array(
-    [[54.7, 66.3], [105.3, 66.3], [80.0, 95.3], [58.8, 120.6], [101.2, 120.6]], np.float32
+    [[48.0, 64.3], [112.0, 64.3], [80.0, 92.1], [51.2, 115.9], [108.8, 115.9]], np.float32
 )
 
 

@@ -32,8 +32,8 @@ class EmbedConfig:
     """
 
     alignment: Alignment = "box"
-    margin: float = 0.2
-    flip: bool = True
+    margin: float = 0.15
+    flip: bool = False
 
     def __post_init__(self) -> None:
         if self.alignment not in ("box", "warp"):

@@ -234,6 +234,7 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
     except ImportError:
         raise BuildError("building engines needs PyTorch: pip install 'streamrec[build]'") from None
     from streamrec.engines.facenet import facenet_from_graph
+    from streamrec.engines.mtcnn_export import for_onnx
     from streamrec.engines.tfgraph import read_graph
 
     torch.manual_seed(0)
@@ -254,7 +255,7 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
             "onet": (torch.zeros(2, 48, 48, 3), ["prob", "reg", "landmarks"], False),
         }
         for name, (example, outputs, dynamic_hw) in examples.items():
-            (folder / ENGINE_FILES[name]).write_bytes(_export(nets[name], example, outputs, dynamic_hw))
+            (folder / ENGINE_FILES[name]).write_bytes(_export(for_onnx(nets[name]), example, outputs, dynamic_hw))
         (folder / ENGINE_FILES["facenet"]).write_bytes(
             _export(facenet, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
         )

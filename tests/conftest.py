@@ -1,0 +1,67 @@
+"""Shared fixtures: the real data in ../shared/data, built engines, the loaded models.
+
+Tests that need ``../shared/data`` skip with the reason when it is absent, and fail instead when
+the ``CI`` environment variable is set: CI always has the data, so a skip there would hide a
+broken set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _need(path: Path, what: str) -> Path:
+    if path.exists():
+        return path
+    message = f"{what} not found at {path} (the shared test data sits beside the project as ../shared/data)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must have it")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: real face photos, the hamilton clip, LFW View 1."""
+    return _need(SHARED_DATA, "shared test data")
+
+
+@pytest.fixture(scope="session")
+def faces_dir(shared_data: Path) -> Path:
+    return _need(shared_data / "faces", "face photos")
+
+
+@pytest.fixture(scope="session")
+def lfw_view1(shared_data: Path) -> Path:
+    return _need(shared_data / "lfw_view1", "LFW View 1")
+
+
+@pytest.fixture(scope="session")
+def engine_dir() -> Path:
+    """The project's engines, built on first use exactly as the commands do."""
+    from streamrec.engines import ensure_engines
+
+    return ensure_engines(report=lambda line: print(line, file=sys.stderr))
+
+
+@pytest.fixture(scope="session")
+def models(engine_dir: Path):
+    """Detector and embedder with every default, as the CLI uses them."""
+    from streamrec.faces import FaceModels
+
+    return FaceModels(engine_dir=engine_dir)
+
+
+def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run the installed ``streamrec`` command as a real process; returns the finished process."""
+    exe = shutil.which("streamrec")
+    command = [exe] if exe else [sys.executable, "-m", "streamrec"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, **kwargs)

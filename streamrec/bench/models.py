@@ -8,11 +8,13 @@ with our detector so machine noise hits both alike.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -87,7 +89,7 @@ def bench_nets(
         dtype = backend.inputs[0].dtype
         for batch in batches:
             data = rng.integers(0, 256, (batch, *shape)).astype(dtype)
-            stats = summary(repeat(lambda: backend.run(data), seconds))
+            stats = summary(repeat(functools.partial(backend.run, data), seconds))
             rows.append(
                 {
                     "model": name,
@@ -128,16 +130,10 @@ def bench_detection(
     for min_face in min_faces:
         ours = MTCNN(*nets, MTCNNConfig(min_face_size=min_face))
         reference, label = _facenet_pytorch_detector(min_face, threads)
-        cursor = {"i": 0}
-
-        def next_frame() -> np.ndarray:
-            cursor["i"] += 1
-            return frames[cursor["i"] % len(frames)]
-
-        competitors: dict[str, Callable[[], object]] = {"streamrec": lambda: ours.detect(next_frame())}
+        competitors: dict[str, Callable[[np.ndarray], object]] = {"streamrec": ours.detect}
         if reference is not None:
-            competitors["facenet-pytorch"] = lambda: reference(frames[cursor["i"] % len(frames)])
-        times = interleave(competitors, rounds)
+            competitors["facenet-pytorch"] = reference
+        times = interleave(competitors, frames, rounds)
         row: dict[str, Any] = {
             "min_face_size": min_face,
             "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}",

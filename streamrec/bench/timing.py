@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 __all__ = ["repeat", "interleave", "summary"]
+
+T = TypeVar("T")
 
 
 def repeat(fn: Callable[[], object], seconds: float, min_runs: int = 5, warmup: int = 2) -> list[float]:
@@ -23,17 +26,21 @@ def repeat(fn: Callable[[], object], seconds: float, min_runs: int = 5, warmup: 
     return times
 
 
-def interleave(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Time each function once per round, alternating, so that a noisy neighbour or a frequency
-    change hits every competitor alike; returns the per-round times of each."""
+def interleave(
+    fns: dict[str, Callable[[T], object]], inputs: Sequence[T], rounds: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Time every function once per round on the same input (round ``r`` uses
+    ``inputs[r % len(inputs)]``), alternating, so that a noisy neighbour or a frequency change
+    hits every competitor alike; returns the per-round times of each."""
     for fn in fns.values():
-        for _ in range(warmup):
-            fn()
+        for i in range(warmup):
+            fn(inputs[i % len(inputs)])
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
+    for r in range(rounds):
+        item = inputs[r % len(inputs)]
         for name, fn in fns.items():
             start = time.perf_counter()
-            fn()
+            fn(item)
             times[name].append(time.perf_counter() - start)
     return times
 

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from streamrec.cli import bench, demo, engines, evaluate, faces
 from streamrec.cli.common import UserError

@@ -62,7 +62,7 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     parity = manifest["parity"]
     print(f"engines in {folder} (opset {manifest['opset']})")
-    for name, file in ENGINE_FILES.items():
+    for file in ENGINE_FILES.values():
         entry = manifest["files"][file]
         print(f"  {file:13} {entry['bytes'] / 1e6:6.1f} MB  sha256 {entry['sha256'][:16]}...")
     mtcnn = ", ".join(f"{k} {v:.1e}" for k, v in parity["mtcnn_max_abs_diff"].items())

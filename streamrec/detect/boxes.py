@@ -7,7 +7,7 @@ without the +1), and intersection over the smaller box for stage 3 (areas with t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

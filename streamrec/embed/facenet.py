@@ -17,7 +17,7 @@ EMBEDDING_SIZE = 512
 
 #: Euclidean distance below which two faces are called the same person: the threshold with the
 #: best accuracy on LFW View 1 with the default :class:`EmbedConfig` (docs/accuracy.md).
-DEFAULT_THRESHOLD = 1.1
+DEFAULT_THRESHOLD = 1.12
 
 Alignment = Literal["box", "warp"]
 

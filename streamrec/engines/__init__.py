@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 __all__ = ["ENGINE_FILES", "MANIFEST_NAME", "default_engine_dir", "ensure_engines", "read_manifest"]
 

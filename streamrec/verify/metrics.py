@@ -2,7 +2,8 @@
 
 ``kfold_accuracy`` follows the standard protocol (and Sandberg's ``validate_on_lfw``): for each
 fold, the threshold is the one with the best accuracy on the other folds (swept over 0 to 4 in
-steps of 0.01), and accuracy is measured on the held-out fold. ``val_at_far`` picks, per fold,
+steps of 0.01; ties resolved by :func:`best_threshold`), and accuracy is measured on the held-out
+fold. ``val_at_far`` picks, per fold,
 the threshold giving the target false-accept rate on the other folds and reports the
 validation rate (true accepts) on the held-out fold. ``roc_summary`` gives AUC and EER over all
 pairs.
@@ -33,8 +34,15 @@ def _accuracy(dist: np.ndarray, same: np.ndarray, thresholds: np.ndarray) -> np.
 
 
 def best_threshold(dist: np.ndarray, same: np.ndarray) -> float:
-    """The threshold with the highest accuracy on these pairs (the smallest such, on ties)."""
-    return float(THRESHOLDS[int(np.argmax(_accuracy(dist, same, THRESHOLDS)))])
+    """The threshold with the highest accuracy on these pairs.
+
+    Where several thresholds tie, the middle one: Sandberg's implementation takes the smallest,
+    which sits right at the edge of the same-person distances it has seen and misclassifies the
+    next slightly harder pair; the middle of the plateau leaves the same margin to both sides.
+    """
+    accuracy = _accuracy(dist, same, THRESHOLDS)
+    best = THRESHOLDS[accuracy == accuracy.max()]
+    return float(best[(len(best) - 1) // 2])
 
 
 def kfold_accuracy(dist: np.ndarray, same: np.ndarray, folds: np.ndarray) -> KFoldResult:

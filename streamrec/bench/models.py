@@ -12,9 +12,9 @@ import functools
 import importlib.metadata
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -26,7 +26,7 @@ from streamrec.engines import ENGINE_FILES
 
 __all__ = ["bench_nets", "bench_detection", "bench_frames", "machine"]
 
-_SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3)}
+_SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3), "facenet_int8": (160, 160, 3)}
 
 
 def machine() -> dict[str, Any]:
@@ -80,8 +80,8 @@ def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> 
 def bench_nets(
     engine_dir: Path, threads: int, batches: list[int], seconds: float, report: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """Latency per batch and per item, and items per second, for R-Net, O-Net and FaceNet at
-    each batch size (P-Net's cost depends on the frame, see :func:`bench_detection`)."""
+    """Latency per batch and per item, and items per second, for R-Net, O-Net and FaceNet (fp32
+    and int8) at each batch size (P-Net's cost depends on the frame, see :func:`bench_detection`)."""
     rng = np.random.default_rng(0)
     rows = []
     for name, shape in _SHAPES.items():

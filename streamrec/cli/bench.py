@@ -59,9 +59,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _print_table(result: dict[str, Any]) -> None:
     print(f"machine: {result['machine']['cpu']}, {result['threads']} threads")
-    print(f"{'model':8} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
+    print(f"{'model':12} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
     for row in result["nets"]:
-        print(f"{row['model']:8} {row['batch']:>5} {row['median_ms']:>10.2f} {row['per_item_ms']:>8.2f} {row['items_per_s']:>8.1f}")
+        print(f"{row['model']:12} {row['batch']:>5} {row['median_ms']:>10.2f} {row['per_item_ms']:>8.2f} {row['items_per_s']:>8.1f}")
     print(f"{'MTCNN frame':12} {'min face':>8} {'streamrec ms':>13} {'facenet-pytorch ms':>19} {'speed-up':>9}")
     for row in result["detection"]:
         theirs = row.get("facenet_pytorch", {}).get("median_ms")

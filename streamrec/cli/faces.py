@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.cli.common import UserError, add_engine_options, add_model_options, open_models, print_json, write_atomic
+from streamrec.cli.common import (
+    UserError,
+    add_engine_options,
+    add_model_options,
+    open_models,
+    print_json,
+    write_atomic,
+)
 from streamrec.embed.facenet import DEFAULT_THRESHOLD
 from streamrec.faces import ImageFaces
 

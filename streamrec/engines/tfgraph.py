@@ -12,9 +12,9 @@ tensor_shape}.proto.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 

@@ -19,7 +19,7 @@ def test_quick_bench_reports_every_model_and_the_reference(tmp_path: Path):
     report = json.loads(out.read_text())
     assert report["threads"] == 1 and report["machine"]["cores_available"] >= 1
     rows = {(r["model"], r["batch"]): r for r in report["nets"]}
-    assert set(rows) == {(m, b) for m in ("rnet", "onet", "facenet") for b in (1, 4)}
+    assert set(rows) == {(m, b) for m in ("rnet", "onet", "facenet", "facenet_int8") for b in (1, 4)}
     for row in rows.values():
         assert 0 < row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
         assert abs(row["per_item_ms"] * row["batch"] - row["median_ms"]) < 1e-6

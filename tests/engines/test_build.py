@@ -20,7 +20,7 @@ def two_builds(tmp_path_factory) -> tuple[Path, Path, dict]:
     lines: list[str] = []
     manifest = build_engines(first, lines.append)
     build_engines(second, lambda _: None)
-    assert any(line.startswith("[7/7]") for line in lines), lines
+    assert any(line.startswith("[8/8] installed") for line in lines), lines
     return first, second, manifest
 
 
@@ -44,6 +44,7 @@ def test_manifest_records_hashes_sources_and_parity(two_builds):
     assert max(parity["mtcnn_max_abs_diff"].values()) <= MTCNN_TOLERANCE
     assert parity["facenet_min_cosine_vs_opencv"] >= FACENET_MIN_COSINE
     assert parity["facenet_crops"] >= 10
+    assert parity["facenet_int8_min_cosine_vs_fp32"] >= parity["facenet_int8_min_cosine_required"] == 0.99
     assert not list(first.glob(".build-*")), "temporary build folder left behind"
 
 
@@ -77,13 +78,13 @@ def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
     model = facenet_from_graph(read_graph(sources["facenet"].path))
     with torch.no_grad():
         model.stem[0].conv.weight.mul_(1.5)  # a wrong conversion
-    for name in ("pnet", "rnet", "onet"):
+    for name in ("pnet", "rnet", "onet"):  # the crops come from the MTCNN of the good build
         (tmp_path / ENGINE_FILES[name]).write_bytes((first / ENGINE_FILES[name]).read_bytes())
     (tmp_path / ENGINE_FILES["facenet"]).write_bytes(
         build._export(model, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
     )
     with pytest.raises(BuildError, match="min cosine"):
-        build._facenet_parity(model, sources["facenet"].path, tmp_path, build._sample_photos())
+        build._facenet_parity(model, sources["facenet"].path, tmp_path, build._face_crops(first, build._sample_photos()))
 
 
 def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):

@@ -30,6 +30,16 @@ def test_lfw_view1(lfw_view1: Path):
     assert "embedding images: 1549/1549" in result.stderr
 
 
+def test_lfw_view1_int8(lfw_view1: Path):
+    """The int8 engine keeps View 1 accuracy (docs/accuracy.md: 0.986, as fp32)."""
+    result = run_cli(
+        "eval-pairs", "--pairs", str(lfw_view1 / "pairsDevTest.txt"), "--images", str(lfw_view1 / "deepfunneled"),
+        "--precision", "int8", "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["accuracy"] >= 0.98
+
+
 @pytest.fixture()
 def small_lfw(tmp_path: Path, faces_dir: Path, shared_data: Path) -> Path:
     """The face photos laid out the LFW way (links, not copies), plus a 'person' with no face."""

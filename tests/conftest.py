@@ -60,8 +60,12 @@ def models(engine_dir: Path):
     return FaceModels(engine_dir=engine_dir)
 
 
-def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    """Run the installed ``streamrec`` command as a real process; returns the finished process."""
+def cli_command() -> list[str]:
+    """How to start ``streamrec``: the installed script if it is on PATH, else this Python."""
     exe = shutil.which("streamrec")
-    command = [exe] if exe else [sys.executable, "-m", "streamrec"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    return [exe] if exe else [sys.executable, "-m", "streamrec"]
+
+
+def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run the ``streamrec`` command as a real process; returns the finished process."""
+    return subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_command, run_cli
 
 
 def _no_traceback(result) -> None:
@@ -99,7 +99,6 @@ def test_rgba_png(shared_data: Path):
 
 def _peak_rss_kib(*args: str) -> int:
     """Peak resident memory of ``streamrec ARGS`` run as the only child of a fresh process."""
-    import shutil
     import subprocess
     import sys
 
@@ -107,8 +106,7 @@ def _peak_rss_kib(*args: str) -> int:
         "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True, check=True); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    exe = shutil.which("streamrec") or "streamrec"
-    out = subprocess.run([sys.executable, "-c", code, exe, *args], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, *cli_command(), *args], capture_output=True, text=True, check=True)
     return int(out.stdout)
 
 

@@ -1,0 +1,1 @@
+"""The message bus between stages: one schema module, one sockets module, ZeroMQ underneath."""

@@ -1,0 +1,324 @@
+"""Every message that crosses a process boundary, with its schema version and validation.
+
+A message on the wire is a ZeroMQ multipart message: a topic frame (ASCII), a JSON header
+frame, and, for messages that carry pixels, the raw pixel buffer as a third frame, sent without
+copying and received into a NumPy array without pickling. Decoders check the schema version,
+required fields and types, and raise :class:`MessageError` with the reason; a receiving stage
+counts and drops such messages and keeps running.
+
+Schema version 1. Field meanings are documented on each class (and, for events, in README.md).
+Fields a decoder does not know are ignored, so a field can be added without breaking older
+subscribers; removing or changing one bumps the version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EVENT_TYPES",
+    "SOURCE_STATES",
+    "MessageError",
+    "Message",
+    "FrameHeader",
+    "SourceStatus",
+    "Event",
+    "FaceOverlay",
+    "Overlay",
+    "JpegFrame",
+    "StageStats",
+    "decode",
+    "decode_pixels",
+]
+
+SCHEMA_VERSION = 1
+EVENT_TYPES = ("match", "unknown", "track_end", "source_status")
+SOURCE_STATES = ("opening", "open", "lost", "reconnecting", "ended", "failed")
+
+M = TypeVar("M", bound="Message")
+
+
+class MessageError(ValueError):
+    """A malformed message: wrong framing, version, field or type."""
+
+
+def _expect(kind: str, name: str, value: Any, types: tuple[type, ...], nullable: bool = False) -> None:
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) and bool not in types:
+        raise MessageError(f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, got a boolean")
+    if not isinstance(value, types):
+        raise MessageError(f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MessageError(f"{kind}.{name}: not a finite number")
+
+
+_NUMBER = (int, float)
+
+
+def _expect_box(kind: str, name: str, box: Any) -> None:
+    if not (isinstance(box, list) and len(box) == 4):
+        raise MessageError(f"{kind}.{name}: expected [x1, y1, x2, y2]")
+    for value in box:
+        _expect(kind, name, value, _NUMBER)
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of every message. ``TYPES`` maps field names to the JSON types they accept (a
+    trailing ``None`` entry makes the field nullable); :meth:`validate` checks them."""
+
+    kind: ClassVar[str] = ""
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    def header(self) -> bytes:
+        """The JSON header frame."""
+        body = {"v": SCHEMA_VERSION, "kind": self.kind, **asdict(self)}
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as a JSON-ready dict (without the framing fields)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls: type[M], body: Any) -> M:
+        """Build and validate a message from a decoded JSON object."""
+        if not isinstance(body, dict):
+            raise MessageError(f"{cls.kind}: header is not a JSON object")
+        if body.get("v") != SCHEMA_VERSION:
+            raise MessageError(f"{cls.kind}: schema version {body.get('v')!r}, expected {SCHEMA_VERSION}")
+        if body.get("kind") != cls.kind:
+            raise MessageError(f"expected a {cls.kind} message, got {body.get('kind')!r}")
+        values = {}
+        for spec in fields(cls):
+            if spec.name in body:
+                values[spec.name] = body[spec.name]
+            elif spec.default is MISSING and spec.default_factory is MISSING:
+                raise MessageError(f"{cls.kind}: missing field {spec.name!r}")
+        message = cls(**values)
+        message.validate()
+        return message
+
+    def validate(self) -> None:
+        """Raise :class:`MessageError` when a field has the wrong type or value."""
+        for name, types in self.TYPES.items():
+            nullable = None in types
+            _expect(self.kind, name, getattr(self, name), tuple(t for t in types if t is not None), nullable)
+
+
+@dataclass(frozen=True)
+class FrameHeader(Message):
+    """A captured frame; the pixels travel as the next frame of the message.
+
+    ``index``: frames delivered by this source so far (gaps = frames dropped downstream).
+    ``ts``: capture wall-clock time (Unix seconds). ``dropped``: frames the capture stage
+    dropped so far (rate cap, slow consumer).
+    """
+
+    kind: ClassVar[str] = "frame"
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "dropped": (int,)
+    }
+    source: str
+    index: int
+    ts: float
+    height: int
+    width: int
+    dropped: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if not (0 < self.height <= 8192 and 0 < self.width <= 8192):
+            raise MessageError(f"frame: size {self.width}x{self.height} out of range")
+
+
+@dataclass(frozen=True)
+class SourceStatus(Message):
+    """A change in a source's state (``SOURCE_STATES``), with its counters."""
+
+    kind: ClassVar[str] = "source_status"
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "source": (str,), "state": (str,), "reason": (str,), "ts": _NUMBER,
+        "frames": (int,), "dropped": (int,), "reconnects": (int,),
+    }
+    source: str
+    state: str
+    ts: float
+    reason: str = ""
+    frames: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.state not in SOURCE_STATES:
+            raise MessageError(f"source_status.state: {self.state!r} is not one of {', '.join(SOURCE_STATES)}")
+
+
+@dataclass(frozen=True)
+class Event(Message):
+    """A decision about a face track, or a source's change of state; what subscribers receive.
+
+    ``type``: ``match`` (a watchlist person), ``unknown`` (a face that matches nobody),
+    ``track_end`` (the face left), ``source_status``. ``distance``: best embedding distance to
+    the named person (lower is closer); ``score``: confidence 0-1 of the decision.
+    ``box``: ``[x1, y1, x2, y2]`` in frame pixels. ``ts``: when the decision was made;
+    ``capture_ts``: when the frame it was made on was captured. ``seq``: position in the event
+    journal (assigned by the events stage; 0 before that).
+    """
+
+    kind: ClassVar[str] = "event"
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "type": (str,), "source": (str,), "track_id": (int, None), "person_id": (str, None), "name": (str, None),
+        "distance": (*_NUMBER, None), "score": (*_NUMBER, None), "ts": _NUMBER, "frame_index": (int, None),
+        "capture_ts": (*_NUMBER, None), "seq": (int,), "detail": (str,),
+    }
+    type: str
+    source: str
+    ts: float
+    track_id: int | None = None
+    person_id: str | None = None
+    name: str | None = None
+    distance: float | None = None
+    score: float | None = None
+    box: list[float] | None = None
+    frame_index: int | None = None
+    capture_ts: float | None = None
+    seq: int = 0
+    detail: str = ""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.type not in EVENT_TYPES:
+            raise MessageError(f"event.type: {self.type!r} is not one of {', '.join(EVENT_TYPES)}")
+        if self.box is not None:
+            _expect_box(self.kind, "box", self.box)
+
+
+@dataclass(frozen=True)
+class FaceOverlay:
+    """What to draw for one face: its box, track, and current decision."""
+
+    box: list[float]
+    track_id: int
+    label: str
+    score: float
+    known: bool
+
+
+@dataclass(frozen=True)
+class Overlay(Message):
+    """A frame's results for the renderer; the frame's pixels follow as the next frame."""
+
+    kind: ClassVar[str] = "overlay"
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "fps": _NUMBER,
+    }
+    source: str
+    index: int
+    ts: float
+    height: int
+    width: int
+    fps: float
+    faces: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.faces, list):
+            raise MessageError("overlay.faces: expected a list")
+        for face in self.faces:
+            if not isinstance(face, dict):
+                raise MessageError("overlay.faces: expected objects")
+            _expect_box(self.kind, "faces.box", face.get("box"))
+            _expect(self.kind, "faces.label", face.get("label"), (str,))
+
+    def face_overlays(self) -> list[FaceOverlay]:
+        """The faces as :class:`FaceOverlay` objects."""
+        return [FaceOverlay(**face) for face in self.faces]
+
+
+@dataclass(frozen=True)
+class JpegFrame(Message):
+    """An overlaid frame, JPEG-encoded; the JPEG bytes follow as the next frame. Published with
+    the source name as topic. ``labels``: the names (or "unknown") drawn on it."""
+
+    kind: ClassVar[str] = "jpeg"
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "fps": _NUMBER,
+    }
+    source: str
+    index: int
+    ts: float
+    height: int
+    width: int
+    fps: float
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StageStats(Message):
+    """A stage's periodic report to the supervisor: counters and latency samples.
+
+    ``counters``: monotonically increasing totals (name -> count). ``gauges``: current values.
+    ``latencies``: seconds observed since the previous report, per measured step.
+    """
+
+    kind: ClassVar[str] = "stats"
+    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {"stage": (str,), "pid": (int,), "ts": _NUMBER}
+    stage: str
+    pid: int
+    ts: float
+    counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("counters", "gauges", "latencies"):
+            if not isinstance(getattr(self, name), dict):
+                raise MessageError(f"stats.{name}: expected an object")
+
+
+_KINDS: dict[str, type[Message]] = {
+    cls.kind: cls for cls in (FrameHeader, SourceStatus, Event, Overlay, JpegFrame, StageStats)
+}
+_WITH_PAYLOAD = (FrameHeader, Overlay, JpegFrame)
+
+
+def decode(parts: list[bytes]) -> tuple[str, Message]:
+    """Decode a multipart message ``[topic, header, *payload]`` into ``(topic, message)``.
+
+    The payload frame of ``frame`` and ``overlay`` messages (pixels, decoded separately with
+    :func:`decode_pixels`) and of ``jpeg`` messages (JPEG bytes) is required and not decoded here.
+    """
+    if len(parts) < 2:
+        raise MessageError(f"expected at least 2 frames (topic, header), got {len(parts)}")
+    try:
+        topic = bytes(parts[0]).decode("ascii")
+        body = json.loads(bytes(parts[1]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"undecodable topic or header ({exc})") from None
+    kind = body.get("kind") if isinstance(body, dict) else None
+    if kind not in _KINDS:
+        raise MessageError(f"unknown message kind {kind!r}")
+    cls = _KINDS[kind]
+    if (cls in _WITH_PAYLOAD) != (len(parts) == 3) or len(parts) > 3:
+        raise MessageError(f"{kind}: wrong number of frames ({len(parts)})")
+    try:
+        return topic, cls.from_json(body)
+    except TypeError as exc:
+        raise MessageError(f"{kind}: {exc}") from None
+
+
+def decode_pixels(header: FrameHeader | Overlay, buffer: bytes | memoryview) -> np.ndarray:
+    """The ``(height, width, 3)`` uint8 RGB image of a frame or overlay message, without copying."""
+    expected = header.height * header.width * 3
+    if len(buffer) != expected:
+        raise MessageError(f"{header.kind}: {len(buffer)} pixel bytes, expected {expected} for {header.width}x{header.height}")
+    return np.frombuffer(buffer, np.uint8).reshape(header.height, header.width, 3)

@@ -1,0 +1,181 @@
+"""ZeroMQ sockets named by role, and the only code that sends or receives messages.
+
+Patterns, and why:
+
+* frames, capture -> inference: PUSH/PULL (fan-in from every camera to one batcher). Senders
+  never block: with a send high-water mark of 2, a frame that cannot be queued is dropped and
+  counted at the camera, and the batcher drains its socket and keeps only the newest frame
+  of each source, so a slow consumer never makes latency grow.
+* events, inference -> events stage: PUSH/PULL with the default queue and blocking sends: an
+  event is never dropped between stages.
+* published events and JPEG frames: PUB/SUB, topic as the first frame (``match``,
+  ``unknown``... or the source name), so subscribers filter in ZeroMQ. PUB drops for slow
+  subscribers by design; the events journal is the lossless path.
+* stage statistics -> supervisor: PUSH/PULL, sent without blocking (a missing report only
+  delays a status line).
+
+Internal addresses are ``ipc://`` endpoints in a private run directory; published ones are
+``tcp://127.0.0.1:PORT`` unless the configuration binds elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from streamrec.bus.messages import (
+    FrameHeader,
+    JpegFrame,
+    Message,
+    MessageError,
+    Overlay,
+    decode,
+    decode_pixels,
+)
+
+__all__ = [
+    "Endpoints",
+    "new_run_dir",
+    "send",
+    "receive",
+    "push_socket",
+    "pull_socket",
+    "pub_socket",
+    "sub_socket",
+    "drain_latest",
+]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Addresses of one pipeline run."""
+
+    frames: str  #: capture -> inference, PUSH/PULL, frames
+    status: str  #: capture -> inference, PUSH/PULL, source status changes
+    overlays: str  #: inference -> render, PUSH/PULL, frames with their results
+    events_in: str  #: inference -> events stage, PUSH/PULL, decisions
+    stats: str  #: every stage -> supervisor, PUSH/PULL, StageStats
+    monitor: str  #: supervisor -> web, PUB/SUB, every StageStats received (for /metrics)
+    events_pub: str  #: events stage, PUB, published events (topic = event type)
+    jpeg_pub: str  #: render stage, PUB, overlaid JPEG frames (topic = source name)
+
+    @classmethod
+    def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str) -> Endpoints:
+        ipc = lambda name: f"ipc://{run_dir / name}"  # noqa: E731
+        return cls(
+            frames=ipc("frames"),
+            status=ipc("status"),
+            overlays=ipc("overlays"),
+            events_in=ipc("events"),
+            stats=ipc("stats"),
+            monitor=ipc("monitor"),
+            events_pub=events_pub,
+            jpeg_pub=jpeg_pub,
+        )
+
+
+def new_run_dir() -> Path:
+    """A private directory for this run's ipc endpoints (short path: ipc names are limited to
+    about 100 bytes)."""
+    return Path(tempfile.mkdtemp(prefix=f"streamrec-{os.getuid()}-"))
+
+
+def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    if hwm is not None:
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+    return sock
+
+
+def push_socket(ctx: zmq.Context, address: str, hwm: int | None = None, linger_ms: int = 1000) -> zmq.Socket:
+    """A PUSH socket connected to ``address`` (``hwm``: queue length before sends fail)."""
+    sock = _socket(ctx, zmq.PUSH, hwm, linger_ms)
+    sock.connect(address)
+    return sock
+
+
+def pull_socket(ctx: zmq.Context, address: str, hwm: int | None = None) -> zmq.Socket:
+    """A PULL socket bound to ``address``."""
+    sock = _socket(ctx, zmq.PULL, hwm, 0)
+    sock.bind(address)
+    return sock
+
+
+def pub_socket(ctx: zmq.Context, address: str, hwm: int | None = None) -> zmq.Socket:
+    """A PUB socket bound to ``address``."""
+    sock = _socket(ctx, zmq.PUB, hwm, 0)
+    sock.bind(address)
+    return sock
+
+
+def sub_socket(ctx: zmq.Context, address: str, topics: list[str] | None = None, hwm: int | None = None) -> zmq.Socket:
+    """A SUB socket connected to ``address``, subscribed to ``topics`` (all when empty)."""
+    sock = _socket(ctx, zmq.SUB, hwm, 0)
+    for topic in topics or [""]:
+        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sock.connect(address)
+    return sock
+
+
+def send(
+    sock: zmq.Socket, topic: str, message: Message, payload: np.ndarray | bytes | None = None, block: bool = True
+) -> bool:
+    """Send ``message`` and its payload (a frame's pixels, sent without copying, or JPEG bytes).
+    Returns False when a non-blocking send found the queue full (the message was dropped)."""
+    parts: list[bytes | np.ndarray] = [topic.encode("ascii"), message.header()]
+    if isinstance(payload, np.ndarray):
+        parts.append(np.ascontiguousarray(payload))
+    elif payload is not None:
+        parts.append(payload)
+    try:
+        sock.send_multipart(parts, flags=0 if block else zmq.NOBLOCK, copy=not isinstance(payload, np.ndarray))
+    except zmq.Again:
+        return False
+    return True
+
+
+def receive(sock: zmq.Socket, flags: int = 0) -> tuple[str, Message, np.ndarray | bytes | None]:
+    """Receive one message: ``(topic, message, payload)``: an RGB array for frames and
+    overlays, JPEG bytes for JPEG frames, else ``None``. Raises :class:`MessageError` for a
+    malformed message (the caller counts it and carries on) and ``zmq.Again`` when ``flags``
+    has ``NOBLOCK`` and nothing is waiting."""
+    parts = sock.recv_multipart(flags=flags, copy=False)
+    raw = [part.buffer for part in parts]
+    topic, message = decode([bytes(raw[0]), bytes(raw[1]), *raw[2:]])
+    if isinstance(message, (FrameHeader, Overlay)):
+        return topic, message, decode_pixels(message, raw[2])
+    if isinstance(message, JpegFrame):
+        return topic, message, bytes(raw[2])
+    return topic, message, None
+
+
+def drain_latest(
+    sock: zmq.Socket, timeout_ms: int
+) -> tuple[dict[str, tuple[FrameHeader, np.ndarray]], int, int]:
+    """Wait up to ``timeout_ms`` for frames, then take everything queued, keeping the newest
+    frame of each source. Returns ``(newest per source, frames skipped, malformed messages)``."""
+    newest: dict[str, tuple[FrameHeader, np.ndarray]] = {}
+    skipped = malformed = 0
+    if not sock.poll(timeout_ms):
+        return newest, skipped, malformed
+    while True:
+        try:
+            _, message, pixels = receive(sock, zmq.NOBLOCK)
+        except zmq.Again:
+            return newest, skipped, malformed
+        except MessageError:
+            malformed += 1
+            continue
+        if not isinstance(message, FrameHeader) or not isinstance(pixels, np.ndarray):
+            malformed += 1
+            continue
+        if message.source in newest:
+            skipped += 1
+        newest[message.source] = (message, pixels)

@@ -1,0 +1,27 @@
+"""Pipeline configuration: TOML files in ``configs/`` loaded into validated dataclasses."""
+
+from streamrec.config.load import ConfigError, load_config, parse_config
+from streamrec.config.model import (
+    BatchConfig,
+    DetectorConfig,
+    MatcherConfig,
+    OutputsConfig,
+    PipelineConfig,
+    RunConfig,
+    SourceConfig,
+    TrackerConfig,
+)
+
+__all__ = [
+    "BatchConfig",
+    "ConfigError",
+    "DetectorConfig",
+    "MatcherConfig",
+    "OutputsConfig",
+    "PipelineConfig",
+    "RunConfig",
+    "SourceConfig",
+    "TrackerConfig",
+    "load_config",
+    "parse_config",
+]

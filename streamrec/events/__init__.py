@@ -1,0 +1,1 @@
+"""Match events: the durable journal, and the stage that journals and publishes them."""

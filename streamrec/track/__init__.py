@@ -1,0 +1,1 @@
+"""Face tracks across frames, the quality of each face, and per-track identity decisions."""

@@ -1,0 +1,49 @@
+"""When a track's face is worth an embedding.
+
+Embedding every face of every frame wastes most of the CPU on faces already known. A track is
+embedded when it first shows a usable face, again whenever its face gets clearly better
+(quality grows by ``improve_factor``), and at least every ``embed_interval_s`` while it lasts,
+never twice within ``min_gap_s`` and at most ``max_embeddings`` times. Faces smaller than
+``min_face_px`` or blurrier than ``min_sharpness`` are tracked but never embedded.
+"""
+
+from __future__ import annotations
+
+from streamrec.config.model import TrackerConfig
+from streamrec.track.quality import FaceQuality
+from streamrec.track.tracker import Track
+
+__all__ = ["EmbedPolicy"]
+
+
+class EmbedPolicy:
+    """Decides, per track and frame, whether to embed the track's current face."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+
+    def usable(self, quality: FaceQuality) -> bool:
+        """Large and sharp enough to embed at all."""
+        return quality.size >= self.config.min_face_px and quality.sharpness >= self.config.min_sharpness
+
+    def wants(self, track: Track, quality: FaceQuality, ts: float) -> bool:
+        """Whether to embed ``track``'s face seen at ``ts`` with ``quality``."""
+        if not self.usable(quality):
+            return False
+        state = track.state
+        if state.get("embedded", 0) >= self.config.max_embeddings:
+            return False
+        last = state.get("last_embed_ts")
+        if last is None:
+            return True
+        if ts - last < self.config.min_gap_s:
+            return False
+        better = quality.score >= state.get("best_quality", 0.0) * self.config.improve_factor
+        return better or ts - last >= self.config.embed_interval_s
+
+    def record(self, track: Track, quality: FaceQuality, ts: float) -> None:
+        """Note that ``track`` was embedded at ``ts``."""
+        state = track.state
+        state["embedded"] = state.get("embedded", 0) + 1
+        state["last_embed_ts"] = ts
+        state["best_quality"] = max(state.get("best_quality", 0.0), quality.score)

@@ -1,0 +1,106 @@
+"""An IoU tracker for faces, one per source.
+
+Faces move little between frames at video rates, so box overlap with a track's predicted box
+(its last box moved by its recent velocity) is enough to keep identities apart; a track that
+goes unmatched for ``max_missed_s`` ends. Matching is greedy on overlap, best pairs first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamrec.detect.types import FaceDetections
+
+__all__ = ["Track", "IoUTracker", "iou_matrix"]
+
+
+@dataclass
+class Track:
+    """A face followed over frames. ``box``/``landmarks`` are from the latest detection.
+    ``state`` holds what other components keep per track (embeddings, the decision)."""
+
+    id: int
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+    first_ts: float
+    last_ts: float
+    hits: int = 1
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def predicted(self, ts: float) -> np.ndarray:
+        """Where the box is expected at ``ts``, moving at its recent velocity (px per second)."""
+        return self.box + self.velocity * (ts - self.last_ts)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (m, 4) with every box in ``b`` (n, 4)."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
+
+
+class IoUTracker:
+    """Assigns the faces of each frame of one source to tracks."""
+
+    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0) -> None:
+        self.iou_threshold = iou_threshold
+        self.max_missed_s = max_missed_s
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+
+    def update(self, faces: FaceDetections, ts: float) -> tuple[list[tuple[Track, int]], list[Track]]:
+        """Feed one frame's faces (taken at ``ts``). Returns ``(matched, ended)``: each face's
+        track with the face's index (new tracks included), and the tracks that just ended."""
+        tracks = list(self.tracks.values())
+        pairs = self._associate(tracks, faces, ts)
+        matched: list[tuple[Track, int]] = []
+        used = set()
+        for t, f in pairs:
+            track = tracks[t]
+            dt = max(ts - track.last_ts, 1e-3)
+            new_box = faces.boxes[f].astype(np.float32)
+            track.velocity = 0.5 * track.velocity + 0.5 * (new_box - track.box) / dt
+            track.box, track.landmarks, track.score = new_box, faces.landmarks[f], float(faces.scores[f])
+            track.last_ts, track.hits = ts, track.hits + 1
+            matched.append((track, f))
+            used.add(f)
+        for f in range(len(faces)):
+            if f not in used:
+                track = Track(self._next_id, faces.boxes[f].astype(np.float32), faces.landmarks[f], float(faces.scores[f]), ts, ts)
+                self._next_id += 1
+                self.tracks[track.id] = track
+                matched.append((track, f))
+        ended = [t for t in self.tracks.values() if ts - t.last_ts > self.max_missed_s]
+        for track in ended:
+            del self.tracks[track.id]
+        return matched, ended
+
+    def end_all(self) -> list[Track]:
+        """End every track (the source stopped); returns them."""
+        ended = list(self.tracks.values())
+        self.tracks.clear()
+        return ended
+
+    def _associate(self, tracks: list[Track], faces: FaceDetections, ts: float) -> list[tuple[int, int]]:
+        if not tracks or not len(faces):
+            return []
+        predicted = np.stack([t.predicted(ts) for t in tracks])
+        overlap = iou_matrix(predicted, faces.boxes)
+        pairs = []
+        while True:
+            t, f = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
+            if overlap[t, f] < self.iou_threshold:
+                return pairs
+            pairs.append((int(t), int(f)))
+            overlap[t, :] = -1
+            overlap[:, f] = -1

@@ -1,0 +1,129 @@
+"""What every stage process shares: a stop flag set by SIGTERM/SIGINT, logging, counters and
+latency samples reported to the supervisor, and a ZeroMQ context closed on the way out.
+
+A stage subclasses :class:`Stage` and writes :meth:`Stage.setup` and :meth:`Stage.step`; tests
+can drive ``step()`` directly. Its process entry point is :func:`run_stage`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from streamrec.bus.messages import StageStats
+from streamrec.bus.sockets import push_socket, send
+
+__all__ = ["Stage", "run_stage", "configure_logging"]
+
+STATS_INTERVAL_S = 1.0
+
+
+def configure_logging(stage: str, log_file: Path | None) -> logging.Logger:
+    """Log lines ``time level stage: message`` to stderr and, if given, to ``log_file``."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {stage}[%(process)d]: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return logging.getLogger(stage)
+
+
+class Stage:
+    """Base of a stage process. ``stats_address``: the supervisor's stats socket."""
+
+    name = "stage"
+
+    def __init__(self, stats_address: str | None, log_file: Path | None = None) -> None:
+        self.stats_address = stats_address
+        self.log_file = log_file
+        self.stopping = False
+        self.ctx: zmq.Context | None = None
+        self.counters: dict[str, int] = defaultdict(int)
+        self.gauges: dict[str, float] = {}
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self._stats_sock: zmq.Socket | None = None
+        self._last_stats = 0.0
+        self.log = logging.getLogger(self.name)
+
+    # -- to override ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Open sockets and load what the stage needs (called in the stage process)."""
+
+    def step(self) -> bool:
+        """Do one unit of work; return False when the stage has finished for good."""
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Flush and close (called on the way out, also after an error)."""
+
+    # -- shared ----------------------------------------------------------------------------------
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] += amount
+
+    def observe(self, name: str, seconds: float) -> None:
+        self.latencies[name].append(seconds)
+
+    def report(self, force: bool = False) -> None:
+        """Send counters and latency samples to the supervisor, about once a second."""
+        now = time.monotonic()
+        if self._stats_sock is None or (not force and now - self._last_stats < STATS_INTERVAL_S):
+            return
+        self._last_stats = now
+        stats = StageStats(self.name, os.getpid(), time.time(), dict(self.counters), dict(self.gauges), dict(self.latencies))
+        if send(self._stats_sock, "stats", stats, block=False):
+            self.latencies.clear()
+
+    def request_stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        """The process body: set up, step until finished or asked to stop, tear down."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.log = configure_logging(self.name, self.log_file)
+        self.ctx = zmq.Context()
+        try:
+            if self.stats_address:
+                self._stats_sock = push_socket(self.ctx, self.stats_address, hwm=10, linger_ms=0)
+            self.setup()
+            while not self.stopping:
+                if not self.step():
+                    break
+                self.report()
+            return 0
+        finally:
+            try:
+                self.teardown()
+            finally:
+                self.report(force=True)
+                self.ctx.destroy(linger=1000)
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent (the supervisor) dies, so no
+    stage outlives a supervisor killed with SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stages then rely on the supervisor's own shutdown
+
+
+def run_stage(stage: Stage) -> None:
+    """``multiprocessing`` target: run ``stage`` and exit with its status."""
+    _end_with_parent()
+    raise SystemExit(stage.run())

@@ -51,6 +51,7 @@ class Stage:
         self.stats_address = stats_address
         self.log_file = log_file
         self.stopping = False
+        self.exit_code = 0  #: the process's exit status when ``step()`` returns False
         self.ctx: zmq.Context | None = None
         self.counters: dict[str, int] = defaultdict(int)
         self.gauges: dict[str, float] = {}
@@ -104,7 +105,7 @@ class Stage:
                 if not self.step():
                     break
                 self.report()
-            return 0
+            return self.exit_code
         finally:
             try:
                 self.teardown()

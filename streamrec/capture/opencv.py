@@ -1,0 +1,98 @@
+"""Opening and reading sources with OpenCV's FFmpeg backend, with timeouts on every network call.
+
+Without explicit timeouts OpenCV waits 30 s to open a silent server and blocks a read on a frozen
+one for about as long; both are set per capture here. The RTSP transport, though, can only be
+chosen through the process-wide environment variable ``OPENCV_FFMPEG_CAPTURE_OPTIONS``, which
+OpenCV reads while opening: RTSP opens therefore hold a lock while the variable is set, so two
+readers in one process cannot open with each other's transport (opens of RTSP sources run one
+at a time; file, HTTP and webcam opens do not wait).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+from streamrec.capture.source import SourceKind, SourceSpec
+
+__all__ = ["describe", "has_timestamps", "open_capture", "retrieve_rgb", "stream_time"]
+
+_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ENV_LOCK = threading.Lock()
+
+
+def open_capture(spec: SourceSpec, open_timeout: float, read_timeout: float) -> cv2.VideoCapture | None:
+    """An opened capture for ``spec``, or None if it cannot be opened (OpenCV gives no reason)."""
+    if spec.kind is SourceKind.WEBCAM:
+        capture = cv2.VideoCapture(spec.target)
+    else:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(read_timeout * 1000),
+        ]  # fmt: skip
+        with _transport(spec.transport):
+            capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+    if capture.isOpened():
+        return capture
+    capture.release()
+    return None
+
+
+@contextmanager
+def _transport(transport: str | None) -> Iterator[None]:
+    """Set ``rtsp_transport`` in OpenCV's FFmpeg options for the duration of one open, keeping
+    any other options the user put there."""
+    if transport is None:
+        yield
+        return
+    with _ENV_LOCK:
+        previous = os.environ.get(_OPTIONS_ENV)
+        options = [
+            item for item in (previous or "").split("|") if item and not item.startswith("rtsp_transport;")
+        ]
+        os.environ[_OPTIONS_ENV] = "|".join([*options, f"rtsp_transport;{transport}"])
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ[_OPTIONS_ENV]
+            else:
+                os.environ[_OPTIONS_ENV] = previous
+
+
+def has_timestamps(spec: SourceSpec, capture: cv2.VideoCapture) -> bool:
+    """False for MJPEG over HTTP: multipart streams carry no timestamps, and FFmpeg invents
+    25 fps ones whatever the camera's rate, which would mislead anyone measuring latency."""
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+    return not (spec.kind is SourceKind.HTTP and fourcc == b"MJPG")
+
+
+def stream_time(capture: cv2.VideoCapture) -> float | None:
+    """The timestamp of the last grabbed frame in seconds, where the source has one."""
+    msec = capture.get(cv2.CAP_PROP_POS_MSEC)
+    return msec / 1000.0 if math.isfinite(msec) and msec >= 0 else None
+
+
+def retrieve_rgb(capture: cv2.VideoCapture) -> np.ndarray | None:
+    """Decode the last grabbed frame as ``(H, W, 3)`` RGB uint8 (None if OpenCV cannot)."""
+    ok, image = capture.retrieve()
+    if not ok or image is None:
+        return None
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def describe(capture: cv2.VideoCapture, timed: bool) -> str:
+    """``640x360 at 29.97 fps`` (frame rate left out where the source does not really say)."""
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    rate = f" at {fps:.2f} fps" if timed and math.isfinite(fps) and 0 < fps < 1000 else ""
+    return f"{width}x{height}{rate}"

@@ -1,0 +1,94 @@
+"""The capture stage: one process per source, publishing its newest frames to the batcher.
+
+A :class:`~streamrec.capture.LatestFrame` reads the source in a thread at the source's own pace;
+this process takes the newest frame whenever it can send, and sends without blocking (a frame
+that does not fit in the two-message queue is dropped and counted), so a slow batcher never makes
+latency grow. Status changes (opened, lost, reconnecting, ended, failed) go to the batcher on a
+separate, lossless socket. A file that ends exits 0; a source that can never work (no such
+camera) exits with ``EXIT_SOURCE_FAILED`` after reporting why, and is not restarted.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+
+from streamrec.bus.messages import FrameHeader, SourceStatus
+from streamrec.bus.sockets import Endpoints, push_socket, send
+from streamrec.capture import (
+    CaptureError,
+    FrameReader,
+    LatestFrame,
+    ReaderOptions,
+    State,
+    Status,
+    parse_source,
+)
+from streamrec.config.model import SourceConfig
+from streamrec.pipeline.stage import Stage
+
+__all__ = ["CaptureStage", "EXIT_SOURCE_FAILED"]
+
+EXIT_SOURCE_FAILED = 3
+
+class CaptureStage(Stage):
+    def __init__(self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None) -> None:
+        super().__init__(endpoints.stats, log_file)
+        self.source, self.endpoints = source, endpoints
+        self.label = source.label
+        self.name = f"capture:{self.label}"
+        self.send_dropped = 0
+
+    def setup(self) -> None:
+        assert self.ctx is not None
+        self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
+        options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
+        spec = parse_source(self.source.url)
+        self.reader = FrameReader(spec, options, on_status=self.statuses.put)
+        self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
+        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=2000)
+        self.latest = LatestFrame(self.reader).start()
+
+    def step(self) -> bool:
+        try:
+            frame = self.latest.get(timeout=0.1)
+        except CaptureError as exc:
+            self._forward_statuses()
+            self.log.error("%s", exc)
+            self.exit_code = EXIT_SOURCE_FAILED
+            return False
+        self._forward_statuses()
+        if frame is None:
+            return not self.latest.finished
+        counters = self.reader.counters
+        dropped = counters.dropped + self.latest.dropped + self.send_dropped
+        header = FrameHeader(self.label, frame.index, frame.wall_time, frame.rgb.shape[0], frame.rgb.shape[1], dropped)
+        if send(self.frames_out, "frame", header, frame.rgb, block=False):
+            self.count("frames_sent")
+        else:
+            self.send_dropped += 1
+        self.counters["frames_dropped"] = dropped
+        self.counters["reconnects"] = counters.reconnects
+        self.gauges["capture_age_s"] = time.time() - frame.wall_time
+        return True
+
+    def _forward_statuses(self) -> None:
+        while True:
+            try:
+                status = self.statuses.get_nowait()
+            except queue.Empty:
+                return
+            if status.state is State.STOPPED:  # our own shutdown: nothing to tell
+                continue
+            state = status.state.value
+            level = self.log.warning if state in ("lost", "failed") else self.log.info
+            level("%s", status)
+            reason = status.reason if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
+            c = status.counters
+            send(self.status_out, "status", SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects))
+
+    def teardown(self) -> None:
+        if hasattr(self, "latest"):  # setup() got that far
+            self.latest.stop(timeout=3.0)
+            self._forward_statuses()

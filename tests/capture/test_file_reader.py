@@ -1,0 +1,116 @@
+"""Files and webcams through the real reader: pacing, fast mode, loop, end, rate cap, failures."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.capture import CaptureError, Frame, FrameReader, ReaderOptions, State
+from tests.capture.recorder import StatusLog
+
+CLIP_FRAMES = 275
+CLIP_FPS = 29.97
+
+
+def _take(reader: FrameReader, count: int) -> list[Frame]:
+    return list(itertools.islice(reader, count))
+
+
+def test_file_plays_at_its_own_rate_unless_fast(hamilton_clip: Path) -> None:
+    started = time.monotonic()
+    paced = _take(FrameReader(hamilton_clip), 60)
+    paced_time = time.monotonic() - started
+    started = time.monotonic()
+    fast = _take(FrameReader(hamilton_clip, ReaderOptions(fast=True)), 60)
+    fast_time = time.monotonic() - started
+    duration = 59 / CLIP_FPS
+    assert paced_time > duration / 2
+    assert paced[-1].wall_time - paced[0].wall_time > duration / 2
+    assert fast_time < paced_time / 4
+    for frames in (paced, fast):
+        assert [frame.index for frame in frames] == list(range(60))
+        assert frames[0].rgb.shape == (360, 640, 3) and frames[0].rgb.dtype == np.uint8
+        assert np.diff([frame.stream_time for frame in frames]).min() > 0
+    assert np.array_equal(paced[30].rgb, fast[30].rgb)
+
+
+def test_end_of_file_is_reported_and_stops(hamilton_clip: Path) -> None:
+    log = StatusLog()
+    reader = FrameReader(hamilton_clip, ReaderOptions(fast=True), on_status=log)
+    frames = list(reader)
+    assert len(frames) == CLIP_FRAMES and frames[-1].index == CLIP_FRAMES - 1
+    assert [status.state for status in log.statuses] == [State.OPENING, State.OPEN, State.ENDED]
+    assert log.of(State.OPEN)[0].reason == "640x360 at 29.97 fps"
+    assert log.statuses[-1].counters.delivered == CLIP_FRAMES
+    assert frames[0].source == str(hamilton_clip)
+
+
+def test_loop_mode_wraps_around(hamilton_clip: Path) -> None:
+    log = StatusLog()
+    reader = FrameReader(hamilton_clip, ReaderOptions(fast=True, loop=True), on_status=log)
+    stream = iter(reader)
+    frames = list(itertools.islice(stream, CLIP_FRAMES + 100))
+    reader.stop()
+    assert next(stream, None) is None
+    assert log.statuses[-1].state is State.STOPPED
+    assert [frame.index for frame in frames] == list(range(CLIP_FRAMES + 100))
+    times = [frame.stream_time for frame in frames]
+    wraps = [i for i in range(1, len(times)) if times[i] < times[i - 1]]
+    assert wraps == [CLIP_FRAMES]
+    assert times[CLIP_FRAMES] < 0.05
+    assert np.array_equal(frames[CLIP_FRAMES].rgb, frames[0].rgb)
+    assert State.ENDED not in [status.state for status in log.statuses]
+
+
+def test_rate_cap_delivers_no_more_than_the_cap(hamilton_clip: Path) -> None:
+    reader = FrameReader(hamilton_clip, ReaderOptions(max_fps=10))
+    frames = []
+    started = time.monotonic()
+    for frame in reader:
+        frames.append(frame)
+        if time.monotonic() - started > 1.5:
+            break
+    elapsed = time.monotonic() - started
+    assert 0.5 * 10 * elapsed <= len(frames) <= 10 * elapsed + 2
+    assert reader.counters.dropped >= len(frames)  # a 30 fps file capped at 10: two of three go
+    assert reader.counters.delivered == len(frames)
+    assert min(np.diff([frame.wall_time for frame in frames])) >= 0.04
+
+
+def test_missing_webcam_fails_fast_and_clearly() -> None:
+    log = StatusLog()
+    started = time.monotonic()
+    with pytest.raises(CaptureError, match=r"^webcam:9: cannot open camera index 9 \(no such camera"):
+        list(FrameReader("9", on_status=log))
+    assert time.monotonic() - started < 1.0
+    assert [status.state for status in log.statuses] == [State.OPENING, State.FAILED]
+
+
+def test_a_file_that_is_not_a_video_fails(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    with pytest.raises(CaptureError, match="notes.mp4: not a readable video"):
+        list(FrameReader(notes))
+
+
+@pytest.mark.skipif(not Path("/dev/video0").exists(), reason="no camera on this machine (/dev/video0)")
+def test_real_webcam_delivers_frames() -> None:
+    frames = list(itertools.islice(FrameReader(0, ReaderOptions(max_fps=5)), 3))
+    assert [frame.index for frame in frames] == [0, 1, 2]
+    assert frames[0].rgb.ndim == 3 and frames[0].rgb.shape[2] == 3
+
+
+def test_a_shared_stop_event_ends_iteration(hamilton_clip: Path) -> None:
+    shutdown = threading.Event()  # e.g. set by the owning process's signal handler
+    log = StatusLog()
+    threading.Timer(0.3, shutdown.set).start()
+    started = time.monotonic()
+    frames = list(FrameReader(hamilton_clip, on_status=log, stop_event=shutdown))
+    assert time.monotonic() - started < 1.5
+    assert 3 <= len(frames) < 60
+    assert log.statuses[-1].state is State.STOPPED

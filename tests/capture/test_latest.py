@@ -1,0 +1,57 @@
+"""The newest-frame holder: a slow consumer gets fresh frames, never a queue of old ones."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from streamrec.capture import CaptureError, FrameReader, LatestFrame, ReaderOptions, State
+from tests.capture.recorder import StatusLog
+
+
+def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(hamilton_clip: Path) -> None:
+    reader = FrameReader(hamilton_clip)  # paced like a camera: 30 fps
+    with LatestFrame(reader) as latest:
+        taken = []
+        for _ in range(8):
+            frame = latest.get(timeout=5)
+            assert frame is not None
+            behind = reader.counters.delivered - 1 - frame.index
+            taken.append((frame.index, time.time() - frame.wall_time, behind, latest.dropped))
+            time.sleep(0.25)  # a consumer at 4 fps
+    indices = [index for index, *_ in taken]
+    assert all(later - earlier >= 3 for earlier, later in zip(indices, indices[1:]))
+    assert max(age for _, age, _, _ in taken) < 0.5
+    assert max(behind for _, _, behind, _ in taken) <= 1
+    drops = [dropped for *_, dropped in taken]
+    assert drops[-1] > drops[0] and drops[-1] >= indices[-1] - len(indices) - 1
+
+
+def test_a_frame_is_handed_out_once_and_the_end_is_seen(hamilton_clip: Path) -> None:
+    with LatestFrame(FrameReader(hamilton_clip, ReaderOptions(fast=True))) as latest:
+        time.sleep(1.0)  # the whole file is read meanwhile; only its last frame is kept
+        last = latest.get(timeout=5)
+        assert latest.get(timeout=0.2) is None
+        assert latest.finished
+    assert last is not None and last.index == 274
+    assert latest.dropped == 274
+    assert latest.reader.status.state is State.ENDED
+
+
+def test_failure_reaches_the_consumer() -> None:
+    with LatestFrame(FrameReader(9)) as latest, pytest.raises(CaptureError, match="webcam:9"):
+        latest.get(timeout=5)
+
+
+def test_stop_is_prompt_while_a_file_is_paced(hamilton_clip: Path) -> None:
+    log = StatusLog()
+    latest = LatestFrame(FrameReader(hamilton_clip, on_status=log)).start()
+    assert latest.get(timeout=5) is not None
+    started = time.monotonic()
+    latest.stop(timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert log.statuses[-1].state is State.STOPPED
+    latest.get(timeout=0)  # the frame left in the slot, if any
+    assert latest.finished

@@ -1,0 +1,80 @@
+"""The capture stage as a real process: frames and status changes over real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import pytest
+import zmq
+
+from streamrec.bus.messages import FrameHeader, SourceStatus
+from streamrec.bus.sockets import Endpoints, new_run_dir, pull_socket, receive
+from streamrec.config.model import SourceConfig
+from streamrec.pipeline.capture import EXIT_SOURCE_FAILED, CaptureStage
+from streamrec.pipeline.stage import run_stage
+
+
+@pytest.fixture()
+def sockets():
+    run_dir = new_run_dir()
+    endpoints = Endpoints.for_run(run_dir, "ipc://unused-events", "ipc://unused-jpeg")
+    ctx = zmq.Context()
+    frames = pull_socket(ctx, endpoints.frames, hwm=1000)
+    status = pull_socket(ctx, endpoints.status)
+    yield endpoints, frames, status
+    ctx.destroy(linger=0)
+    shutil.rmtree(run_dir)
+
+
+def _start(source: SourceConfig, endpoints: Endpoints) -> multiprocessing.process.BaseProcess:
+    process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(CaptureStage(source, endpoints),))
+    process.start()
+    return process
+
+
+def _statuses(sock: zmq.Socket, until: str, timeout_ms: int = 30_000) -> list[SourceStatus]:
+    seen: list[SourceStatus] = []
+    while sock.poll(timeout_ms):
+        message = receive(sock)[1]
+        assert isinstance(message, SourceStatus)
+        seen.append(message)
+        if message.state == until:
+            break
+    return seen
+
+
+def test_a_file_is_published_then_ends(shared_data: Path, sockets):
+    endpoints, frames, status = sockets
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    process = _start(SourceConfig(url=str(clip), name="hamilton", fast=True), endpoints)
+    try:
+        states = [s.state for s in _statuses(status, "ended")]
+        assert states[0] == "opening" and "open" in states and states[-1] == "ended"
+        process.join(30)
+        assert process.exitcode == 0
+        headers = []
+        while frames.poll(100):
+            _, header, pixels = receive(frames)
+            assert isinstance(header, FrameHeader) and pixels.shape == (360, 640, 3)
+            headers.append(header)
+        assert headers and all(h.source == "hamilton" for h in headers)
+        indices = [h.index for h in headers]
+        assert indices == sorted(indices) and indices[-1] <= 274
+        # every frame the reader delivered was either sent or counted as dropped
+        assert len(headers) + headers[-1].dropped >= indices[-1] + 1 - 2
+    finally:
+        process.kill()
+
+
+def test_a_camera_that_does_not_exist_fails_for_good(sockets):
+    endpoints, _, status = sockets
+    process = _start(SourceConfig(url="7"), endpoints)
+    try:
+        seen = _statuses(status, "failed")
+        assert seen[-1].state == "failed" and "cannot open camera index 7" in seen[-1].reason
+        process.join(30)
+        assert process.exitcode == EXIT_SOURCE_FAILED
+    finally:
+        process.kill()

@@ -59,8 +59,13 @@ class DetectorConfig:
 
     min_face_size: float = 40.0
     thresholds: list[float] = field(default_factory=lambda: [0.6, 0.7, 0.7])
+    #: run the whole cascade on one frame in this many; in between, only its last net (O-Net)
+    #: re-detects the tracked faces where they are predicted to be (a fraction of the cost).
+    #: New faces are found within this many frames. 1: the whole cascade on every frame.
+    full_every: int = 3
 
     def check(self) -> None:
+        _positive("full_every", self.full_every)
         if self.min_face_size < 12:
             raise ValueError(f"min_face_size: must be >= 12 (got {self.min_face_size})")
         if len(self.thresholds) != 3:

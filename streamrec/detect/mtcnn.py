@@ -99,6 +99,14 @@ def _grid_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: floa
     )
 
 
+def _as_batch(frames: np.ndarray) -> np.ndarray:
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+    return frames
+
+
 class MTCNN:
     """Face detector with five landmarks, running its three nets through inference backends."""
 
@@ -113,10 +121,7 @@ class MTCNN:
 
         Returns one :class:`FaceDetections` per frame, highest score first.
         """
-        if frames.ndim == 3:
-            frames = frames[None]
-        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be (N, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+        frames = _as_batch(frames)
         n, h, w, _ = frames.shape
         integral = integral_images(frames)
         cand = self._propose(integral, n, h, w)
@@ -125,6 +130,23 @@ class MTCNN:
         if len(cand):
             return self._output(integral, cand, n, h, w)
         return [FaceDetections.empty() for _ in range(n)]
+
+    def refine(self, frames: np.ndarray, boxes: list[np.ndarray]) -> list[FaceDetections]:
+        """Re-detect known faces only: O-Net (the last stage) on ``boxes[i]`` ``(k, 4)`` of frame
+        ``i``, e.g. where tracked faces are predicted to be.
+
+        A fraction of a full detection's cost, so a video pipeline can run the full cascade on
+        some frames (to find new faces) and only this in between. Boxes O-Net rejects are
+        missing from the result; the rest come back corrected, with landmarks.
+        """
+        frames = _as_batch(frames)
+        n, h, w, _ = frames.shape
+        frame = np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(boxes)]) if boxes else np.zeros(0, np.int64)
+        stacked = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
+        if not len(stacked):
+            return [FaceDetections.empty() for _ in range(n)]
+        cand = _Candidates(bx.square(stacked), np.ones(len(stacked), np.float32), frame, np.zeros((len(stacked), 4), np.float32))
+        return self._output(integral_images(frames), cand, n, h, w)
 
     def _propose(self, integral: np.ndarray, n: int, h: int, w: int) -> _Candidates:
         """Stage 1: P-Net over the pyramid, NMS per level and across levels, then regression."""

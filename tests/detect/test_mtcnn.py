@@ -88,3 +88,19 @@ def test_bad_detector_settings_are_refused(kwargs, message):
 def test_bad_frames_are_refused(models):
     with pytest.raises(ValueError, match="uint8 RGB"):
         models.detector.detect(np.zeros((10, 10), np.uint8))
+
+
+def test_refine_redetects_known_faces_and_drops_empty_boxes(faces_dir: Path, models):
+    import cv2
+
+    frame = cv2.resize(load_image(faces_dir.parent / "scenes" / "fr_two_people.jpg").rgb, (640, 376))
+    found = models.detector.detect(frame)[0]
+    assert len(found) == 2
+    moved = found.boxes + np.array([6, -4, 6, -4], np.float32)  # where a tracker might predict them
+    background = np.array([[5, 300, 60, 360]], np.float32)
+    (again,) = models.detector.refine(frame[None], [np.concatenate([moved, background])])
+    assert len(again) == 2  # the faces come back, the patch of background does not
+    for box in found.boxes:
+        assert np.abs(again.boxes - box).max(axis=1).min() < 6
+    (nothing,) = models.detector.refine(frame[None], [np.zeros((0, 4), np.float32)])
+    assert len(nothing) == 0

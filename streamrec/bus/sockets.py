@@ -48,7 +48,12 @@ __all__ = [
     "pub_socket",
     "sub_socket",
     "drain_latest",
+    "receive_pending",
+    "Received",
 ]
+
+#: ``(topic, message, payload)`` as :func:`receive` returns it.
+Received = tuple[str, Message, "np.ndarray | bytes | None"]
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,29 @@ def receive(sock: zmq.Socket, flags: int = 0) -> tuple[str, Message, np.ndarray 
     has ``NOBLOCK`` and nothing is waiting."""
     parts = sock.recv_multipart(flags=flags, copy=False)
     raw = [part.buffer for part in parts]
-    topic, message = decode([bytes(raw[0]), bytes(raw[1]), *raw[2:]])
+    topic, message = decode([bytes(part) for part in raw[:2]] + raw[2:])
     if isinstance(message, (FrameHeader, Overlay)):
         return topic, message, decode_pixels(message, raw[2])
     if isinstance(message, JpegFrame):
         return topic, message, bytes(raw[2])
     return topic, message, None
+
+
+def receive_pending(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[list[Received], int]:
+    """Wait up to ``timeout_ms`` for a message, then take every message already waiting,
+    without blocking. Returns them and how many were malformed (skipped, so one bad sender
+    never stops a stage)."""
+    messages: list[Received] = []
+    malformed = 0
+    if timeout_ms and not sock.poll(timeout_ms):
+        return messages, malformed
+    while True:
+        try:
+            messages.append(receive(sock, zmq.NOBLOCK))
+        except zmq.Again:
+            return messages, malformed
+        except MessageError:
+            malformed += 1
 
 
 def drain_latest(
@@ -162,20 +184,13 @@ def drain_latest(
     """Wait up to ``timeout_ms`` for frames, then take everything queued, keeping the newest
     frame of each source. Returns ``(newest per source, frames skipped, malformed messages)``."""
     newest: dict[str, tuple[FrameHeader, np.ndarray]] = {}
-    skipped = malformed = 0
-    if not sock.poll(timeout_ms):
-        return newest, skipped, malformed
-    while True:
-        try:
-            _, message, pixels = receive(sock, zmq.NOBLOCK)
-        except zmq.Again:
-            return newest, skipped, malformed
-        except MessageError:
-            malformed += 1
-            continue
+    skipped = 0
+    messages, malformed = receive_pending(sock, timeout_ms)
+    for _, message, pixels in messages:
         if not isinstance(message, FrameHeader) or not isinstance(pixels, np.ndarray):
             malformed += 1
             continue
         if message.source in newest:
             skipped += 1
         newest[message.source] = (message, pixels)
+    return newest, skipped, malformed

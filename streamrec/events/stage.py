@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import zmq
-
-from streamrec.bus.messages import Event, MessageError
-from streamrec.bus.sockets import pub_socket, pull_socket, receive, send
+from streamrec.bus.messages import Event
+from streamrec.bus.sockets import pub_socket, pull_socket, receive_pending, send
 from streamrec.events.journal import Journal
 from streamrec.pipeline.stage import Stage
 
@@ -55,22 +53,13 @@ class EventsStage(Stage):
             self._flush_backlog()
 
     def _receive(self, timeout_ms: int) -> list[Event]:
-        events: list[Event] = []
-        if not self.inbox.poll(timeout_ms):
-            return events
-        while True:
-            try:
-                _, message, _ = receive(self.inbox, zmq.NOBLOCK)
-            except zmq.Again:
-                return events
-            except MessageError as exc:
-                self.count("malformed_messages")
-                self.log.warning("dropped a malformed message: %s", exc)
-                continue
-            if isinstance(message, Event):
-                events.append(message)
-            else:
-                self.count("malformed_messages")
+        messages, malformed = receive_pending(self.inbox, timeout_ms)
+        events = [message for _, message, _ in messages if isinstance(message, Event)]
+        bad = malformed + len(messages) - len(events)
+        if bad:
+            self.count("malformed_messages", bad)
+            self.log.warning("dropped %d malformed message(s)", bad)
+        return events
 
     def _handle(self, events: list[Event]) -> None:
         numbered = self.journal.number([e.to_json() for e in events])

@@ -1,0 +1,276 @@
+"""``enroll``, ``watchlist list|show|remove|rebuild`` and ``calibrate``: the people to recognise."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.cli.common import (
+    UserError,
+    add_engine_options,
+    add_model_options,
+    open_models,
+    print_json,
+    stderr,
+)
+from streamrec.embed.facenet import EMBEDDING_SIZE
+from streamrec.match.calibrate import Calibration, CalibrationError, Rates, calibrate, person_folders
+from streamrec.match.enroll import MIN_FACE_PX, MIN_SCORE, SIMILAR_AREA, EnrollReport, Photo, enroll_photos
+from streamrec.match.index import IndexSettings, build_index
+from streamrec.match.store import Person, Watchlist, WatchlistError
+from streamrec.paths import data_dir
+
+__all__ = ["register"]
+
+
+def _metadata_item(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (got {text!r})")
+    return key.strip(), value
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="DIR",
+        help="where the watchlist lives (default: $STREAMREC_DATA, else ~/.local/share/streamrec)",
+    )
+
+
+def _plain_verb(verbs: argparse._SubParsersAction, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    """A verb that needs no models: ``--data-dir`` and ``--json`` only."""
+    parser = verbs.add_parser(name, help=help_text, description=description)
+    _add_data_dir(parser)
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    return parser
+
+
+def _redefault(parser: argparse.ArgumentParser, dest: str, default: Any, help_text: str) -> None:
+    """Another default (and the help that describes it) for a shared option."""
+    for action in parser._actions:
+        if action.dest == dest:
+            action.default, action.help = default, help_text
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add ``enroll``, ``watchlist`` and ``calibrate`` to the ``streamrec`` parser."""
+    enroll = verbs.add_parser(
+        "enroll", help="add a person's photos to the watchlist",
+        description="Enroll the face of each photo as NAME: the largest face, refused (one line "
+        f"per photo, exit status 1) when there is none, when its detection score is under {MIN_SCORE}, "
+        f"when it is under {MIN_FACE_PX:.0f} px, or when another face is at least {SIMILAR_AREA:.0%} "
+        "as large. The usable photos are enrolled all together. A NAME already in the watchlist "
+        "gets the new photos added to it; --id picks or creates a person by id.",
+    )
+    enroll.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    enroll.add_argument("--name", required=True, help="the person's name")
+    enroll.add_argument("--id", metavar="ID", help="person id (default: the name's slug, e.g. 'ada-lovelace', suffixed if taken)")
+    enroll.add_argument(
+        "--metadata", type=_metadata_item, action="append", default=[], metavar="KEY=VALUE",
+        help="a note to keep with the person (repeatable; replaces the same key)",
+    )
+    _add_data_dir(enroll)
+    add_model_options(enroll)
+    add_engine_options(enroll)
+    enroll.set_defaults(handler=run_enroll)
+    _redefault(enroll, "selection", "largest_clipped", "which face of a photo is enrolled (default: %(default)s: "
+               "the largest, clipped to the image)")
+
+    watchlist = verbs.add_parser(
+        "watchlist", help="list, show or remove enrolled people; rebuild the search index",
+        description="Inspect and edit the watchlist in the data directory.",
+    )
+    actions = watchlist.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _plain_verb(actions, "list", "everyone enrolled", "Everyone enrolled, by name, with their number of photos.").set_defaults(handler=run_list)
+    show = _plain_verb(actions, "show", "one person and their photos", "One person: name, metadata and each enrolled photo with its face box.")
+    show.add_argument("person_id", metavar="ID")
+    show.set_defaults(handler=run_show)
+    remove = _plain_verb(actions, "remove", "remove a person", "Remove a person and all their embeddings (running matchers notice at once).")
+    remove.add_argument("person_id", metavar="ID")
+    remove.set_defaults(handler=run_remove)
+    _plain_verb(
+        actions, "rebuild", "build the nearest-neighbour index now",
+        "Build the Annoy index of the watchlist now (running matchers build it themselves in the "
+        "background when the watchlist is large; see docs/watchlist.md).",
+    ).set_defaults(handler=run_rebuild)
+
+    calib = verbs.add_parser(
+        "calibrate", help="propose a threshold for a chosen false-accept rate",
+        description="DIR holds one folder of photos per person. Every pair of main faces is "
+        "compared; the proposed threshold is the largest at which at most --far of the "
+        "different-person pairs are accepted, with the false-reject rate it costs.",
+    )
+    calib.add_argument("--images", type=Path, required=True, metavar="DIR", help="one sub-folder of photos per person")
+    calib.add_argument("--far", type=float, default=0.001, help="target false-accept rate (default: %(default)s)")
+    add_model_options(calib)
+    add_engine_options(calib)
+    calib.set_defaults(handler=run_calibrate)
+
+
+@contextlib.contextmanager
+def _watchlist(args: argparse.Namespace) -> Iterator[Watchlist]:
+    """The watchlist of ``--data-dir``; its refusals become one-line user errors."""
+    try:
+        with Watchlist(data_dir(args.data_dir)) as store:
+            yield store
+    except WatchlistError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _person_json(person: Person) -> dict[str, Any]:
+    return {"id": person.id, "name": person.name, "metadata": person.metadata,
+            "created": round(person.created, 3), "photos": person.embeddings}
+
+
+def _photos(count: int) -> str:
+    return f"{count} photo{'s' if count != 1 else ''}"
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def run_enroll(args: argparse.Namespace) -> int:
+    with _watchlist(args) as store:
+        store.resolve(args.name, args.id)  # a bad name or id fails before the models load
+        report = enroll_photos(store, open_models(args), args.name, args.images, args.id, dict(args.metadata))
+    if args.json:
+        print_json(_enroll_json(report))
+    else:
+        for photo in report.photos:
+            print(f"{photo.image}: refused: {photo.refused}" if photo.refused else f"{photo.image}: enrolled")
+        if report.enrolled:
+            person = report.enrolled.person
+            verb = "new person" if report.enrolled.created else "added to"
+            print(f"enrolled {len(report.enrolled.embedding_ids)} of {len(report.photos)} photos: {verb} "
+                  f"{person.name} (id {person.id}, {_photos(person.embeddings)} in all)")
+    if report.enrolled is None:
+        raise UserError(f"nothing enrolled: none of the {len(report.photos)} photos has a usable face")
+    return 1 if any(photo.refused for photo in report.photos) else 0
+
+
+def _photo_json(photo: Photo) -> dict[str, Any]:
+    if photo.face is None:
+        return {"image": str(photo.image), "refused": photo.refused}
+    return {"image": str(photo.image), "box": [round(v, 2) for v in photo.face.box]}
+
+
+def _enroll_json(report: EnrollReport) -> dict[str, Any]:
+    enrolled = report.enrolled
+    return {
+        "person": _person_json(enrolled.person) if enrolled else None,
+        "created": bool(enrolled and enrolled.created),
+        "embedding_ids": enrolled.embedding_ids if enrolled else [],
+        "photos": [_photo_json(photo) for photo in report.photos],
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with _watchlist(args) as store, store.read() as view:
+        people, generation = view.persons(), view.generation()
+    if args.json:
+        print_json({"data_dir": str(store.path.parent), "generation": generation, "people": [_person_json(p) for p in people]})
+        return 0
+    if not people:
+        print(f"the watchlist in {store.path.parent} is empty")
+    for person in people:
+        notes = ", ".join(f"{k}={v}" for k, v in person.metadata.items())
+        print(f"{person.id:<24} {person.name:<32} {_photos(person.embeddings):>10}  {notes}".rstrip())
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with _watchlist(args) as store, store.read() as view:
+        person, embeddings = view.person(args.person_id), view.embeddings(args.person_id)
+    if person is None:
+        raise UserError(f"no person with id {args.person_id!r} in the watchlist")
+    if args.json:
+        items = [{"id": e.id, "image": e.image, "box": [round(v, 2) for v in e.box], "created": round(e.created, 3)} for e in embeddings]
+        print_json({**_person_json(person), "embeddings": items})
+        return 0
+    print(f"{person.name} (id {person.id}), enrolled {_when(person.created)}")
+    for key, value in person.metadata.items():
+        print(f"  {key}: {value}")
+    for e in embeddings:
+        x1, y1, x2, y2 = e.box
+        print(f"  embedding {e.id}: {e.image} face ({x1:.0f}, {y1:.0f})-({x2:.0f}, {y2:.0f}), {_when(e.created)}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    with _watchlist(args) as store:
+        person = store.remove(args.person_id)
+    if args.json:
+        print_json({"removed": person.id, "name": person.name, "embeddings": person.embeddings})
+    else:
+        plural = "s" if person.embeddings != 1 else ""
+        print(f"removed {person.name} (id {person.id}) and {person.embeddings} embedding{plural}")
+    return 0
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    settings = IndexSettings()
+    with _watchlist(args) as store:
+        started = time.monotonic()
+        folder = build_index(store, settings)
+        with store.read() as view:
+            count = view.count()
+    seconds = time.monotonic() - started
+    used = count >= settings.exact_limit
+    if args.json:
+        print_json({"index": str(folder), "embeddings": count, "n_trees": settings.n_trees,
+                    "seconds": round(seconds, 3), "used": used, "exact_limit": settings.exact_limit})
+        return 0
+    print(f"built {folder} ({count} embeddings, {settings.n_trees} trees) in {seconds:.1f} s")
+    if not used:
+        print(f"note: below {settings.exact_limit} embeddings the matcher searches exactly and does not use it")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    if not args.images.is_dir():
+        raise UserError(f"{args.images}: not a folder (expected one sub-folder of photos per person)")
+    folders = person_folders(args.images)
+    models = open_models(args)
+    embeddings, skipped = {}, 0
+    for person, paths in folders.items():
+        vectors = []
+        for result in models.analyse(paths, embed="main"):
+            if len(result.embeddings):
+                vectors.append(result.embeddings[0])
+            else:
+                skipped += 1
+                stderr(f"{result.path}: skipped: {result.error or 'no face found'}")
+        embeddings[person] = np.array(vectors, np.float32).reshape(-1, EMBEDDING_SIZE)
+    try:
+        result = calibrate(embeddings, args.far)
+    except (CalibrationError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if result.warning:
+        stderr(f"streamrec: warning: {result.warning}")
+    if args.json:
+        print_json({**asdict(result), "skipped_photos": skipped})
+    else:
+        _print_calibration(result, skipped)
+    return 0
+
+
+def _rates_text(rates: Rates, calibration: Calibration) -> str:
+    return (f"false accepts {rates.false_accepts}/{calibration.different_pairs} ({rates.far:.4f}), "
+            f"false rejects {rates.false_rejects}/{calibration.same_pairs} ({rates.frr:.4f})")
+
+
+def _print_calibration(result: Calibration, skipped: int) -> None:
+    print(f"people: {result.people}, photos: {result.photos} ({skipped} skipped: no usable face)")
+    print(f"pairs: {result.same_pairs} same-person, {result.different_pairs} different-person")
+    print("same-person distances: {:.3f} - {:.3f}".format(*result.same_range))
+    print("different-person distances: {:.3f} - {:.3f}".format(*result.different_range))
+    print(f"proposed threshold: {result.proposed.threshold:.3f} (target FAR {result.target_far:g}): {_rates_text(result.proposed, result)}")
+    print(f"default threshold {result.default.threshold}: {_rates_text(result.default, result)}")

@@ -1,0 +1,88 @@
+"""``enroll`` and ``watchlist`` as real processes, on real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+WATCHLIST_VERBS = [["enroll"], ["watchlist", "list"], ["watchlist", "show"], ["watchlist", "remove"], ["watchlist", "rebuild"]]
+
+
+@pytest.mark.parametrize("verb", [*WATCHLIST_VERBS, ["calibrate"]], ids=" ".join)
+def test_every_verb_has_help(verb):
+    result = run_cli(*verb, "--help")
+    assert result.returncode == 0 and "usage: streamrec" in result.stdout and "--json" in result.stdout
+    assert ("--data-dir" in result.stdout) == (verb in WATCHLIST_VERBS)  # calibrate keeps no state
+
+
+def _cli_json(*args: str, status: int = 0):
+    result = run_cli(*args, "--json")
+    assert result.returncode == status, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_enroll_keeps_the_good_photos_and_refuses_the_rest(tmp_path: Path, shared_data: Path):
+    good = [shared_data / "faces" / "barack_obama" / name for name in ("1.jpg", "2.jpg")]
+    two_people = shared_data / "scenes" / "fr_two_people.jpg"
+    nonfaces = sorted((shared_data / "nonfaces").iterdir())
+    broken = sorted((shared_data / "edge_cases" / "broken").iterdir())
+    photos = [good[0], *nonfaces, two_people, *broken, good[1]]
+    report = _cli_json("enroll", "--name", "Barack Obama", *map(str, photos), "--data-dir", str(tmp_path), status=1)
+    assert report["created"] is True and report["person"]["id"] == "barack-obama" and report["person"]["photos"] == 2
+    outcome = {Path(p["image"]).name: p.get("refused", "enrolled") for p in report["photos"]}
+    assert outcome["1.jpg"] == outcome["2.jpg"] == "enrolled"
+    for photo in nonfaces:
+        assert outcome[photo.name] == "no face found" or outcome[photo.name].startswith("no clear face"), photo
+    assert outcome["fr_two_people.jpg"].startswith("2 faces of similar size")
+    assert outcome["cf_truncated.jpg"].startswith("truncated JPEG")
+    assert outcome["cf_corrupted.png"].startswith("corrupt PNG")
+    assert outcome["cf_empty.png"].startswith("not a readable image")
+    shown = _cli_json("watchlist", "show", "barack-obama", "--data-dir", str(tmp_path))
+    assert [e["image"] for e in shown["embeddings"]] == [str(p.resolve()) for p in good]
+    x1, y1, x2, y2 = shown["embeddings"][0]["box"]
+    assert 300 < x1 < x2 < 700 and 50 < y1 < y2 < 500 and shown["name"] == "Barack Obama"
+
+
+def test_nothing_usable_enrolls_nobody(tmp_path: Path, shared_data: Path):
+    white = shared_data / "nonfaces" / "fapi_white.png"
+    result = run_cli("enroll", "--name", "Nobody", str(white), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"{white}: refused: no face found"
+    assert result.stderr.strip().endswith("streamrec: error: nothing enrolled: none of the 1 photos has a usable face")
+    assert _cli_json("watchlist", "list", "--data-dir", str(tmp_path))["people"] == []
+
+
+def test_same_name_adds_photos_then_list_show_and_remove(tmp_path: Path, faces_dir: Path):
+    rose = faces_dir / "rose_leslie"
+    data = ["--data-dir", str(tmp_path)]
+    first = _cli_json("enroll", "--name", "Rose Leslie", str(rose / "1.jpg"), "--metadata", "show=Game of Thrones", *data)
+    second = _cli_json("enroll", "--name", "rose leslie", str(rose / "2.jpg"), "--metadata", "role=Ygritte", *data)
+    assert (first["created"], second["created"]) == (True, False)
+    listed = _cli_json("watchlist", "list", *data)
+    assert listed["generation"] == 2
+    (person,) = listed["people"]
+    assert (person["id"], person["name"], person["photos"]) == ("rose-leslie", "Rose Leslie", 2)
+    assert person["metadata"] == {"show": "Game of Thrones", "role": "Ygritte"}
+    text = run_cli("watchlist", "show", "rose-leslie", *data)
+    assert text.returncode == 0 and text.stdout.startswith("Rose Leslie (id rose-leslie)") and "role: Ygritte" in text.stdout
+    mismatch = run_cli("enroll", "--name", "Kit Harington", "--id", "rose-leslie", str(rose / "1.jpg"), *data)
+    assert mismatch.returncode == 1 and "id 'rose-leslie' belongs to 'Rose Leslie', not 'Kit Harington'" in mismatch.stderr
+    removed = run_cli("watchlist", "remove", "rose-leslie", *data)
+    assert removed.returncode == 0 and removed.stdout.strip() == "removed Rose Leslie (id rose-leslie) and 2 embeddings"
+    assert _cli_json("watchlist", "list", *data)["people"] == []
+    gone = run_cli("watchlist", "show", "rose-leslie", *data)
+    assert gone.returncode == 1 and gone.stderr.strip() == "streamrec: error: no person with id 'rose-leslie' in the watchlist"
+
+
+def test_data_dir_defaults_to_streamrec_data(tmp_path: Path, faces_dir: Path):
+    env = {**os.environ, "STREAMREC_DATA": str(tmp_path / "from-env")}
+    result = run_cli("enroll", "--name", "Joe Biden", str(faces_dir / "joe_biden" / "1.jpg"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from-env" / "watchlist.sqlite3").is_file()
+    listed = run_cli("watchlist", "list", env=env)
+    assert listed.stdout.split()[:4] == ["joe-biden", "Joe", "Biden", "1"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import browser  # noqa: F401 - a shared fixture
 from tests.support.rtsp import RtspServer, camera_clip, require_rtsp_server
 
 ROOT = Path(__file__).resolve().parents[1]

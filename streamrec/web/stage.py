@@ -1,0 +1,103 @@
+"""The web stage: the door-display page, the MJPEG streams and ``/metrics`` over HTTP.
+
+It subscribes to three feeds and keeps what the pages need: overlaid JPEG frames from the
+render stage (the newest per source), published events from the events stage (the recent
+ones, and the last decision per source), and every ``StageStats`` the supervisor forwards on
+the monitor socket (for ``/metrics``). HTTP runs in a threaded server beside the ZeroMQ loop.
+
+A port already in use is reported in one log line and the stage exits with
+``EXIT_HTTP_FAILED``, rather than with a traceback.
+
+Counters: ``http_requests``, ``frames_received``, ``events_received``, ``stats_received``,
+``malformed_messages``. Gauge: ``mjpeg_clients``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import zmq
+
+from streamrec.bus.messages import Event, JpegFrame, Message, StageStats
+from streamrec.bus.sockets import Endpoints, receive_pending, sub_socket
+from streamrec.config.model import OutputsConfig
+from streamrec.pipeline.stage import Stage
+from streamrec.web.metrics import StageMetrics
+from streamrec.web.server import WebError, WebServer, serve_http
+from streamrec.web.state import WebState
+
+__all__ = ["WebStage", "EXIT_HTTP_FAILED"]
+
+EXIT_HTTP_FAILED = 2
+POLL_MS = 200  #: how long a step waits for input; bounds how late a stop request is seen
+JPEG_HWM = 4  #: JPEG frames queued before ZeroMQ drops older ones for us
+
+
+class WebStage(Stage):
+    """Serves ``outputs.http`` (``HOST:PORT``). ``sources``: the configured camera names, so
+    the page and routes know them (and pick the first) before their first frame arrives."""
+
+    name = "web"
+
+    def __init__(
+        self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = ()
+    ) -> None:
+        super().__init__(endpoints.stats, log_file)
+        self.outputs, self.endpoints = outputs, endpoints
+        self.sources = list(sources)
+        self.server: WebServer | None = None
+        self._serving: threading.Thread | None = None
+
+    def setup(self) -> None:
+        assert self.ctx is not None
+        self.state = WebState(self.sources)
+        self.metrics = StageMetrics()
+        try:
+            self.server = serve_http(self.outputs.http, self.state, self.metrics)
+        except WebError as exc:
+            self.log.error("%s", exc)
+            self.exit_code = EXIT_HTTP_FAILED
+            return
+        self._serving = threading.Thread(target=self.server.serve_forever, args=(0.2,), name="http", daemon=True)
+        self._serving.start()
+        self.poller = zmq.Poller()
+        for address, hwm in ((self.endpoints.jpeg_pub, JPEG_HWM), (self.endpoints.events_pub, None), (self.endpoints.monitor, 100)):
+            self.poller.register(sub_socket(self.ctx, address, hwm=hwm), zmq.POLLIN)
+        host, port = self.server.server_address[:2]
+        self.log.info("serving http://%s:%s/ (door page), /stream.mjpg, /metrics", host, port)
+
+    def step(self) -> bool:
+        if self.server is None:
+            return False
+        for sock, _ in self.poller.poll(POLL_MS):
+            messages, malformed = receive_pending(sock)
+            self.count("malformed_messages", malformed)
+            for _, message, payload in messages:
+                self._take(message, payload)
+        self.counters["http_requests"] = self.state.requests
+        self.gauges["mjpeg_clients"] = float(self.state.streams)
+        return True
+
+    def _take(self, message: Message, payload: object) -> None:
+        if isinstance(message, JpegFrame) and isinstance(payload, bytes):
+            self.state.add_picture(message, payload)
+            self.count("frames_received")
+        elif isinstance(message, Event):
+            self.state.add_event(message)
+            self.count("events_received")
+        elif isinstance(message, StageStats):
+            self.metrics.update(message)
+            self.count("stats_received")
+        else:
+            self.count("malformed_messages")
+
+    def teardown(self) -> None:
+        if self.server is None:
+            return
+        self.state.close()
+        self.server.shutdown()
+        self.server.server_close()
+        if self._serving is not None:
+            self._serving.join(timeout=2.0)

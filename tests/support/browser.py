@@ -1,0 +1,62 @@
+"""Headless Chromium for page tests, driven by Playwright with Debian's own browser.
+
+Needs Debian's ``chromium`` and the ``playwright`` Python package (never ``playwright install``:
+the system browser is used). Without them a test skips, or fails when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+__all__ = ["CHROMIUM_ARGS", "browser", "pixels", "video_changes"]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason + "; CI must have it")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium (Playwright gives it a fresh temporary profile, --user-data-dir)."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        _missing("Chromium is not installed (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright is not installed (pip install playwright; the system Chromium is used)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(int)
+
+
+def video_changes(video, tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Two screenshots of the video some time apart, the second taken once it differs."""
+    first = pixels(video.screenshot())
+    for _ in range(tries):
+        time.sleep(0.25)
+        second = pixels(video.screenshot())
+        if second.shape == first.shape and np.abs(second - first).mean() > 5:
+            break
+    return first, second
+
+

@@ -1,0 +1,123 @@
+"""``streamrec events``: print match events, replaying the journal first if asked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from streamrec.bus.messages import EVENT_TYPES, Event, MessageError
+from streamrec.bus.sockets import receive, sub_socket
+from streamrec.cli.common import UserError, stderr
+from streamrec.config.model import OutputsConfig
+from streamrec.events.journal import read_journal
+from streamrec.paths import data_dir
+
+__all__ = ["register", "parse_since"]
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """Unix time from ``10m``/``2h``/``1d``/``30s`` ago, an ISO 8601 time (local time unless it
+    has an offset), or Unix seconds."""
+    now = time.time() if now is None else now
+    match = _RELATIVE.match(text.strip())
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. 10m, 2h, 1d, 2026-11-24T09:30 or Unix seconds, got {text!r}") from None
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add ``events`` to the ``streamrec`` parser."""
+    parser = verbs.add_parser(
+        "events", help="print match events live (and past ones with --since)",
+        description="Subscribe to a running pipeline's events and print them. With --since, "
+        "events from the journal in the data directory are printed first, then live ones, "
+        "without gaps or repeats, so a subscriber that was down loses nothing.",
+    )
+    parser.add_argument("--since", type=parse_since, metavar="TIME", help="replay from this time: 10m, 2h, 1d, an ISO time or Unix seconds")
+    parser.add_argument("--topic", action="append", choices=EVENT_TYPES, help="only these event types (repeatable; default: all)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the journal and the running pipeline's address are")
+    parser.add_argument("--address", metavar="ADDR", help="events PUB address (default: the running pipeline's, else tcp://127.0.0.1:5571)")
+    parser.add_argument("--count", type=int, metavar="N", help="exit after printing N events")
+    parser.add_argument("--no-follow", action="store_true", help="print the replayed events and exit")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(handler=run_events)
+
+
+def _address(folder: Path, override: str | None) -> str:
+    if override:
+        return override
+    try:
+        return str(json.loads((folder / "run.json").read_text())["events"])
+    except (OSError, ValueError, KeyError):
+        return OutputsConfig().events
+
+
+def _format(event: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(event["ts"]).strftime("%Y-%m-%d %H:%M:%S")
+    head = f"{when} {event['type']:<13} {event['source']}"
+    if event["type"] in ("match", "unknown", "track_end"):
+        who = event.get("name") or ("unknown" if event["type"] != "track_end" else "-")
+        numbers = ", ".join(f"{k} {event[k]:.3f}" for k in ("distance", "score") if isinstance(event.get(k), (int, float)))
+        return f"{head} track {event.get('track_id')}: {who}" + (f" ({numbers})" if numbers else "") + (f" {event['detail']}" if event.get("detail") else "")
+    return f"{head} {event.get('detail', '')}"
+
+
+class _Printer:
+    def __init__(self, as_json: bool, topics: list[str] | None, limit: int | None) -> None:
+        self.as_json, self.topics, self.limit = as_json, topics, limit
+        self.printed = 0
+        self.last_seq = 0
+
+    def show(self, event: dict[str, Any]) -> bool:
+        """Print ``event`` unless filtered or already shown; False once ``limit`` is reached."""
+        if event.get("seq", 0) and event["seq"] <= self.last_seq:
+            return True
+        self.last_seq = max(self.last_seq, event.get("seq", 0))
+        if self.topics and event["type"] not in self.topics:
+            return True
+        print(json.dumps(event) if self.as_json else _format(event), flush=True)
+        self.printed += 1
+        return self.limit is None or self.printed < self.limit
+
+
+def run_events(args: argparse.Namespace) -> int:
+    folder = data_dir(args.data_dir)
+    printer = _Printer(args.json, args.topic, args.count)
+    ctx = zmq.Context()
+    try:
+        subscriber = None if args.no_follow else sub_socket(ctx, _address(folder, args.address), args.topic)
+        if args.since is not None:
+            for event in read_journal(folder / "events", since_ts=args.since):
+                if not printer.show(event):
+                    return 0
+        if subscriber is None:
+            return 0
+        while True:
+            try:
+                _, message, _ = receive(subscriber)
+            except MessageError as exc:
+                stderr(f"streamrec: skipped a malformed event: {exc}")
+                continue
+            if isinstance(message, Event) and not printer.show(message.to_json()):
+                return 0
+    except zmq.ZMQError as exc:
+        raise UserError(f"cannot subscribe: {exc}") from None
+    finally:
+        ctx.destroy(linger=0)

@@ -1,0 +1,294 @@
+"""The inference stage: batches the newest frame of every source, detects, tracks, embeds the
+faces worth it, matches them against the watchlist and turns tracks into decisions.
+
+One process serves every camera, so the detector sees batches across cameras (as DeepStream's
+stream muxer does): a batch leaves when it holds a new frame from every live source, when
+``max_frames`` are waiting, or ``max_wait_ms`` after its first frame arrived.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streamrec.bus.messages import Event, FrameHeader, Overlay, SourceStatus
+from streamrec.bus.sockets import Endpoints, drain_latest, pull_socket, push_socket, receive_pending, send
+from streamrec.config.model import RunConfig
+from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
+from streamrec.detect.types import FaceDetections
+from streamrec.pipeline.stage import Stage
+from streamrec.track.identity import Decision, Observation, TrackIdentity
+from streamrec.track.policy import EmbedPolicy
+from streamrec.track.quality import FaceQuality, face_quality
+from streamrec.track.tracker import IoUTracker, Track
+
+__all__ = ["InferenceStage"]
+
+
+@dataclass
+class _Source:
+    """Per-source state: tracker, detector settings, frame-rate estimate, output pacing."""
+
+    tracker: IoUTracker
+    min_face_size: float
+    live: bool = True
+    since_full: int = 0  #: frames since the last whole-cascade detection
+    frames: int = 0
+    fps: float = 0.0
+    last_ts: float | None = None
+    last_overlay: float = 0.0
+
+
+@dataclass
+class _Pending:
+    """A face chosen for embedding in this batch."""
+
+    source: str
+    track: Track
+    quality: FaceQuality
+    header: FrameHeader
+    crop: np.ndarray
+
+
+@dataclass
+class _Batch:
+    frames: dict[str, tuple[FrameHeader, np.ndarray]] = field(default_factory=dict)
+    started: float = 0.0
+
+
+class InferenceStage(Stage):
+    name = "inference"
+
+    def __init__(self, config: RunConfig, endpoints: Endpoints, data_dir: Path, engine_dir: Path | None, log_file: Path | None = None) -> None:
+        super().__init__(endpoints.stats, log_file)
+        self.config, self.endpoints, self.data_dir, self.engine_dir = config, endpoints, data_dir, engine_dir
+        self.sources: dict[str, _Source] = {}
+        self.batch = _Batch()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from streamrec.backends import BackendOptions
+        from streamrec.faces import FaceModels, ModelsConfig
+        from streamrec.match.matcher import Matcher
+
+        assert self.ctx is not None
+        cfg = self.config
+        options = BackendOptions(threads=cfg.pipeline.threads or None)
+        models = FaceModels(
+            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),  # type: ignore[arg-type]
+            self.engine_dir,
+            report=self.log.info,
+        )
+        self.nets = (models.detector.pnet, models.detector.rnet, models.detector.onet)
+        self.detectors: dict[float, MTCNN] = {}
+        self.embedder = models.embedder
+        self.matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
+        self.policy = EmbedPolicy(cfg.tracker)
+        for source in cfg.sources:
+            self.sources[source.label] = _Source(
+                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s),
+                source.min_face_size or cfg.detector.min_face_size,
+            )
+        self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4)
+        self.status_in = pull_socket(self.ctx, self.endpoints.status)
+        self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
+        self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
+        self.log.info("ready: %d source(s), watchlist in %s", len(self.sources), self.data_dir)
+
+    def _detector(self, min_face: float) -> MTCNN:
+        if min_face not in self.detectors:
+            thresholds = tuple(self.config.detector.thresholds)
+            self.detectors[min_face] = MTCNN(*self.nets, MTCNNConfig(min_face_size=min_face, thresholds=thresholds))  # type: ignore[arg-type]
+        return self.detectors[min_face]
+
+    # -- loop --------------------------------------------------------------------------------
+    def step(self) -> bool:
+        self._statuses()
+        wait = self.config.batch.max_wait_ms / 1000.0
+        timeout = wait if not self.batch.frames else max(0.0, self.batch.started + wait - time.monotonic())
+        newest, skipped, malformed = drain_latest(self.frames_in, int(timeout * 1000))
+        self.count("frames_skipped", skipped)
+        self.count("malformed_messages", malformed)
+        for name, item in newest.items():
+            if name not in self.sources:
+                self.count("frames_unknown_source")
+                continue
+            if not self.batch.frames:
+                self.batch.started = time.monotonic()
+            if name in self.batch.frames:
+                self.count("frames_skipped")
+            self.batch.frames[name] = item
+        if self._batch_ready():
+            batch, self.batch = self.batch, _Batch()
+            self._process(batch.frames)
+        return any(s.live for s in self.sources.values()) or bool(self.batch.frames)
+
+    def _batch_ready(self) -> bool:
+        frames = self.batch.frames
+        if not frames:
+            return False
+        live = {name for name, s in self.sources.items() if s.live}
+        waited = time.monotonic() - self.batch.started >= self.config.batch.max_wait_ms / 1000.0
+        return live <= frames.keys() or len(frames) >= self.config.batch.max_frames or waited
+
+    def _statuses(self) -> None:
+        messages, malformed = receive_pending(self.status_in)
+        self.count("malformed_messages", malformed)
+        for _, message, _ in messages:
+            if isinstance(message, SourceStatus) and message.source in self.sources:
+                self._on_status(message)
+            else:
+                self.count("malformed_messages")
+
+    def _on_status(self, status: SourceStatus) -> None:
+        source = self.sources[status.source]
+        self._emit(Event("source_status", status.source, time.time(), detail=f"{status.state}: {status.reason}".rstrip(": ")))
+        if status.state in ("ended", "failed"):
+            source.live = False
+            if status.source in self.batch.frames:
+                header, pixels = self.batch.frames.pop(status.source)
+                self._process({status.source: (header, pixels)})
+            for track in source.tracker.end_all():
+                self._track_end(status.source, track)
+        elif status.state == "open":
+            source.live = True
+
+    def teardown(self) -> None:
+        for name, source in self.sources.items():
+            for track in source.tracker.end_all():
+                self._track_end(name, track)
+
+    # -- work --------------------------------------------------------------------------------
+    def _process(self, frames: dict[str, tuple[FrameHeader, np.ndarray]]) -> None:
+        start = time.monotonic()
+        detections = self._detect(frames)
+        self.observe("detect", time.monotonic() - start)
+        pending: list[_Pending] = []
+        for name, (header, pixels) in frames.items():
+            faces = detections[name]
+            source = self.sources[name]
+            self._frame_rate(source, header)
+            matched, ended = source.tracker.update(faces, header.ts)
+            for track in ended:
+                self._track_end(name, track)
+            for track, index in matched:
+                quality = face_quality(pixels, faces.boxes[index], faces.landmarks[index])
+                if self.policy.wants(track, quality, header.ts):
+                    self.policy.record(track, quality, header.ts)
+                    crop = self.embedder.crops(pixels, faces[[index]])
+                    pending.append(_Pending(name, track, quality, header, crop))
+            self.count("faces", len(faces))
+        if pending:
+            self._embed(pending)
+        for name, (header, pixels) in frames.items():
+            self._overlay(name, header, pixels)
+        self.observe("batch", time.monotonic() - start)
+        self.count("batches")
+
+    def _detect(self, frames: dict[str, tuple[FrameHeader, np.ndarray]]) -> dict[str, FaceDetections]:
+        """Whole-cascade detection for frames that are due for one (or whose source has no
+        tracks), O-Net re-detection of the tracked faces for the others; frames of equal size
+        share a batch either way."""
+        full: dict[tuple[int, int, float], list[str]] = defaultdict(list)
+        tracked: dict[tuple[int, int], list[str]] = defaultdict(list)
+        for name, (header, _) in frames.items():
+            source = self.sources[name]
+            if not source.tracker.tracks or source.since_full + 1 >= self.config.detector.full_every:
+                source.since_full = 0
+                full[(header.height, header.width, source.min_face_size)].append(name)
+            else:
+                source.since_full += 1
+                tracked[(header.height, header.width)].append(name)
+        result: dict[str, FaceDetections] = {}
+        for (_, _, min_face), names in full.items():
+            stack = np.stack([frames[n][1] for n in names])
+            result.update(zip(names, self._detector(min_face).detect(stack)))
+            self.count("detections_full", len(names))
+        for names in tracked.values():
+            stack = np.stack([frames[n][1] for n in names])
+            boxes = [np.stack([t.predicted(frames[n][0].ts) for t in self.sources[n].tracker.tracks.values()]) for n in names]
+            result.update(zip(names, self._detector(self.config.detector.min_face_size).refine(stack, boxes)))
+            self.count("detections_tracked", len(names))
+        return result
+
+    def _embed(self, pending: list[_Pending]) -> None:
+        start = time.monotonic()
+        vectors = self.embedder.embed_crops(np.concatenate([p.crop for p in pending]))
+        self.observe("embed", time.monotonic() - start)
+        self.count("embeddings", len(pending))
+        for item, result in zip(pending, self.matcher.match(vectors)):
+            identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
+            observation = Observation(result.person_id, result.name, result.distance, item.quality.score)
+            decision = identity.add(observation)
+            if decision is not None:
+                self._decision(item, decision)
+
+    def _decision(self, item: _Pending, decision: Decision) -> None:
+        self.count(f"decisions_{decision.type}")
+        self._emit(
+            Event(
+                decision.type, item.source, time.time(), track_id=item.track.id, person_id=decision.person_id,
+                name=decision.name, distance=_round(decision.distance), score=decision.score,
+                box=[round(float(v), 1) for v in item.track.box], frame_index=item.header.index,
+                capture_ts=item.header.ts,
+            )
+        )
+
+    def _track_end(self, source: str, track: Track) -> None:
+        """Close a track that was announced (had a decision); tracks that never got one, such
+        as a face seen for a frame or two, end silently."""
+        identity: TrackIdentity | None = track.state.get("identity")
+        decision = identity.decision if identity else None
+        if decision is None:
+            return
+        self._emit(
+            Event(
+                "track_end", source, time.time(), track_id=track.id,
+                person_id=decision.person_id, name=decision.name, distance=_round(decision.distance), score=decision.score,
+                box=[round(float(v), 1) for v in track.box],
+                detail=f"seen {track.last_ts - track.first_ts:.1f} s in {track.hits} frames",
+            )
+        )
+
+    def _emit(self, event: Event) -> None:
+        send(self.events_out, event.type, event)
+
+    def _frame_rate(self, source: _Source, header: FrameHeader) -> None:
+        if source.last_ts is not None and header.ts > source.last_ts:
+            instant = 1.0 / (header.ts - source.last_ts)
+            source.fps = instant if source.fps == 0 else 0.9 * source.fps + 0.1 * instant
+        source.last_ts = header.ts
+        source.frames += 1
+        self.count(f"frames[{header.source}]")
+        self.gauges[f"fps[{header.source}]"] = round(source.fps, 2)
+        self.gauges[f"dropped[{header.source}]"] = float(header.dropped)
+        self.observe(f"capture_to_detect[{header.source}]", time.time() - header.ts)
+
+    def _overlay(self, name: str, header: FrameHeader, pixels: np.ndarray) -> None:
+        source = self.sources[name]
+        now = time.monotonic()
+        if now - source.last_overlay < 1.0 / self.config.outputs.render_fps:
+            return
+        source.last_overlay = now
+        faces = []
+        for track in source.tracker.tracks.values():
+            if track.last_ts != header.ts:
+                continue
+            identity: TrackIdentity | None = track.state.get("identity")
+            decision = identity.decision if identity else None
+            label = decision.name if decision and decision.type == "match" else ("unknown" if decision else "...")
+            faces.append(
+                {"box": [float(v) for v in track.box], "track_id": track.id, "label": label or "?",
+                 "score": decision.score if decision else 0.0, "known": bool(decision and decision.type == "match")}
+            )
+        overlay = Overlay(name, header.index, header.ts, header.height, header.width, round(source.fps, 1), faces)
+        if not send(self.overlays_out, name, overlay, pixels, block=False):
+            self.count("overlays_dropped")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)

@@ -1,0 +1,193 @@
+"""The supervisor: starts the stage processes in order, restarts a crashed one, shows a live
+status line, and shuts everything down cleanly.
+
+Stages (one process each): ``events`` (journal + publish), ``render`` and ``web`` (outputs),
+``inference`` (the batcher, detector, tracker, embedder, matcher) and one ``capture:<source>``
+per source. They start consumers first, so no producer sends into the void, and stop in
+reverse. A stage that dies is restarted (at most ``MAX_RESTARTS`` times per ``RESTART_WINDOW_S``;
+beyond that the run stops with an error), every child asks the kernel to end it if the
+supervisor itself dies, and the run directory with the ipc endpoints is removed at the end.
+
+A capture stage that exits 0 has finished its source (a file ended); one that exits with
+``EXIT_SOURCE_FAILED`` failed for good after saying why (a camera that does not exist), and
+neither is restarted. When every source has finished, the inference stage ends its tracks and
+exits, the outputs are flushed and the run ends: exit status 0, or 1 if a source failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from streamrec.bus.messages import StageStats
+from streamrec.bus.sockets import Endpoints, pub_socket, pull_socket, receive_pending, send
+from streamrec.config.model import RunConfig
+from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
+from streamrec.pipeline.stage import Stage, run_stage
+
+__all__ = ["Supervisor", "MAX_RESTARTS", "RESTART_WINDOW_S"]
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+log = logging.getLogger("supervisor")
+
+
+@dataclass
+class _Child:
+    """A stage process and how to make it again."""
+
+    name: str
+    factory: Callable[[], Stage]
+    process: multiprocessing.process.BaseProcess | None = None
+    restarts: deque[float] = field(default_factory=deque)
+    finished: bool = False
+
+
+class Supervisor:
+    """Runs one pipeline. ``factories``: stage name -> a function building the stage object,
+    in start order (consumers first)."""
+
+    def __init__(
+        self, config: RunConfig, data_dir: Path, factories: dict[str, Callable[[], Stage]], endpoints: Endpoints, run_dir: Path
+    ) -> None:
+        self.config, self.data_dir, self.endpoints, self.run_dir = config, data_dir, endpoints, run_dir
+        self.children = [_Child(name, factory) for name, factory in factories.items()]
+        self.stopping = False
+        self.failed_sources: list[str] = []
+        self.stats: dict[str, StageStats] = {}
+        self.ctx = multiprocessing.get_context("spawn")
+        self._last_status = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start every stage and supervise until the sources end or a stop is requested."""
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        zctx = zmq.Context()
+        stats_in = pull_socket(zctx, self.endpoints.stats)
+        monitor = pub_socket(zctx, self.endpoints.monitor, hwm=100)
+        status = 0
+        try:
+            for child in self.children:
+                self._start(child)
+            self._write_state()
+            status = self._supervise(stats_in, monitor)
+        finally:
+            self._stop_all()
+            zctx.destroy(linger=0)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            (self.data_dir / "run.json").unlink(missing_ok=True)
+            self._status_line(final=True)
+        return status
+
+    def _request_stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def _start(self, child: _Child) -> None:
+        child.process = self.ctx.Process(target=run_stage, args=(child.factory(),), name=f"streamrec.{child.name}", daemon=False)
+        child.process.start()
+        log.info("started %s (pid %s)", child.name, child.process.pid)
+
+    def _supervise(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> int:
+        while not self.stopping:
+            self._collect(stats_in, monitor)
+            for child in self.children:
+                if child.finished or child.process is None or child.process.is_alive():
+                    continue
+                code = child.process.exitcode
+                if code in (0, EXIT_SOURCE_FAILED):
+                    child.finished = True
+                    log.info("%s finished", child.name)
+                    if code == EXIT_SOURCE_FAILED:
+                        self.failed_sources.append(child.name)
+                    if child.name == "inference":
+                        return 1 if self.failed_sources else 0
+                    continue
+                if not self._restart(child, code):
+                    return 1
+            self._status_line()
+        return 0
+
+    def _restart(self, child: _Child, code: int | None) -> bool:
+        now = time.monotonic()
+        while child.restarts and now - child.restarts[0] > RESTART_WINDOW_S:
+            child.restarts.popleft()
+        how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        if len(child.restarts) >= MAX_RESTARTS:
+            log.error("%s died (%s) %d times within %.0f s; giving up", child.name, how, MAX_RESTARTS, RESTART_WINDOW_S)
+            return False
+        child.restarts.append(now)
+        log.warning("%s died (%s); restarting it", child.name, how)
+        self._start(child)
+        self._write_state()
+        return True
+
+    def _stop_all(self) -> None:
+        for child in reversed(self.children):
+            if child.process is not None and child.process.is_alive():
+                child.process.terminate()
+                child.process.join(STOP_TIMEOUT_S)
+            if child.process is not None and child.process.is_alive():
+                log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
+                child.process.kill()
+                child.process.join()
+
+    # -- monitoring --------------------------------------------------------------------------
+    def _collect(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> None:
+        messages, _ = receive_pending(stats_in, timeout_ms=200)
+        for _, message, _ in messages:
+            if isinstance(message, StageStats):
+                self.stats[message.stage] = message
+                send(monitor, "stats", message, block=False)
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "stages": {c.name: c.process.pid for c in self.children if c.process is not None},
+            "events": self.endpoints.events_pub,
+            "frames": self.endpoints.jpeg_pub,
+            "http": self.config.outputs.http,
+            "run_dir": str(self.run_dir),
+        }
+        path = self.data_dir / "run.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def _status_line(self, final: bool = False) -> None:
+        now = time.monotonic()
+        interactive = sys.stderr.isatty()
+        if not final and now - self._last_status < (1.0 if interactive else 10.0):
+            return
+        self._last_status = now
+        inference = self.stats.get("inference")
+        if inference is None:
+            return
+        parts = []
+        for source in self.config.sources:
+            name = source.label
+            capture = self.stats.get(f"capture:{name}")
+            dropped = (capture.counters.get("frames_dropped", 0) if capture else 0) + inference.counters.get(f"skipped[{name}]", 0)
+            parts.append(f"{name} {inference.gauges.get(f'fps[{name}]', 0.0):.1f} fps, {dropped} dropped")
+        parts.append(f"{inference.counters.get('faces', 0)} faces, {inference.counters.get('decisions_match', 0)} matches")
+        line = " | ".join(parts)
+        if interactive and not final:
+            print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,141 @@
+"""A running pipeline for the end-to-end tests: ``streamrec run`` as a real process on a real
+RTSP camera (the hamilton clip, looping), with the people of ../shared/data/faces enrolled, and
+``streamrec events`` as a real subscriber process."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_command
+from tests.support.rtsp import RtspServer
+
+IN_THE_CLIP = {"lin_manuel_miranda", "barack_obama", "alex_lacamoire"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def enroll_people(faces_dir: Path, data_dir: Path, models) -> None:
+    """Enroll every person of ``faces_dir`` (the main face of each photo) into ``data_dir``."""
+    from streamrec.match.store import NewEmbedding, Watchlist
+
+    watchlist = Watchlist(data_dir)
+    try:
+        for person in sorted(p for p in faces_dir.iterdir() if p.is_dir()):
+            results = models.analyse(sorted(person.iterdir()))
+            items = [
+                NewEmbedding(r.embeddings[0], str(r.path), tuple(float(v) for v in r.faces.boxes[r.main]))
+                for r in results
+                if r.main is not None
+            ]
+            watchlist.enroll(person.name, items)
+    finally:
+        watchlist.close()
+
+
+@dataclass
+class Events:
+    """The lines a ``streamrec events --json`` process printed, parsed, as they arrive."""
+
+    process: subprocess.Popen
+    received: list[dict] = field(default_factory=list)
+    _queue: queue.Queue = field(default_factory=queue.Queue)
+
+    def start(self) -> Events:
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(json.loads(line))
+
+    def wait_for(self, test: Callable[[dict], bool], timeout: float, after_seq: int = 0) -> dict:
+        """The first event (received now or later, with ``seq > after_seq``) passing ``test``."""
+        for event in self.received:
+            if event["seq"] > after_seq and test(event):
+                return event
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                event = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.received.append(event)
+            if event["seq"] > after_seq and test(event):
+                return event
+        raise AssertionError(f"no such event within {timeout:.0f} s; got {[(e['type'], e.get('name'), e.get('detail')) for e in self.received[-15:]]}")
+
+    @property
+    def last_seq(self) -> int:
+        while not self._queue.empty():
+            self.received.append(self._queue.get())
+        return max((e["seq"] for e in self.received), default=0)
+
+
+@dataclass
+class Pipeline:
+    process: subprocess.Popen
+    data_dir: Path
+    http: str
+    events_address: str
+    server: RtspServer
+    events: Events
+    log: Path
+
+    def state(self) -> dict:
+        return json.loads((self.data_dir / "run.json").read_text())
+
+    def stage_pid(self, name: str) -> int:
+        return int(self.state()["stages"][name])
+
+
+@pytest.fixture(scope="module")
+def pipeline(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    folder = tmp_path_factory.mktemp("pipeline")
+    data_dir = folder / "data"
+    enroll_people(faces_dir, data_dir, models)
+    server = RtspServer(rtsp_clip, folder / "rtsp_server.log").start()
+    http, events, frames = f"127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    log = folder / "run.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [*cli_command(), "run", "--source", server.url, "--data-dir", str(data_dir), "--http", http, "--events", events, "--frames", frames],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    subscriber = subprocess.Popen(
+        [*cli_command(), "events", "--json", "--address", events, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    running = Pipeline(process, data_dir, http, events, server, Events(subscriber).start(), log)
+    deadline = time.monotonic() + 60
+    while not (data_dir / "run.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    try:
+        yield running
+    finally:
+        for child in (subscriber, process):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        server.stop()

@@ -19,7 +19,7 @@ from streamrec.config.model import OutputsConfig
 from streamrec.events.journal import read_journal
 from streamrec.paths import data_dir
 
-__all__ = ["register", "parse_since"]
+__all__ = ["register", "parse_since", "format_event"]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -69,7 +69,8 @@ def _address(folder: Path, override: str | None) -> str:
         return OutputsConfig().events
 
 
-def _format(event: dict[str, Any]) -> str:
+def format_event(event: dict[str, Any]) -> str:
+    """One human-readable line for an event (its JSON form)."""
     when = datetime.fromtimestamp(event["ts"]).strftime("%Y-%m-%d %H:%M:%S")
     head = f"{when} {event['type']:<13} {event['source']}"
     if event["type"] in ("match", "unknown", "track_end"):
@@ -92,7 +93,7 @@ class _Printer:
         self.last_seq = max(self.last_seq, event.get("seq", 0))
         if self.topics and event["type"] not in self.topics:
             return True
-        print(json.dumps(event) if self.as_json else _format(event), flush=True)
+        print(json.dumps(event) if self.as_json else format_event(event), flush=True)
         self.printed += 1
         return self.limit is None or self.printed < self.limit
 

@@ -47,7 +47,7 @@ __all__ = [
     "pull_socket",
     "pub_socket",
     "sub_socket",
-    "drain_latest",
+    "drain_frames",
     "receive_pending",
     "Received",
 ]
@@ -178,19 +178,17 @@ def receive_pending(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[list[Receive
             malformed += 1
 
 
-def drain_latest(
+def drain_frames(
     sock: zmq.Socket, timeout_ms: int
-) -> tuple[dict[str, tuple[FrameHeader, np.ndarray]], int, int]:
-    """Wait up to ``timeout_ms`` for frames, then take everything queued, keeping the newest
-    frame of each source. Returns ``(newest per source, frames skipped, malformed messages)``."""
-    newest: dict[str, tuple[FrameHeader, np.ndarray]] = {}
-    skipped = 0
+) -> tuple[dict[str, list[tuple[FrameHeader, np.ndarray]]], int]:
+    """Wait up to ``timeout_ms`` for frames, then take everything queued. Returns each source's
+    frames in arrival order (the caller keeps the newest, or all of a lossless source) and how
+    many messages were malformed or not frames."""
+    frames: dict[str, list[tuple[FrameHeader, np.ndarray]]] = {}
     messages, malformed = receive_pending(sock, timeout_ms)
     for _, message, pixels in messages:
         if not isinstance(message, FrameHeader) or not isinstance(pixels, np.ndarray):
             malformed += 1
             continue
-        if message.source in newest:
-            skipped += 1
-        newest[message.source] = (message, pixels)
-    return newest, skipped, malformed
+        frames.setdefault(message.source, []).append((message, pixels))
+    return frames, malformed

@@ -68,7 +68,8 @@ class Status:
 class Frame:
     """One delivered frame. ``rgb``: ``(H, W, 3)`` uint8. ``index`` counts delivered frames of
     this reader from 0, across reconnects and file loops. ``wall_time`` is ``time.time()`` when
-    the frame was captured (for a paced file: when it became due). ``stream_time`` is the
+    the frame was captured (for a paced file: when it became due; for a file read ``fast``: its
+    first frame's read time plus the file's own timestamp, so the file's time line is kept). ``stream_time`` is the
     stream's own timestamp in seconds where the container or protocol gives one (None for MJPEG
     over HTTP); it restarts when a stream is reopened or a file loops."""
 

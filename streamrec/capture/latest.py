@@ -4,6 +4,10 @@ The classic RTSP complaint is lag that grows over time: a consumer slower than t
 frame after frame out of FFmpeg's buffers and the socket, each older than the last. Here a
 thread reads continuously at the source's pace and overwrites one slot; a slow consumer polls
 the slot and always gets the newest frame, and the frames it never saw are counted as dropped.
+
+With ``lossless=True`` (a video file read with ``--fast``) the thread instead waits until the
+slot's frame is taken before reading the next: every frame is handed out, as fast as the
+consumer takes them.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ __all__ = ["LatestFrame"]
 
 class LatestFrame:
     """Runs ``reader`` in a daemon thread; :meth:`get` hands out each frame at most once, and only
-    the newest. Use it as a context manager, or call :meth:`start` and :meth:`stop`."""
+    the newest (or, if ``lossless``, every frame in order). Use it as a context manager, or call
+    :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, reader: FrameReader) -> None:
+    def __init__(self, reader: FrameReader, lossless: bool = False) -> None:
         self.reader = reader
+        self.lossless = lossless
+        self._stopping = False
         self._ready = threading.Condition()
         self._frame: Frame | None = None
         self._taken = -1
@@ -39,6 +46,9 @@ class LatestFrame:
         """Stop the reader and wait for its thread (at most ``timeout`` seconds; a read in progress
         finishes first, which takes up to the reader's read timeout)."""
         self.reader.stop()
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -72,6 +82,7 @@ class LatestFrame:
             if self._fresh():
                 frame = self._frame
                 self._taken = frame.index
+                self._ready.notify_all()  # a lossless reader waits for this
                 return frame
             if self._done and self._error is not None:
                 raise self._error
@@ -84,6 +95,8 @@ class LatestFrame:
         try:
             for frame in self.reader:
                 with self._ready:
+                    if self.lossless:
+                        self._ready.wait_for(lambda: not self._fresh() or self._stopping)
                     if self._fresh():
                         self._dropped += 1
                     self._frame = frame

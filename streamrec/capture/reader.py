@@ -29,6 +29,9 @@ from streamrec.capture.timing import Backoff, Pacer, RateCap, StallWatch
 
 __all__ = ["FrameReader", "ReaderOptions", "StatusCallback"]
 
+#: time between a fast-read file's last frame and its first again, when it loops
+FILE_LOOP_GAP_S = 0.04
+
 StatusCallback = Callable[[Status], None]
 
 
@@ -86,6 +89,7 @@ class FrameReader:
         self._backoff = Backoff(options.backoff_base, options.backoff_max, options.backoff_jitter)
         self._rate = RateCap(options.max_fps)
         self._pacer = Pacer()
+        self._clock: tuple[float, float] | None = None  #: (anchor, last timestamp) of a fast file
         self._ever_opened = False
         self._timed = True  # whether the open capture's timestamps are real
         self.status = Status(State.OPENING, self.spec.label, Counters())
@@ -193,13 +197,26 @@ class FrameReader:
         if not self._rate.admit(time.monotonic()):
             self._counters.dropped += 1
             return None
-        wall_time = time.time()
+        fast_file = self.spec.kind is SourceKind.FILE and self.options.fast
+        wall_time = self._file_clock(timestamp) if fast_file and timestamp is not None else time.time()
         rgb = retrieve_rgb(capture)
         if rgb is None:
             return None
         frame = Frame(self.spec.label, self._counters.delivered, wall_time, timestamp, rgb)
         self._counters.delivered += 1
         return frame
+
+    def _file_clock(self, timestamp: float) -> float:
+        """The capture time of a file read ``fast``: the file's own time line, anchored at its
+        first frame (and continued across loops), so that tracking sees the true motion between
+        frames however fast they are read."""
+        if self._clock is None:
+            self._clock = (time.time() - timestamp, timestamp)
+        anchor, last = self._clock
+        if timestamp < last:  # the file looped: continue one frame after its last one
+            anchor += last + FILE_LOOP_GAP_S - timestamp
+        self._clock = (anchor, timestamp)
+        return anchor + timestamp
 
     def _retry(self, reason: str) -> None:
         """Report the coming reconnect and sleep its backoff delay (cut short by :meth:`stop`)."""

@@ -4,7 +4,8 @@ A :class:`~streamrec.capture.LatestFrame` reads the source in a thread at the so
 this process takes the newest frame whenever it can send, and sends without blocking (a frame
 that does not fit in the two-message queue is dropped and counted), so a slow batcher never makes
 latency grow. Status changes (opened, lost, reconnecting, ended, failed) go to the batcher on a
-separate, lossless socket. A file that ends exits 0; a source that can never work (no such
+separate, lossless socket. A video file read with ``fast`` is the exception: it is read no faster
+than the batcher takes its frames, and none is dropped. A file that ends exits 0; a source that can never work (no such
 camera) exits with ``EXIT_SOURCE_FAILED`` after reporting why, and is not restarted.
 """
 
@@ -14,10 +15,13 @@ import queue
 import time
 from pathlib import Path
 
+import zmq
+
 from streamrec.bus.messages import FrameHeader, SourceStatus
 from streamrec.bus.sockets import Endpoints, push_socket, send
 from streamrec.capture import (
     CaptureError,
+    Frame,
     FrameReader,
     LatestFrame,
     ReaderOptions,
@@ -39,6 +43,7 @@ class CaptureStage(Stage):
         self.label = source.label
         self.name = f"capture:{self.label}"
         self.send_dropped = 0
+        self.unsent: Frame | None = None  #: a ``fast`` file's frame that did not fit yet
 
     def setup(self) -> None:
         assert self.ctx is not None
@@ -48,11 +53,11 @@ class CaptureStage(Stage):
         self.reader = FrameReader(spec, options, on_status=self.statuses.put)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
         self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=2000)
-        self.latest = LatestFrame(self.reader).start()
+        self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 
     def step(self) -> bool:
         try:
-            frame = self.latest.get(timeout=0.1)
+            frame = self.unsent or self.latest.get(timeout=0.1)
         except CaptureError as exc:
             self._forward_statuses()
             self.log.error("%s", exc)
@@ -64,8 +69,12 @@ class CaptureStage(Stage):
         counters = self.reader.counters
         dropped = counters.dropped + self.latest.dropped + self.send_dropped
         header = FrameHeader(self.label, frame.index, frame.wall_time, frame.rgb.shape[0], frame.rgb.shape[1], dropped)
+        self.unsent = None
         if send(self.frames_out, "frame", header, frame.rgb, block=False):
             self.count("frames_sent")
+        elif self.source.fast:  # keep it and wait (briefly, to keep hearing SIGTERM) for room
+            self.unsent = frame
+            self.frames_out.poll(100, zmq.POLLOUT)
         else:
             self.send_dropped += 1
         self.counters["frames_dropped"] = dropped

@@ -3,20 +3,27 @@ faces worth it, matches them against the watchlist and turns tracks into decisio
 
 One process serves every camera, so the detector sees batches across cameras (as DeepStream's
 stream muxer does): a batch leaves when it holds a new frame from every live source, when
-``max_frames`` are waiting, or ``max_wait_ms`` after its first frame arrived.
+``max_frames`` are waiting, or ``max_wait_ms`` after its first frame arrived. A batch holds one
+frame per source: the newest one of a camera (older ones are skipped and counted), or the next
+one in order of a video file read with ``fast``, whose frames are never skipped.
+
+Latency samples it reports (seconds): ``detect``, ``embed``, ``match`` and ``batch`` (the whole
+batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done) and
+``capture_to_result[SOURCE]`` (its faces tracked, embedded, matched and decided), except for a
+file read ``fast``, whose frames carry the file's own time line.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from streamrec.bus.messages import Event, FrameHeader, Overlay, SourceStatus
-from streamrec.bus.sockets import Endpoints, drain_latest, pull_socket, push_socket, receive_pending, send
+from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
@@ -28,6 +35,11 @@ from streamrec.track.tracker import IoUTracker, Track
 
 __all__ = ["InferenceStage"]
 
+#: frames of a lossless (``fast``) source held here before the stage stops taking more
+LOSSLESS_BACKLOG = 8
+#: how long the frames a source sent before it ended may take to arrive
+END_GRACE_S = 2.0
+
 
 @dataclass
 class _Source:
@@ -35,11 +47,13 @@ class _Source:
 
     tracker: IoUTracker
     min_face_size: float
+    lossless: bool = False  #: a video file read with ``fast``: every frame, in order
+    waiting: deque[tuple[FrameHeader, np.ndarray]] = field(default_factory=deque)
     live: bool = True
     since_full: int = 0  #: frames since the last whole-cascade detection
     frames: int = 0
     fps: float = 0.0
-    last_ts: float | None = None
+    last_seen: float | None = None  #: monotonic time its last frame was processed
     last_overlay: float = 0.0
 
 
@@ -92,6 +106,7 @@ class InferenceStage(Stage):
             self.sources[source.label] = _Source(
                 IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s),
                 source.min_face_size or cfg.detector.min_face_size,
+                lossless=source.fast,
             )
         self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4)
         self.status_in = pull_socket(self.ctx, self.endpoints.status)
@@ -110,22 +125,38 @@ class InferenceStage(Stage):
         self._statuses()
         wait = self.config.batch.max_wait_ms / 1000.0
         timeout = wait if not self.batch.frames else max(0.0, self.batch.started + wait - time.monotonic())
-        newest, skipped, malformed = drain_latest(self.frames_in, int(timeout * 1000))
-        self.count("frames_skipped", skipped)
-        self.count("malformed_messages", malformed)
-        for name, item in newest.items():
-            if name not in self.sources:
-                self.count("frames_unknown_source")
-                continue
-            if not self.batch.frames:
-                self.batch.started = time.monotonic()
-            if name in self.batch.frames:
-                self.count("frames_skipped")
-            self.batch.frames[name] = item
+        if not self._backlogged():
+            self._receive(timeout)
+        for name, source in self.sources.items():
+            if source.waiting and not (source.lossless and name in self.batch.frames):
+                if not self.batch.frames:
+                    self.batch.started = time.monotonic()
+                if name in self.batch.frames:
+                    self.count("frames_skipped")
+                self.batch.frames[name] = source.waiting.popleft()
         if self._batch_ready():
             batch, self.batch = self.batch, _Batch()
             self._process(batch.frames)
         return any(s.live for s in self.sources.values()) or bool(self.batch.frames)
+
+    def _receive(self, timeout: float) -> set[str]:
+        """Take the frames that arrive within ``timeout`` s into the sources' waiting lines (a
+        camera keeps only its newest). Returns the sources that sent any."""
+        received, malformed = drain_frames(self.frames_in, int(timeout * 1000))
+        self.count("malformed_messages", malformed)
+        for name, frames in received.items():
+            source = self.sources.get(name)
+            if source is None:
+                self.count("frames_unknown_source", len(frames))
+            elif source.lossless:
+                source.waiting.extend(frames)
+            else:
+                self.count("frames_skipped", len(source.waiting) + len(frames) - 1)
+                source.waiting = deque(frames[-1:])
+        return set(received)
+
+    def _backlogged(self) -> bool:
+        return any(len(s.waiting) >= LOSSLESS_BACKLOG for s in self.sources.values())
 
     def _batch_ready(self) -> bool:
         frames = self.batch.frames
@@ -133,7 +164,7 @@ class InferenceStage(Stage):
             return False
         live = {name for name, s in self.sources.items() if s.live}
         waited = time.monotonic() - self.batch.started >= self.config.batch.max_wait_ms / 1000.0
-        return live <= frames.keys() or len(frames) >= self.config.batch.max_frames or waited
+        return live <= frames.keys() or len(frames) >= self.config.batch.max_frames or waited or self._backlogged()
 
     def _statuses(self) -> None:
         messages, malformed = receive_pending(self.status_in)
@@ -149,13 +180,22 @@ class InferenceStage(Stage):
         self._emit(Event("source_status", status.source, time.time(), detail=f"{status.state}: {status.reason}".rstrip(": ")))
         if status.state in ("ended", "failed"):
             source.live = False
-            if status.source in self.batch.frames:
-                header, pixels = self.batch.frames.pop(status.source)
-                self._process({status.source: (header, pixels)})
+            self._finish(status.source, source)
             for track in source.tracker.end_all():
                 self._track_end(status.source, track)
         elif status.state == "open":
             source.live = True
+
+    def _finish(self, name: str, source: _Source) -> None:
+        """Process what an ended source sent before it ended (frames and statuses travel on
+        separate sockets, so its last frames may still be arriving)."""
+        deadline = time.monotonic() + END_GRACE_S
+        while time.monotonic() < deadline and name in self._receive(0.2):
+            pass
+        if name in self.batch.frames:
+            self._process({name: self.batch.frames.pop(name)})
+        while source.waiting:
+            self._process({name: source.waiting.popleft()})
 
     def teardown(self) -> None:
         for name, source in self.sources.items():
@@ -184,7 +224,10 @@ class InferenceStage(Stage):
             self.count("faces", len(faces))
         if pending:
             self._embed(pending)
+        done = time.time()
         for name, (header, pixels) in frames.items():
+            if not self.sources[name].lossless:  # its results are complete: embedded, matched, decided
+                self.observe(f"capture_to_result[{name}]", done - header.ts)
             self._overlay(name, header, pixels)
         self.observe("batch", time.monotonic() - start)
         self.count("batches")
@@ -220,7 +263,10 @@ class InferenceStage(Stage):
         vectors = self.embedder.embed_crops(np.concatenate([p.crop for p in pending]))
         self.observe("embed", time.monotonic() - start)
         self.count("embeddings", len(pending))
-        for item, result in zip(pending, self.matcher.match(vectors)):
+        start = time.monotonic()
+        results = self.matcher.match(vectors)
+        self.observe("match", time.monotonic() - start)
+        for item, result in zip(pending, results):
             identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
             observation = Observation(result.person_id, result.name, result.distance, item.quality.score)
             decision = identity.add(observation)
@@ -258,15 +304,20 @@ class InferenceStage(Stage):
         send(self.events_out, event.type, event)
 
     def _frame_rate(self, source: _Source, header: FrameHeader) -> None:
-        if source.last_ts is not None and header.ts > source.last_ts:
-            instant = 1.0 / (header.ts - source.last_ts)
+        """Frames processed per second (an average over about ten frames), and how old the
+        frame was when its detection ended (not for a file read ``fast``: its frames are
+        stamped with the file's own time line)."""
+        now = time.monotonic()
+        if source.last_seen is not None and now > source.last_seen:
+            instant = 1.0 / (now - source.last_seen)
             source.fps = instant if source.fps == 0 else 0.9 * source.fps + 0.1 * instant
-        source.last_ts = header.ts
+        source.last_seen = now
         source.frames += 1
         self.count(f"frames[{header.source}]")
         self.gauges[f"fps[{header.source}]"] = round(source.fps, 2)
         self.gauges[f"dropped[{header.source}]"] = float(header.dropped)
-        self.observe(f"capture_to_detect[{header.source}]", time.time() - header.ts)
+        if not source.lossless:
+            self.observe(f"capture_to_detect[{header.source}]", time.time() - header.ts)
 
     def _overlay(self, name: str, header: FrameHeader, pixels: np.ndarray) -> None:
         source = self.sources[name]

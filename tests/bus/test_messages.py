@@ -20,7 +20,7 @@ from streamrec.bus.messages import (
 )
 from streamrec.bus.sockets import (
     Endpoints,
-    drain_latest,
+    drain_frames,
     new_run_dir,
     pull_socket,
     push_socket,
@@ -98,7 +98,7 @@ def test_unknown_fields_are_ignored_for_compatibility():
     assert event == Event("unknown", "cam", 1.0)
 
 
-def test_drain_keeps_the_newest_frame_per_source(link):
+def test_drain_sorts_frames_by_source_in_arrival_order(link):
     push, pull = link
     pixels = np.zeros((2, 2, 3), np.uint8)
     # Eight messages: all fit within the receiver's high-water mark of 8, so every one is
@@ -109,10 +109,10 @@ def test_drain_keeps_the_newest_frame_per_source(link):
     push.send_multipart([b"frame", b"garbage"])
     push.send_multipart([b"one frame only"])
     time.sleep(0.2)
-    newest, skipped, malformed = drain_latest(pull, 500)
-    assert {name: header.index for name, (header, _) in newest.items()} == {"a": 2, "b": 2}
-    assert int(newest["a"][1][0, 0, 0]) == 2
-    assert skipped == 4 and malformed == 2
+    frames, malformed = drain_frames(pull, 500)
+    assert {name: [header.index for header, _ in items] for name, items in frames.items()} == {"a": [0, 1, 2], "b": [0, 1, 2]}
+    assert [int(pixels[0, 0, 0]) for _, pixels in frames["a"]] == [0, 1, 2]
+    assert malformed == 2
 
 
 def test_non_blocking_send_drops_when_the_consumer_is_slow():

@@ -40,6 +40,18 @@ def test_a_frame_is_handed_out_once_and_the_end_is_seen(hamilton_clip: Path) -> 
     assert latest.reader.status.state is State.ENDED
 
 
+def test_lossless_hands_out_every_frame_of_a_fast_file_in_order(hamilton_clip: Path) -> None:
+    with LatestFrame(FrameReader(hamilton_clip, ReaderOptions(fast=True)), lossless=True) as latest:
+        time.sleep(0.5)  # the reader waits for the consumer instead of racing ahead
+        frames = []
+        while (frame := latest.get(timeout=5)) is not None:
+            frames.append(frame)
+    assert [f.index for f in frames] == list(range(275)) and latest.dropped == 0
+    stamps = [f.wall_time for f in frames]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert abs(min(gaps) - 1 / 29.97) < 0.005 and abs(max(gaps) - 1 / 29.97) < 0.005  # the file's time line
+
+
 def test_failure_reaches_the_consumer() -> None:
     with LatestFrame(FrameReader(9)) as latest, pytest.raises(CaptureError, match="webcam:9"):
         latest.get(timeout=5)

@@ -5,7 +5,8 @@ Patterns, and why:
 * frames, capture -> inference: PUSH/PULL (fan-in from every camera to one batcher). Senders
   never block: with a send high-water mark of 2, a frame that cannot be queued is dropped and
   counted at the camera, and the batcher drains its socket and keeps only the newest frame
-  of each source, so a slow consumer never makes latency grow.
+  of each source, so a slow consumer never makes latency grow. (A video file read with
+  ``--fast`` waits for room instead, and the batcher keeps all its frames, in order.)
 * events, inference -> events stage: PUSH/PULL with the default queue and blocking sends: an
   event is never dropped between stages.
 * published events and JPEG frames: PUB/SUB, topic as the first frame (``match``,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import socket
 from pathlib import Path
 
@@ -98,12 +97,8 @@ def _tcp_port_free(address: str, what: str) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
-    from streamrec.events.stage import EventsStage
-    from streamrec.pipeline.capture import CaptureStage
-    from streamrec.pipeline.inference import InferenceStage
+    from streamrec.pipeline.assemble import stage_factories
     from streamrec.pipeline.supervisor import Supervisor
-    from streamrec.render.stage import RenderStage
-    from streamrec.web.stage import WebStage
 
     config = _configure(args)
     folder = data_dir(args.data_dir or config.pipeline.data_dir or None)
@@ -119,15 +114,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
     log_file = folder / "logs" / "streamrec.log"
     configure_logging("supervisor", log_file)
-    factories = {
-        "events": functools.partial(EventsStage, endpoints.events_in, endpoints.events_pub, folder / "events", endpoints.stats, log_file),
-        "render": functools.partial(RenderStage, config.outputs, endpoints, log_file),
-    }
-    if config.outputs.http:
-        factories["web"] = functools.partial(WebStage, config.outputs, endpoints, log_file, [s.label for s in config.sources])
-    factories["inference"] = functools.partial(InferenceStage, config, endpoints, folder, engines, log_file)
-    for source in config.sources:
-        factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file)
+    factories = stage_factories(config, folder, engines, endpoints, log_file)
     stderr(f"streamrec: {len(config.sources)} source(s); events on {config.outputs.events}; "
            f"{'web on http://' + config.outputs.http if config.outputs.http else 'no web server'}; data in {folder}")
     return Supervisor(config, folder, factories, endpoints, run_dir).run()

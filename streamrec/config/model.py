@@ -99,6 +99,9 @@ class TrackerConfig:
     improve_factor: float = 1.25  #: ... and whenever its face quality grows by this factor
     min_gap_s: float = 0.2  #: never embed the same track more often than this
     max_embeddings: int = 12  #: per track
+    #: embed every tracked face on every frame, ignoring the quality gates and skips above
+    #: (the naive pipeline; what ``streamrec bench pipeline --no-skips`` compares against)
+    embed_every_frame: bool = False
 
     def check(self) -> None:
         _fraction("iou_threshold", self.iou_threshold)

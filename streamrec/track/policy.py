@@ -2,8 +2,9 @@
 
 Embedding every face of every frame wastes most of the CPU on faces already known. A track is
 embedded when it first shows a usable face, again whenever its face gets clearly better
-(quality grows by ``improve_factor``), and at least every ``embed_interval_s`` while it lasts,
-never twice within ``min_gap_s`` and at most ``max_embeddings`` times. Faces smaller than
+(quality grows by ``improve_factor``), every ``min_gap_s`` until its identity is decided (a
+decision needs several embeddings, and a person walking past a door is in view for a second or
+two), then every ``embed_interval_s`` while it lasts; at most ``max_embeddings`` times. Faces smaller than
 ``min_face_px`` or blurrier than ``min_sharpness`` are tracked but never embedded.
 
 With ``embed_every_frame`` set, none of this applies: every tracked face is embedded on every
@@ -44,7 +45,9 @@ class EmbedPolicy:
         if ts - last < self.config.min_gap_s:
             return False
         better = quality.score >= state.get("best_quality", 0.0) * self.config.improve_factor
-        return better or ts - last >= self.config.embed_interval_s
+        identity = state.get("identity")  # the track's TrackIdentity, once it has one
+        decided = identity is not None and identity.decision is not None
+        return better or not decided or ts - last >= self.config.embed_interval_s
 
     def record(self, track: Track, quality: FaceQuality, ts: float) -> None:
         """Note that ``track`` was embedded at ``ts``."""

@@ -72,20 +72,27 @@ def _track():
 
 
 def test_policy_embeds_on_appearance_improvement_and_interval_only():
-    policy = EmbedPolicy(TrackerConfig(min_face_px=40, min_sharpness=20, embed_interval_s=1.0, improve_factor=1.25, min_gap_s=0.2, max_embeddings=3))
+    policy = EmbedPolicy(TrackerConfig(min_face_px=40, min_sharpness=20, embed_interval_s=1.0, improve_factor=1.25, min_gap_s=0.2, max_embeddings=4))
     track = _track()
     good = FaceQuality(100, 100, 1.0)
     assert not policy.wants(track, FaceQuality(30, 100, 1.0), 0.0)  # too small
     assert not policy.wants(track, FaceQuality(100, 5, 1.0), 0.0)  # too blurry
     assert policy.wants(track, good, 0.0)
     policy.record(track, good, 0.0)
-    assert not policy.wants(track, good, 0.5)  # nothing new
-    assert not policy.wants(track, FaceQuality(200, 200, 1.0), 0.1)  # better, but too soon
+    assert not policy.wants(track, good, 0.1)  # too soon
+    assert policy.wants(track, good, 0.25)  # undecided: as often as min_gap_s allows
+    policy.record(track, good, 0.25)
+    identity = track.state["identity"] = TrackIdentity(MATCHER)
+    for distance in (0.7, 0.75):
+        identity.add(Observation("ann", "Ann", distance, 1.0))
+    assert identity.decision is not None
+    assert not policy.wants(track, good, 0.5)  # decided, nothing new
     better = FaceQuality(200, 200, 1.0)
-    assert policy.wants(track, better, 0.3)
-    policy.record(track, better, 0.3)
-    assert policy.wants(track, good, 1.4)  # the interval passed
-    policy.record(track, good, 1.4)
+    assert policy.wants(track, better, 0.5)
+    policy.record(track, better, 0.5)
+    assert not policy.wants(track, good, 1.4)
+    assert policy.wants(track, good, 1.6)  # the interval passed
+    policy.record(track, good, 1.6)
     assert not policy.wants(track, FaceQuality(400, 200, 1.0), 9.0)  # max_embeddings reached
 
 

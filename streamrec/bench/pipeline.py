@@ -20,7 +20,8 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     CPU model, cores available, Python.
 ``config``
     ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``threads`` (0: every core),
-    ``precision``, ``embed_every_frame`` (``--no-skips``), ``watchlist`` (folder, or ``null``
+    ``precision``, ``embed_every_frame`` (``--no-skips``), ``fast`` (``--fast``: the file read
+    as fast as the pipeline takes its frames; every latency is then ``null``), ``watchlist`` (folder, or ``null``
     for an empty one), ``source_info`` (``width``, ``height``, ``fps``, ``frames`` of a file).
 ``startup_s``
     From launch to the inference stage's first report of processed frames (engine loading).

@@ -144,6 +144,8 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
+    parser.add_argument("--fast", action="store_true", help="read the file as fast as the pipeline takes its frames, none skipped (offline "
+                        "throughput, as the peers are timed), instead of at its own frame rate like a camera; no latencies then")
     parser.add_argument("--no-skips", action="store_true", help="embed every tracked face on every frame ([tracker] embed_every_frame), "
                         "instead of the quality-gated embeddings with skips: the baseline to compare with")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
@@ -261,7 +263,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     config.pipeline.threads = args.threads
     config.pipeline.precision = args.precision
     config.tracker.embed_every_frame = args.no_skips
-    config.sources = [SourceConfig(url=args.source, name=f"cam{i + 1}", loop=True) for i in range(args.streams)]
+    config.sources = [SourceConfig(url=args.source, name=f"cam{i + 1}", loop=True, fast=args.fast) for i in range(args.streams)]
     work = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))  # run.json, logs, the events journal
     run_dir = new_run_dir()
     try:
@@ -288,11 +290,13 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     shutil.rmtree(work, ignore_errors=True)
     if figures is None:
         raise UserError("interrupted before the measurement ended", status=130)
+    if args.fast:  # a fast file's frames carry the file's own time line: no capture latency
+        figures["latency_ms"] = dict.fromkeys(figures["latency_ms"])
     result = {
         "machine": machine(),
         "config": {
             "source": args.source, "streams": args.streams, "duration_s": args.duration, "warmup_s": args.warmup,
-            "threads": args.threads, "precision": args.precision, "embed_every_frame": args.no_skips,
+            "threads": args.threads, "precision": args.precision, "embed_every_frame": args.no_skips, "fast": args.fast,
             "watchlist": str(args.data_dir) if args.data_dir is not None else None, "source_info": info,
         },
         **figures,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every measurement behind docs/benchmarks.md, in one run on one machine, then the report.
+# Usage, from the project root with the environment active (. .venv/bin/activate):
+#   tools/run_benchmarks.sh [DATA]      DATA: the shared data folder (default ../shared/data)
+# Takes about twelve minutes. Run it on an otherwise idle machine: the figures are medians, but
+# other work on the same cores still slows every system.
+set -euo pipefail
+data=${1:-../shared/data}
+clip=$data/video/short_hamilton_clip.mp4
+out=docs/bench
+watchlist=$(mktemp -d)
+trap 'rm -rf "$watchlist"' EXIT
+mkdir -p "$out"
+
+echo "== enrolling the people of $data/faces"
+for person in "$data"/faces/*/; do
+    streamrec enroll --data-dir "$watchlist" --name "$(basename "$person")" "$person"* >/dev/null || true
+done
+
+echo "== pipeline, live: the clip played at its own 29.97 fps like a camera: 1 stream, 4, 1 without embedding skips"
+streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_1.json"
+streamrec bench pipeline --source "$clip" --streams 4 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_4.json"
+streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --no-skips --out "$out/pipeline_1_noskips.json"
+
+echo "== pipeline, offline: every frame as fast as it goes (as the peers are timed), with and without skips"
+streamrec bench pipeline --source "$clip" --fast --duration 20 --data-dir "$watchlist" --out "$out/pipeline_fast.json"
+streamrec bench pipeline --source "$clip" --fast --duration 20 --data-dir "$watchlist" --no-skips --out "$out/pipeline_fast_noskips.json"
+
+echo "== frame transport"
+streamrec bench transport --out "$out/transport.json"
+
+echo "== peers, same frames and threads"
+streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \
+    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \
+    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"
+
+echo "== report"
+streamrec bench report --dir "$out" --out docs/benchmarks.md

@@ -19,7 +19,8 @@ also given as a percentage of the frame budget at ``budget_fps``.
 
 Result keys (times in milliseconds): ``machine``; ``frame`` (``WxH``), ``frame_bytes``;
 ``budget_fps``, ``budget_ms`` (1000 / budget_fps), ``goal_percent``; ``rows``: one per
-``transport`` (``zeromq`` or ``mp_queue``) and ``rate`` (``"max"`` or the paced fps), with
+``transport`` (``zeromq``; ``zeromq_1px``, the same messages carrying a 1x1 frame; or
+``mp_queue``) and ``rate`` (``"max"`` or the paced fps), with
 ``frames`` (measured), ``fps`` (achieved), ``cpu_per_frame_ms`` (both processes, all threads),
 ``pacing_cpu_per_frame_ms`` (the ``none`` baseline; 0 at the maximum rate),
 ``transport_cpu_per_frame_ms`` (the difference), ``budget_percent``
@@ -32,7 +33,9 @@ below ``goal_percent``), ``zeromq_call_percent`` (the median send + receive call
 at the paced rate, in percent of the budget; ``zeromq_percent`` is the stricter figure, also
 counting background threads and wake-ups), ``calls_meet_goal`` (it is below
 ``goal_percent``), ``queue_cpu_ratio`` (the Queue's transport CPU per frame over ZeroMQ's, at
-the paced rate).
+the paced rate), ``message_floor_percent`` (``budget_percent`` of ``zeromq_1px`` at the paced
+rate: what a message costs whatever it carries) and ``pixels_percent`` (``zeromq_percent``
+less that: what carrying the frame's pixels adds).
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ from streamrec.bus.sockets import new_run_dir, pull_socket, push_socket, receive
 
 __all__ = ["bench_transport", "TRANSPORTS", "GOAL_PERCENT"]
 
-TRANSPORTS = ("zeromq", "mp_queue")
+#: ``zeromq_1px``: the same messages with a 1x1 frame, i.e. what any ZeroMQ message between two
+#: processes costs (thread wake-ups, framing, the header), whatever it carries
+TRANSPORTS = ("zeromq", "zeromq_1px", "mp_queue")
 GOAL_PERCENT = 2.0
 QUEUE_LENGTH = 2  #: as the capture stage's send queue
 WARMUP_FRAMES = 10
@@ -76,10 +81,10 @@ def _sender(transport: str, target: Any, size: tuple[int, int], fps: float | Non
     """The sending process: ``WARMUP_FRAMES`` frames, then frames for ``seconds``, then an end
     marker; waits for the receiver to confirm it has everything, then reports its figures.
     Transport ``none`` runs the same loop, paced alike, sending nothing: the baseline."""
-    frame = _frame(size)
+    frame = _frame((1, 1) if transport == "zeromq_1px" else size)
     height, width = frame.shape[:2]
     ctx = sock = None
-    if transport == "zeromq":
+    if transport.startswith("zeromq"):
         ctx = zmq.Context()
         sock = push_socket(ctx, target, hwm=QUEUE_LENGTH)
 
@@ -126,7 +131,7 @@ def _receive_all(transport: str, source: Any, sender: multiprocessing.process.Ba
     latencies: list[float] = []
     cpu0 = wall0 = wall1 = 0.0
     while True:
-        if transport == "zeromq":
+        if transport.startswith("zeromq"):
             while not source.poll(500):  # waiting is not the transport's cost
                 _check_alive(sender)
             c0 = time.process_time()
@@ -169,7 +174,7 @@ def _trial(transport: str, size: tuple[int, int], fps: float | None, seconds: fl
     source: Any = None
     target: Any = None
     try:
-        if transport == "zeromq":
+        if transport.startswith("zeromq"):
             ctx = zmq.Context()
             target = f"ipc://{run_dir / 'frames'}"
             source = pull_socket(ctx, target, hwm=QUEUE_LENGTH)
@@ -277,5 +282,7 @@ def bench_transport(
             "zeromq_call_percent": paced["zeromq"]["call_cpu_budget_percent"]["median"],
             "calls_meet_goal": paced["zeromq"]["call_cpu_budget_percent"]["median"] < GOAL_PERCENT,
             "queue_cpu_ratio": paced["mp_queue"]["transport_cpu_per_frame_ms"] / max(paced["zeromq"]["transport_cpu_per_frame_ms"], 1e-9),
+            "message_floor_percent": paced["zeromq_1px"]["budget_percent"],
+            "pixels_percent": paced["zeromq"]["budget_percent"] - paced["zeromq_1px"]["budget_percent"],
         },
     }

@@ -342,12 +342,12 @@ def _register_transport(kinds: argparse._SubParsersAction) -> None:
 def _print_transport(result: dict[str, Any]) -> None:
     print(f"frame {result['frame']} RGB ({result['frame_bytes'] / 1e6:.2f} MB); budget {result['budget_ms']:.1f} ms per frame at {result['budget_fps']:g} FPS; "
           f"machine: {result['machine']['cpu']}")
-    print(f"{'transport':10} {'rate':>5} {'frames':>7} {'fps':>6} {'CPU ms/frame':>13} {'- pacing':>9} {'= transport':>12} {'% budget':>9} "
+    print(f"{'transport':11} {'rate':>5} {'frames':>7} {'fps':>6} {'CPU ms/frame':>13} {'- pacing':>9} {'= transport':>12} {'% budget':>9} "
           f"{'call CPU ms med/p95':>20} {'send ms med/p95':>16} {'latency ms p50/p95/p99':>23}")
     for row in result["rows"]:
         rate = row["rate"] if row["rate"] == "max" else f"{row['rate']:g}"
         cpu, send, lat = row["call_cpu_ms"], row["send_wall_ms"], row["latency_ms"]
-        print(f"{row['transport']:10} {rate:>5} {row['frames']:>7} {row['fps']:>6.0f} {row['cpu_per_frame_ms']:>13.3f} "
+        print(f"{row['transport']:11} {rate:>5} {row['frames']:>7} {row['fps']:>6.0f} {row['cpu_per_frame_ms']:>13.3f} "
               f"{row['pacing_cpu_per_frame_ms']:>9.3f} {row['transport_cpu_per_frame_ms']:>12.3f} {row['budget_percent']:>8.2f}% "
               f"{cpu['median']:>9.3f}/{cpu['p95']:<10.3f} {send['median']:>7.3f}/{send['p95']:<8.3f} "
               f"{lat['p50']:>7.2f}/{lat['p95']:.2f}/{lat['p99']:.2f}")
@@ -356,6 +356,8 @@ def _print_transport(result: dict[str, Any]) -> None:
           f"({'below' if verdict['meets_goal'] else 'NOT below'} the {result['goal_percent']:g}% goal); inside the send and receive "
           f"calls (median) {verdict['zeromq_call_percent']:.2f}% ({'below' if verdict['calls_meet_goal'] else 'NOT below'}); "
           f"the pickling Queue costs {verdict['queue_cpu_ratio']:.1f}x its CPU per frame")
+    print(f"of the {verdict['zeromq_percent']:.2f}%, {verdict['message_floor_percent']:.2f}% is what any message costs "
+          f"(the same messages with a 1x1 frame) and {verdict['pixels_percent']:.2f}% is carrying the pixels")
 
 
 def run_transport_bench(args: argparse.Namespace) -> int:

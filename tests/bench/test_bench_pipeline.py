@@ -115,7 +115,7 @@ def test_transport_quick(tmp_path: Path):
     budget = report["budget_ms"]
     assert abs(budget - 1000 / 30) < 1e-9 and report["goal_percent"] == 2.0
     rows = {(r["transport"], r["rate"]): r for r in report["rows"]}
-    assert set(rows) == {("zeromq", "max"), ("mp_queue", "max"), ("zeromq", 30.0), ("mp_queue", 30.0)}
+    assert set(rows) == {(t, rate) for t in ("zeromq", "zeromq_1px", "mp_queue") for rate in ("max", 30.0)}
     for (_, rate), row in rows.items():
         assert row["frames"] > 0 and row["fps"] > 0
         assert row["cpu_per_frame_ms"] > 0 and row["transport_cpu_per_frame_ms"] >= 0
@@ -134,6 +134,8 @@ def test_transport_quick(tmp_path: Path):
     assert verdict["zeromq_percent"] == rows[("zeromq", 30.0)]["budget_percent"]
     assert verdict["meets_goal"] == (verdict["zeromq_percent"] < 2.0)
     assert verdict["calls_meet_goal"] == (verdict["zeromq_call_percent"] < 2.0)
+    assert verdict["message_floor_percent"] == rows[("zeromq_1px", 30.0)]["budget_percent"]
+    assert abs(verdict["pixels_percent"] - (verdict["zeromq_percent"] - verdict["message_floor_percent"])) < 1e-9
     assert "zeromq" in result.stdout and "mp_queue" in result.stdout and "% of the frame budget" in result.stdout
 
 

@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import os
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    memory_gb = None
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory_gb = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    return {
+        "cpu": cpu, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "memory_gb": memory_gb,
+        "os": platform.platform(terse=True), "python": platform.python_version(),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> list[np.ndarray]:

@@ -19,10 +19,11 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
 ``machine``
     CPU model, cores available, Python.
 ``config``
-    ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``threads`` (0: every core),
+    ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``threads`` (0: every core), ``backend``,
     ``precision``, ``embed_every_frame`` (``--no-skips``), ``fast`` (``--fast``: the file read
-    as fast as the pipeline takes its frames; every latency is then ``null``), ``watchlist`` (folder, or ``null``
-    for an empty one), ``source_info`` (``width``, ``height``, ``fps``, ``frames`` of a file).
+    as fast as the pipeline takes its frames; every latency is then ``null``, every latency
+    sample list empty), ``watchlist`` (folder, or ``null`` for an empty one), ``source_info``
+    (``width``, ``height``, ``fps``, ``frames`` of a file).
 ``startup_s``
     From launch to the inference stage's first report of processed frames (engine loading).
 ``measured_s``
@@ -40,6 +41,10 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     ``unknown`` events of the window: ``capture_to_event`` (the event's ``ts - capture_ts``,
     i.e. until the decision was made) and ``capture_to_delivery`` (until this subscriber
     received it).
+``latency_samples_ms``
+    The samples behind ``capture_to_result`` and ``capture_to_event`` (in the order taken, at
+    most ``MAX_SAMPLES`` of each, evenly spaced when there were more; 0.01 ms steps): the
+    distribution itself, for plots.
 ``faces_per_s``, ``embeddings_per_s``, ``embeddings_per_face``
     Faces detected (tracked faces count once per frame), faces embedded.
 ``frames_skipped``
@@ -50,8 +55,8 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     Every person named in a ``match`` event during the whole run (warm-up included):
     ``name``, ``matches``, ``first_s`` (seconds after launch), ``sources``.
 ``steps_ms``
-    Per step of the inference stage, from its samples in the window: ``{"median", "p95",
-    "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call), ``match``,
+    Per step of the inference stage, from its samples in the window: ``{"median", "mean",
+    "p95", "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call), ``match``,
     ``batch`` (a whole batch: detect, track, crop, embed, match, decide, overlay).
 ``batching``
     ``frames_per_batch``, ``faces_per_embed_batch``, ``full_detections`` (whole cascade) and
@@ -87,6 +92,7 @@ from streamrec.pipeline.supervisor import Supervisor
 __all__ = ["PipelineCollector", "bench_pipeline", "latency_summary", "cpu_ticks", "peak_rss_kb"]
 
 STARTUP_TIMEOUT_S = 180.0
+MAX_SAMPLES = 4000  #: latency samples kept in the result, per kind
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -124,7 +130,14 @@ def _step_summary(seconds: list[float]) -> dict[str, float] | None:
     if not seconds:
         return None
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "count": int(ms.size)}
+    return {"median": float(np.median(ms)), "mean": float(ms.mean()), "p95": float(np.percentile(ms, 95)), "count": int(ms.size)}
+
+
+def _samples_ms(seconds: list[float]) -> list[float]:
+    """At most ``MAX_SAMPLES`` of ``seconds``, evenly spaced, in milliseconds (0.01 ms steps)."""
+    if len(seconds) > MAX_SAMPLES:
+        seconds = [seconds[i] for i in np.linspace(0, len(seconds) - 1, MAX_SAMPLES).round().astype(int)]
+    return [round(s * 1e3, 2) for s in seconds]
 
 
 @dataclass
@@ -296,6 +309,10 @@ class PipelineCollector:
                 "capture_to_result": latency_summary(every("capture_to_result")),
                 "capture_to_event": latency_summary([e.ts - e.capture_ts for _, e in received]),  # type: ignore[operator]
                 "capture_to_delivery": latency_summary([at - e.capture_ts for at, e in received]),  # type: ignore[operator]
+            },
+            "latency_samples_ms": {
+                "capture_to_result": _samples_ms(every("capture_to_result")),
+                "capture_to_event": _samples_ms([e.ts - e.capture_ts for _, e in received]),  # type: ignore[operator]
             },
             "faces_per_s": faces / seconds,
             "embeddings_per_s": embeddings / seconds,

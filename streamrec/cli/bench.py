@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import default_threads
+from streamrec.backends import REGISTRY, default_threads
 from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine
 from streamrec.cli.bench_peers import register_peers
 from streamrec.cli.common import UserError, print_json, stderr, write_atomic
@@ -66,6 +66,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     _register_pipeline(kinds)
     _register_transport(kinds)
     register_peers(kinds)
+    _register_report(kinds)
 
 
 def _print_table(result: dict[str, Any]) -> None:
@@ -141,6 +142,7 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=_seconds, default=5.0, metavar="S", help="seconds of processing before measuring, after the engines load (default: %(default)g)")
     parser.add_argument("--threads", type=int, default=0, help="inference threads (default: every core)")
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="FaceNet engine (default: %(default)s)")
+    parser.add_argument("--backend", choices=sorted(REGISTRY), default="onnxruntime", help="inference backend (default: %(default)s)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
@@ -262,6 +264,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     config = RunConfig()
     config.pipeline.threads = args.threads
     config.pipeline.precision = args.precision
+    config.pipeline.backend = args.backend
     config.tracker.embed_every_frame = args.no_skips
     config.sources = [SourceConfig(url=args.source, name=f"cam{i + 1}", loop=True, fast=args.fast) for i in range(args.streams)]
     work = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))  # run.json, logs, the events journal
@@ -292,11 +295,12 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         raise UserError("interrupted before the measurement ended", status=130)
     if args.fast:  # a fast file's frames carry the file's own time line: no capture latency
         figures["latency_ms"] = dict.fromkeys(figures["latency_ms"])
+        figures["latency_samples_ms"] = {name: [] for name in figures["latency_samples_ms"]}
     result = {
         "machine": machine(),
         "config": {
             "source": args.source, "streams": args.streams, "duration_s": args.duration, "warmup_s": args.warmup,
-            "threads": args.threads, "precision": args.precision, "embed_every_frame": args.no_skips, "fast": args.fast,
+            "threads": args.threads, "precision": args.precision, "backend": args.backend, "embed_every_frame": args.no_skips, "fast": args.fast,
             "watchlist": str(args.data_dir) if args.data_dir is not None else None, "source_info": info,
         },
         **figures,
@@ -371,4 +375,36 @@ def run_transport_bench(args: argparse.Namespace) -> int:
     stderr(f"streamrec bench transport: {width}x{height} frames, max rate and {args.fps:g} fps, {args.rounds} round(s)")
     result = {"machine": machine(), **bench_transport(args.size, args.fps, args.duration, args.rounds, stderr)}
     _emit(result, args, _print_transport)
+    return 0
+
+
+# -- bench report ------------------------------------------------------------------------------
+def _register_report(kinds: argparse._SubParsersAction) -> None:
+    parser = kinds.add_parser(
+        "report", help="docs/benchmarks.md and its plots, written from the JSON files of the other sub-verbs",
+        description="Reads the JSON files the other sub-verbs write with --out (pipeline_*.json, transport.json, "
+        "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
+        "machine, how to reproduce it, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
+        "goals met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
+        "CPU and memory, the frame transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
+        "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
+        "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "
+        "\"not measured\" with the command that measures it. Needs matplotlib (the 'build' extra).",
+    )
+    parser.add_argument("--dir", type=Path, default=Path("docs/bench"), metavar="DIR", help="folder of the JSON files (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), metavar="FILE.md", help="the report (default: %(default)s)")
+    parser.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from streamrec.bench.report import ReportError, write_report
+
+    try:
+        written = write_report(args.dir, args.out)
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write the report: {exc}") from None
+    for path in written:
+        print(path)
     return 0

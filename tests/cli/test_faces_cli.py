@@ -13,6 +13,7 @@ from tests.conftest import run_cli
 VERBS = [
     ["demo"], ["run"], ["events"], ["enroll"], ["watchlist", "list"], ["calibrate"], ["engines", "build"], ["engines", "info"],
     ["detect"], ["embed"], ["compare"], ["eval-pairs"], ["bench", "models"], ["bench", "pipeline"], ["bench", "transport"], ["bench", "peers"],
+    ["bench", "report"],
 ]
 
 

@@ -1,0 +1,911 @@
+"""``streamrec bench report``: ``docs/benchmarks.md`` and its plots, written from the JSON files
+of the other ``bench`` sub-verbs.
+
+:func:`write_report` reads, from one folder, ``pipeline_*.json`` (``streamrec bench pipeline
+--out``), ``transport.json`` (``bench transport``) and ``peers.json`` (``bench peers``), and
+writes a Markdown report and, in a folder named after it (``docs/benchmarks/`` beside
+``docs/benchmarks.md``), three PNG plots: FPS and CPU time per frame of each system, the
+distribution of per-frame times and latencies, and where the time of a frame goes. Every number
+in the report is read from the JSON files; only the goals (the targets the figures are judged
+against) are written here. A file that is missing turns its section into "not measured", with
+the command of ``tools/run_benchmarks.sh`` that makes it.
+
+matplotlib draws the plots (the ``build`` extra installs it); it is imported only here, so the
+rest of the package never needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report", "ReportError", "COMMANDS", "REPRODUCE", "pipeline_latency", "pipeline_stages"]
+
+#: How everything is measured again, from the project root (quoted in the report)
+REPRODUCE = "tools/run_benchmarks.sh"
+
+#: The line of ``tools/run_benchmarks.sh`` that writes each file (``$clip``, ``$data``,
+#: ``$watchlist`` and ``$out`` are the script's variables)
+COMMANDS = {
+    "pipeline_1": 'streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_1.json"',
+    "pipeline_4": 'streamrec bench pipeline --source "$clip" --streams 4 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_4.json"',
+    "pipeline_1_noskips": 'streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --no-skips '
+    '--out "$out/pipeline_1_noskips.json"',
+    "pipeline_fast": 'streamrec bench pipeline --source "$clip" --fast --duration 20 --data-dir "$watchlist" --out "$out/pipeline_fast.json"',
+    "pipeline_fast_noskips": 'streamrec bench pipeline --source "$clip" --fast --duration 20 --data-dir "$watchlist" --no-skips '
+    '--out "$out/pipeline_fast_noskips.json"',
+    "transport": 'streamrec bench transport --out "$out/transport.json"',
+    "peers": 'streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \\\n'
+    '    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \\\n'
+    '    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"',
+}
+_PIPELINES = ("pipeline_1", "pipeline_4", "pipeline_1_noskips", "pipeline_fast", "pipeline_fast_noskips")
+
+# The goals of the issue this report answers: targets, not results
+PEER_GOALS = {"facenet_pytorch": 5.0, "face_recognition": 2.0}  #: our FPS over theirs, at least
+FPS_GOAL = 25.0  #: one live stream of the clip, end to end
+EVENT_P95_GOAL_MS = 150.0  #: p95 capture-to-event latency, one stream
+STREAMS_GOAL = (4, 8.0)  #: this many streams at once keep at least this FPS each
+
+_PEER_LABELS = {
+    "streamrec": "streamrec, per frame (no tracking)",
+    "facenet_pytorch": "facenet-pytorch",
+    "face_recognition": "face_recognition (dlib)",
+}
+_STAGES = ("detect", "embed", "match", "other")
+_STAGE_COLOURS = {"detect": "#4c72b0", "embed": "#dd8452", "match": "#55a868", "other": "#b0b0b0"}
+
+
+class ReportError(Exception):
+    """A JSON file that cannot be read, or matplotlib missing: one line for the user."""
+
+
+# -- reading --------------------------------------------------------------------------------------
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object")
+    return data
+
+
+def _pipeline_names(folder: Path) -> list[str]:
+    """The known pipeline files first, in their order, then any other ``pipeline_*.json``."""
+    others = sorted(p.stem for p in folder.glob("pipeline_*.json") if p.stem not in _PIPELINES)
+    return [*_PIPELINES, *others]
+
+
+# -- formatting -----------------------------------------------------------------------------------
+def _f(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{format(value, spec)}{suffix}"
+
+
+def _lat(summary: dict[str, float] | None) -> str:
+    if not summary:
+        return "-"
+    return f"{summary['p50']:.1f} / {summary['p95']:.1f} / {summary['p99']:.1f}"
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _command_block(names: Iterable[str]) -> list[str]:
+    return ["```", *(COMMANDS[n] for n in names if n in COMMANDS), "```"]
+
+
+def _not_measured(file: str) -> list[str]:
+    lines = [f"Not measured: `{file}.json` is missing."]
+    if file in COMMANDS:
+        lines += [f"`{REPRODUCE}` makes it with:", "", *_command_block([file])]
+    return lines
+
+
+def _at_least(value: float, goal: float, spec: str, unit: str = "") -> str:
+    return "**met**" if value >= goal else f"**not met**: short by {format(goal - value, spec)}{unit}"
+
+
+def _at_most(value: float, goal: float, spec: str, unit: str = "") -> str:
+    return "**met**" if value <= goal else f"**not met**: over by {format(value - goal, spec)}{unit}"
+
+
+# -- derived figures --------------------------------------------------------------------------------
+def _pipeline_label(result: dict[str, Any]) -> str:
+    cfg = result.get("config", {})
+    streams = cfg.get("streams", 1)
+    plural = "s" if streams != 1 else ""
+    mode = f"{streams} stream{plural} offline (--fast)" if cfg.get("fast") else f"{streams} live stream{plural}"
+    skips = "no skips" if cfg.get("embed_every_frame") else "with skips"
+    return f"streamrec pipeline, {mode}, {skips}"
+
+
+#: what the pipeline files hold, for the heading of one that is missing
+_MISSING_LABELS = {
+    "pipeline_1": "streamrec pipeline, 1 live stream, with skips",
+    "pipeline_4": "streamrec pipeline, 4 live streams, with skips",
+    "pipeline_1_noskips": "streamrec pipeline, 1 live stream, no skips",
+    "pipeline_fast": "streamrec pipeline, 1 stream offline (--fast), with skips",
+    "pipeline_fast_noskips": "streamrec pipeline, 1 stream offline (--fast), no skips",
+}
+
+
+def _offered_fps(result: dict[str, Any]) -> float | None:
+    """Frames per second the live sources offered, all together (``None`` offline or unknown)."""
+    cfg = result.get("config", {})
+    info = cfg.get("source_info") or {}
+    if cfg.get("fast") or not info.get("fps"):
+        return None
+    return float(info["fps"]) * int(cfg.get("streams", 1))
+
+
+def _cpu_ms_per_frame(cores: float | None, fps: float | None) -> float | None:
+    return None if cores is None or not fps else cores * 1000.0 / fps
+
+
+def _pipeline_cores(result: dict[str, Any]) -> float | None:
+    cpu = result.get("cpu") or {}
+    return cpu["percent"] / 100.0 if "percent" in cpu else None
+
+
+def _peer_memory(row: dict[str, Any]) -> float | None:
+    return row.get("peak_rss_mb") or row.get("peak_rss_mb_process")
+
+
+def pipeline_stages(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Milliseconds per processed frame in ``detect``, ``embed``, ``match`` and ``other`` (the
+    rest of a batch: tracking, crops, decisions, overlays) from the pipeline's ``steps_ms``;
+    ``stat`` says whether means were available or medians stood in (older JSON)."""
+    steps = result.get("steps_ms") or {}
+    frames = sum(s.get("frames", 0) for s in (result.get("sources") or {}).values())
+    if not frames or not steps.get("batch"):
+        return None
+    present = [s for s in steps.values() if s]
+    stat = "mean" if all("mean" in s for s in present) else "median"
+    per = {name: (steps[name][stat] * steps[name]["count"] / frames if steps.get(name) else 0.0) for name in ("detect", "embed", "match")}
+    batch = steps["batch"][stat] * steps["batch"]["count"] / frames
+    per["other"] = max(batch - sum(per.values()), 0.0)
+    return {**per, "total": max(batch, sum(per[n] for n in ("detect", "embed", "match"))), "stat": stat}
+
+
+def _peer_stages(row: dict[str, Any]) -> dict[str, Any] | None:
+    stage = row.get("stage_ms") or {}
+    if not row.get("frame_ms"):
+        return None
+    per = {name: (stage[name]["mean"] if stage.get(name) else 0.0) for name in ("detect", "embed", "match")}
+    total = row["frame_ms"]["mean"]
+    per["other"] = max(total - sum(per.values()), 0.0)
+    return {**per, "total": total, "stat": "mean"}
+
+
+def pipeline_latency(result: dict[str, Any], kind: str = "capture_to_result") -> tuple[str, Any]:
+    """What the JSON holds of one latency's distribution: ``("samples", [ms, ...])`` when it
+    has the samples, else ``("percentiles", {"p50", "p95", "p99", ...})``, else ``("none", None)``."""
+    samples = (result.get("latency_samples_ms") or {}).get(kind)
+    if samples:
+        return "samples", samples
+    summary = (result.get("latency_ms") or {}).get(kind)
+    if summary:
+        return "percentiles", summary
+    return "none", None
+
+
+def _usable_peers(peers: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    if not peers:
+        return {}
+    return {name: row for name, row in peers.get("systems", {}).items() if row.get("available") and "error" not in row and row.get("fps")}
+
+
+# -- the report -----------------------------------------------------------------------------------
+def write_report(folder: Path, out: Path) -> list[Path]:
+    """Write the Markdown report ``out`` from the JSON files in ``folder``, and its plots into
+    the folder ``out.parent / out.stem``. Returns the files written, the report first."""
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: no such folder (run {REPRODUCE} first)")
+    data: dict[str, dict[str, Any] | None] = {name: _load(folder, name) for name in _pipeline_names(folder)}
+    data["transport"] = _load(folder, "transport")
+    data["peers"] = _load(folder, "peers")
+    if not any(data.values()):
+        raise ReportError(f"{folder}: none of the benchmark JSON files is there (run {REPRODUCE} first)")
+    plots_dir = out.parent / out.stem
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots = _draw_plots(data, plots_dir)
+    links = {name: os.path.relpath(path, out.parent).replace(os.sep, "/") for name, path in plots.items()}
+    text = "\n".join(_markdown(data, folder, out, links)) + "\n"
+    _write_atomic(out, text.encode())
+    return [out, *plots.values()]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, path)
+
+
+def _markdown(data: dict[str, Any], folder: Path, out: Path, links: dict[str, str]) -> list[str]:
+    raw = os.path.relpath(folder, out.parent).replace(os.sep, "/")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `streamrec bench report` from the JSON files in [`{raw}/`]({raw}/) (the raw results, "
+        "every key documented in the `--help` of the `streamrec bench` sub-verb that wrote it); "
+        "do not edit by hand. Every measurement, then this report, again, from the project root with "
+        "the environment active (about twelve minutes, on an otherwise idle machine):",
+        "",
+        "```",
+        REPRODUCE,
+        "```",
+        "",
+        "(`tools/run_benchmarks.sh DATA` takes the shared data folder, default `../shared/data`: the "
+        "clip is `DATA/video/short_hamilton_clip.mp4`, the people enrolled are those of `DATA/faces`.)",
+        "",
+    ]
+    lines += _machine_section(data, folder)
+    lines += _headline_section(data, links)
+    lines += _identification_section(data)
+    lines += _time_section(data, links)
+    lines += _pipeline_section(data, links)
+    lines += _transport_section(data)
+    lines += _peers_section(data)
+    return lines
+
+
+def _machine_section(data: dict[str, Any], folder: Path) -> list[str]:
+    lines = ["## Machine", ""]
+    machines: dict[str, list[str]] = {}
+    for name, result in data.items():
+        if result and result.get("machine"):
+            machines.setdefault(json.dumps(result["machine"], sort_keys=True), []).append(name)
+    if not machines:
+        return [*lines, "Not recorded in the JSON files.", ""]
+    for key, names in machines.items():
+        m = json.loads(key)
+        prefix = f"- files {', '.join(f'`{n}.json`' for n in names)}: " if len(machines) > 1 else "- "
+        cores = f"{m.get('cores_available', '?')} cores available"
+        if m.get("cpu_count") and m.get("cpu_count") != m.get("cores_available"):
+            cores += f" (of {m['cpu_count']})"
+        parts = [f"CPU: {m.get('cpu', 'unknown')}, {cores}"]
+        memory = m.get("memory_gb") or (m["memory_mb"] / 1024 if m.get("memory_mb") else None)
+        parts.append(f"memory: {memory:.0f} GiB" if memory else "memory: not recorded")
+        system = m.get("os") or m.get("platform")
+        parts.append(f"OS: {system}" if system else "OS: not recorded")
+        parts.append(f"Python {m.get('python', '?')}")
+        lines.append(prefix + "; ".join(parts))
+    versions: dict[str, str] = {}
+    for row in (data.get("peers") or {}).get("systems", {}).values():
+        versions.update(row.get("versions") or {})
+    if versions:
+        lines.append("- libraries (from `peers.json`): " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    dates = sorted({r["machine"]["measured"][:10] for r in data.values() if r and (r.get("machine") or {}).get("measured")})
+    if dates:
+        lines.append(f"- measured: {' to '.join(dict.fromkeys([dates[0], dates[-1]]))}")
+    clip = _clip(data)
+    if clip:
+        lines.append(f"- clip: `{clip['name']}`, {clip['width']}x{clip['height']} at {clip['fps']:g} fps, {clip['frames']} frames")
+    peers = data.get("peers")
+    if peers:
+        lines.append(f"- thread budget of every peer: {peers['config']['threads']}; the pipeline's inference uses every core available")
+    return [*lines, ""]
+
+
+def _clip(data: dict[str, Any]) -> dict[str, Any] | None:
+    for result in data.values():
+        cfg = (result or {}).get("config") or {}
+        if cfg.get("source_info"):
+            return {**cfg["source_info"], "name": Path(str(cfg.get("source", "?"))).name}
+    return None
+
+
+def _headline_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
+    live, fast, four, noskips = data.get("pipeline_1"), data.get("pipeline_fast"), data.get("pipeline_4"), data.get("pipeline_1_noskips")
+    peers = _usable_peers(data.get("peers"))
+    clip = _clip(data)
+    where = f" on `{clip['name']}` at {clip['width']}x{clip['height']}" if clip else ""
+    cores = next((r["machine"].get("cores_available") for r in data.values() if r and r.get("machine")), None)
+    if cores:
+        where += f", {cores} cores"
+    lines = [f"## Headline: end-to-end FPS{where}", ""]
+    if live is None:
+        lines += [*_not_measured("pipeline_1"), ""]
+    if data.get("peers") is None:
+        lines += [*_not_measured("peers"), ""]
+    rows: list[list[str]] = []
+    ours = {"live": live, "offline": fast}
+    ours_cols = [k for k, v in ours.items() if v]
+    header = ["system", "timed", "FPS", "CPU cores used", "CPU ms per frame", "peak memory MB"]
+    header += [f"our pipeline ({k}) / it" for k in ours_cols]
+
+    def ratio_cells(fps: float | None) -> list[str]:
+        return [_f(ours[k]["fps"] / fps, ".2f", "x") if fps else "-" for k in ours_cols]
+
+    for result in (live, noskips, fast, data.get("pipeline_fast_noskips")):
+        if not result:
+            continue
+        cores = _pipeline_cores(result)
+        offered = _offered_fps(result)
+        timed = f"live: the clip played at {offered:g} fps like a camera" if offered else "offline: every frame, as fast as it goes"
+        memory = sum((result.get("peak_rss_mb") or {}).values()) or None
+        rows.append([_pipeline_label(result), timed, _f(result["fps"]), _f(cores, ".2f"), _f(_cpu_ms_per_frame(cores, result["fps"])),
+                     _f(memory, ".0f") + (" (sum of stage peaks)" if memory else ""), *(["-"] * len(ours_cols))])
+    for name, row in peers.items():
+        rows.append([_PEER_LABELS.get(name, name), "offline: every frame, as fast as it goes", _f(row["fps"]), _f(row.get("cpu_cores_used"), ".2f"),
+                     _f(_cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"])), _f(_peer_memory(row), ".0f"), *ratio_cells(row["fps"])])
+    if rows:
+        lines += _table(header, rows) + [""]
+    lines += [
+        "FPS: frames processed per second. The pipeline's live FPS is frames processed per second of a live "
+        "stream (the clip played at its own frame rate, as a camera delivers it, end to end through capture, "
+        "inference and events in their own processes), so it can never exceed the clip's frame rate; the peers "
+        "(and the pipeline with `--fast`) are timed offline, every frame as fast as they go. CPU cores used: CPU "
+        "time over wall time (the pipeline: all its stage processes, decoding included; the peers: the process "
+        "working on the frames, decoding excluded); CPU ms per frame is that over the FPS, the cost of a frame "
+        "whatever the pacing.",
+        "",
+    ]
+    if live:
+        lines += _live_caveat(live, four, peers)
+    lines += _goal_rows(live, fast, peers, data)
+    if "fps" in links:
+        lines += [f"![FPS and CPU time per frame of each system]({links['fps']})", ""]
+    return lines
+
+
+def _live_caveat(live: dict[str, Any], four: dict[str, Any] | None, peers: dict[str, Any]) -> list[str]:
+    offered = _offered_fps(live)
+    if not offered:
+        return []
+    source = next(iter(live["sources"].values()), {})
+    cores, available = _pipeline_cores(live), live.get("cpu", {}).get("cores")
+    text = (f"The live pipeline processed {live['fps']:.1f} of the {offered:g} frames per second offered "
+            f"({100 * live['fps'] / offered:.0f}%; {live.get('frames_skipped', 0)} frames skipped because a newer one of the same "
+            f"camera was already waiting, {source.get('dropped', 0)} dropped at capture)")
+    if cores is not None and available:
+        spare = cores < 0.9 * available
+        text += f", using {cores:.2f} of {available} cores"
+        text += (": it had CPU to spare, so its ratio to an offline peer is a lower bound of what the same work costs."
+                 if spare else ": it was using the cores it has, so its live FPS is close to its throughput.")
+    else:
+        text += "."
+    lines = [text]
+    if four:
+        per = [s["fps"] for s in four["sources"].values()]
+        versus = ", ".join(f"{four['fps'] / peers[n]['fps']:.1f}x {_PEER_LABELS[n]}'s FPS" for n in PEER_GOALS if n in peers)
+        spread = f"{min(per):.1f}" if f"{min(per):.1f}" == f"{max(per):.1f}" else f"{min(per):.1f} to {max(per):.1f}"
+        lines[0] += (f" With {len(per)} live streams of the clip at once the same pipeline processed {four['fps']:.1f} frames per second "
+                     f"in total{f' ({versus})' if versus else ''}, {spread} per stream, on the same cores.")
+    return [*lines, ""]
+
+
+def _goal_rows(live: dict[str, Any] | None, fast: dict[str, Any] | None, peers: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    lines = ["Goals (from the issue): at least 5x facenet-pytorch's FPS and 2x face_recognition's, with equal or better identification.", ""]
+    ours = fast or live
+    if ours is None or not peers:
+        return [*lines, "Not judged: " + ("our pipeline" if ours is None else "the peers") + " not measured.", ""]
+    which = "offline (`pipeline_fast.json`, timed as the peers are)" if fast else "live (`pipeline_1.json`)"
+    rows = []
+    notes: list[str] = []
+    short: list[str] = []
+    for name, goal in PEER_GOALS.items():
+        row = peers.get(name)
+        if row is None:
+            rows.append([f">= {goal:g}x {_PEER_LABELS[name]}", "-", "not judged: not measured"])
+            continue
+        ratio = ours["fps"] / row["fps"]
+        needed = goal * row["fps"]
+        verdict = _at_least(ratio, goal, ".2f", "x")
+        if ratio < goal:
+            verdict += f" (needs {needed:.1f} FPS, {needed - ours['fps']:.1f} more)"
+            short.append(name)
+            offered = _offered_fps(ours)
+            if offered and needed > offered:
+                verdict += (f"; a live run cannot show it: the clip's {offered:g} fps caps the live ratio at {offered / row['fps']:.2f}x")
+                if not fast:
+                    notes.append(name)
+        rows.append([f">= {goal:g}x {_PEER_LABELS[name]}", f"{ratio:.2f}x ({ours['fps']:.1f} vs {row['fps']:.2f} FPS)", verdict])
+        rows.append(_identification_goal(name, row, data))
+    lines += [f"Our pipeline: {which}.", "", *_table(["goal", "measured", "verdict"], rows), ""]
+    for name in short:
+        lines += [_where_time_goes(ours, name, peers[name]), ""]
+    if notes:
+        lines += ["The offline throughput of the pipeline (the like-for-like figure) is not measured: `pipeline_fast.json` is "
+                  f"missing; `{REPRODUCE}` makes it with:", "", *_command_block(["pipeline_fast"]), ""]
+    return lines
+
+
+def _where_time_goes(ours: dict[str, Any], name: str, row: dict[str, Any]) -> str:
+    """One paragraph: the stage times and CPU per frame of our pipeline beside one peer's."""
+    label = _PEER_LABELS.get(name, name)
+    text = f"Where the time goes, beside {label}:"
+    theirs = _peer_stages(row)
+    if theirs:
+        text += (f" {label} spends {theirs['detect']:.1f} ms detecting and {theirs['embed']:.1f} ms embedding per frame "
+                 f"({theirs['total']:.1f} ms, mean of {row['frames']} frames)")
+    stages = pipeline_stages(ours)
+    embeds = ours["embeddings_per_s"] / max(ours["fps"], 1e-9)
+    steps = ours.get("steps_ms") or {}
+    if stages and stages["stat"] == "mean":
+        text += (f"; our pipeline's inference stage {stages['detect']:.1f} ms detecting (whole cascade on some frames, O-Net on the "
+                 f"tracked boxes on the others), {stages['embed']:.1f} ms embedding ({embeds:.2f} embeddings per frame) and "
+                 f"{stages['other']:.1f} ms on the rest of a batch ({stages['total']:.1f} ms per frame, means)")
+    elif steps.get("detect"):  # older JSON: medians only, which hide the slow full detections
+        detect, embed = steps["detect"], steps.get("embed") or {}
+        text += (f"; our pipeline's inference stage: a detection call takes {detect['median']:.1f} ms at the median and "
+                 f"{detect['p95']:.1f} ms at p95 (whole cascade on some frames, O-Net on the tracked boxes on the others), "
+                 f"and it embeds {embeds:.2f} faces per frame")
+        if embed:
+            text += f" at {embed['median']:.1f} ms per embedding call (median)"
+    inference = ((ours.get("cpu") or {}).get("stages") or {}).get("inference")
+    if inference is not None and ours["fps"]:
+        text += f"; that stage used {inference / 100 * 1000 / ours['fps']:.1f} ms of CPU per frame"
+    mine = _cpu_ms_per_frame(_pipeline_cores(ours), ours["fps"])
+    other = _cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"])
+    if mine and other:
+        text += (f". In CPU time per frame, all the pipeline's processes took {mine:.1f} ms against {other:.1f} ms for {label} "
+                 f"({other / mine:.1f}x less)")
+    return text + "."
+
+
+def _expected(data: dict[str, Any]) -> list[str] | None:
+    peers = data.get("peers")
+    return (peers or {}).get("config", {}).get("expected")
+
+
+def _identification_goal(name: str, row: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """Our identification beside one peer's: pair accuracy (same models as per-frame streamrec)
+    and which of the people really in the clip were named (our live pipeline)."""
+    goal = f"identification equal or better than {_PEER_LABELS[name]}"
+    ours_pairs = (_usable_peers(data.get("peers")).get("streamrec") or {}).get("verification")
+    theirs_pairs = row.get("verification")
+    expected = _expected(data)
+    pipeline = data.get("pipeline_1")
+    measured, worse = [], []
+    partial = False
+    if ours_pairs and theirs_pairs:
+        a, b = ours_pairs["accuracy"], theirs_pairs["accuracy"]
+        measured.append(f"pair accuracy {a:.3f} vs {b:.3f} (+- {ours_pairs.get('accuracy_std', 0):.3f} vs +- {theirs_pairs.get('accuracy_std', 0):.3f} over the folds)")
+        if a < b - 1e-9:
+            pairs = ours_pairs.get("pairs")
+            count = f", about {round((b - a) * pairs)} of {pairs} pairs" if pairs else ""
+            worse.append(f"pair accuracy lower by {b - a:.3f}{count}")
+    if pipeline and not (pipeline.get("config") or {}).get("watchlist"):
+        measured.append("our live pipeline ran with an empty watchlist: names not compared")
+        partial = True
+    elif expected and pipeline and "identities" in row:
+        named = {p["name"] for p in pipeline.get("identities", [])}
+        theirs = set(row["identities"])
+        ours_n, theirs_n = len(named & set(expected)), len(theirs & set(expected))
+        measured.append(f"people in the clip named {ours_n} vs {theirs_n} of {len(expected)}")
+        if ours_n < theirs_n:
+            missed = sorted((theirs - named) & set(expected))
+            seen = ", ".join(f"{who} (on frames {row['identities'][who]['first_frame']}-{row['identities'][who]['last_frame']} of each pass "
+                             f"of the clip, {row['identities'][who]['frames']} frames, for {_PEER_LABELS[name]})" for who in missed)
+            worse.append(f"our live pipeline named {theirs_n - ours_n} fewer of the people in the clip; not named: {seen}")
+        extra = sorted(named - set(expected))
+        if extra:
+            worse.append(f"also named people not in the clip: {', '.join(extra)}")
+    if not measured:
+        return [goal, "-", "not judged: no identification in the JSON files"]
+    verdict = ("**met** on pair accuracy; names not compared" if partial else "**met**") if not worse else "**not met**: " + "; ".join(worse)
+    return [goal, "; ".join(measured), verdict]
+
+
+def _identification_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Who was identified", ""]
+    expected = _expected(data)
+    peers_all = (data.get("peers") or {}).get("systems", {})
+    if expected:
+        lines += [f"The people really in the clip (`--expected` of `bench peers`): {', '.join(expected)}.", ""]
+    rows = []
+    for key in ("pipeline_1", "pipeline_1_noskips", "pipeline_4"):
+        result = data.get(key)
+        if not result:
+            continue
+        people = result.get("identities") or []
+        if not (result.get("config") or {}).get("watchlist"):
+            rows.append([_pipeline_label(result), "-", "nobody to name: an empty watchlist", "-", "-", "-"])
+            continue
+        named = "; ".join(f"{p['name']}: {p['matches']} match events, first {p['first_s']:.1f} s after launch" for p in people)
+        unexpected = sorted({p["name"] for p in people} - set(expected)) if expected else []
+        found = f"{len({p['name'] for p in people} & set(expected))} of {len(expected)}" if expected else "-"
+        decisions = result.get("decisions") or {}
+        rows.append([_pipeline_label(result), found, named or "nobody", f"{decisions.get('unknown', '-')} unknown decisions in the window",
+                     ", ".join(unexpected) or "none", "-"])
+    for name, row in peers_all.items():
+        if not row.get("available") or "error" in row:
+            rows.append([_PEER_LABELS.get(name, name), "-", row.get("reason") or row.get("error") or "-", "-", "-", "-"])
+            continue
+        people = row.get("identities")
+        if people is None:
+            continue
+        named = "; ".join(f"{who}: {r['faces']} faces on {r['frames']} frames, first at {_f(r.get('first_s'), '.2f')} s" for who, r in people.items())
+        found = f"{len(set(people) & set(expected))} of {len(expected)}" if expected else "-"
+        pairs = row.get("verification")
+        accuracy = f"{pairs['accuracy']:.3f} +- {pairs['accuracy_std']:.3f}" if pairs else "-"
+        rows.append([_PEER_LABELS.get(name, name), found, named or "nobody", f"{row.get('unknown_faces', '-')} unknown faces",
+                     ", ".join(row.get("unexpected_names") or []) or "none", accuracy])
+    if not rows:
+        return [*lines, *_not_measured("peers"), ""]
+    lines += _table(["system", "people in the clip named", "who, how often, first", "unknown", "names of people not in the clip",
+                     "pair accuracy"], rows)
+    lines.append("")
+    lines.append("The pipelines ran for their warm-up and measured window with the clip looping (several passes); match "
+                 "events are one per decided track, times from the launch (engine loading included). The peers processed "
+                 "one pass, naming every face of every frame; times are positions in the clip.")
+    pairs = (data.get("peers") or {}).get("pairs")
+    if pairs:
+        lines.append(f"Pair accuracy: 10-fold accuracy of the `eval-pairs` protocol on {pairs['same']} same-person and "
+                     f"{pairs['different']} different-person pairs of {pairs['photos']} photos of {len(pairs['people'])} people "
+                     "(each system's own distance and threshold); the pipeline embeds with the same models as per-frame streamrec.")
+    if data.get("peers") is None:
+        lines += ["", *_not_measured("peers")]
+    return [*lines, ""]
+
+
+def _time_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
+    lines = ["## Where the time of a frame goes", ""]
+    rows = []
+    for key in ("pipeline_1", "pipeline_1_noskips", "pipeline_4", "pipeline_fast", "pipeline_fast_noskips"):
+        result = data.get(key)
+        stages = pipeline_stages(result) if result else None
+        if not stages:
+            continue
+        approx = "≈ " if stages["stat"] == "median" else ""
+        frames = sum(s["frames"] for s in result["sources"].values())
+        embeds = (result["steps_ms"].get("embed") or {}).get("count", 0)
+        rows.append([_pipeline_label(result), *(approx + _f(stages[n], ".2f") for n in _STAGES), approx + _f(stages["total"], ".2f"),
+                     f"{result.get('embeddings_per_s', 0) / max(result['fps'], 1e-9):.2f}",
+                     f"{result.get('faces_per_s', 0) / max(result['fps'], 1e-9):.2f}",
+                     _f(_cpu_ms_per_frame(((result.get("cpu") or {}).get("stages") or {}).get("inference", math.nan) / 100, result["fps"])),
+                     f"{stages['stat']}s of {frames} frames, {embeds} embedding calls"])
+    for name, row in _usable_peers(data.get("peers")).items():
+        stages = _peer_stages(row)
+        if not stages:
+            continue
+        rows.append([_PEER_LABELS.get(name, name), *(_f(stages[n], ".2f") for n in _STAGES), _f(stages["total"], ".2f"),
+                     f"{row['faces_per_frame']:.2f}", f"{row['faces_per_frame']:.2f}", _f(_cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"])),
+                     f"means of {row['frames']} frames"])
+    if not rows:
+        return [*lines, "Not measured: neither a pipeline JSON nor `peers.json` is there.", ""]
+    lines += _table(["system", "detect ms", "embed ms", "match ms", "other ms", "total ms", "embeddings per frame", "faces per frame",
+                     "CPU ms per frame", "from"], rows)
+    lines += [
+        "",
+        "Milliseconds of processing per frame (wall time). The peers: their per-frame stage times (embed includes cutting the crops); "
+        "other is what is left of the frame time. The pipeline: each step of its inference stage (one batched call for all the "
+        "frames of a batch) times the number of calls, over the frames processed; other is the rest of a batch (tracking, crops, "
+        "decisions, overlays). Capture (decoding) runs in other processes, beside it. ≈: the JSON has only medians of these "
+        "times, which understate skewed ones (slow full detections among fast tracked ones); newer JSON has means. CPU ms per "
+        "frame: CPU time of the pipeline's inference stage, or of the peer's process, over the frames processed (all threads).",
+        "",
+    ]
+    if "stages" in links:
+        lines += [f"![Stage breakdown per frame]({links['stages']})", ""]
+    return lines
+
+
+def _pipeline_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
+    lines = ["## The pipeline end to end", ""]
+    one, four = data.get("pipeline_1"), data.get("pipeline_4")
+    rows = []
+    if one:
+        rows.append([f">= {FPS_GOAL:g} FPS, one live stream", f"{one['fps']:.1f} FPS", _at_least(one["fps"], FPS_GOAL, ".1f", " FPS")])
+        event = (one.get("latency_ms") or {}).get("capture_to_event")
+        if event:
+            rows.append([f"p95 capture-to-event <= {EVENT_P95_GOAL_MS:g} ms, one live stream", f"{event['p95']:.1f} ms ({event['samples']} events)",
+                         _at_most(event["p95"], EVENT_P95_GOAL_MS, ".1f", " ms")])
+        else:
+            rows.append([f"p95 capture-to-event <= {EVENT_P95_GOAL_MS:g} ms, one live stream", "no events in the window", "not judged"])
+    else:
+        rows.append([f">= {FPS_GOAL:g} FPS and p95 capture-to-event <= {EVENT_P95_GOAL_MS:g} ms, one live stream", "-", "not measured"])
+    count, goal = STREAMS_GOAL
+    if four:
+        per = [s["fps"] for s in four["sources"].values()]
+        rows.append([f"{count} live streams at once, >= {goal:g} FPS each", f"{min(per):.1f} FPS (slowest of {len(per)})", _at_least(min(per), goal, ".1f", " FPS")])
+    else:
+        rows.append([f"{count} live streams at once, >= {goal:g} FPS each", "-", "not measured"])
+    lines += _table(["goal", "measured", "verdict"], rows) + [""]
+    for key in _pipeline_names_in(data):
+        result = data.get(key)
+        lines += [f"### {_pipeline_label(result) if result else _MISSING_LABELS.get(key, key)} (`{key}.json`)", ""]
+        if result is None:
+            lines += [*_not_measured(key), ""]
+            continue
+        lines += _pipeline_detail(result)
+    if "latency" in links:
+        lines += [f"![Per-frame time and latency distributions]({links['latency']})", ""]
+    return lines
+
+
+def _pipeline_names_in(data: dict[str, Any]) -> list[str]:
+    return [k for k in data if k.startswith("pipeline_") and (k in _PIPELINES or data[k])]
+
+
+def _pipeline_detail(result: dict[str, Any]) -> list[str]:
+    cfg = result["config"]
+    info = cfg.get("source_info") or {}
+    size = f" ({info['width']}x{info['height']} at {info['fps']:g} fps)" if info else ""
+    embeds = "every face on every frame (`--no-skips`)" if cfg.get("embed_every_frame") else "quality-gated, skipped for tracked faces"
+    lines = [
+        f"{cfg['streams']} x `{Path(str(cfg['source'])).name}`{size}, {'read as fast as taken (`--fast`)' if cfg.get('fast') else 'played at its own rate, looping'}; "
+        f"{result['measured_s']:.1f} s measured after {cfg['warmup_s']:g} s of warm-up (engines loaded in {result['startup_s']:.1f} s); "
+        f"FaceNet {cfg['precision']}, {cfg['threads'] or 'all'} inference threads; embeddings: {embeds}; "
+        f"watchlist: {'enrolled people' if cfg.get('watchlist') else 'empty'}.",
+        "",
+    ]
+    rows = [[name, _f(row["fps"]), str(row["frames"]), str(row.get("sent", "-")), str(row["dropped"]), str(row["skipped"]),
+             _lat(row.get("capture_to_result_ms"))] for name, row in result["sources"].items()]
+    rows.append(["all", _f(result["fps"]), str(sum(r["frames"] for r in result["sources"].values())), "", "", str(result.get("frames_skipped", "")), ""])
+    lines += _table(["source", "FPS", "frames", "sent", "dropped", "skipped", "capture to result ms p50 / p95 / p99"], rows) + [""]
+    latency = result.get("latency_ms") or {}
+    if any(latency.values()):
+        lines += _table(["latency, all sources", "p50 / p95 / p99 ms", "mean ms", "samples"],
+                        [[name.replace("_", " "), _lat(s), _f(s["mean"]) if s else "-", str(s["samples"]) if s else "0"] for name, s in latency.items()])
+        lines.append("")
+    else:
+        lines += ["No latencies: frames read as fast as taken carry the file's own time line.", ""]
+    steps = result.get("steps_ms") or {}
+    lines += _table(["inference step", "median ms", "mean ms", "p95 ms", "calls"],
+                    [[name, _f(s["median"], ".2f"), _f(s.get("mean"), ".2f"), _f(s["p95"], ".2f"), str(s["count"])] for name, s in steps.items() if s])
+    lines.append("")
+    batching, decisions = result.get("batching") or {}, result.get("decisions") or {}
+    cpu = result.get("cpu") or {}
+    stages = ", ".join(f"{n} {v:.0f}%" for n, v in sorted((cpu.get("stages") or {}).items()))
+    lines.append(f"Faces {result['faces_per_s']:.1f}/s, embeddings {result['embeddings_per_s']:.1f}/s ({result['embeddings_per_face']:.2f} per face); "
+                 f"{_f(batching.get('frames_per_batch'), '.2f')} frames per batch, {_f(batching.get('faces_per_embed_batch'), '.2f')} faces per embedding call; "
+                 f"{_f(batching.get('full_detections_per_s'))} full and {_f(batching.get('tracked_detections_per_s'))} tracked detections/s; "
+                 f"decisions in the window: {decisions.get('match', 0)} match, {decisions.get('unknown', 0)} unknown.")
+    if cpu:
+        lines.append(f"CPU: {cpu['percent']:.0f}% of one core, all stage processes ({cpu.get('cores', '?')} cores available): {stages}.")
+    rss = result.get("peak_rss_mb") or {}
+    if rss:
+        lines.append("Peak memory (RSS) MB: " + ", ".join(f"{n} {v:.0f}" for n, v in sorted(rss.items())) + ".")
+    people = result.get("identities") or []
+    if people:
+        lines.append("Identified: " + "; ".join(f"{p['name']} ({p['matches']} match events, first {p['first_s']:.1f} s after launch, on {', '.join(p['sources'])})" for p in people) + ".")
+    if result.get("restarted"):
+        lines.append(f"Restarted during the window: {', '.join(result['restarted'])}.")
+    return [*lines, ""]
+
+
+def _transport_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Frame transport", ""]
+    result = data.get("transport")
+    if result is None:
+        return [*lines, *_not_measured("transport"), ""]
+    goal = result["goal_percent"]
+    lines += [
+        f"One {result['frame']} RGB frame ({result['frame_bytes'] / 1e6:.2f} MB) from one process to another: ZeroMQ as the pipeline sends it "
+        "(pixels not copied) beside a `multiprocessing.Queue` of pickled tuples, at the sender's maximum rate and paced at "
+        f"{result['budget_fps']:g} fps. Goal: under {goal:g}% of the {result['budget_ms']:.1f} ms frame budget at {result['budget_fps']:g} fps.",
+        "",
+    ]
+    rows = []
+    for row in result["rows"]:
+        rate = row["rate"] if row["rate"] == "max" else f"{row['rate']:g} fps"
+        rows.append([row["transport"], rate, str(row["frames"]), _f(row["fps"], ".0f"), _f(row["cpu_per_frame_ms"], ".3f"),
+                     _f(row["pacing_cpu_per_frame_ms"], ".3f"), _f(row["transport_cpu_per_frame_ms"], ".3f"), _f(row["budget_percent"], ".2f", "%"),
+                     f"{row['call_cpu_ms']['median']:.3f} / {row['call_cpu_ms']['p95']:.3f}", f"{row['send_wall_ms']['median']:.3f} / {row['send_wall_ms']['p95']:.3f}",
+                     f"{row['latency_ms']['p50']:.2f} / {row['latency_ms']['p95']:.2f} / {row['latency_ms']['p99']:.2f}"])
+    lines += _table(["transport", "rate", "frames", "FPS", "CPU ms per frame", "- pacing", "= transport", "% of budget",
+                     "call CPU ms median / p95", "send ms median / p95", "latency ms p50 / p95 / p99"], rows)
+    verdict = result["verdict"]
+    whole = "**met**" if verdict["meets_goal"] else f"**not met**: over by {verdict['zeromq_percent'] - goal:.2f} points"
+    calls = "**met**" if verdict["calls_meet_goal"] else f"**not met**: over by {verdict['zeromq_call_percent'] - goal:.2f} points"
+    lines += [
+        "",
+        "CPU ms per frame: both processes, every thread (ZeroMQ's I/O threads, the Queue's feeder thread); - pacing: the same "
+        "paced loop sending nothing; = transport: the difference. Call CPU: inside the send and receive calls only.",
+        "",
+        *_table(["figure at the paced rate", "% of the frame budget", f"goal < {goal:g}%"], [
+            ["ZeroMQ, whole cost per frame (both processes, all threads, less the pacing loop)", f"{verdict['zeromq_percent']:.2f}%", whole],
+            ["ZeroMQ, inside the send and receive calls (median)", f"{verdict['zeromq_call_percent']:.2f}%", calls],
+        ]),
+        "",
+        f"The pickling `multiprocessing.Queue` costs {verdict['queue_cpu_ratio']:.1f}x ZeroMQ's transport CPU per frame at the paced rate.",
+    ]
+    if "message_floor_percent" in verdict and "pixels_percent" in verdict:
+        lines.append(f"Of ZeroMQ's {verdict['zeromq_percent']:.2f}%, {verdict['message_floor_percent']:.2f}% is what any message costs "
+                     f"(`zeromq_1px`: the same messages carrying a 1x1 frame) and {verdict['pixels_percent']:.2f}% is carrying the pixels.")
+    return [*lines, ""]
+
+
+def _peers_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## The peers in detail", ""]
+    peers = data.get("peers")
+    if peers is None:
+        return [*lines, *_not_measured("peers"), ""]
+    cfg = peers["config"]
+    info = cfg.get("source_info") or {}
+    limit = f"the first {cfg['frames']} frames" if cfg.get("frames") else "every frame once"
+    lines += [
+        f"`{Path(str(cfg['source'])).name}` ({info.get('width')}x{info.get('height')}, {info.get('fps')} fps, {info.get('frames')} frames): {limit}, "
+        f"{cfg['threads']} threads for every system, one system after the other, each in processes of its own. "
+        f"{'Every system decoded identical frames.' if peers.get('same_frames') else 'WARNING: the systems decoded different frames.'}",
+        "",
+    ]
+    rows, how = [], []
+    for name, row in peers.get("systems", {}).items():
+        label = _PEER_LABELS.get(name, name)
+        if not row.get("available"):
+            rows.append([label, f"not available: {row.get('reason')}", *["-"] * 9])
+            continue
+        if "error" in row:
+            rows.append([label, f"failed: {row['error']}", *["-"] * 9])
+            continue
+        load = row.get("load_avg") or {}
+        pairs = row.get("verification") or {}
+        rows.append([label, _f(row["fps"], ".2f"), _f(row.get("fps_median"), ".2f"),
+                     f"{row['frame_ms']['median']:.1f} ({row['frame_ms']['p10']:.1f}-{row['frame_ms']['p90']:.1f})",
+                     _f(row.get("embed_ms_per_face"), ".1f"), _f(row.get("faces_per_frame"), ".2f"), _f(row.get("cpu_cores_used"), ".2f"),
+                     f"{_f(row.get('rss_loaded_mb'), '.0f')} / {_f(_peer_memory(row), '.0f')}", _f(row.get("load_s"), ".2f"),
+                     f"{_f(pairs.get('accuracy'), '.3f')} / {_f(pairs.get('val_at_far_1e-3'), '.3f')} / {_f(pairs.get('auc'), '.3f')}",
+                     f"{_f(load.get('before'), '.2f')} / {_f(load.get('after'), '.2f')}"])
+        how.append(f"- {label}: {row.get('detector')}; {row.get('embedder')}; {row.get('match')}.")
+    lines += _table(["system", "FPS", "FPS (median frame)", "frame ms median (p10-p90)", "embed ms per face", "faces per frame",
+                     "CPU cores", "memory MB loaded / peak", "load s", "pairs: accuracy / VAL@FAR 1e-3 / AUC", "load average before / after"], rows)
+    lines += ["", *how, ""]
+    lines.append(f"Load average: the machine's 1-minute load before and after each system ran; above the thread budget "
+                 f"({cfg['threads']}), other work competed for the cores.")
+    return [*lines, ""]
+
+
+# -- plots --------------------------------------------------------------------------------------------
+def _draw_plots(data: dict[str, Any], folder: Path) -> dict[str, Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ReportError("the plots need matplotlib: pip install 'streamrec[build]' (or pip install matplotlib)") from None
+    plots: dict[str, Path] = {}
+    for name, draw, height in (("fps", _plot_fps, 5.0), ("latency", _plot_latency, 6.0), ("stages", _plot_stages, 5.0)):
+        figure = Figure(figsize=(10, height), dpi=110, layout="constrained")
+        if draw(figure, data):
+            path = folder / f"{name}.png"
+            figure.savefig(path, metadata={"Software": None})  # no version stamp: the same data, the same bytes
+            plots[name] = path
+    return plots
+
+
+def _systems_fps(data: dict[str, Any]) -> list[tuple[str, float, float | None, str]]:
+    """(label, FPS, CPU ms per frame, ``live``/``offline``) of every system measured."""
+    rows = []
+    for key in ("pipeline_1", "pipeline_1_noskips", "pipeline_fast", "pipeline_fast_noskips", "pipeline_4"):
+        result = data.get(key)
+        if not result:
+            continue
+        label = _pipeline_label(result).replace("streamrec pipeline, ", "pipeline\n")
+        if result["config"].get("streams", 1) > 1:
+            label += "\n(FPS: all streams together)"
+        rows.append((label, result["fps"], _cpu_ms_per_frame(_pipeline_cores(result), result["fps"]), "offline" if result["config"].get("fast") else "live"))
+    for name, row in _usable_peers(data.get("peers")).items():
+        rows.append((_PEER_LABELS.get(name, name).replace(", ", "\n"), row["fps"], _cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"]), "offline"))
+    return rows
+
+
+def _plot_fps(figure: Any, data: dict[str, Any]) -> bool:
+    rows = _systems_fps(data)
+    if not rows:
+        return False
+    colours = {"live": "#4c72b0", "offline": "#dd8452"}
+    left, right = figure.subplots(1, 2, sharey=True)
+    y = list(range(len(rows)))[::-1]
+    for axis, index, title in ((left, 1, "frames per second (higher is better)"), (right, 2, "CPU ms per frame, all threads (lower is better)")):
+        values = [r[index] or 0.0 for r in rows]
+        bars = axis.barh(y, values, color=[colours[r[3]] for r in rows])
+        axis.bar_label(bars, labels=[_f(r[index], ".1f") for r in rows], padding=3, fontsize=8)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlim(0, max(values) * 1.2 if max(values) > 0 else 1)
+        axis.grid(axis="x", alpha=0.3)
+    left.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = [Patch(color=colours["live"], label="live: clip played at its frame rate"),
+                          Patch(color=colours["offline"], label="offline: every frame, as fast as it goes")]
+    clip = _clip(data)
+    if clip:
+        left.axvline(clip["fps"], color="black", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label=f"the clip's {clip['fps']:g} fps: one live stream's ceiling"))
+    left.legend(handles=handles, fontsize=8, loc="lower right")
+    where = f" ({clip['name']}, {clip['width']}x{clip['height']})" if clip else ""
+    figure.suptitle(f"Speed and CPU cost per frame{where}", fontsize=11)
+    return True
+
+
+def _plot_latency(figure: Any, data: dict[str, Any]) -> bool:
+    import numpy as np
+
+    axis = figure.subplots()
+    drawn = False
+    colours = iter(["#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"])
+    for name, row in _usable_peers(data.get("peers")).items():
+        ms = np.sort(np.asarray((row.get("per_frame") or {}).get("ms") or [], dtype=float))
+        if ms.size:
+            axis.step(ms, np.arange(1, ms.size + 1) / ms.size, where="post", color=next(colours), linewidth=1.5,
+                      label=f"{_PEER_LABELS.get(name, name)}: time per frame, offline ({ms.size} frames)")
+            drawn = True
+    markers = iter(["o", "s", "^", "D"])
+    pipeline_colours = iter(["#4c72b0", "#1f3b73", "#6fa8dc", "#264653"])
+    for key in ("pipeline_1", "pipeline_1_noskips", "pipeline_4"):
+        result = data.get(key)
+        if not result:
+            continue
+        kind, values = pipeline_latency(result)
+        label = f"{_pipeline_label(result).replace('streamrec pipeline, ', 'pipeline, ')}: capture to result"
+        colour = next(pipeline_colours)
+        if kind == "samples":
+            ms = np.sort(np.asarray(values, dtype=float))
+            axis.step(ms, np.arange(1, ms.size + 1) / ms.size, where="post", color=colour, linewidth=1.5, label=f"{label} ({ms.size} frames)")
+            drawn = True
+        elif kind == "percentiles":  # older JSON: only three points of the curve are known
+            points = [(values[p], q) for p, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))]
+            axis.plot([p[0] for p in points], [p[1] for p in points], linestyle="none", marker=next(markers), markersize=7, color=colour,
+                      label=f"{label}: p50, p95, p99 only ({values['samples']} frames)")
+            drawn = True
+    if not drawn:
+        return False
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.set_xlabel("milliseconds (log scale)")
+    axis.set_ylabel("fraction of frames at or below")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3, which="both")
+    figure.legend(fontsize=8, loc="outside lower center", ncols=2)
+    axis.set_title("Distribution per frame: the peers' processing time; the live pipeline's latency from capture to results", fontsize=10)
+    return True
+
+
+def _plot_stages(figure: Any, data: dict[str, Any]) -> bool:
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for key in ("pipeline_1", "pipeline_1_noskips", "pipeline_4", "pipeline_fast", "pipeline_fast_noskips"):
+        result = data.get(key)
+        stages = pipeline_stages(result) if result else None
+        if stages:
+            label = _pipeline_label(result).replace("streamrec pipeline, ", "pipeline\n")
+            rows.append((label + ("\n(medians)" if stages["stat"] == "median" else ""), stages))
+    for name, row in _usable_peers(data.get("peers")).items():
+        stages = _peer_stages(row)
+        if stages:
+            rows.append((_PEER_LABELS.get(name, name).replace(", ", "\n"), stages))
+    if not rows:
+        return False
+    axis = figure.subplots()
+    y = list(range(len(rows)))[::-1]
+    start = [0.0] * len(rows)
+    for stage in _STAGES:
+        widths = [r[1][stage] for r in rows]
+        hatches = ["//" if r[1]["stat"] == "median" else "" for r in rows]
+        bars = axis.barh(y, widths, left=start, color=_STAGE_COLOURS[stage], label=stage)
+        for bar, hatch in zip(bars, hatches):
+            bar.set_hatch(hatch)
+        start = [s + w for s, w in zip(start, widths)]
+    for position, total in zip(y, start):
+        axis.text(total, position, f" {total:.1f} ms", va="center", fontsize=8)
+    axis.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    axis.set_xlim(0, max(start) * 1.15)
+    axis.set_xlabel("milliseconds of processing per frame")
+    axis.grid(axis="x", alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    axis.set_title("Where the time of a frame goes (hatched: from medians, the JSON has no means)", fontsize=10)
+    return True

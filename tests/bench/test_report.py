@@ -1,0 +1,153 @@
+"""``streamrec bench report``, built from the benchmark JSON files the project commits in
+docs/bench/ (real runs of tools/run_benchmarks.sh), copied into a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from streamrec.bench.report import COMMANDS, REPRODUCE, ReportError, pipeline_latency, write_report
+from tests.conftest import ROOT, run_cli
+
+BENCH = ROOT / "docs" / "bench"
+NEEDED = ("pipeline_1", "pipeline_4", "pipeline_1_noskips", "transport", "peers")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path) -> Path:
+    missing = [n for n in NEEDED if not (BENCH / f"{n}.json").is_file()]
+    if missing:
+        pytest.skip(f"no recorded benchmark results in {BENCH} ({', '.join(missing)}.json missing; {REPRODUCE} makes them)")
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for path in BENCH.glob("*.json"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def _json(folder: Path, name: str) -> dict:
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def _check_png(path: Path) -> None:
+    from PIL import Image
+
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000, path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        width, height = image.size
+        assert width >= 800 and height >= 400
+        colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
+        assert colours is not None and len(colours) > 50  # drawn on, not a blank canvas
+
+
+def test_report_from_the_recorded_results(bench_dir: Path, tmp_path: Path):
+    out = tmp_path / "docs" / "benchmarks.md"
+    result = run_cli("bench", "report", "--dir", str(bench_dir), "--out", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr
+    plots = out.parent / "benchmarks"
+    assert result.stdout.split() == [str(out), *(str(plots / f"{n}.png") for n in ("fps", "latency", "stages"))]
+    text = out.read_text()
+    for heading in ("# Benchmarks", "## Machine", "## Headline: end-to-end FPS", "## Who was identified", "## Where the time of a frame goes",
+                    "## The pipeline end to end", "## Frame transport", "## The peers in detail"):
+        assert f"\n{heading}" in "\n" + text, heading
+    assert f"```\n{REPRODUCE}\n```" in text
+    for name in ("fps", "latency", "stages"):
+        assert f"](benchmarks/{name}.png)" in text
+        _check_png(plots / f"{name}.png")
+
+    one, four, peers, transport = (_json(bench_dir, n) for n in ("pipeline_1", "pipeline_4", "peers", "transport"))
+    assert f"CPU: {one['machine']['cpu']}, {one['machine']['cores_available']} cores available" in text
+    # the headline: our FPS, each peer's, and the ratios, as the JSON has them
+    assert f"| streamrec pipeline, 1 live stream, with skips | live: the clip played at 29.97 fps like a camera | {one['fps']:.1f} |" in text
+    for name, goal in (("facenet_pytorch", 5), ("face_recognition", 2)):
+        theirs = peers["systems"][name]["fps"]
+        ratio = one["fps"] / theirs
+        assert f"{ratio:.2f}x ({one['fps']:.1f} vs {theirs:.2f} FPS)" in text
+        verdict = "**met**" if ratio >= goal else f"**not met**: short by {goal - ratio:.2f}x"
+        assert f"| >= {goal}x " in text and verdict in text
+    cores = one["cpu"]["percent"] / 100
+    assert f"| {cores:.2f} | {cores * 1000 / one['fps']:.1f} |" in text
+    # the pipeline's goals and figures
+    event_p95 = one["latency_ms"]["capture_to_event"]["p95"]
+    assert f"| {event_p95:.1f} ms ({one['latency_ms']['capture_to_event']['samples']} events) |" in text
+    slowest = min(s["fps"] for s in four["sources"].values())
+    assert f"{slowest:.1f} FPS (slowest of 4)" in text
+    result_latency = one["sources"]["cam1"]["capture_to_result_ms"]
+    assert f"{result_latency['p50']:.1f} / {result_latency['p95']:.1f} / {result_latency['p99']:.1f}" in text
+    for person in one["identities"]:
+        assert f"{person['name']}: {person['matches']} match events" in text
+    # the transport's verdict, met or not, in its own figures
+    verdict = transport["verdict"]
+    assert f"| {verdict['zeromq_percent']:.2f}% | " in text and f"| {verdict['zeromq_call_percent']:.2f}% | " in text
+    assert ("over by" in text.split("## Frame transport")[1]) == (not verdict["meets_goal"] or not verdict["calls_meet_goal"])
+    # the peers: who they named, their pair accuracy
+    for row in peers["systems"].values():
+        if row.get("identities"):
+            who, figures = next(iter(row["identities"].items()))
+            assert f"{who}: {figures['faces']} faces on {figures['frames']} frames" in text
+        if row.get("verification"):
+            assert f"{row['verification']['accuracy']:.3f} +- {row['verification']['accuracy_std']:.3f}" in text
+
+
+def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):
+    (bench_dir / "peers.json").unlink()
+    (bench_dir / "transport.json").unlink()
+    out = tmp_path / "benchmarks.md"
+    written = write_report(bench_dir, out)
+    assert written[0] == out and all(p.is_file() for p in written)
+    text = out.read_text()
+    peers_part = text.split("## The peers in detail")[1]
+    assert "Not measured: `peers.json` is missing." in peers_part and COMMANDS["peers"] in peers_part
+    transport_part = text.split("## Frame transport")[1].split("## ")[0]
+    assert "Not measured: `transport.json` is missing." in transport_part and COMMANDS["transport"] in transport_part
+    assert "Not judged: the peers not measured." in text
+    one = _json(bench_dir, "pipeline_1")
+    assert f"| {one['fps']:.1f} FPS | **met** |" in text or f"| {one['fps']:.1f} FPS | **not met**" in text
+
+
+def test_newer_json_fields_are_used(bench_dir: Path, tmp_path: Path):
+    """Latency samples (plotted as a real distribution), step means, the transport's split of its cost."""
+    one = _json(bench_dir, "pipeline_1")
+    assert pipeline_latency(one)[0] == "percentiles"
+    one["latency_samples_ms"] = {"capture_to_result": [10.0 + i % 50 for i in range(500)], "capture_to_event": [50.0, 60.0]}
+    for step in one["steps_ms"].values():
+        step["mean"] = step["median"] * 2
+    (bench_dir / "pipeline_1.json").write_text(json.dumps(one))
+    transport = _json(bench_dir, "transport")
+    transport["verdict"].update(message_floor_percent=3.0, pixels_percent=transport["verdict"]["zeromq_percent"] - 3.0)
+    (bench_dir / "transport.json").write_text(json.dumps(transport))
+    kind, samples = pipeline_latency(one)
+    assert kind == "samples" and len(samples) == 500
+    out = tmp_path / "benchmarks.md"
+    write_report(bench_dir, out)
+    text = out.read_text()
+    assert f"Of ZeroMQ's {transport['verdict']['zeromq_percent']:.2f}%, 3.00% is what any message costs" in text
+    detect = one["steps_ms"]["detect"]
+    assert f"| detect | {detect['median']:.2f} | {detect['mean']:.2f} |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| streamrec pipeline, 1 live stream, with skips | ") and "frames," in line)
+    assert "≈" not in row and "means of" in row
+    _check_png(out.parent / "benchmarks" / "latency.png")
+
+
+def test_commands_are_those_of_the_script():
+    script = (ROOT / REPRODUCE).read_text()
+    for name, command in COMMANDS.items():
+        assert command in script, name
+    assert "streamrec bench report --dir \"$out\" --out docs/benchmarks.md" in script
+
+
+def test_no_results(tmp_path: Path):
+    with pytest.raises(ReportError, match="none of the benchmark JSON files"):
+        write_report(tmp_path, tmp_path / "out.md")
+    (tmp_path / "peers.json").write_text("{not json")
+    with pytest.raises(ReportError, match="peers.json: not a readable JSON file"):
+        write_report(tmp_path, tmp_path / "out.md")
+    result = run_cli("bench", "report", "--dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out.md"), timeout=60)
+    assert result.returncode != 0 and "streamrec: error:" in result.stderr and "no such folder" in result.stderr

@@ -99,13 +99,17 @@ class TrackerConfig:
     improve_factor: float = 1.25  #: ... and whenever its face quality grows by this factor
     min_gap_s: float = 0.2  #: never embed the same track more often than this
     max_embeddings: int = 12  #: per track
+    #: a track whose new embedding is this far from its previous one has changed person (a
+    #: scene cut): it is split in two. About the 5th percentile of distances between different
+    #: people on LFW View 1, and above nearly all distances within one person's track.
+    switch_distance: float = 1.2
     #: embed every tracked face on every frame, ignoring the quality gates and skips above
     #: (the naive pipeline; what ``streamrec bench pipeline --no-skips`` compares against)
     embed_every_frame: bool = False
 
     def check(self) -> None:
         _fraction("iou_threshold", self.iou_threshold)
-        for name in ("max_missed_s", "min_face_px", "embed_interval_s", "min_gap_s", "max_embeddings"):
+        for name in ("max_missed_s", "min_face_px", "embed_interval_s", "min_gap_s", "max_embeddings", "switch_distance"):
             _positive(name, getattr(self, name))
         _positive("min_sharpness", self.min_sharpness, allow_zero=True)
         if self.improve_factor < 1.0:

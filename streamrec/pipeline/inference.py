@@ -275,12 +275,25 @@ class InferenceStage(Stage):
         start = time.monotonic()
         results = self.matcher.match(vectors)
         self.observe("match", time.monotonic() - start)
-        for item, result in zip(pending, results):
+        for item, vector, result in zip(pending, vectors, results):
+            last = item.track.state.get("last_vector")
+            if last is not None and float(np.linalg.norm(vector - last)) > self.config.tracker.switch_distance:
+                self._split(item)
+            item.track.state["last_vector"] = vector
             identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
             observation = Observation(result.person_id, result.name, result.distance, item.quality.score)
             decision = identity.add(observation)
             if decision is not None:
                 self._decision(item, decision)
+
+    def _split(self, item: _Pending) -> None:
+        """The track's face is now someone else's (a scene cut, or one person walking in front
+        of another): close the old track and decide about the new face afresh."""
+        old = item.track
+        item.track = self.sources[item.source].tracker.split(old)
+        self.policy.record(item.track, item.quality, item.header.ts)
+        self.count("track_splits")
+        self._track_end(item.source, old)
 
     def _decision(self, item: _Pending, decision: Decision) -> None:
         self.count(f"decisions_{decision.type}")

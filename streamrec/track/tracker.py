@@ -3,6 +3,8 @@
 Faces move little between frames at video rates, so box overlap with a track's predicted box
 (its last box moved by its recent velocity) is enough to keep identities apart; a track that
 goes unmatched for ``max_missed_s`` ends. Matching is greedy on overlap, best pairs first.
+Overlap cannot see a scene cut that puts another face where the last one was: the embeddings
+can, and :meth:`IoUTracker.split` then gives the new face a track of its own.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ class IoUTracker:
         for track in ended:
             del self.tracks[track.id]
         return matched, ended
+
+    def split(self, track: Track) -> Track:
+        """End ``track`` and continue its current face on a new track (another person has taken
+        its place, e.g. at a scene cut). Returns the new track; the caller closes the old one."""
+        del self.tracks[track.id]
+        new = Track(self._next_id, track.box, track.landmarks, track.score, track.last_ts, track.last_ts)
+        self._next_id += 1
+        self.tracks[new.id] = new
+        return new
 
     def end_all(self) -> list[Track]:
         """End every track (the source stopped); returns them."""

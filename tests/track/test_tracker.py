@@ -140,3 +140,14 @@ def test_empty_watchlist_gives_unknown_without_a_distance():
 def test_bad_tracker_settings(bad):
     with pytest.raises(ValueError):
         TrackerConfig(**bad).check()
+
+
+def test_split_continues_the_face_on_a_new_track():
+    tracker = IoUTracker()
+    (old, _), = tracker.update(_faces([0, 0, 100, 100]), 0.0)[0]
+    old.state["identity"] = "someone"
+    new = tracker.split(old)
+    assert new.id != old.id and list(tracker.tracks) == [new.id]
+    assert np.array_equal(new.box, old.box) and new.state == {} and new.first_ts == old.last_ts
+    (again, _), = tracker.update(_faces([2, 0, 102, 100]), 0.04)[0]
+    assert again is new  # the face goes on on the new track

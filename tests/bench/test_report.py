@@ -66,10 +66,12 @@ def test_report_from_the_recorded_results(bench_dir: Path, tmp_path: Path):
     assert f"CPU: {one['machine']['cpu']}, {one['machine']['cores_available']} cores available" in text
     # the headline: our FPS, each peer's, and the ratios, as the JSON has them
     assert f"| streamrec pipeline, 1 live stream, with skips | live: the clip played at 29.97 fps like a camera | {one['fps']:.1f} |" in text
+    # the goals are judged on the offline pipeline when it was measured (timed as the peers are)
+    ours = _json(bench_dir, "pipeline_fast") if (bench_dir / "pipeline_fast.json").exists() else one
     for name, goal in (("facenet_pytorch", 5), ("face_recognition", 2)):
         theirs = peers["systems"][name]["fps"]
-        ratio = one["fps"] / theirs
-        assert f"{ratio:.2f}x ({one['fps']:.1f} vs {theirs:.2f} FPS)" in text
+        ratio = ours["fps"] / theirs
+        assert f"{ratio:.2f}x ({ours['fps']:.1f} vs {theirs:.2f} FPS)" in text
         verdict = "**met**" if ratio >= goal else f"**not met**: short by {goal - ratio:.2f}x"
         assert f"| >= {goal}x " in text and verdict in text
     cores = one["cpu"]["percent"] / 100
@@ -115,6 +117,7 @@ def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):
 def test_newer_json_fields_are_used(bench_dir: Path, tmp_path: Path):
     """Latency samples (plotted as a real distribution), step means, the transport's split of its cost."""
     one = _json(bench_dir, "pipeline_1")
+    one.pop("latency_samples_ms", None)  # as recorded before the samples were kept
     assert pipeline_latency(one)[0] == "percentiles"
     one["latency_samples_ms"] = {"capture_to_result": [10.0 + i % 50 for i in range(500)], "capture_to_event": [50.0, 60.0]}
     for step in one["steps_ms"].values():

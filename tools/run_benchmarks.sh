@@ -22,9 +22,9 @@ streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "
 streamrec bench pipeline --source "$clip" --streams 4 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_4.json"
 streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --no-skips --out "$out/pipeline_1_noskips.json"
 
-echo "== pipeline, offline: every frame as fast as it goes (as the peers are timed), with and without skips"
-streamrec bench pipeline --source "$clip" --fast --duration 20 --data-dir "$watchlist" --out "$out/pipeline_fast.json"
-streamrec bench pipeline --source "$clip" --fast --duration 20 --data-dir "$watchlist" --no-skips --out "$out/pipeline_fast_noskips.json"
+echo "== pipeline, offline: every frame as fast as it goes, faces from 20 px (as the peers are run), with and without skips"
+streamrec bench pipeline --source "$clip" --fast --config configs/wide.toml --duration 20 --data-dir "$watchlist" --out "$out/pipeline_fast.json"
+streamrec bench pipeline --source "$clip" --fast --config configs/wide.toml --duration 20 --data-dir "$watchlist" --no-skips --out "$out/pipeline_fast_noskips.json"
 
 echo "== frame transport"
 streamrec bench transport --out "$out/transport.json"

@@ -19,7 +19,9 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
 ``machine``
     CPU model, cores available, Python.
 ``config``
-    ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``threads`` (0: every core), ``backend``,
+    ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``config_file`` (``--config``, or
+    ``null``), ``min_face_size`` and ``min_face_px`` (detector and embedding size floors),
+    ``threads`` (0: every core), ``backend``,
     ``precision``, ``embed_every_frame`` (``--no-skips``), ``fast`` (``--fast``: the file read
     as fast as the pipeline takes its frames; every latency is then ``null``, every latency
     sample list empty), ``watchlist`` (folder, or ``null`` for an empty one), ``source_info``

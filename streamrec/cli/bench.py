@@ -140,9 +140,11 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--streams", type=int, default=1, metavar="N", help="copies of the source, each its own camera (default: %(default)s)")
     parser.add_argument("--duration", type=_seconds, default=30.0, metavar="S", help="measured seconds (default: %(default)g)")
     parser.add_argument("--warmup", type=_seconds, default=5.0, metavar="S", help="seconds of processing before measuring, after the engines load (default: %(default)g)")
-    parser.add_argument("--threads", type=int, default=0, help="inference threads (default: every core)")
-    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="FaceNet engine (default: %(default)s)")
-    parser.add_argument("--backend", choices=sorted(REGISTRY), default="onnxruntime", help="inference backend (default: %(default)s)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="detector, batch, tracker, matcher and pipeline settings "
+                        "from this configuration (its sources and outputs are not used)")
+    parser.add_argument("--threads", type=int, help="inference threads (default: the configuration's, else every core)")
+    parser.add_argument("--precision", choices=("fp32", "int8"), help="FaceNet engine (default: the configuration's, else fp32)")
+    parser.add_argument("--backend", choices=sorted(REGISTRY), help="inference backend (default: the configuration's, else onnxruntime)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
@@ -239,7 +241,7 @@ def _print_pipeline(result: dict[str, Any]) -> None:
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.pipeline import PipelineCollector, bench_pipeline
     from streamrec.bus.sockets import Endpoints, new_run_dir
-    from streamrec.config import RunConfig, SourceConfig
+    from streamrec.config import ConfigError, RunConfig, SourceConfig, load_config
     from streamrec.engines.build import BuildError
     from streamrec.engines.sources import SourceError
     from streamrec.match.store import DB_NAME
@@ -251,7 +253,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         raise UserError(f"--streams must be >= 1 (got {args.streams})")
     if args.duration <= 0:
         raise UserError(f"--duration must be > 0 (got {args.duration:g})")
-    if args.threads < 0:
+    if args.threads is not None and args.threads < 0:
         raise UserError(f"--threads must be >= 0 (got {args.threads})")
     info = _probe_source(args.source)
     if args.data_dir is not None and not (args.data_dir / DB_NAME).is_file():
@@ -261,11 +263,14 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
 
-    config = RunConfig()
-    config.pipeline.threads = args.threads
-    config.pipeline.precision = args.precision
-    config.pipeline.backend = args.backend
-    config.tracker.embed_every_frame = args.no_skips
+    try:
+        config = load_config(args.config) if args.config else RunConfig()
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    for option in ("threads", "precision", "backend"):
+        if getattr(args, option) is not None:
+            setattr(config.pipeline, option, getattr(args, option))
+    config.tracker.embed_every_frame = config.tracker.embed_every_frame or args.no_skips
     config.sources = [SourceConfig(url=args.source, name=f"cam{i + 1}", loop=True, fast=args.fast) for i in range(args.streams)]
     work = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))  # run.json, logs, the events journal
     run_dir = new_run_dir()
@@ -300,7 +305,10 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         "machine": machine(),
         "config": {
             "source": args.source, "streams": args.streams, "duration_s": args.duration, "warmup_s": args.warmup,
-            "threads": args.threads, "precision": args.precision, "backend": args.backend, "embed_every_frame": args.no_skips, "fast": args.fast,
+            "threads": config.pipeline.threads, "precision": config.pipeline.precision, "backend": config.pipeline.backend,
+            "embed_every_frame": config.tracker.embed_every_frame, "fast": args.fast,
+            "config_file": str(args.config) if args.config else None,
+            "min_face_size": config.detector.min_face_size, "min_face_px": config.tracker.min_face_px,
             "watchlist": str(args.data_dir) if args.data_dir is not None else None, "source_info": info,
         },
         **figures,

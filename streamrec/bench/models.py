@@ -50,6 +50,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def probe_video(path: Path) -> dict[str, Any]:
+    """Width, height, frame rate and frame count of a video file; ``ValueError`` if unreadable."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok or frame is None:
+            raise ValueError(f"{path}: not a readable video file")
+        return {
+            "width": int(frame.shape[1]),
+            "height": int(frame.shape[0]),
+            "fps": round(float(capture.get(cv2.CAP_PROP_FPS)), 3),
+            "frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+        }
+    finally:
+        capture.release()
+
+
 def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> list[np.ndarray]:
     """``count`` RGB frames of ``size`` (w, h): from a video or image file, else the sample photos.
 

@@ -80,12 +80,12 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.bench.models import machine
+from streamrec.bench.models import machine, probe_video
 from streamrec.bench.peer_workers import SYSTEMS
 from streamrec.embed.facenet import DEFAULT_THRESHOLD
 from streamrec.verify.pairs import FOLDS, Pair, PairList
 
-__all__ = ["SYSTEMS", "bench_peers", "face_pairs", "facenet_pytorch_weights", "identities", "probe_video"]
+__all__ = ["SYSTEMS", "bench_peers", "face_pairs", "facenet_pytorch_weights", "identities"]
 
 Report = Callable[[str], None]
 
@@ -94,25 +94,6 @@ PIPELINE_NOTE = (
     "`streamrec bench pipeline`; attach its --out JSON with --pipeline-result"
 )
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-
-
-def probe_video(path: Path) -> dict[str, Any]:
-    """Width, height, frame rate and frame count of a video file; ``ValueError`` if unreadable."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-        if not ok or frame is None:
-            raise ValueError(f"{path}: not a readable video file")
-        return {
-            "width": int(frame.shape[1]),
-            "height": int(frame.shape[0]),
-            "fps": round(float(capture.get(cv2.CAP_PROP_FPS)), 3),
-            "frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-        }
-    finally:
-        capture.release()
 
 
 def face_pairs(people: dict[str, list[Path]]) -> PairList | None:

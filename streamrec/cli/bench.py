@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -15,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends import REGISTRY, default_threads
-from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine
+from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine, probe_video
 from streamrec.cli.bench_peers import register_peers
-from streamrec.cli.common import UserError, print_json, stderr, write_atomic
+from streamrec.cli.common import UserError, emit_result, stderr
 from streamrec.engines import ensure_engines
 
 __all__ = ["register"]
@@ -98,12 +97,7 @@ def run_models(args: argparse.Namespace) -> int:
     stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
     detection = bench_detection(folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr)
     result = {"machine": machine(), "threads": args.threads, "nets": nets, "detection": detection}
-    if args.out:
-        write_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
-    if args.json:
-        print_json(result)
-    else:
-        _print_table(result)
+    emit_result(result, args, _print_table)
     return 0
 
 
@@ -173,8 +167,6 @@ def _quiet_stderr() -> Iterator[None]:
 
 def _probe_source(url: str) -> dict[str, Any] | None:
     """Check the source now, with one clear line if it is unusable; a file's size, rate, length."""
-    import cv2
-
     from streamrec.capture import SourceError, SourceKind, parse_source
 
     try:
@@ -186,19 +178,10 @@ def _probe_source(url: str) -> dict[str, Any] | None:
     if spec.kind is not SourceKind.FILE:
         return None
     with _quiet_stderr():  # FFmpeg's own complaints ("moov atom not found"): ours is clearer
-        capture = cv2.VideoCapture(str(spec.target))
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-    try:
-        if not ok or frame is None:
-            raise UserError(f"{url}: not a readable video file")
-        return {
-            "width": int(frame.shape[1]),
-            "height": int(frame.shape[0]),
-            "fps": round(float(capture.get(cv2.CAP_PROP_FPS)), 3),
-            "frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-        }
-    finally:
-        capture.release()
+        try:
+            return probe_video(spec.target)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
 
 def _fmt_latency(summary: dict[str, float] | None) -> str:
@@ -313,17 +296,8 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         },
         **figures,
     }
-    _emit(result, args, _print_pipeline)
+    emit_result(result, args, _print_pipeline)
     return 0
-
-
-def _emit(result: dict[str, Any], args: argparse.Namespace, table: Any) -> None:
-    if args.out:
-        write_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
-    if args.json:
-        print_json(result)
-    else:
-        table(result)
 
 
 # -- bench transport ---------------------------------------------------------------------------
@@ -382,7 +356,7 @@ def run_transport_bench(args: argparse.Namespace) -> int:
         raise UserError("--duration and --fps must be > 0, --rounds >= 1")
     stderr(f"streamrec bench transport: {width}x{height} frames, max rate and {args.fps:g} fps, {args.rounds} round(s)")
     result = {"machine": machine(), **bench_transport(args.size, args.fps, args.duration, args.rounds, stderr)}
-    _emit(result, args, _print_transport)
+    emit_result(result, args, _print_transport)
     return 0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from streamrec.backends import default_threads
 from streamrec.bench.peer_workers import SYSTEMS
-from streamrec.cli.common import UserError, print_json, stderr, write_atomic
+from streamrec.cli.common import UserError, emit_result, stderr
 
 __all__ = ["register_peers", "run_peers_bench"]
 
@@ -129,7 +129,8 @@ def _print_peers(result: dict[str, Any]) -> None:
 
 
 def run_peers_bench(args: argparse.Namespace) -> int:
-    from streamrec.bench.peers import bench_peers, frames_for, probe_video
+    from streamrec.bench.models import probe_video
+    from streamrec.bench.peers import bench_peers, frames_for
     from streamrec.engines.build import BuildError
     from streamrec.engines.sources import SourceError
 
@@ -152,10 +153,5 @@ def run_peers_bench(args: argparse.Namespace) -> int:
                              args.expected, args.engines, args.pipeline_result)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
-    if args.out:
-        write_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
-    if args.json:
-        print_json(result)
-    else:
-        _print_peers(result)
+    emit_result(result, args, _print_peers)
     return 0

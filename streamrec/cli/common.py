@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "add_model_options",
     "open_models",
     "print_json",
+    "emit_result",
     "write_atomic",
     "stderr",
 ]
@@ -147,3 +149,14 @@ def write_atomic(path: Path, data: bytes) -> None:
         if tmp_name and os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def emit_result(result: dict[str, Any], args: argparse.Namespace, table: Callable[[dict[str, Any]], None]) -> None:
+    """A benchmark's result: written as JSON to ``--out`` if given, then printed as JSON with
+    ``--json``, else as ``table`` prints it for people."""
+    if args.out:
+        write_atomic(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    if args.json:
+        print_json(result)
+    else:
+        table(result)

@@ -13,6 +13,7 @@ subscribers; removing or changing one bumps the version.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -48,6 +49,27 @@ class MessageError(ValueError):
     """A malformed message: wrong framing, version, field or type."""
 
 
+#: one encoder for every header: ``json.dumps`` with options builds a new encoder per call, a
+#: cost paid for every frame
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+@functools.cache
+def _layout(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A message class's field names and the required ones, looked up once per class: a frame
+    header is encoded and decoded for every frame, so the per-message work is kept to a dict and
+    the JSON codec (a frame arrives after an idle wait, when little of that code is cached)."""
+    names = tuple(spec.name for spec in fields(cls))
+    required = frozenset(spec.name for spec in fields(cls) if spec.default is MISSING and spec.default_factory is MISSING)
+    return names, required
+
+
+@functools.cache
+def _checks(cls: type) -> tuple[tuple[str, tuple[type, ...], bool], ...]:
+    """``(field, accepted types, nullable)`` per typed field of a message class, from its ``TYPES``."""
+    return tuple((name, tuple(t for t in types if t is not None), None in types) for name, types in cls.TYPES.items())
+
+
 def _expect(kind: str, name: str, value: Any, types: tuple[type, ...], nullable: bool = False) -> None:
     if value is None and nullable:
         return
@@ -79,8 +101,10 @@ class Message:
 
     def header(self) -> bytes:
         """The JSON header frame."""
-        body = {"v": SCHEMA_VERSION, "kind": self.kind, **asdict(self)}
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        body: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": self.kind}
+        for name in _layout(type(self))[0]:
+            body[name] = getattr(self, name)
+        return _ENCODER.encode(body).encode()
 
     def to_json(self) -> dict[str, Any]:
         """The message as a JSON-ready dict (without the framing fields)."""
@@ -95,21 +119,18 @@ class Message:
             raise MessageError(f"{cls.kind}: schema version {body.get('v')!r}, expected {SCHEMA_VERSION}")
         if body.get("kind") != cls.kind:
             raise MessageError(f"expected a {cls.kind} message, got {body.get('kind')!r}")
-        values = {}
-        for spec in fields(cls):
-            if spec.name in body:
-                values[spec.name] = body[spec.name]
-            elif spec.default is MISSING and spec.default_factory is MISSING:
-                raise MessageError(f"{cls.kind}: missing field {spec.name!r}")
-        message = cls(**values)
+        names, required = _layout(cls)
+        if not required.issubset(body):
+            missing = next(name for name in names if name in required and name not in body)
+            raise MessageError(f"{cls.kind}: missing field {missing!r}")
+        message = cls(**{name: body[name] for name in names if name in body})
         message.validate()
         return message
 
     def validate(self) -> None:
         """Raise :class:`MessageError` when a field has the wrong type or value."""
-        for name, types in self.TYPES.items():
-            nullable = None in types
-            _expect(self.kind, name, getattr(self, name), tuple(t for t in types if t is not None), nullable)
+        for name, types, nullable in _checks(type(self)):
+            _expect(self.kind, name, getattr(self, name), types, nullable)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ streamrec bench transport --out "$out/transport.json"
 echo "== peers, same frames and threads"
 streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \
     --expected lin_manuel_miranda,barack_obama,alex_lacamoire \
+    --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \
     --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"
 
 echo "== report"

@@ -5,7 +5,8 @@ Run as ``python -m streamrec.bench.peer_workers SPEC.json RESULT.json`` by
 (``OMP_NUM_THREADS`` and friends, read when the native libraries load), once per phase:
 
 * ``photos`` (:func:`run_photos`): load one system, enroll the people of the spec (saved in the
-  spec's work folder), embed the photos of the pair list for the verification score;
+  spec's work folder), embed the photos of the pair lists (the photos' own, and ``--pairs``) for
+  the verification scores;
 * ``video`` (:func:`run_video`): load the system and the enrolled people, decode the clip frame by
   frame with OpenCV (every worker decodes the same file the same way, so all systems see identical
   pixels; a digest of the decoded frames proves it) and time only the system's own work on each
@@ -500,7 +501,7 @@ def _load(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 def run_photos(spec: dict[str, Any]) -> dict[str, Any]:
     """The offline part: enroll the people (kept in ``spec["workdir"]`` for the video phase),
-    score the pair list, and for facenet_pytorch check its weights against our ONNX FaceNet."""
+    score the photos' pair list and the ``--pairs`` list, and for facenet_pytorch check its weights against our ONNX FaceNet."""
     system, result = _load(spec)
     if system is None:
         return result
@@ -514,9 +515,13 @@ def run_photos(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             result["enrolled"] = _enroll_peer(photos, people)
             np.savez(workdir / "enrolled.npz", names=np.array(photos.system.known_names, dtype=str), vectors=photos.system.known)
+    models = system.models if photos is None else photos
     if spec.get("pairs"):
         _progress(f"[{system.name}] embedding the pair list's photos")
-        result["verification"] = _pairs_report(system.models if photos is None else photos, spec["pairs"])
+        result["verification"] = _pairs_report(models, spec["pairs"])
+    if spec.get("pair_file"):
+        _progress(f"[{system.name}] embedding the photos of the --pairs list ({len(spec['pair_file'])} pairs)")
+        result["verification_pairs"] = _pairs_report(models, spec["pair_file"])
     if system.name == "facenet_pytorch":
         result["weights_check"] = system.weights_check(spec.get("engines"), _first_frame(spec["source"]))
     return result

@@ -2,8 +2,8 @@
 the same frames, the same photos and the same thread budget.
 
 Each system runs in processes of its own (:mod:`streamrec.bench.peer_workers`), one system
-after the other, so none competes with another for the cores: with ``--faces``, first an offline
-process enrolls the people and scores the pair list; then a fresh process loads the models and
+after the other, so none competes with another for the cores: with ``--faces`` or ``--pairs``,
+first an offline process enrolls the people and scores the pair lists; then a fresh process loads the models and
 the enrolled people and processes the video, so its time and memory are those of streaming alone.
 Every video worker decodes the same video file
 frame by frame with OpenCV, outside the timed region, and processes every frame in order as fast
@@ -17,9 +17,12 @@ With ``--faces`` (one folder of photos per person) every system enrolls those pe
 and names the faces of each frame, and every system embeds the photos of one pair list (every
 same-person pair, and as many different-person pairs, spread evenly over all of them) scored with
 the ``eval-pairs`` protocol (:func:`streamrec.verify.evaluate.evaluate_pairs`: 10-fold accuracy,
-VAL at FAR 1e-3, AUC, EER), each peer's distances computed by its own method. Photos are loaded
-for all systems as ours are (:func:`streamrec.images.load_image`: alpha dropped, longer side at
-most 1600 px).
+VAL at FAR 1e-3, AUC, EER), each peer's distances computed by its own method. That list is only
+as large as the photos allow; with ``--pairs PAIRS.txt --images DIR`` every system also scores
+an LFW-format pair list (read as ``streamrec eval-pairs`` reads it; LFW View 1 DevTest holds
+1000 pairs), the same way, so that one pair more or less does not decide the comparison. Photos
+are loaded for all systems as ours are (:func:`streamrec.images.load_image`: alpha dropped,
+longer side at most 1600 px).
 
 Our full pipeline (tracking, embeddings skipped for tracked faces) is measured by ``streamrec
 bench pipeline``; its result can be attached with ``--pipeline-result``.
@@ -50,14 +53,19 @@ Result keys (times in milliseconds unless the name says ``_s``; a time summary i
     with the reason), ``identities`` (per name: ``faces``, ``frames``, ``first_frame``,
     ``last_frame``, ``first_s``, ``last_s``; frames count from 0 at the first decoded frame),
     ``unknown_faces``, ``unexpected_names`` (names outside ``--expected``, when given),
-    ``verification`` (the ``eval-pairs`` report). For facenet_pytorch, ``weights_check``: its
+    ``verification`` (the ``eval-pairs`` report). With ``--pairs``: ``verification_pairs`` (the
+    ``eval-pairs`` report on that list). For facenet_pytorch, ``weights_check``: its
     network against our ONNX FaceNet on real crops cut by its MTCNN, ``min_cosine_vs_onnx`` and
     ``ok`` (>= 0.999). ``per_frame``: per frame ``ms``, ``faces``, ``names`` (``null``: unknown)
     and ``distances`` (to the nearest enrolled photo; ``null`` with nobody enrolled).
 ``same_frames``
     Whether every system that ran decoded identical frames.
 ``pairs``
-    The pair list: ``same``, ``different``, ``folds``, ``photos``, ``people``; or ``null``.
+    The pair list of the photos: ``same``, ``different``, ``folds``, ``photos``, ``people``; or
+    ``null``.
+``pair_file``
+    The list of ``--pairs``: ``pairs`` (the file), ``images`` (``--images``), ``same``,
+    ``different``, ``folds``; or ``null``.
 ``streamrec_pipeline``
     ``note``, ``source`` and ``result``: the JSON of ``streamrec bench pipeline --out`` given
     with ``--pipeline-result`` (``null`` otherwise).
@@ -83,7 +91,7 @@ import numpy as np
 from streamrec.bench.models import machine, probe_video
 from streamrec.bench.peer_workers import SYSTEMS
 from streamrec.embed.facenet import DEFAULT_THRESHOLD
-from streamrec.verify.pairs import FOLDS, Pair, PairList
+from streamrec.verify.pairs import FOLDS, Pair, PairList, read_pairs
 
 __all__ = ["SYSTEMS", "bench_peers", "face_pairs", "facenet_pytorch_weights", "identities"]
 
@@ -139,6 +147,15 @@ def identities(
     if expected is not None:
         result["unexpected_names"] = sorted(set(found) - set(expected))
     return result
+
+
+def _spec_pairs(pair_list: PairList | None) -> list[list[Any]] | None:
+    """A pair list as the workers' JSON spec carries it: ``[a, b, same, fold]`` rows."""
+    return None if pair_list is None else [[str(p.a), str(p.b), p.same, p.fold] for p in pair_list.pairs]
+
+
+def _counts(pair_list: PairList) -> dict[str, int]:
+    return {"same": sum(p.same for p in pair_list.pairs), "different": sum(not p.same for p in pair_list.pairs), "folds": pair_list.folds}
 
 
 def _cache_dir() -> Path:
@@ -206,14 +223,14 @@ def _run_system(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamrec-peers-") as workdir:
         spec = {**spec, "workdir": workdir}
         offline: dict[str, Any] = {}
-        if spec["people"] or spec["pairs"]:
+        if spec["people"] or spec["pairs"] or spec["pair_file"]:
             offline = _run_worker({**spec, "phase": "photos"})
             if not offline.get("available") or "error" in offline:
                 return offline
         result = _run_worker({**spec, "phase": "video"})
     if offline and result.get("available"):
         result["photos_load_s"] = offline["load_s"]
-        result.update({k: offline[k] for k in ("enrolled", "verification", "weights_check") if k in offline})
+        result.update({k: offline[k] for k in ("enrolled", "verification", "verification_pairs", "weights_check") if k in offline})
     return result
 
 
@@ -227,24 +244,28 @@ def bench_peers(
     expected: Sequence[str] | None = None,
     engines: Path | None = None,
     pipeline_result: Path | None = None,
+    pair_file: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """Run every system in ``systems`` on ``source`` (first ``frames`` frames, or all) and
-    return the result described in this module's docstring."""
+    return the result described in this module's docstring. ``pair_file`` is ``(PAIRS.txt,
+    image folder)`` of an LFW-format list every system scores besides the photos' pairs
+    (:class:`~streamrec.verify.pairs.PairsFormatError` when it is malformed)."""
     from streamrec.match.calibrate import person_folders
 
     info = probe_video(source)
+    file_list, file_report = None, None
+    if pair_file is not None:
+        file_list = read_pairs(*pair_file)
+        file_report = {"pairs": str(pair_file[0]), "images": str(pair_file[1]), **_counts(file_list)}
     people = person_folders(faces) if faces is not None else {}
     pair_list = face_pairs(people) if people else None
-    pairs = (
-        [[str(p.a), str(p.b), p.same, p.fold] for p in pair_list.pairs] if pair_list is not None else None
-    )
     from streamrec.engines import ensure_engines
 
     engines = ensure_engines(engines, report)  # ours, and the reference for facenet_pytorch's weights check
     base = {
         "source": str(source), "frames": frames, "threads": threads, "engines": str(engines),
         "people": {name: [str(p) for p in photos] for name, photos in people.items()},
-        "pairs": pairs, "threshold": DEFAULT_THRESHOLD,
+        "pairs": _spec_pairs(pair_list), "pair_file": _spec_pairs(file_list), "threshold": DEFAULT_THRESHOLD,
     }
     results: dict[str, Any] = {}
     for system in systems:
@@ -285,9 +306,9 @@ def bench_peers(
         "systems": results,
         "same_frames": len(digests) <= 1,
         "pairs": None if pair_list is None else {
-            "same": sum(p.same for p in pair_list.pairs), "different": sum(not p.same for p in pair_list.pairs),
-            "folds": pair_list.folds, "photos": len(pair_list.images), "people": sorted(people),
+            **_counts(pair_list), "photos": len(pair_list.images), "people": sorted(people),
         },
+        "pair_file": file_report,
         "streamrec_pipeline": pipeline,
     }
 

@@ -62,7 +62,9 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
         "Reports FPS, the detection / embedding split, faces per frame, CPU cores used and peak memory "
         "of each. With --faces (one folder of photos per person), each system enrolls those people and "
         "names faces on the clip, and scores a pair list built from the photos with the eval-pairs "
-        "protocol, in a process before the one that processes the video. A system whose library cannot be imported is reported as not available, with the "
+        "protocol, in a process before the one that processes the video. With --pairs PAIRS.txt --images DIR "
+        "(an LFW-format list, as eval-pairs reads it, e.g. LFW View 1 DevTest: 1000 pairs), every system also "
+        "scores that list, in the process before the video's, so the accuracy comparison does not rest on a few pairs. A system whose library cannot be imported is reported as not available, with the "
         "reason. Peers are an optional extra: pip install 'streamrec[peers]' then "
         "pip install --no-deps face_recognition.",
         epilog="JSON keys (--json, --out):\n" + (doc.__doc__ or "").split("Result keys", 1)[-1],
@@ -70,6 +72,9 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", type=Path, required=True, metavar="VIDEO", help="the video file every system processes")
     parser.add_argument("--faces", type=Path, metavar="DIR", help="one folder of photos per person: the people to enroll and "
                         "recognise, and the pair list's photos (default: speed only)")
+    parser.add_argument("--pairs", type=Path, metavar="PAIRS.txt", help="an LFW-format pair list every system also scores "
+                        "(header 'n' or 'folds n', as eval-pairs reads it); needs --images")
+    parser.add_argument("--images", type=Path, metavar="DIR", help="the folder of the --pairs list's images (DIR/name/name_0001.jpg)")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--duration", type=_positive(float), metavar="S", help="process the first S seconds of the clip")
     amount.add_argument("--frames", type=_positive(int), metavar="N", help="process the first N frames (default: the whole clip, once)")
@@ -121,11 +126,35 @@ def _print_peers(result: dict[str, Any]) -> None:
     if pairs:
         print(f"pairs: {pairs['same']} same + {pairs['different']} different from {pairs['photos']} photos of "
               f"{len(pairs['people'])} people, {pairs['folds']} folds (eval-pairs protocol)")
+    listed = result["pair_file"]
+    if listed:
+        scores = ", ".join(f"{name} {_num((row.get('verification_pairs') or {}).get('accuracy'), '.3f')}"
+                           for name, row in result["systems"].items() if row.get("available") and "error" not in row)
+        print(f"{listed['pairs']}: {listed['same']} same + {listed['different']} different pairs, {listed['folds']} folds; "
+              f"accuracy: {scores or '-'}")
     if not result["same_frames"]:
         print("WARNING: the systems decoded different frames")
     pipeline = result["streamrec_pipeline"]["result"]
     if pipeline and "fps" in pipeline:
         print(f"streamrec full pipeline (bench pipeline, {result['streamrec_pipeline']['source']}): {pipeline['fps']:.1f} FPS")
+
+
+def _pair_file(pairs: Path | None, images: Path | None) -> tuple[Path, Path] | None:
+    """``(--pairs, --images)`` once both are checked the way eval-pairs checks them, so a bad
+    list stops the run before any system loads; ``None`` without them."""
+    from streamrec.verify.pairs import PairsFormatError, read_pairs
+
+    if pairs is None and images is None:
+        return None
+    if pairs is None or images is None:
+        raise UserError("--pairs and --images go together (the list, and the folder of its images)")
+    try:
+        read_pairs(pairs, images)
+    except PairsFormatError as exc:
+        raise UserError(str(exc)) from None
+    if not images.is_dir():
+        raise UserError(f"{images}: not a directory")
+    return pairs, images
 
 
 def run_peers_bench(args: argparse.Namespace) -> int:
@@ -140,6 +169,7 @@ def run_peers_bench(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.faces is not None and not args.faces.is_dir():
         raise UserError(f"{args.faces}: not a folder (--faces wants one sub-folder of photos per person)")
+    pair_file = _pair_file(args.pairs, args.images)
     if args.pipeline_result is not None:
         try:
             json.loads(args.pipeline_result.read_text())
@@ -150,7 +180,7 @@ def run_peers_bench(args: argparse.Namespace) -> int:
            f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s)")
     try:
         result = bench_peers(args.source, args.faces, frames, args.threads, args.systems, stderr,
-                             args.expected, args.engines, args.pipeline_result)
+                             args.expected, args.engines, args.pipeline_result, pair_file)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
     emit_result(result, args, _print_peers)

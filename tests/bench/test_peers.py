@@ -44,7 +44,8 @@ def test_quick_run_of_every_system(hamilton_clip: Path, few_faces: Path, tmp_pat
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert set(report) == {"machine", "config", "systems", "same_frames", "pairs", "streamrec_pipeline"}
+    assert set(report) == {"machine", "config", "systems", "same_frames", "pairs", "pair_file", "streamrec_pipeline"}
+    assert report["pair_file"] is None
     assert report["config"]["frames"] == 12 and report["config"]["threads"] == 2
     assert report["config"]["source_info"]["frames"] == 275
     assert report["pairs"] == {"same": 3, "different": 3, "folds": 3, "photos": 4, "people": list(PEOPLE)}
@@ -71,6 +72,43 @@ def test_quick_run_of_every_system(hamilton_clip: Path, few_faces: Path, tmp_pat
         check = report["systems"]["facenet_pytorch"]["weights_check"]
         assert check["crops"] >= 4 and check["min_cosine_vs_onnx"] >= 0.999
     assert "streamrec" in result.stdout and "pair acc" in result.stdout
+
+
+def _small_pair_list(lfw_view1: Path, folder: Path) -> Path:
+    """The first 2 same-person and 2 different-person pairs of LFW View 1 DevTest, as a View 1 list."""
+    lines = (lfw_view1 / "pairsDevTest.txt").read_text().splitlines()
+    n = int(lines[0])
+    path = folder / "pairs.txt"
+    path.write_text("\n".join(["2", *lines[1:3], *lines[1 + n:3 + n]]) + "\n")
+    return path
+
+
+def test_a_pair_list_alone_is_scored_in_the_photos_phase(hamilton_clip: Path, lfw_view1: Path, tmp_path: Path):
+    pairs, images = _small_pair_list(lfw_view1, tmp_path), lfw_view1 / "deepfunneled"
+    out = tmp_path / "peers.json"
+    result = _peers("--source", str(hamilton_clip), "--frames", "2", "--threads", "2", "--systems", "streamrec",
+                    "--pairs", str(pairs), "--images", str(images), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["pair_file"] == {"pairs": str(pairs), "images": str(images), "same": 2, "different": 2, "folds": 2}
+    assert report["pairs"] is None
+    row = report["systems"]["streamrec"]
+    assert row["available"] is True and "error" not in row, row.get("error")
+    assert "verification" not in row and row["frames"] == 2
+    scored = row["verification_pairs"]
+    assert scored["pairs"] == 4 and 0.0 <= scored["accuracy"] <= 1.0
+    assert f"{pairs}: 2 same + 2 different pairs, 2 folds; accuracy: streamrec {scored['accuracy']:.3f}" in result.stdout
+
+
+def test_a_bad_pair_list_is_refused_before_any_system_runs(hamilton_clip: Path, lfw_view1: Path, tmp_path: Path):
+    images = str(lfw_view1 / "deepfunneled")
+    result = _peers("--source", str(hamilton_clip), "--pairs", str(tmp_path / "missing.txt"), "--images", images)
+    assert result.returncode == 1 and "missing.txt: cannot read" in result.stderr and "Traceback" not in result.stderr
+    assert "[streamrec]" not in result.stderr
+    result = _peers("--source", str(hamilton_clip), "--pairs", str(_small_pair_list(lfw_view1, tmp_path)))
+    assert result.returncode == 1 and "--pairs and --images go together" in result.stderr
+    result = _peers("--source", str(hamilton_clip), "--pairs", str(_small_pair_list(lfw_view1, tmp_path)), "--images", str(tmp_path / "nowhere"))
+    assert result.returncode == 1 and "nowhere: not a directory" in result.stderr
 
 
 def test_a_library_that_cannot_be_imported_is_reported(hamilton_clip: Path, tmp_path: Path):

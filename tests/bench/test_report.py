@@ -139,6 +139,29 @@ def test_newer_json_fields_are_used(bench_dir: Path, tmp_path: Path):
     _check_png(out.parent / "benchmarks" / "latency.png")
 
 
+def test_identification_is_judged_on_the_pair_file_when_given(bench_dir: Path, tmp_path: Path):
+    """With ``--pairs``, the goal is judged on that larger list; the photos' pairs stay beside it."""
+    peers = _json(bench_dir, "peers")
+    peers["pair_file"] = {"pairs": "../shared/data/lfw_view1/pairsDevTest.txt", "images": "../shared/data/lfw_view1/deepfunneled",
+                          "same": 500, "different": 500, "folds": 10}
+    scores = {"streamrec": 0.992, "face_recognition": 0.990, "facenet_pytorch": 0.995}
+    for name, accuracy in scores.items():
+        peers["systems"][name]["verification_pairs"] = {"accuracy": accuracy, "accuracy_std": 0.01, "pairs": 1000}
+    (bench_dir / "peers.json").write_text(json.dumps(peers))
+    out = tmp_path / "benchmarks.md"
+    write_report(bench_dir, out)
+    text = out.read_text()
+    goals = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| identification equal or better")}
+    dlib, pytorch = goals["identification equal or better than face_recognition (dlib)"], goals["identification equal or better than facenet-pytorch"]
+    assert "pair accuracy on `pairsDevTest.txt` (LFW format, 1000 pairs) 0.992 vs 0.990" in dlib and "pair accuracy lower" not in dlib
+    photos = peers["systems"]["streamrec"]["verification"]
+    assert f"on the photos' {photos['pairs']} pairs {photos['accuracy']:.3f} vs " in dlib
+    assert "pair accuracy on `pairsDevTest.txt` lower by 0.003, about 3 of 1000 pairs" in pytorch
+    section = text.split("## Who was identified")[1].split("\n## ")[0]
+    assert "| pair accuracy | LFW pair accuracy |" in section and "| 0.992 +- 0.010 |" in section
+    assert "LFW pair accuracy: the same protocol on `pairsDevTest.txt` (500 same-person and 500 different-person pairs" in section
+
+
 def test_commands_are_those_of_the_script():
     script = (ROOT / REPRODUCE).read_text()
     for name, command in COMMANDS.items():

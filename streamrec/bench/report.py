@@ -481,16 +481,13 @@ def _identification_goal(name: str, row: dict[str, Any], data: dict[str, Any]) -
     which = "offline" if pipeline is data.get("pipeline_fast") else "live"
     measured, worse = [], []
     partial = False
-    # the list judged on first: the --pairs list when both scored it, else the photos' pairs
+    # judged on the --pairs list when both scored it, else on the photos' pairs
     lists = [key for key in ("verification_pairs", "verification")
              if "accuracy" in (ours_row.get(key) or {}) and "accuracy" in (row.get(key) or {})]
-    for key in lists:
-        ours_pairs, theirs_pairs = ours_row[key], row[key]
+    if lists:
+        ours_pairs, theirs_pairs = ours_row[lists[0]], row[lists[0]]
         a, b = ours_pairs["accuracy"], theirs_pairs["accuracy"]
-        where = f" on `{Path(str(data['peers']['pair_file']['pairs'])).name}`" if key == "verification_pairs" else ""
-        if key != lists[0]:
-            measured.append(f"on the photos' {ours_pairs.get('pairs')} pairs {a:.3f} vs {b:.3f}")
-            continue
+        where = f" on `{Path(str(data['peers']['pair_file']['pairs'])).name}`" if lists[0] == "verification_pairs" else ""
         size = f" (LFW format, {ours_pairs['pairs']} pairs)" if where and ours_pairs.get("pairs") else ""
         measured.append(f"pair accuracy{where}{size} {a:.3f} vs {b:.3f} (+- {ours_pairs.get('accuracy_std', 0):.3f} vs "
                         f"+- {theirs_pairs.get('accuracy_std', 0):.3f} over the folds)")
@@ -498,6 +495,9 @@ def _identification_goal(name: str, row: dict[str, Any], data: dict[str, Any]) -
             pairs = ours_pairs.get("pairs")
             count = f", about {round((b - a) * pairs)} of {pairs} pairs" if pairs else ""
             worse.append(f"pair accuracy{where} lower by {b - a:.3f}{count}")
+    if len(lists) == 2:  # the photos' pairs, shown beside the list judged on
+        ours_photos, theirs_photos = ours_row["verification"], row["verification"]
+        measured.append(f"on the photos' {ours_photos.get('pairs')} pairs {ours_photos['accuracy']:.3f} vs {theirs_photos['accuracy']:.3f}")
     if pipeline and not (pipeline.get("config") or {}).get("watchlist"):
         measured.append(f"our {which} pipeline ran with an empty watchlist: names not compared")
         partial = True

@@ -1,41 +1,43 @@
 """``streamrec bench transport``: what moving one frame between two processes costs.
 
-Our transport (:func:`streamrec.bus.sockets.send` / :func:`~streamrec.bus.sockets.receive`: a
-JSON header and the pixels sent without copying, over ZeroMQ PUSH/PULL on an ``ipc://``
-endpoint, with the capture stage's queue length) is measured side by side with what people
+Our transport (a frame ring in shared memory, :mod:`streamrec.bus.ring`, with the binary frame
+header over ZeroMQ PUSH/PULL on an ``ipc://`` endpoint: :func:`~streamrec.bus.sockets.send_frame`
+and :func:`~streamrec.bus.sockets.drain_frames`, as the capture and inference stages use them)
+is measured side by side with two others: ``multipart``, the pixels as a zero-copy ZeroMQ frame
+behind a JSON header (how overlays travel to the renderer), and ``mp_queue``, what people
 usually write: a ``multiprocessing.Queue`` of ``(dict, ndarray)`` tuples, pickled. Same frame
-size, same queue length (2), a real sender process and this process as the receiver, at the
-sender's maximum rate and paced at a camera's rate; trials alternate round by round so machine
-noise hits both alike.
+size, a real sender process and this process as the receiver, at the sender's maximum rate and
+paced at a camera's rate; trials alternate round by round so machine noise hits both alike.
+
+The sender writes every frame into a buffer first, as a capture decodes every frame into one: a
+new array, or, for ``ring``, a free slot of the ring (where the capture stage decodes). That
+write is the decoder's, not the transport's, and is part of the baseline below.
 
 Per frame: the CPU time spent inside the send and the receive call (process CPU clock, so it
 includes other threads of the process working at that moment), the wall time of the send call,
 and the one-way latency (stamped before the send, read after the receive). Per trial: the CPU
 time of both processes, every thread included (ZeroMQ's I/O threads, the Queue's feeder
 thread), divided by the frames. At the paced rate part of that is the sender's own loop waking
-up for every frame, which a camera process pays anyway: a third trial, ``none``, runs the same
-paced loop sending nothing, and its CPU per frame is subtracted to give the transport's cost,
-also given as a percentage of the frame budget at ``budget_fps``.
+up for every frame and writing it, which a camera process pays anyway: a trial named ``none``
+runs the same paced loop sending nothing, and its CPU per frame is subtracted to give the
+transport's cost, also given as a percentage of the frame budget at ``budget_fps``.
 
 Result keys (times in milliseconds): ``machine``; ``frame`` (``WxH``), ``frame_bytes``;
 ``budget_fps``, ``budget_ms`` (1000 / budget_fps), ``goal_percent``; ``rows``: one per
-``transport`` (``zeromq``; ``zeromq_1px``, the same messages carrying a 1x1 frame; or
-``mp_queue``) and ``rate`` (``"max"`` or the paced fps), with
-``frames`` (measured), ``fps`` (achieved), ``cpu_per_frame_ms`` (both processes, all threads),
-``pacing_cpu_per_frame_ms`` (the ``none`` baseline; 0 at the maximum rate),
+``transport`` (``ring``, ``multipart`` or ``mp_queue``) and ``rate`` (``"max"`` or the paced
+fps), with ``frames`` (measured), ``fps`` (achieved), ``cpu_per_frame_ms`` (both processes, all
+threads), ``pacing_cpu_per_frame_ms`` (the ``none`` baseline; 0 at the maximum rate),
 ``transport_cpu_per_frame_ms`` (the difference), ``budget_percent``
 (``transport_cpu_per_frame_ms`` / ``budget_ms`` * 100), ``call_cpu_ms`` (send + receive call,
 ``{"median", "p95"}``) and ``call_cpu_budget_percent`` (the same in percent of the budget),
 ``send_wall_ms`` (``{"median", "p95"}``), ``latency_ms`` (``{"p50", "p95", "p99"}``),
 ``latency_budget_percent`` (the p95 latency in percent of the budget); ``verdict``:
-``zeromq_percent`` (``budget_percent`` of ZeroMQ at the paced rate), ``meets_goal`` (it is
-below ``goal_percent``), ``zeromq_call_percent`` (the median send + receive call CPU of ZeroMQ
-at the paced rate, in percent of the budget; ``zeromq_percent`` is the stricter figure, also
-counting background threads and wake-ups), ``calls_meet_goal`` (it is below
-``goal_percent``), ``queue_cpu_ratio`` (the Queue's transport CPU per frame over ZeroMQ's, at
-the paced rate), ``message_floor_percent`` (``budget_percent`` of ``zeromq_1px`` at the paced
-rate: what a message costs whatever it carries) and ``pixels_percent`` (``zeromq_percent``
-less that: what carrying the frame's pixels adds).
+``percent`` (``budget_percent`` of ``ring`` at the paced rate), ``meets_goal`` (it is below
+``goal_percent``), ``call_percent`` (the median send + receive call CPU of ``ring`` at the paced
+rate, in percent of the budget; ``percent`` is the stricter figure, also counting background
+threads and wake-ups), ``calls_meet_goal`` (it is below ``goal_percent``),
+``multipart_percent`` (``budget_percent`` of ``multipart`` at the paced rate) and
+``queue_cpu_ratio`` (the Queue's transport CPU per frame over the ring's, at the paced rate).
 """
 
 from __future__ import annotations
@@ -46,23 +48,31 @@ import shutil
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 
-from streamrec.bus.messages import FrameHeader
-from streamrec.bus.sockets import new_run_dir, pull_socket, push_socket, receive, send
+from streamrec.bus.messages import FrameHeader, Overlay
+from streamrec.bus.ring import FrameRing, RingReader
+from streamrec.bus.sockets import (
+    drain_frames,
+    new_run_dir,
+    pull_socket,
+    push_socket,
+    receive,
+    send,
+    send_frame,
+)
 
 __all__ = ["bench_transport", "TRANSPORTS", "GOAL_PERCENT"]
 
-#: ``zeromq_1px``: the same messages with a 1x1 frame, i.e. what any ZeroMQ message between two
-#: processes costs (thread wake-ups, framing, the header), whatever it carries
-TRANSPORTS = ("zeromq", "zeromq_1px", "mp_queue")
+TRANSPORTS = ("ring", "multipart", "mp_queue")
 GOAL_PERCENT = 2.0
 QUEUE_LENGTH = 2  #: as the capture stage's send queue
 WARMUP_FRAMES = 10
-_END = -1  #: frame index of the message that ends a trial
+_END = "end"  #: source name of the message that ends a trial
 
 
 def _frame(size: tuple[int, int]) -> np.ndarray:
@@ -81,22 +91,39 @@ def _sender(transport: str, target: Any, size: tuple[int, int], fps: float | Non
     """The sending process: ``WARMUP_FRAMES`` frames, then frames for ``seconds``, then an end
     marker; waits for the receiver to confirm it has everything, then reports its figures.
     Transport ``none`` runs the same loop, paced alike, sending nothing: the baseline."""
-    frame = _frame((1, 1) if transport == "zeromq_1px" else size)
-    height, width = frame.shape[:2]
-    ctx = sock = None
-    if transport.startswith("zeromq"):
-        ctx = zmq.Context()
+    decoded = _frame(size)
+    height, width = decoded.shape[:2]
+    ctx = zmq.Context()
+    ring: FrameRing | None = None
+
+    def buffer() -> np.ndarray:
+        """The frame "decoded": into a free ring slot for ``ring``, else into a new array."""
+        slot = ring.claim(height, width) if ring is not None else None
+        pixels = slot if slot is not None else np.empty_like(decoded)
+        np.copyto(pixels, decoded)
+        return pixels
+
+    if transport == "ring":
+        address, directory = target
+        sock = push_socket(ctx, address, hwm=QUEUE_LENGTH)
+        ring = FrameRing(Path(directory), "bench")
+
+        def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
+            while (place := ring.publish(pixels)) is None:  # as a file read fast: wait for a slot
+                time.sleep(0.0005)
+            send_frame(sock, FrameHeader(source, index, time.time(), height, width, 0, *place))
+    elif transport == "multipart":
         sock = push_socket(ctx, target, hwm=QUEUE_LENGTH)
 
-        def put(index: int) -> None:
-            send(sock, "frame", FrameHeader("bench", index, time.time(), height, width), frame)
+        def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
+            send(sock, "frame", Overlay(source, index, time.time(), height, width, 0.0), pixels)
     elif transport == "mp_queue":
 
-        def put(index: int) -> None:
-            target.put(({"source": "bench", "index": index, "ts": time.time()}, frame))
+        def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
+            target.put(({"source": source, "index": index, "ts": time.time()}, pixels))
     else:
 
-        def put(index: int) -> None:
+        def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
             pass
 
     calls_cpu: list[float] = []
@@ -104,60 +131,78 @@ def _sender(transport: str, target: Any, size: tuple[int, int], fps: float | Non
     start = time.perf_counter()
     for index in range(WARMUP_FRAMES):
         _pace(fps, start, index)
-        put(index)
+        put(index, buffer())
     cpu0 = time.process_time()
     begin = time.perf_counter()
     index = WARMUP_FRAMES
     while time.perf_counter() - begin < seconds:
         _pace(fps, start, index)
+        pixels = buffer()
         c0, t0 = time.process_time(), time.perf_counter()
-        put(index)
+        put(index, pixels)
+        del pixels  # a capture lets go of the frame it sent
         calls_wall.append(time.perf_counter() - t0)
         calls_cpu.append(time.process_time() - c0)
         index += 1
     if transport != "none":
-        put(_END)
+        put(index, buffer(), _END)
         control.recv()  # the receiver has every frame: background threads are done with them
     control.send({"cpu": time.process_time() - cpu0, "frames": len(calls_cpu), "calls_cpu": calls_cpu, "calls_wall": calls_wall})
-    if ctx is not None:
-        ctx.destroy(linger=0)
+    ctx.destroy(linger=0)
 
 
-def _receive_all(transport: str, source: Any, sender: multiprocessing.process.BaseProcess) -> tuple[list[float], list[float], float, float]:
+def _receive_all(transport: str, source: Any, rings: RingReader | None, sender: multiprocessing.process.BaseProcess) -> tuple[list[float], list[float], float, float]:
     """Receive until the end marker. Returns per measured frame the CPU time inside the receive
-    call and the one-way latency, this process's CPU time over the measured frames, and the
-    wall time from the first to the last measured frame."""
+    call (shared among the frames one call returns) and the one-way latency, this process's
+    CPU time over the measured frames, and the wall time from the first to the last measured
+    frame."""
     calls_cpu: list[float] = []
     latencies: list[float] = []
     cpu0 = wall0 = wall1 = 0.0
     while True:
-        if transport.startswith("zeromq"):
-            while not source.poll(500):  # waiting is not the transport's cost
+        if transport == "mp_queue":
+            c0 = time.process_time()  # a blocked get() costs no CPU time
+            items = [_get(source, sender)]
+        else:
+            while not zmq.zmq_poll([(source, zmq.POLLIN)], 500):  # waiting is not the transport's cost
                 _check_alive(sender)
             c0 = time.process_time()
-            _, header, _ = receive(source, zmq.NOBLOCK)
-            index, ts = header.index, header.ts  # type: ignore[union-attr]
-        else:
-            c0 = time.process_time()  # a blocked get() costs no CPU time
-            while True:
-                try:
-                    item = source.get(timeout=0.5)
-                    break
-                except queue.Empty:
-                    _check_alive(sender)
-            if item is None:
-                break
-            index, ts = item[0]["index"], item[0]["ts"]
+            items = _drain(transport, source, rings)
         now, c1 = time.time(), time.process_time()
-        if index == _END:
-            break
-        if index == WARMUP_FRAMES - 1:
-            cpu0, wall0 = c1, time.perf_counter()
-        elif index >= WARMUP_FRAMES:
-            calls_cpu.append(c1 - c0)
-            latencies.append(now - ts)
-            wall1 = time.perf_counter()
-    return calls_cpu, latencies, time.process_time() - cpu0, wall1 - wall0
+        for name, index, ts in items:
+            if name == _END:
+                return calls_cpu, latencies, time.process_time() - cpu0, wall1 - wall0
+            if index == WARMUP_FRAMES - 1:
+                cpu0, wall0 = c1, time.perf_counter()
+            elif index >= WARMUP_FRAMES:
+                calls_cpu.append((c1 - c0) / len(items))
+                latencies.append(now - ts)
+                wall1 = time.perf_counter()
+
+
+def _drain(transport: str, sock: zmq.Socket, rings: RingReader | None) -> list[tuple[str, int, float]]:
+    """``(source, index, ts)`` of every message waiting, received as the pipeline receives it."""
+    if transport == "ring":
+        assert rings is not None
+        frames, malformed, stale = drain_frames(sock, rings, 0)
+        if malformed or stale:
+            raise RuntimeError(f"ring: {malformed} malformed and {stale} stale frames")
+        return [(h.source, h.index, h.ts) for items in frames.values() for h, _ in items]
+    items = []
+    while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        _, header, _ = receive(sock)
+        assert isinstance(header, Overlay)
+        items.append((header.source, header.index, header.ts))
+    return items
+
+
+def _get(source: Any, sender: multiprocessing.process.BaseProcess) -> tuple[str, int, float]:
+    while True:
+        try:
+            header, _ = source.get(timeout=0.5)
+            return header["source"], header["index"], header["ts"]
+        except queue.Empty:
+            _check_alive(sender)
 
 
 def _check_alive(sender: multiprocessing.process.BaseProcess) -> None:
@@ -173,11 +218,15 @@ def _trial(transport: str, size: tuple[int, int], fps: float | None, seconds: fl
     ctx = None
     source: Any = None
     target: Any = None
+    rings: RingReader | None = None
     try:
-        if transport.startswith("zeromq"):
+        if transport in ("ring", "multipart"):
             ctx = zmq.Context()
             target = f"ipc://{run_dir / 'frames'}"
             source = pull_socket(ctx, target, hwm=QUEUE_LENGTH)
+        if transport == "ring":
+            rings = RingReader(run_dir)
+            target = (target, str(run_dir))
         elif transport == "mp_queue":
             source = target = mp.Queue(QUEUE_LENGTH)
         process = mp.Process(target=_sender, args=(transport, target, size, fps, seconds, remote), name="streamrec.bench-sender")
@@ -187,7 +236,7 @@ def _trial(transport: str, size: tuple[int, int], fps: float | None, seconds: fl
             latencies: list[float] = []
             cpu = wall = 0.0
             if transport != "none":
-                calls_cpu, latencies, cpu, wall = _receive_all(transport, source, process)
+                calls_cpu, latencies, cpu, wall = _receive_all(transport, source, rings, process)
                 control.send("done")
             while not control.poll(0.5):
                 _check_alive(process)
@@ -268,6 +317,7 @@ def bench_transport(
         if transport != "none"
     ]
     paced = {row["transport"]: row for row in rows if row["rate"] != "max"}
+    ring = paced["ring"]
     width, height = size
     return {
         "frame": f"{width}x{height}",
@@ -277,12 +327,11 @@ def bench_transport(
         "goal_percent": GOAL_PERCENT,
         "rows": rows,
         "verdict": {
-            "zeromq_percent": paced["zeromq"]["budget_percent"],
-            "meets_goal": paced["zeromq"]["budget_percent"] < GOAL_PERCENT,
-            "zeromq_call_percent": paced["zeromq"]["call_cpu_budget_percent"]["median"],
-            "calls_meet_goal": paced["zeromq"]["call_cpu_budget_percent"]["median"] < GOAL_PERCENT,
-            "queue_cpu_ratio": paced["mp_queue"]["transport_cpu_per_frame_ms"] / max(paced["zeromq"]["transport_cpu_per_frame_ms"], 1e-9),
-            "message_floor_percent": paced["zeromq_1px"]["budget_percent"],
-            "pixels_percent": paced["zeromq"]["budget_percent"] - paced["zeromq_1px"]["budget_percent"],
+            "percent": ring["budget_percent"],
+            "meets_goal": ring["budget_percent"] < GOAL_PERCENT,
+            "call_percent": ring["call_cpu_budget_percent"]["median"],
+            "calls_meet_goal": ring["call_cpu_budget_percent"]["median"] < GOAL_PERCENT,
+            "multipart_percent": paced["multipart"]["budget_percent"],
+            "queue_cpu_ratio": paced["mp_queue"]["transport_cpu_per_frame_ms"] / max(ring["transport_cpu_per_frame_ms"], 1e-9),
         },
     }

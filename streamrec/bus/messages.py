@@ -2,11 +2,14 @@
 
 A message on the wire is a ZeroMQ multipart message: a topic frame (ASCII), a JSON header
 frame, and, for messages that carry pixels, the raw pixel buffer as a third frame, sent without
-copying and received into a NumPy array without pickling. Decoders check the schema version,
-required fields and types, and raise :class:`MessageError` with the reason; a receiving stage
-counts and drops such messages and keeps running.
+copying and received into a NumPy array without pickling. The exception is the captured frame,
+the one message sent for every frame of every camera: a single binary frame
+(:class:`FrameHeader`, its own version ``FRAME_VERSION``), whose pixels wait in shared memory
+(:mod:`streamrec.bus.ring`). Decoders check the schema version, required fields and types, and
+raise :class:`MessageError` with the reason; a receiving stage counts and drops such messages
+and keeps running.
 
-Schema version 1. Field meanings are documented on each class (and, for events, in README.md).
+Schema version 1 (JSON headers). Field meanings are documented on each class (and, for events, in README.md).
 Fields a decoder does not know are ignored, so a field can be added without breaking older
 subscribers; removing or changing one bumps the version.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import struct
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -23,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "SCHEMA_VERSION",
+    "FRAME_VERSION",
     "EVENT_TYPES",
     "SOURCE_STATES",
     "MessageError",
@@ -133,18 +138,33 @@ class Message:
             _expect(self.kind, name, getattr(self, name), types, nullable)
 
 
+FRAME_VERSION = 1
+_FRAME_MAGIC = b"SRFH"
+_FRAME = struct.Struct("<4sHqdIIqIQHH")
+
+
 @dataclass(frozen=True)
 class FrameHeader(Message):
-    """A captured frame; the pixels travel as the next frame of the message.
+    """A captured frame, whose pixels wait in the capture's shared-memory frame ring
+    (:mod:`streamrec.bus.ring`).
 
     ``index``: frames delivered by this source so far (gaps = frames dropped downstream).
     ``ts``: capture wall-clock time (Unix seconds). ``dropped``: frames the capture stage
-    dropped so far (rate cap, slow consumer).
+    dropped so far (rate cap, slow consumer). ``ring``, ``slot``, ``seq``: where the pixels are
+    (ring file name, slot) and the sequence number the slot must still hold.
+
+    Unlike the other messages it travels as one binary ZeroMQ frame (:meth:`pack`,
+    :meth:`unpack`): it is sent for every frame of every camera, and a fixed layout costs a
+    fraction of JSON's encoding, decoding and type checks. Layout (little-endian):
+    ``b"SRFH"``, ``u16`` version (``FRAME_VERSION``), ``i64`` index, ``f64`` ts, ``u32``
+    height, ``u32`` width, ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u16`` byte lengths of
+    source and ring, then both as UTF-8.
     """
 
     kind: ClassVar[str] = "frame"
     TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "dropped": (int,)
+        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "dropped": (int,),
+        "ring": (str,), "slot": (int,), "seq": (int,),
     }
     source: str
     index: int
@@ -152,11 +172,46 @@ class FrameHeader(Message):
     height: int
     width: int
     dropped: int = 0
+    ring: str = ""
+    slot: int = 0
+    seq: int = 0
 
     def validate(self) -> None:
         super().validate()
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
         if not (0 < self.height <= 8192 and 0 < self.width <= 8192):
             raise MessageError(f"frame: size {self.width}x{self.height} out of range")
+        if self.index < 0 or self.dropped < 0 or not math.isfinite(self.ts):
+            raise MessageError("frame: negative index or dropped count, or a time that is not a number")
+
+    def pack(self) -> bytes:
+        """The binary frame message."""
+        source, ring = self.source.encode(), self.ring.encode()
+        return _FRAME.pack(
+            _FRAME_MAGIC, FRAME_VERSION, self.index, self.ts, self.height, self.width, self.dropped, self.slot, self.seq,
+            len(source), len(ring),
+        ) + source + ring
+
+    @classmethod
+    def unpack(cls, data: bytes) -> FrameHeader:
+        """Decode and check a binary frame message; :class:`MessageError` says what is wrong."""
+        if len(data) < _FRAME.size or data[:4] != _FRAME_MAGIC:
+            raise MessageError(f"not a frame message ({len(data)} bytes without the frame header's signature)")
+        magic, version, index, ts, height, width, dropped, slot, seq, source_len, ring_len = _FRAME.unpack_from(data)
+        if version != FRAME_VERSION:
+            raise MessageError(f"frame: version {version}, expected {FRAME_VERSION}")
+        if len(data) != _FRAME.size + source_len + ring_len:
+            raise MessageError(f"frame: {len(data)} bytes, the header says {_FRAME.size + source_len + ring_len}")
+        try:
+            source = data[_FRAME.size:_FRAME.size + source_len].decode()
+            ring = data[_FRAME.size + source_len:].decode()
+        except UnicodeDecodeError:
+            raise MessageError("frame: source or ring name is not UTF-8") from None
+        header = cls(source, index, ts, height, width, dropped, ring, slot, seq)
+        header._check_ranges()
+        return header
 
 
 @dataclass(frozen=True)
@@ -307,9 +362,9 @@ class StageStats(Message):
 
 
 _KINDS: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (FrameHeader, SourceStatus, Event, Overlay, JpegFrame, StageStats)
-}
-_WITH_PAYLOAD = (FrameHeader, Overlay, JpegFrame)
+    cls.kind: cls for cls in (SourceStatus, Event, Overlay, JpegFrame, StageStats)
+}  #: messages with a JSON header; frames travel in binary (:meth:`FrameHeader.unpack`)
+_WITH_PAYLOAD = (Overlay, JpegFrame)
 
 
 def decode(parts: list[bytes]) -> tuple[str, Message]:
@@ -337,8 +392,8 @@ def decode(parts: list[bytes]) -> tuple[str, Message]:
         raise MessageError(f"{kind}: {exc}") from None
 
 
-def decode_pixels(header: FrameHeader | Overlay, buffer: bytes | memoryview) -> np.ndarray:
-    """The ``(height, width, 3)`` uint8 RGB image of a frame or overlay message, without copying."""
+def decode_pixels(header: Overlay, buffer: bytes | memoryview) -> np.ndarray:
+    """The ``(height, width, 3)`` uint8 RGB image of an overlay message, without copying."""
     expected = header.height * header.width * 3
     if len(buffer) != expected:
         raise MessageError(f"{header.kind}: {len(buffer)} pixel bytes, expected {expected} for {header.width}x{header.height}")

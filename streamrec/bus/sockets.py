@@ -2,11 +2,13 @@
 
 Patterns, and why:
 
-* frames, capture -> inference: PUSH/PULL (fan-in from every camera to one batcher). Senders
-  never block: with a send high-water mark of 2, a frame that cannot be queued is dropped and
-  counted at the camera, and the batcher drains its socket and keeps only the newest frame
-  of each source, so a slow consumer never makes latency grow. (A video file read with
-  ``--fast`` waits for room instead, and the batcher keeps all its frames, in order.)
+* frames, capture -> inference: PUSH/PULL (fan-in from every camera to one batcher), each
+  message a binary :class:`~streamrec.bus.messages.FrameHeader` whose pixels wait in the
+  camera's shared-memory frame ring (:mod:`streamrec.bus.ring`). Senders never block: a frame
+  that finds no free slot or no room in the two-message queue is dropped and counted at the
+  camera, and the batcher drains its socket and keeps only the newest frame of each source,
+  so a slow consumer never makes latency grow. (A video file read with ``--fast`` waits for
+  room instead, and the batcher keeps all its frames, in order.)
 * events, inference -> events stage: PUSH/PULL with the default queue and blocking sends: an
   event is never dropped between stages.
 * published events and JPEG frames: PUB/SUB, topic as the first frame (``match``,
@@ -15,8 +17,9 @@ Patterns, and why:
 * stage statistics -> supervisor: PUSH/PULL, sent without blocking (a missing report only
   delays a status line).
 
-Internal addresses are ``ipc://`` endpoints in a private run directory; published ones are
-``tcp://127.0.0.1:PORT`` unless the configuration binds elsewhere.
+Internal addresses are ``ipc://`` endpoints in a private run directory (on ``/dev/shm`` where it
+exists, as the frame rings live there too); published ones are ``tcp://127.0.0.1:PORT`` unless
+the configuration binds elsewhere.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from streamrec.bus.messages import (
     decode,
     decode_pixels,
 )
+from streamrec.bus.ring import RingReader, StaleFrame
 
 __all__ = [
     "Endpoints",
     "new_run_dir",
     "send",
+    "send_frame",
     "receive",
     "push_socket",
     "pull_socket",
@@ -53,6 +58,8 @@ __all__ = [
     "Received",
 ]
 
+DRAIN_LIMIT = 64  #: frame messages :func:`drain_frames` takes at most per call
+
 #: ``(topic, message, payload)`` as :func:`receive` returns it.
 Received = tuple[str, Message, "np.ndarray | bytes | None"]
 
@@ -61,7 +68,8 @@ Received = tuple[str, Message, "np.ndarray | bytes | None"]
 class Endpoints:
     """Addresses of one pipeline run."""
 
-    frames: str  #: capture -> inference, PUSH/PULL, frames
+    rings: str  #: directory of the cameras' frame rings
+    frames: str  #: capture -> inference, PUSH/PULL, frame headers
     status: str  #: capture -> inference, PUSH/PULL, source status changes
     overlays: str  #: inference -> render, PUSH/PULL, frames with their results
     events_in: str  #: inference -> events stage, PUSH/PULL, decisions
@@ -74,6 +82,7 @@ class Endpoints:
     def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str) -> Endpoints:
         ipc = lambda name: f"ipc://{run_dir / name}"  # noqa: E731
         return cls(
+            rings=str(run_dir),
             frames=ipc("frames"),
             status=ipc("status"),
             overlays=ipc("overlays"),
@@ -86,9 +95,12 @@ class Endpoints:
 
 
 def new_run_dir() -> Path:
-    """A private directory for this run's ipc endpoints (short path: ipc names are limited to
-    about 100 bytes)."""
-    return Path(tempfile.mkdtemp(prefix=f"streamrec-{os.getuid()}-"))
+    """A private directory for this run's ipc endpoints and frame rings: on ``/dev/shm`` (memory)
+    where it exists, else in the temporary directory (short path: ipc names are limited to about
+    100 bytes)."""
+    shm = "/dev/shm"
+    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+    return Path(tempfile.mkdtemp(prefix=f"streamrec-{os.getuid()}-", dir=where))
 
 
 def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq.Socket:
@@ -147,15 +159,25 @@ def send(
     return True
 
 
+def send_frame(sock: zmq.Socket, header: FrameHeader, block: bool = True) -> bool:
+    """Send a frame message (its pixels are already in the ring it names). Returns False when a
+    non-blocking send found the queue full (the message was dropped)."""
+    try:
+        sock.send(header.pack(), flags=0 if block else zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    return True
+
+
 def receive(sock: zmq.Socket, flags: int = 0) -> tuple[str, Message, np.ndarray | bytes | None]:
-    """Receive one message: ``(topic, message, payload)``: an RGB array for frames and
+    """Receive one message with a JSON header: ``(topic, message, payload)``: an RGB array for
     overlays, JPEG bytes for JPEG frames, else ``None``. Raises :class:`MessageError` for a
     malformed message (the caller counts it and carries on) and ``zmq.Again`` when ``flags``
     has ``NOBLOCK`` and nothing is waiting."""
     parts = sock.recv_multipart(flags=flags, copy=False)
     raw = [part.buffer for part in parts]
     topic, message = decode([bytes(part) for part in raw[:2]] + raw[2:])
-    if isinstance(message, (FrameHeader, Overlay)):
+    if isinstance(message, Overlay):
         return topic, message, decode_pixels(message, raw[2])
     if isinstance(message, JpegFrame):
         return topic, message, bytes(raw[2])
@@ -180,16 +202,31 @@ def receive_pending(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[list[Receive
 
 
 def drain_frames(
-    sock: zmq.Socket, timeout_ms: int
-) -> tuple[dict[str, list[tuple[FrameHeader, np.ndarray]]], int]:
-    """Wait up to ``timeout_ms`` for frames, then take everything queued. Returns each source's
-    frames in arrival order (the caller keeps the newest, or all of a lossless source) and how
-    many messages were malformed or not frames."""
+    sock: zmq.Socket, rings: RingReader, timeout_ms: int
+) -> tuple[dict[str, list[tuple[FrameHeader, np.ndarray]]], int, int]:
+    """Wait up to ``timeout_ms`` for frames, then take what is queued (at most ``DRAIN_LIMIT``
+    messages, so that cameras sending without pause cannot keep the caller here), copying each
+    frame's pixels out of its ring. Returns each source's frames in arrival order (the caller keeps the
+    newest, or all of a lossless source), how many messages were malformed, and how many frames
+    were stale (their slot reused before they were read)."""
     frames: dict[str, list[tuple[FrameHeader, np.ndarray]]] = {}
-    messages, malformed = receive_pending(sock, timeout_ms)
-    for _, message, pixels in messages:
-        if not isinstance(message, FrameHeader) or not isinstance(pixels, np.ndarray):
+    malformed = stale = 0
+    if timeout_ms and not zmq.zmq_poll([(sock, zmq.POLLIN)], timeout_ms):
+        return frames, malformed, stale
+    for _ in range(DRAIN_LIMIT):
+        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            break
+        parts = sock.recv_multipart()
+        try:
+            if len(parts) != 1:
+                raise MessageError(f"frame: {len(parts)} message parts, expected 1")
+            header = FrameHeader.unpack(parts[0])
+            pixels = rings.take(header.source, header.ring, header.slot, header.seq, header.height, header.width)
+        except StaleFrame:
+            stale += 1
+            continue
+        except (MessageError, ValueError, OSError):
             malformed += 1
             continue
-        frames.setdefault(message.source, []).append((message, pixels))
-    return frames, malformed
+        frames.setdefault(header.source, []).append((header, pixels))
+    return frames, malformed, stale

@@ -79,14 +79,16 @@ def stream_time(capture: cv2.VideoCapture) -> float | None:
     return msec / 1000.0 if math.isfinite(msec) and msec >= 0 else None
 
 
-def retrieve_rgb(capture: cv2.VideoCapture) -> np.ndarray | None:
-    """Decode the last grabbed frame as ``(H, W, 3)`` RGB uint8 (None if OpenCV cannot)."""
+def retrieve_rgb(capture: cv2.VideoCapture, out: np.ndarray | None = None) -> np.ndarray | None:
+    """Decode the last grabbed frame as ``(H, W, 3)`` RGB uint8 (None if OpenCV cannot), into
+    ``out`` when it has that shape (a frame ring's slot: no copy later), else a new array."""
     ok, image = capture.retrieve()
     if not ok or image is None:
         return None
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    code = cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB
+    if out is not None and out.shape == (*image.shape[:2], 3):
+        return cv2.cvtColor(image, code, dst=out)
+    return cv2.cvtColor(image, code)
 
 
 def describe(capture: cv2.VideoCapture, timed: bool) -> str:

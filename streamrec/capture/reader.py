@@ -21,18 +21,21 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
 from streamrec.capture.events import CaptureError, Counters, Frame, State, Status
 from streamrec.capture.opencv import describe, has_timestamps, open_capture, retrieve_rgb, stream_time
 from streamrec.capture.source import SourceKind, SourceSpec, parse_source
 from streamrec.capture.timing import Backoff, Pacer, RateCap, StallWatch
 
-__all__ = ["FrameReader", "ReaderOptions", "StatusCallback"]
+__all__ = ["FrameBuffer", "FrameReader", "ReaderOptions", "StatusCallback"]
 
 #: time between a fast-read file's last frame and its first again, when it loops
 FILE_LOOP_GAP_S = 0.04
 
 StatusCallback = Callable[[Status], None]
+#: ``(height, width) -> array`` to decode the next frame into, or None for a new array
+FrameBuffer = Callable[[int, int], np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class ReaderOptions:
 class FrameReader:
     """Iterate over it (in one thread) to get :class:`Frame` objects until the source ends, fails
     or :meth:`stop` is called; status changes go to ``on_status``, called in that thread.
+    ``frame_buffer``, when given, supplies the array each frame is decoded into (the capture
+    stage hands out frame-ring slots, so a frame is written once, where the batcher reads it).
 
     Raises :class:`CaptureError` (after a ``FAILED`` status) for a source that can never work:
     a webcam index that does not open, a file that is not a video. Network sources are retried
@@ -80,6 +85,7 @@ class FrameReader:
         options: ReaderOptions | None = None,
         on_status: StatusCallback | None = None,
         stop_event: threading.Event | None = None,
+        frame_buffer: FrameBuffer | None = None,
     ) -> None:
         self.spec = source if isinstance(source, SourceSpec) else parse_source(source)
         self.options = options = options or ReaderOptions()
@@ -92,6 +98,8 @@ class FrameReader:
         self._clock: tuple[float, float] | None = None  #: (anchor, last timestamp) of a fast file
         self._ever_opened = False
         self._timed = True  # whether the open capture's timestamps are real
+        self._frame_buffer = frame_buffer
+        self._last_size: tuple[int, int] | None = None  #: (height, width) of the last frame
         self.status = Status(State.OPENING, self.spec.label, Counters())
 
     @property
@@ -199,9 +207,11 @@ class FrameReader:
             return None
         fast_file = self.spec.kind is SourceKind.FILE and self.options.fast
         wall_time = self._file_clock(timestamp) if fast_file and timestamp is not None else time.time()
-        rgb = retrieve_rgb(capture)
+        out = self._frame_buffer(*self._last_size) if self._frame_buffer and self._last_size else None
+        rgb = retrieve_rgb(capture, out)
         if rgb is None:
             return None
+        self._last_size = rgb.shape[:2]
         frame = Frame(self.spec.label, self._counters.delivered, wall_time, timestamp, rgb)
         self._counters.delivered += 1
         return frame

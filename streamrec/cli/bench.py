@@ -305,12 +305,12 @@ def _register_transport(kinds: argparse._SubParsersAction) -> None:
     from streamrec.bench import transport as doc
 
     parser = kinds.add_parser(
-        "transport", help="per-frame cost of the frame transport (ZeroMQ, zero-copy) vs a pickling multiprocessing.Queue",
+        "transport", help="per-frame cost of the frame transport (shared-memory ring + ZeroMQ) vs pixels in ZeroMQ and a pickling multiprocessing.Queue",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Sends frames of --size between two real processes with the pipeline's transport "
-        "(streamrec.bus.sockets send/receive: ZeroMQ PUSH/PULL on ipc, pixels not copied) and, side by "
-        "side in the same run, with a multiprocessing.Queue of pickled (dict, array) tuples; at the "
-        "sender's maximum rate and paced at --fps. Reports the CPU time per frame of both processes, "
+        "(ring: pixels in a shared-memory frame ring, a binary header over ZeroMQ PUSH/PULL on ipc) and, "
+        "side by side in the same run, with the pixels as a zero-copy ZeroMQ frame (multipart) and with a "
+        "multiprocessing.Queue of pickled (dict, array) tuples; at the sender's maximum rate and paced at --fps. Reports the CPU time per frame of both processes, "
         "every thread included, less that of the same paced loop sending nothing, also as a "
         "percentage of the 30 FPS frame budget (33.3 ms); the CPU time inside the send and receive "
         "calls; the send call's wall time; the one-way latency.",
@@ -338,12 +338,10 @@ def _print_transport(result: dict[str, Any]) -> None:
               f"{cpu['median']:>9.3f}/{cpu['p95']:<10.3f} {send['median']:>7.3f}/{send['p95']:<8.3f} "
               f"{lat['p50']:>7.2f}/{lat['p95']:.2f}/{lat['p99']:.2f}")
     verdict = result["verdict"]
-    print(f"ZeroMQ at the paced rate: {verdict['zeromq_percent']:.2f}% of the frame budget "
+    print(f"the ring at the paced rate: {verdict['percent']:.2f}% of the frame budget "
           f"({'below' if verdict['meets_goal'] else 'NOT below'} the {result['goal_percent']:g}% goal); inside the send and receive "
-          f"calls (median) {verdict['zeromq_call_percent']:.2f}% ({'below' if verdict['calls_meet_goal'] else 'NOT below'}); "
-          f"the pickling Queue costs {verdict['queue_cpu_ratio']:.1f}x its CPU per frame")
-    print(f"of the {verdict['zeromq_percent']:.2f}%, {verdict['message_floor_percent']:.2f}% is what any message costs "
-          f"(the same messages with a 1x1 frame) and {verdict['pixels_percent']:.2f}% is carrying the pixels")
+          f"calls (median) {verdict['call_percent']:.2f}% ({'below' if verdict['calls_meet_goal'] else 'NOT below'}); "
+          f"pixels in ZeroMQ {verdict['multipart_percent']:.2f}%; the pickling Queue costs {verdict['queue_cpu_ratio']:.1f}x the ring's CPU per frame")
 
 
 def run_transport_bench(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """The capture stage: one process per source, publishing its newest frames to the batcher.
 
-A :class:`~streamrec.capture.LatestFrame` reads the source in a thread at the source's own pace;
-this process takes the newest frame whenever it can send, and sends without blocking (a frame
-that does not fit in the two-message queue is dropped and counted), so a slow batcher never makes
-latency grow. Status changes (opened, lost, reconnecting, ended, failed) go to the batcher on a
+A :class:`~streamrec.capture.LatestFrame` reads the source in a thread at the source's own pace,
+decoding each frame into a free slot of this camera's frame ring (:mod:`streamrec.bus.ring`);
+this process takes the newest frame whenever it can send, and sends its header without blocking
+(a frame that finds no free slot or no room in the two-message queue is dropped and counted), so
+a slow batcher never makes latency grow. Status changes (opened, lost, reconnecting, ended, failed) go to the batcher on a
 separate, lossless socket. A video file read with ``fast`` is the exception: it is read no faster
 than the batcher takes its frames, and none is dropped. A file that ends exits 0; a source that can never work (no such
 camera) exits with ``EXIT_SOURCE_FAILED`` after reporting why, and is not restarted.
@@ -18,7 +19,8 @@ from pathlib import Path
 import zmq
 
 from streamrec.bus.messages import FrameHeader, SourceStatus
-from streamrec.bus.sockets import Endpoints, push_socket, send
+from streamrec.bus.ring import FrameRing
+from streamrec.bus.sockets import Endpoints, push_socket, send, send_frame
 from streamrec.capture import (
     CaptureError,
     Frame,
@@ -50,7 +52,8 @@ class CaptureStage(Stage):
         self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
         options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
         spec = parse_source(self.source.url)
-        self.reader = FrameReader(spec, options, on_status=self.statuses.put)
+        self.ring = FrameRing(Path(self.endpoints.rings), self.label)
+        self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=self.ring.claim)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
         self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=2000)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
@@ -68,13 +71,21 @@ class CaptureStage(Stage):
             return not self.latest.finished
         counters = self.reader.counters
         dropped = counters.dropped + self.latest.dropped + self.send_dropped
-        header = FrameHeader(self.label, frame.index, frame.wall_time, frame.rgb.shape[0], frame.rgb.shape[1], dropped)
         self.unsent = None
-        if send(self.frames_out, "frame", header, frame.rgb, block=False):
+        place = self.ring.publish(frame.rgb)  # None: every slot is in use
+        sent = place is not None and send_frame(
+            self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, *frame.rgb.shape[:2], dropped, *place), block=False
+        )
+        if place is not None and not sent:
+            self.ring.withdraw(place[1])
+        if sent:
             self.count("frames_sent")
         elif self.source.fast:  # keep it and wait (briefly, to keep hearing SIGTERM) for room
             self.unsent = frame
-            self.frames_out.poll(100, zmq.POLLOUT)
+            if place is not None:
+                self.frames_out.poll(100, zmq.POLLOUT)
+            else:
+                time.sleep(0.005)  # for the batcher to read a slot
         else:
             self.send_dropped += 1
         self.counters["frames_dropped"] = dropped

@@ -12,7 +12,8 @@ batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done)
 ``capture_to_result[SOURCE]`` (its faces tracked, embedded, matched and decided), except for a
 file read ``fast``, whose frames carry the file's own time line. Counters include
 ``frames[SOURCE]`` (processed), ``skipped[SOURCE]`` (passed over for a newer frame; all
-sources: ``frames_skipped``), ``faces``, ``embeddings``, ``batches``.
+sources: ``frames_skipped``), ``frames_stale`` (their ring slot was reused before they were
+read), ``faces``, ``embeddings``, ``batches``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from streamrec.bus.messages import Event, FrameHeader, Overlay, SourceStatus
+from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
@@ -113,6 +115,7 @@ class InferenceStage(Stage):
                 lossless=source.fast,
             )
         self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4)
+        self.rings = RingReader(Path(self.endpoints.rings))
         self.status_in = pull_socket(self.ctx, self.endpoints.status)
         self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
@@ -146,8 +149,9 @@ class InferenceStage(Stage):
     def _receive(self, timeout: float) -> set[str]:
         """Take the frames that arrive within ``timeout`` s into the sources' waiting lines (a
         camera keeps only its newest). Returns the sources that sent any."""
-        received, malformed = drain_frames(self.frames_in, int(timeout * 1000))
+        received, malformed, stale = drain_frames(self.frames_in, self.rings, int(timeout * 1000))
         self.count("malformed_messages", malformed)
+        self.count("frames_stale", stale)
         for name, frames in received.items():
             source = self.sources.get(name)
             if source is None:

@@ -115,7 +115,7 @@ def test_transport_quick(tmp_path: Path):
     budget = report["budget_ms"]
     assert abs(budget - 1000 / 30) < 1e-9 and report["goal_percent"] == 2.0
     rows = {(r["transport"], r["rate"]): r for r in report["rows"]}
-    assert set(rows) == {(t, rate) for t in ("zeromq", "zeromq_1px", "mp_queue") for rate in ("max", 30.0)}
+    assert set(rows) == {(t, rate) for t in ("ring", "multipart", "mp_queue") for rate in ("max", 30.0)}
     for (_, rate), row in rows.items():
         assert row["frames"] > 0 and row["fps"] > 0
         assert row["cpu_per_frame_ms"] > 0 and row["transport_cpu_per_frame_ms"] >= 0
@@ -131,12 +131,14 @@ def test_transport_quick(tmp_path: Path):
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
         assert abs(row["latency_budget_percent"] - 100 * row["latency_ms"]["p95"] / budget) < 1e-9
     verdict = report["verdict"]
-    assert verdict["zeromq_percent"] == rows[("zeromq", 30.0)]["budget_percent"]
-    assert verdict["meets_goal"] == (verdict["zeromq_percent"] < 2.0)
-    assert verdict["calls_meet_goal"] == (verdict["zeromq_call_percent"] < 2.0)
-    assert verdict["message_floor_percent"] == rows[("zeromq_1px", 30.0)]["budget_percent"]
-    assert abs(verdict["pixels_percent"] - (verdict["zeromq_percent"] - verdict["message_floor_percent"])) < 1e-9
-    assert "zeromq" in result.stdout and "mp_queue" in result.stdout and "% of the frame budget" in result.stdout
+    assert verdict["percent"] == rows[("ring", 30.0)]["budget_percent"]
+    assert verdict["meets_goal"] == (verdict["percent"] < 2.0)
+    assert verdict["call_percent"] == rows[("ring", 30.0)]["call_cpu_budget_percent"]["median"]
+    assert verdict["calls_meet_goal"] == (verdict["call_percent"] < 2.0)
+    assert verdict["multipart_percent"] == rows[("multipart", 30.0)]["budget_percent"]
+    ring, queue = rows[("ring", 30.0)], rows[("mp_queue", 30.0)]
+    assert abs(verdict["queue_cpu_ratio"] - queue["transport_cpu_per_frame_ms"] / max(ring["transport_cpu_per_frame_ms"], 1e-9)) < 1e-9
+    assert "ring" in result.stdout and "mp_queue" in result.stdout and "% of the frame budget" in result.stdout
 
 
 def test_transport_bad_size():

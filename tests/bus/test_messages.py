@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import math
 
 import numpy as np
 import pytest
@@ -14,13 +14,13 @@ from streamrec.bus.messages import (
     FrameHeader,
     JpegFrame,
     MessageError,
+    Overlay,
     SourceStatus,
     StageStats,
     decode,
 )
 from streamrec.bus.sockets import (
     Endpoints,
-    drain_frames,
     new_run_dir,
     pull_socket,
     push_socket,
@@ -47,7 +47,7 @@ def test_every_message_round_trips(link):
     push, pull = link
     pixels = np.random.default_rng(0).integers(0, 256, (36, 64, 3), dtype=np.uint8)
     messages = [
-        (FrameHeader("cam", 7, 1.5, 36, 64, 2), pixels),
+        (Overlay("cam", 7, 1.5, 36, 64, 24.5, [{"box": [1, 2, 3, 4], "label": "Ann"}]), pixels),
         (SourceStatus("cam", "lost", 2.0, "server closed the connection", 10, 1, 3), None),
         (Event("match", "cam", 3.0, track_id=1, person_id="ann", name="Ann", distance=0.7, score=0.9, box=[1, 2, 3, 4], frame_index=7, capture_ts=2.9), None),
         (JpegFrame("cam", 7, 1.5, 36, 64, 24.5, ["Ann"]), b"\xff\xd8\xff fake jpeg"),
@@ -74,7 +74,8 @@ def test_every_message_round_trips(link):
         ([b"t", b'{"v": 1, "kind": "event", "type": "party", "source": "c", "ts": 1}'], "event.type"),
         ([b"t", b'{"v": 1, "kind": "event", "type": "match", "source": "c", "ts": "noon"}'], "event.ts: expected"),
         ([b"t", b'{"v": 1, "kind": "event", "type": "match", "source": "c", "ts": 1, "box": [1, 2]}'], "box"),
-        ([b"t", b'{"v": 1, "kind": "frame", "source": "c", "index": 1, "ts": 1, "height": 2, "width": 2}'], "wrong number of frames"),
+        ([b"t", b'{"v": 1, "kind": "jpeg", "source": "c", "index": 1, "ts": 1, "height": 2, "width": 2, "fps": 1}'], "wrong number of frames"),
+        ([b"t", b'{"v": 1, "kind": "frame", "source": "c", "index": 1, "ts": 1, "height": 2, "width": 2}'], "unknown message kind 'frame'"),
         ([b"t", b'{"v": 1, "kind": "source_status", "source": "c", "state": "sleepy", "ts": 1}'], "source_status.state"),
         ([b"t", b'{"v": 1, "kind": "event", "type": "match", "source": "c", "ts": 1, "track_id": true}'], "boolean"),
     ],
@@ -86,7 +87,7 @@ def test_malformed_messages_are_refused_with_the_reason(parts, reason):
 
 def test_wrong_pixel_count_is_refused(link):
     push, pull = link
-    push.send_multipart([b"t", FrameHeader("cam", 1, 1.0, 4, 4).header(), b"\x00" * 10])
+    push.send_multipart([b"t", Overlay("cam", 1, 1.0, 4, 4, 0.0).header(), b"\x00" * 10])
     with pytest.raises(MessageError, match="10 pixel bytes, expected 48"):
         receive(pull)
 
@@ -98,21 +99,34 @@ def test_unknown_fields_are_ignored_for_compatibility():
     assert event == Event("unknown", "cam", 1.0)
 
 
-def test_drain_sorts_frames_by_source_in_arrival_order(link):
-    push, pull = link
-    pixels = np.zeros((2, 2, 3), np.uint8)
-    # Eight messages: all fit within the receiver's high-water mark of 8, so every one is
-    # already waiting when the drain starts (more would still be in flight on the sender).
-    for i in range(3):
-        for source in ("a", "b"):
-            assert send(push, "frame", FrameHeader(source, i, float(i), 2, 2), pixels + i)
-    push.send_multipart([b"frame", b"garbage"])
-    push.send_multipart([b"one frame only"])
-    time.sleep(0.2)
-    frames, malformed = drain_frames(pull, 500)
-    assert {name: [header.index for header, _ in items] for name, items in frames.items()} == {"a": [0, 1, 2], "b": [0, 1, 2]}
-    assert [int(pixels[0, 0, 0]) for _, pixels in frames["a"]] == [0, 1, 2]
-    assert malformed == 2
+def test_frame_headers_round_trip_in_binary():
+    header = FrameHeader("caméra 1", 7, 1.5, 480, 640, 2, "ring-0123456789ab-10-1", 3, 99)
+    assert FrameHeader.unpack(header.pack()) == header
+
+
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (lambda b: b[:20], "not a frame message"),
+        (lambda b: b"XXXX" + b[4:], "not a frame message"),
+        (lambda b: b[:4] + (2).to_bytes(2, "little") + b[6:], "version 2"),
+        (lambda b: b + b"x", "the header says"),
+        (lambda b: b[:-1] + b"\xff", "not UTF-8"),
+    ],
+)
+def test_malformed_frame_headers_are_refused_with_the_reason(mangle, reason):
+    packed = FrameHeader("cam", 1, 1.0, 4, 4, 0, "ring-0123456789ab-1-1", 0, 1).pack()
+    with pytest.raises(MessageError, match=reason):
+        FrameHeader.unpack(mangle(packed))
+
+
+@pytest.mark.parametrize(
+    "header, reason",
+    [(FrameHeader("cam", 1, 1.0, 9000, 4), "out of range"), (FrameHeader("cam", -1, 1.0, 4, 4), "negative index"), (FrameHeader("cam", 1, math.nan, 4, 4), "not a number")],
+)
+def test_frame_headers_out_of_range_are_refused(header, reason):
+    with pytest.raises(MessageError, match=reason):
+        FrameHeader.unpack(header.pack())
 
 
 def test_non_blocking_send_drops_when_the_consumer_is_slow():
@@ -123,7 +137,7 @@ def test_non_blocking_send_drops_when_the_consumer_is_slow():
     push = push_socket(ctx, address, hwm=1)
     try:
         pixels = np.zeros((360, 640, 3), np.uint8)
-        results = [send(push, "frame", FrameHeader("cam", i, 0.0, 360, 640), pixels, block=False) for i in range(50)]
+        results = [send(push, "cam", Overlay("cam", i, 0.0, 360, 640, 0.0), pixels, block=False) for i in range(50)]
         assert results[0] and not all(results)  # the first frames fit, the rest are dropped, not queued
         assert receiver.poll(1000)
     finally:

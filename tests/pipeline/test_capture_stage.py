@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 import zmq
 
 from streamrec.bus.messages import FrameHeader, SourceStatus
-from streamrec.bus.sockets import Endpoints, new_run_dir, pull_socket, receive
+from streamrec.bus.ring import RingReader
+from streamrec.bus.sockets import Endpoints, drain_frames, new_run_dir, pull_socket, receive
 from streamrec.config.model import SourceConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED, CaptureStage
 from streamrec.pipeline.stage import run_stage
@@ -50,15 +52,20 @@ def test_a_file_is_published_then_ends(shared_data: Path, sockets):
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     process = _start(SourceConfig(url=str(clip), name="hamilton", fast=True), endpoints)
     try:
+        headers: list[FrameHeader] = []
+        rings = RingReader(Path(endpoints.rings))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a file read fast waits for its frames to be read
+            received, malformed, stale = drain_frames(frames, rings, 500)
+            if not received and not process.is_alive():
+                break
+            assert (malformed, stale) == (0, 0) and set(received) <= {"hamilton"}
+            for header, pixels in received.get("hamilton", []):
+                assert pixels.shape == (360, 640, 3) and pixels.any()
+                headers.append(header)
+        assert process.exitcode == 0
         states = [s.state for s in _statuses(status, "ended")]
         assert states[0] == "opening" and "open" in states and states[-1] == "ended"
-        process.join(30)
-        assert process.exitcode == 0
-        headers = []
-        while frames.poll(100):
-            _, header, pixels = receive(frames)
-            assert isinstance(header, FrameHeader) and pixels.shape == (360, 640, 3)
-            headers.append(header)
         assert headers and all(h.source == "hamilton" for h in headers)
         indices = [h.index for h in headers]
         assert indices == sorted(indices) and indices[-1] <= 274

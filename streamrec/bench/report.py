@@ -770,26 +770,39 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
     for name, row in peers.get("systems", {}).items():
         label = _PEER_LABELS.get(name, name)
         if not row.get("available"):
-            rows.append([label, f"not available: {row.get('reason')}", *["-"] * 9])
+            rows.append([label, f"not available: {row.get('reason')}", *["-"] * 10])
             continue
         if "error" in row:
-            rows.append([label, f"failed: {row['error']}", *["-"] * 9])
+            rows.append([label, f"failed: {row['error']}", *["-"] * 10])
             continue
         load = row.get("load_avg") or {}
         pairs = row.get("verification") or {}
+        listed = row.get("verification_pairs")
         rows.append([label, _f(row["fps"], ".2f"), _f(row.get("fps_median"), ".2f"),
                      f"{row['frame_ms']['median']:.1f} ({row['frame_ms']['p10']:.1f}-{row['frame_ms']['p90']:.1f})",
                      _f(row.get("embed_ms_per_face"), ".1f"), _f(row.get("faces_per_frame"), ".2f"), _f(row.get("cpu_cores_used"), ".2f"),
                      f"{_f(row.get('rss_loaded_mb'), '.0f')} / {_f(_peer_memory(row), '.0f')}", _f(row.get("load_s"), ".2f"),
                      f"{_f(pairs.get('accuracy'), '.3f')} / {_f(pairs.get('val_at_far_1e-3'), '.3f')} / {_f(pairs.get('auc'), '.3f')}",
-                     f"{_f(load.get('before'), '.2f')} / {_f(load.get('after'), '.2f')}"])
+                     _pair_list_cell(listed), f"{_f(load.get('before'), '.2f')} / {_f(load.get('after'), '.2f')}"])
         how.append(f"- {label}: {row.get('detector')}; {row.get('embedder')}; {row.get('match')}.")
     lines += _table(["system", "FPS", "FPS (median frame)", "frame ms median (p10-p90)", "embed ms per face", "faces per frame",
-                     "CPU cores", "memory MB loaded / peak", "load s", "pairs: accuracy / VAL@FAR 1e-3 / AUC", "load average before / after"], rows)
+                     "CPU cores", "memory MB loaded / peak", "load s", "photo pairs: accuracy / VAL@FAR 1e-3 / AUC",
+                     "pair list: accuracy / VAL@FAR 1e-3 / AUC (pairs scored)", "load average before / after"], rows)
     lines += ["", *how, ""]
+    if pair_file := peers.get("pair_file"):
+        lines.append(f"Photo pairs: pairs built from the enrolled photos. Pair list: `{Path(str(pair_file)).name}`, each system embedding its "
+                     "photos its own way; a pair whose photo a system finds no face in is not scored (its accuracy counting such "
+                     "pairs as wrong is in the JSON, `accuracy_counting_skipped`).")
     lines.append(f"Load average: the machine's 1-minute load before and after each system ran; above the thread budget "
                  f"({cfg['threads']}), other work competed for the cores.")
     return [*lines, ""]
+
+
+def _pair_list_cell(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "-"
+    figures = f"{_f(result.get('accuracy'), '.3f')} / {_f(result.get('val_at_far_1e-3'), '.3f')} / {_f(result.get('auc'), '.3f')}"
+    return f"{figures} ({result.get('pairs_scored', '-')} of {result.get('pairs', '-')})"
 
 
 # -- plots --------------------------------------------------------------------------------------------

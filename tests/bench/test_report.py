@@ -97,6 +97,10 @@ def test_report_from_the_recorded_results(bench_dir: Path, tmp_path: Path):
             assert f"{who}: {figures['faces']} faces on {figures['frames']} frames" in text
         if row.get("verification"):
             assert f"{row['verification']['accuracy']:.3f} +- {row['verification']['accuracy_std']:.3f}" in text
+        listed = row.get("verification_pairs")
+        if listed:  # the pair list's figures in the peers' table, with how many pairs were scored
+            cell = f"| {listed['accuracy']:.3f} / {listed['val_at_far_1e-3']:.3f} / {listed['auc']:.3f} ({listed['pairs_scored']} of {listed['pairs']}) |"
+            assert cell in text
 
 
 def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):

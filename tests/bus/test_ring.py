@@ -95,12 +95,13 @@ def test_a_frame_used_in_place_keeps_its_slot_until_it_is_let_go(run_dir: Path):
     assert ring.publish(_frame(8)) is not None
 
 
-def _hold(directory: str, place: tuple[str, int, int], taken: Any, release: Any, released: Any) -> None:
+def _hold(directory: str, place: tuple[str, int, int], taken: Any, release: Any, released: Any, again: Any) -> None:
     pixels = RingReader(Path(directory)).take("cam", *place, *SIZE)
     taken.set()
     release.wait(60)
     del pixels
     released.set()
+    again.wait(60)  # the next frame is in the slot
     _holding = RingReader(Path(directory)).take("cam", *place[:2], place[2] + 1, *SIZE)
     taken.set()
     time.sleep(60)  # killed while holding this one
@@ -110,8 +111,8 @@ def test_a_slot_is_taken_back_only_from_a_batcher_that_died(run_dir: Path):
     ring = FrameRing(run_dir, "cam", slots=1, reclaim_s=0.0)
     place = ring.publish(_frame(1))
     mp = multiprocessing.get_context("spawn")
-    taken, release, released = mp.Event(), mp.Event(), mp.Event()
-    process = mp.Process(target=_hold, args=(str(run_dir), place, taken, release, released))
+    taken, release, released, again = mp.Event(), mp.Event(), mp.Event(), mp.Event()
+    process = mp.Process(target=_hold, args=(str(run_dir), place, taken, release, released, again))
     process.start()
     try:
         assert taken.wait(60)
@@ -121,6 +122,7 @@ def test_a_slot_is_taken_back_only_from_a_batcher_that_died(run_dir: Path):
         release.set()
         assert released.wait(30)
         assert ring.publish(_frame(2)) == (place[0], place[1], place[2] + 1)  # let go: free at once
+        again.set()
         assert taken.wait(60)
         time.sleep(0.01)
         assert ring.publish(_frame(3)) is None

@@ -790,7 +790,7 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
                      "pair list: accuracy / VAL@FAR 1e-3 / AUC (pairs scored)", "load average before / after"], rows)
     lines += ["", *how, ""]
     if pair_file := peers.get("pair_file"):
-        lines.append(f"Photo pairs: pairs built from the enrolled photos. Pair list: `{Path(str(pair_file)).name}`, each system embedding its "
+        lines.append(f"Photo pairs: pairs built from the enrolled photos. Pair list: `{Path(str(pair_file['pairs'])).name}`, each system embedding its "
                      "photos its own way; a pair whose photo a system finds no face in is not scored (its accuracy counting such "
                      "pairs as wrong is in the JSON, `accuracy_counting_skipped`).")
     lines.append(f"Load average: the machine's 1-minute load before and after each system ran; above the thread budget "

@@ -101,6 +101,8 @@ def test_report_from_the_recorded_results(bench_dir: Path, tmp_path: Path):
         if listed:  # the pair list's figures in the peers' table, with how many pairs were scored
             cell = f"| {listed['accuracy']:.3f} / {listed['val_at_far_1e-3']:.3f} / {listed['auc']:.3f} ({listed['pairs_scored']} of {listed['pairs']}) |"
             assert cell in text
+    if peers.get("pair_file"):
+        assert f"Pair list: `{Path(peers['pair_file']['pairs']).name}`, each system" in text
 
 
 def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):

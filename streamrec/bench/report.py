@@ -776,14 +776,12 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
             rows.append([label, f"failed: {row['error']}", *["-"] * 10])
             continue
         load = row.get("load_avg") or {}
-        pairs = row.get("verification") or {}
-        listed = row.get("verification_pairs")
         rows.append([label, _f(row["fps"], ".2f"), _f(row.get("fps_median"), ".2f"),
                      f"{row['frame_ms']['median']:.1f} ({row['frame_ms']['p10']:.1f}-{row['frame_ms']['p90']:.1f})",
                      _f(row.get("embed_ms_per_face"), ".1f"), _f(row.get("faces_per_frame"), ".2f"), _f(row.get("cpu_cores_used"), ".2f"),
                      f"{_f(row.get('rss_loaded_mb'), '.0f')} / {_f(_peer_memory(row), '.0f')}", _f(row.get("load_s"), ".2f"),
-                     f"{_f(pairs.get('accuracy'), '.3f')} / {_f(pairs.get('val_at_far_1e-3'), '.3f')} / {_f(pairs.get('auc'), '.3f')}",
-                     _pair_list_cell(listed), f"{_f(load.get('before'), '.2f')} / {_f(load.get('after'), '.2f')}"])
+                     _pair_figures(row.get("verification")), _pair_figures(row.get("verification_pairs"), scored=True),
+                     f"{_f(load.get('before'), '.2f')} / {_f(load.get('after'), '.2f')}"])
         how.append(f"- {label}: {row.get('detector')}; {row.get('embedder')}; {row.get('match')}.")
     lines += _table(["system", "FPS", "FPS (median frame)", "frame ms median (p10-p90)", "embed ms per face", "faces per frame",
                      "CPU cores", "memory MB loaded / peak", "load s", "photo pairs: accuracy / VAL@FAR 1e-3 / AUC",
@@ -798,11 +796,14 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _pair_list_cell(result: dict[str, Any] | None) -> str:
-    if not result:
-        return "-"
+def _pair_figures(result: dict[str, Any] | None, scored: bool = False) -> str:
+    """One ``eval-pairs`` report as a table cell: accuracy / VAL@FAR 1e-3 / AUC, and with
+    ``scored`` how many of its pairs were scored."""
+    result = result or {}
     figures = f"{_f(result.get('accuracy'), '.3f')} / {_f(result.get('val_at_far_1e-3'), '.3f')} / {_f(result.get('auc'), '.3f')}"
-    return f"{figures} ({result.get('pairs_scored', '-')} of {result.get('pairs', '-')})"
+    if not scored:
+        return figures
+    return f"{figures} ({result.get('pairs_scored', '-')} of {result.get('pairs', '-')})" if result else "-"
 
 
 # -- plots --------------------------------------------------------------------------------------------

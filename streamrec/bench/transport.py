@@ -61,7 +61,7 @@ from streamrec.bus.sockets import (
     new_run_dir,
     pull_socket,
     push_socket,
-    receive,
+    receive_pending,
     send,
     send_frame,
 )
@@ -188,12 +188,10 @@ def _drain(transport: str, sock: zmq.Socket, rings: RingReader | None) -> list[t
         if malformed or stale:
             raise RuntimeError(f"ring: {malformed} malformed and {stale} stale frames")
         return [(h.source, h.index, h.ts) for items in frames.values() for h, _ in items]
-    items = []
-    while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-        _, header, _ = receive(sock)
-        assert isinstance(header, Overlay)
-        items.append((header.source, header.index, header.ts))
-    return items
+    messages, malformed = receive_pending(sock)
+    if malformed:
+        raise RuntimeError(f"multipart: {malformed} malformed messages")
+    return [(m.source, m.index, m.ts) for _, m, _ in messages if isinstance(m, Overlay)]
 
 
 def _get(source: Any, sender: multiprocessing.process.BaseProcess) -> tuple[str, int, float]:

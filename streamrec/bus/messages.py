@@ -55,15 +55,15 @@ class MessageError(ValueError):
 
 
 #: one encoder for every header: ``json.dumps`` with options builds a new encoder per call, a
-#: cost paid for every frame
+#: cost paid for every overlay and event
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 @functools.cache
 def _layout(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
-    """A message class's field names and the required ones, looked up once per class: a frame
-    header is encoded and decoded for every frame, so the per-message work is kept to a dict and
-    the JSON codec (a frame arrives after an idle wait, when little of that code is cached)."""
+    """A message class's field names and the required ones, looked up once per class: an overlay
+    header is encoded and decoded for every rendered frame, so the per-message work is kept to a
+    dict and the JSON codec (it arrives after an idle wait, when little of that code is cached)."""
     names = tuple(spec.name for spec in fields(cls))
     required = frozenset(spec.name for spec in fields(cls) if spec.default is MISSING and spec.default_factory is MISSING)
     return names, required

@@ -205,10 +205,11 @@ def drain_frames(
     sock: zmq.Socket, rings: RingReader, timeout_ms: int
 ) -> tuple[dict[str, list[tuple[FrameHeader, np.ndarray]]], int, int]:
     """Wait up to ``timeout_ms`` for frames, then take what is queued (at most ``DRAIN_LIMIT``
-    messages, so that cameras sending without pause cannot keep the caller here), copying each
-    frame's pixels out of its ring. Returns each source's frames in arrival order (the caller keeps the
-    newest, or all of a lossless source), how many messages were malformed, and how many frames
-    were stale (their slot reused before they were read)."""
+    messages, so that cameras sending without pause cannot keep the caller here), each frame's
+    pixels read-only in place in its ring (the slot is the caller's until it lets go of the
+    array). Returns each source's frames in arrival order (the caller keeps the newest, or all of
+    a lossless source), how many messages were malformed, and how many frames were stale (their
+    slot reused before they were read)."""
     frames: dict[str, list[tuple[FrameHeader, np.ndarray]]] = {}
     malformed = stale = 0
     if timeout_ms and not zmq.zmq_poll([(sock, zmq.POLLIN)], timeout_ms):
@@ -225,7 +226,7 @@ def drain_frames(
         except StaleFrame:
             stale += 1
             continue
-        except (MessageError, ValueError, OSError):
+        except (ValueError, OSError):  # MessageError included: a bad header, ring name, slot or ring file
             malformed += 1
             continue
         frames.setdefault(header.source, []).append((header, pixels))

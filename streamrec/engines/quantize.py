@@ -4,7 +4,10 @@ fp32 FaceNet costs 2.84 GFLOP per face, so on a CPU its speed is bounded by the 
 throughput (about 200 GFLOP/s on two AVX-512 cores here: ~14 ms per face). With weights
 quantized per channel to int8 and activations to uint8 (QDQ format, min/max calibration),
 ONNX Runtime uses the CPU's integer dot-product instructions and embeds a face about 3.4x
-faster. The int8 engine is an option (``--precision int8``); its agreement with fp32 is checked
+faster. Weights use 7 of their 8 bits (``reduce_range``): on CPUs without VNNI, ONNX Runtime
+multiplies uint8 by int8 with AVX2's ``vpmaddubsw``, whose 16-bit sums saturate at full range
+(measured on a 2-core AVX2-only AMD EPYC: min cosine to fp32 0.54 at full range, 0.997 with 7-bit
+weights, 1.9x faster than fp32); the engine file is then right on every x86 CPU, with or without VNNI. The int8 engine is an option (``--precision int8``); its agreement with fp32 is checked
 during the build and its LFW accuracy is recorded in docs/accuracy.md.
 """
 
@@ -52,5 +55,6 @@ def quantize_facenet(fp32_path: Path, out_path: Path, calibration: np.ndarray, b
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=True,
             calibrate_method=CalibrationMethod.MinMax,
         )

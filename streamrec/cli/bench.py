@@ -126,8 +126,9 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
         "capture-to-event latency percentiles, faces and embeddings per second, dropped frames, "
         "CPU of all stage processes, peak memory per stage, the time of each inference step. "
         "Matching runs against an empty watchlist unless --data-dir names one, in which case the "
-        "people identified (names in match events) are reported too. The pipeline is stopped "
-        "cleanly at the end.",
+        "people identified (names in match events) are reported too, and the open-set figures: "
+        "the tracks named as the enrolled people --expect says appear, and how many of the other "
+        "tracks were named as someone (FPIR per track). The pipeline is stopped cleanly at the end.",
         epilog="Result keys of --json and --out" + (doc.__doc__ or "").split("Result keys", 1)[-1],
     )
     parser.add_argument("--source", required=True, metavar="FILE_OR_URL", help="video file (or rtsp:// / http(s):// stream) every stream plays")

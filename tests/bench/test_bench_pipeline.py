@@ -66,7 +66,8 @@ def test_pipeline_two_streams(hamilton_clip: Path, engine_dir: Path, tmp_path: P
         _ordered(latency[name])
     assert latency["capture_to_result"]["samples"] == sum(r["frames"] for r in report["sources"].values())
     for name in ("capture_to_event", "capture_to_delivery"):
-        assert latency[name] is None or (_ordered(latency[name]) is None)
+        if latency[name] is not None:
+            _ordered(latency[name])
 
     # the clip is full of faces; an empty watchlist names nobody
     assert report["faces_per_s"] > 0 and report["embeddings_per_s"] > 0

@@ -56,6 +56,21 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
 ``identities``
     Every person named in a ``match`` event during the whole run (warm-up included):
     ``name``, ``matches``, ``first_s`` (seconds after launch), ``sources``.
+``open_set``
+    Who was named, track by track, over the whole run (warm-up included; a looping file shows
+    its people again on new tracks): ``expected`` (the enrolled people said to appear in the
+    source, ``--expect``), ``tracks`` (tracks with a ``match`` or ``unknown`` decision),
+    ``enrolled_tracks`` (tracks named as an expected person), ``named`` (expected person ->
+    tracks named so), ``first_named_s`` (expected person -> seconds from the first report of
+    processed frames to the first match naming them, ``null`` if never; about a second's
+    resolution), ``missed`` (expected people never named), ``stranger_tracks`` (the other
+    tracks: people not enrolled, or expected people not recognised on that track),
+    ``false_names`` (stranger tracks named as someone; ``false_named``: by name), ``fpir``
+    (``false_names / stranger_tracks``, the false-positive identification rate per track;
+    ``null`` without stranger tracks) and ``fpir_upper_95`` (its exact one-sided 95% upper
+    bound). A track named as an expected person counts as that person's: a stranger named as
+    someone who does appear in the source is not seen, so run a source without enrolled people
+    (no ``--expect``) to measure the rate alone.
 ``steps_ms``
     Per step of the inference stage, from its samples in the window: ``{"median", "mean",
     "p95", "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call), ``match``,
@@ -91,7 +106,7 @@ from streamrec.bus.messages import Event, MessageError, StageStats
 from streamrec.bus.sockets import Endpoints, receive, sub_socket
 from streamrec.pipeline.supervisor import Supervisor
 
-__all__ = ["PipelineCollector", "bench_pipeline", "latency_summary", "cpu_ticks", "peak_rss_kb"]
+__all__ = ["PipelineCollector", "bench_pipeline", "cpu_ticks", "latency_summary", "open_set_figures", "peak_rss_kb"]
 
 STARTUP_TIMEOUT_S = 180.0
 MAX_SAMPLES = 4000  #: latency samples kept in the result, per kind
@@ -164,6 +179,7 @@ class PipelineCollector:
     duration_s: float
     report: Callable[[str], None]
     startup_timeout_s: float = STARTUP_TIMEOUT_S
+    expected: list[str] = field(default_factory=list)  #: enrolled people (names or ids) who appear in the sources
     error: str | None = None
     launched: float = field(default_factory=time.monotonic)
     launched_wall: float = field(default_factory=time.time)
@@ -259,7 +275,7 @@ class PipelineCollector:
         if previous is None or stats.ts <= previous.ts:
             return
         seconds = stats.ts - previous.ts
-        rate = lambda key: (stats.counters.get(key, 0) - previous.counters.get(key, 0)) / seconds  # noqa: E731
+        rate = lambda key: (stats.counters.get(key, 0) - previous.counters.get(key, 0)) / seconds
         if self.first_frames is None:
             phase = f"starting {time.monotonic() - self.launched:.0f} s"
         elif self.start is None:
@@ -275,7 +291,7 @@ class PipelineCollector:
         assert self.start is not None and self.end is not None and self.first_frames is not None
         first, last = self.start.stats["inference"], self.end.stats["inference"]
         seconds = last.ts - first.ts
-        delta = lambda key, stage="inference": (  # noqa: E731
+        delta = lambda key, stage="inference": (
             self.end.stats[stage].counters.get(key, 0) - self.start.stats[stage].counters.get(key, 0)
             if stage in self.end.stats and stage in self.start.stats else 0
         )
@@ -297,7 +313,7 @@ class PipelineCollector:
                 "capture_to_detect_ms": latency_summary(samples.get(f"capture_to_detect[{name}]", [])),
                 "capture_to_result_ms": latency_summary(samples.get(f"capture_to_result[{name}]", [])),
             }
-        every = lambda prefix: [v for s in self.sources for v in samples.get(f"{prefix}[{s}]", [])]  # noqa: E731
+        every = lambda prefix: [v for s in self.sources for v in samples.get(f"{prefix}[{s}]", [])]
         in_window = [e for _, e in self.events if first.ts < e.ts <= last.ts]
         received = [(at, e) for at, e in self.events if first.ts < e.ts <= last.ts and e.capture_ts and e.type in ("match", "unknown")]
         faces, embeddings, batches = delta("faces"), delta("embeddings"), delta("batches")
@@ -322,6 +338,7 @@ class PipelineCollector:
             "frames_skipped": delta("frames_skipped"),
             "decisions": {kind: sum(e.type == kind for e in in_window) for kind in ("match", "unknown", "track_end")},
             "identities": self._identities(),
+            "open_set": open_set_figures(self.events, self.expected, self.launched_wall + self.first_frames - self.launched),
             "steps_ms": {step: _step_summary(samples.get(step, [])) for step in ("detect", "embed", "match", "batch")},
             "batching": {
                 "frames_per_batch": sum(s["frames"] for s in sources.values()) / batches if batches else 0.0,
@@ -358,6 +375,44 @@ class PipelineCollector:
             if event.source not in person["sources"]:
                 person["sources"].append(event.source)
         return sorted(people.values(), key=lambda p: p["first_s"])
+
+
+def open_set_figures(events: list[tuple[float, Event]], expected: list[str], since: float) -> dict[str, Any]:
+    """Tracks named and not, from the decisions in ``events`` (each with the wall time it was
+    received), with ``expected`` the enrolled people (names or ids) who appear in the source;
+    ``since``: the wall time processing began (see ``open_set`` in the module docstring)."""
+    from streamrec.match.openset import upper_bound
+
+    wanted = set(expected)
+    names: dict[tuple[str, int], set[str]] = {}
+    first: dict[str, float] = {}
+    for at, event in events:
+        if event.type in ("match", "unknown") and event.track_id is not None:
+            given = names.setdefault((event.source, event.track_id), set())
+            if event.type == "match" and event.name:
+                label = event.person_id if event.person_id in wanted else event.name
+                given.add(label)
+                first.setdefault(label, at - since)
+    named = {person: sum(person in given for given in names.values()) for person in expected}
+    strangers = [given for given in names.values() if not given & wanted]
+    false_named: dict[str, int] = {}
+    for given in strangers:
+        for name in given:
+            false_named[name] = false_named.get(name, 0) + 1
+    false_names = sum(bool(given) for given in strangers)
+    return {
+        "expected": list(expected),
+        "tracks": len(names),
+        "enrolled_tracks": len(names) - len(strangers),
+        "named": named,
+        "first_named_s": {person: first.get(person) for person in expected},
+        "missed": [person for person, count in named.items() if not count],
+        "stranger_tracks": len(strangers),
+        "false_names": false_names,
+        "false_named": dict(sorted(false_named.items())),
+        "fpir": false_names / len(strangers) if strangers else None,
+        "fpir_upper_95": upper_bound(false_names, len(strangers)) if strangers else None,
+    }
 
 
 def bench_pipeline(supervisor: Supervisor, collector: PipelineCollector) -> tuple[dict[str, Any] | None, str]:

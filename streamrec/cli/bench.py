@@ -126,8 +126,9 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
         "capture-to-event latency percentiles, faces and embeddings per second, dropped frames, "
         "CPU of all stage processes, peak memory per stage, the time of each inference step. "
         "Matching runs against an empty watchlist unless --data-dir names one, in which case the "
-        "people identified (names in match events) are reported too. The pipeline is stopped "
-        "cleanly at the end.",
+        "people identified (names in match events) are reported too, and the open-set figures: "
+        "the tracks named as the enrolled people --expect says appear, and how many of the other "
+        "tracks were named as someone (FPIR per track). The pipeline is stopped cleanly at the end.",
         epilog="Result keys of --json and --out" + (doc.__doc__ or "").split("Result keys", 1)[-1],
     )
     parser.add_argument("--source", required=True, metavar="FILE_OR_URL", help="video file (or rtsp:// / http(s):// stream) every stream plays")
@@ -142,6 +143,9 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
+    parser.add_argument("--expect", action="append", default=[], metavar="NAME",
+                        help="an enrolled person (name or id in the --data-dir watchlist) who appears in the source; repeatable. "
+                        "Tracks named as anyone else are counted as false names of people not enrolled (the open-set figures)")
     parser.add_argument("--fast", action="store_true", help="read the file as fast as the pipeline takes its frames, none skipped (offline "
                         "throughput, as the peers are timed), instead of at its own frame rate like a camera; no latencies then")
     parser.add_argument("--no-skips", action="store_true", help="embed every tracked face on every frame ([tracker] embed_every_frame), "
@@ -179,7 +183,7 @@ def _probe_source(url: str) -> dict[str, Any] | None:
         return None
     with _quiet_stderr():  # FFmpeg's own complaints ("moov atom not found"): ours is clearer
         try:
-            return probe_video(spec.target)
+            return probe_video(Path(str(spec.target)))  # a file: its path
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
@@ -217,8 +221,44 @@ def _print_pipeline(result: dict[str, Any]) -> None:
     print("peak RSS MB: " + ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(result["peak_rss_mb"].items())))
     for person in result["identities"]:
         print(f"identified {person['name']}: {person['matches']} match event(s), first after {person['first_s']:.1f} s on {', '.join(person['sources'])}")
+    _print_open_set(result["open_set"])
     if result["restarted"]:
         print(f"restarted during the window: {', '.join(result['restarted'])}")
+
+
+def _check_expected(expected: list[str], data_dir: Path | None) -> None:
+    """Every ``--expect`` must name someone in the watchlist (by name or id)."""
+    if not expected:
+        return
+    if data_dir is None:
+        raise UserError("--expect needs --data-dir: the watchlist the expected people are enrolled in")
+    from streamrec.match.store import Watchlist, WatchlistError
+
+    try:
+        with Watchlist(data_dir) as store, store.read() as view:
+            names = view.names()
+    except WatchlistError as exc:
+        raise UserError(str(exc)) from None
+    known = set(names) | set(names.values())
+    for person in expected:
+        if person not in known:
+            raise UserError(f"--expect {person}: no one of that name or id in the watchlist in {data_dir}")
+
+
+def _print_open_set(figures: dict[str, Any]) -> None:
+    first = figures["first_named_s"]
+    named = ", ".join(
+        f"{person} on {count} track(s)" + (f", first {first[person]:.1f} s after processing began" if count else "")
+        for person, count in figures["named"].items()
+    ) or "none expected"
+    missed = f"; never named: {', '.join(figures['missed'])}" if figures["missed"] else ""
+    print(f"open set: {figures['tracks']} decided tracks; expected people named: {named}{missed}")
+    if figures["fpir"] is None:
+        print("tracks of people not enrolled: none")
+        return
+    wrong = ", ".join(f"{name} x{count}" for name, count in figures["false_named"].items())
+    print(f"tracks of people not enrolled (or not recognised): {figures['stranger_tracks']}, named as someone: {figures['false_names']}"
+          f"{f' ({wrong})' if wrong else ''}; FPIR per track {figures['fpir']:.4f} (95% upper bound {figures['fpir_upper_95']:.4f})")
 
 
 def run_pipeline_bench(args: argparse.Namespace) -> int:
@@ -241,6 +281,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     info = _probe_source(args.source)
     if args.data_dir is not None and not (args.data_dir / DB_NAME).is_file():
         raise UserError(f"{args.data_dir}: no watchlist there (enroll people with `streamrec enroll --data-dir {args.data_dir}`)")
+    _check_expected(args.expect, args.data_dir)
     try:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
@@ -268,7 +309,9 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         watchlist = args.data_dir if args.data_dir is not None else work / "watchlist"
         factories = stage_factories(config, watchlist, engines, endpoints, log_file, journal_dir=work / "events")
         supervisor = Supervisor(config, work, factories, endpoints, run_dir, status_line=False)
-        collector = PipelineCollector(supervisor, endpoints, [s.label for s in config.sources], args.warmup, args.duration, stderr)
+        collector = PipelineCollector(
+            supervisor, endpoints, [s.label for s in config.sources], args.warmup, args.duration, stderr, expected=args.expect
+        )
         stderr(f"streamrec bench pipeline: {args.streams} stream(s) of {args.source}; {args.warmup:g} s warm-up, {args.duration:g} s measured")
         figures, why = bench_pipeline(supervisor, collector)
     except BaseException:
@@ -292,7 +335,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
             "embed_every_frame": config.tracker.embed_every_frame, "fast": args.fast,
             "config_file": str(args.config) if args.config else None,
             "min_face_size": config.detector.min_face_size, "min_face_px": config.tracker.min_face_px,
-            "watchlist": str(args.data_dir) if args.data_dir is not None else None, "source_info": info,
+            "watchlist": str(args.data_dir) if args.data_dir is not None else None, "expected": args.expect, "source_info": info,
         },
         **figures,
     }

@@ -21,9 +21,11 @@ from streamrec.cli.common import (
     stderr,
 )
 from streamrec.embed.facenet import EMBEDDING_SIZE
+from streamrec.faces import FaceModels
 from streamrec.match.calibrate import Calibration, CalibrationError, Rates, calibrate, person_folders
 from streamrec.match.enroll import MIN_FACE_PX, MIN_SCORE, SIMILAR_AREA, EnrollReport, Photo, enroll_photos
 from streamrec.match.index import IndexSettings, build_index
+from streamrec.match.openset import OpenSetReport, Rate, open_set_rates
 from streamrec.match.store import Person, Watchlist, WatchlistError
 from streamrec.paths import data_dir
 
@@ -50,6 +52,16 @@ def _plain_verb(verbs: argparse._SubParsersAction, name: str, help_text: str, de
     _add_data_dir(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     return parser
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
 
 
 def _redefault(parser: argparse.ArgumentParser, dest: str, default: Any, help_text: str) -> None:
@@ -102,13 +114,29 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ).set_defaults(handler=run_rebuild)
 
     calib = verbs.add_parser(
-        "calibrate", help="propose a threshold for a chosen false-accept rate",
+        "calibrate", help="propose a threshold for a chosen false-accept rate, or measure how often strangers are named",
         description="DIR holds one folder of photos per person. Every pair of main faces is "
         "compared; the proposed threshold is the largest at which at most --far of the "
-        "different-person pairs are accepted, with the false-reject rate it costs.",
+        "different-person pairs are accepted, with the false-reject rate it costs. "
+        "With --open-set, the decision rule of `streamrec run` ([matcher] of --config, else the defaults) "
+        "is measured instead: the people of --images are enrolled, those of --strangers are not, and "
+        "the report gives how many faces and tracks of the people not enrolled would be named (the "
+        "false-positive identification rate, with its 95%% upper bound) and how many held-out photos "
+        "of the enrolled are named right, at the configured rule and over a sweep of thresholds "
+        "(docs/accuracy.md, \"Open-set identification\").",
     )
-    calib.add_argument("--images", type=Path, required=True, metavar="DIR", help="one sub-folder of photos per person")
+    calib.add_argument("--images", type=Path, required=True, metavar="DIR", help="one sub-folder of photos per person (with --open-set: the enrolled people)")
     calib.add_argument("--far", type=float, default=0.001, help="target false-accept rate (default: %(default)s)")
+    open_set = calib.add_argument_group("open-set measurement")
+    open_set.add_argument("--open-set", action="store_true", help="measure the decision rule on --strangers instead of proposing a threshold")
+    open_set.add_argument("--strangers", type=Path, metavar="DIR", help="one sub-folder of photos per person who is not enrolled "
+                          "(e.g. LFW's layout: DIR/Name/Name_0001.jpg); nobody may be in both folders")
+    open_set.add_argument("--config", type=Path, metavar="FILE.toml", help="take the [matcher] rule from this configuration (default: the defaults)")
+    open_set.add_argument("--track-length", type=_positive_count, default=6, metavar="K",
+                          help="embeddings per pseudo-track of a person not enrolled (default: %(default)s)")
+    open_set.add_argument("--draws", type=_positive_count, default=20, metavar="N",
+                          help="several-view pseudo-tracks drawn per person with at least two photos (default: %(default)s)")
+    open_set.add_argument("--seed", type=int, default=0, help="seed of the draws (default: %(default)s)")
     add_model_options(calib)
     add_engine_options(calib)
     calib.set_defaults(handler=run_calibrate)
@@ -234,21 +262,41 @@ def run_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_calibrate(args: argparse.Namespace) -> int:
-    if not args.images.is_dir():
-        raise UserError(f"{args.images}: not a folder (expected one sub-folder of photos per person)")
-    folders = person_folders(args.images)
-    models = open_models(args)
-    embeddings, skipped = {}, 0
+def _need_folder(path: Path) -> None:
+    if not path.is_dir():
+        raise UserError(f"{path}: not a folder (expected one sub-folder of photos per person)")
+
+
+def _embed_folders(models: FaceModels, root: Path, what: str) -> tuple[dict[str, np.ndarray], int]:
+    """The main-face embedding of every photo under ``root`` (one sub-folder per person), by
+    person; photos without a usable face are skipped with one line each, and counted."""
+    folders = person_folders(root)
+    total, done, skipped = sum(len(paths) for paths in folders.values()), 0, 0
+    embeddings, last_report = {}, time.monotonic()
     for person, paths in folders.items():
         vectors = []
         for result in models.analyse(paths, embed="main"):
+            done += 1
             if len(result.embeddings):
                 vectors.append(result.embeddings[0])
             else:
                 skipped += 1
                 stderr(f"{result.path}: skipped: {result.error or 'no face found'}")
+            if time.monotonic() - last_report >= 5.0 and done < total:
+                last_report = time.monotonic()
+                stderr(f"{what}: {done}/{total} photos embedded")
         embeddings[person] = np.array(vectors, np.float32).reshape(-1, EMBEDDING_SIZE)
+    return embeddings, skipped
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    if args.open_set:
+        return _run_open_set(args)
+    if args.strangers is not None:
+        raise UserError("--strangers needs --open-set")
+    _need_folder(args.images)
+    models = open_models(args)
+    embeddings, skipped = _embed_folders(models, args.images, "photos")
     try:
         result = calibrate(embeddings, args.far)
     except (CalibrationError, ValueError) as exc:
@@ -259,6 +307,33 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print_json({**asdict(result), "skipped_photos": skipped})
     else:
         _print_calibration(result, skipped)
+    return 0
+
+
+def _run_open_set(args: argparse.Namespace) -> int:
+    from streamrec.config import ConfigError, load_config
+    from streamrec.config.model import MatcherConfig
+
+    if args.strangers is None:
+        raise UserError("--open-set needs --strangers DIR (photos of people who are not enrolled)")
+    try:
+        rule = load_config(args.config).matcher if args.config else MatcherConfig()
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    _need_folder(args.images)
+    _need_folder(args.strangers)
+    models = open_models(args)
+    enrolled, skipped = _embed_folders(models, args.images, "enrolled people")
+    strangers, skipped_strangers = _embed_folders(models, args.strangers, "people not enrolled")
+    try:
+        report = open_set_rates(enrolled, strangers, rule, args.track_length, args.draws, args.seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print_json({**report.to_json(), "config_file": str(args.config) if args.config else None,
+                    "skipped_photos": skipped, "skipped_stranger_photos": skipped_strangers})
+    else:
+        _print_open_set(report, args.config, skipped + skipped_strangers)
     return 0
 
 
@@ -273,4 +348,27 @@ def _print_calibration(result: Calibration, skipped: int) -> None:
     print("same-person distances: {:.3f} - {:.3f}".format(*result.same_range))
     print("different-person distances: {:.3f} - {:.3f}".format(*result.different_range))
     print(f"proposed threshold: {result.proposed.threshold:.3f} (target FAR {result.target_far:g}): {_rates_text(result.proposed, result)}")
-    print(f"default threshold {result.default.threshold}: {_rates_text(result.default, result)}")
+    print(f"pair threshold {result.default.threshold} (the default of `compare`): {_rates_text(result.default, result)}")
+
+
+def _rate(rate: Rate) -> str:
+    return f"{rate.count}/{rate.trials} ({rate.rate:.4f}; 95% upper bound {rate.upper:.4f})"
+
+
+def _print_open_set(report: OpenSetReport, config_file: Path | None, skipped: int) -> None:
+    rule = ", ".join(f"{key} {value:g}" for key, value in report.config.items())
+    print(f"decision rule ({config_file or 'defaults'}): {rule}")
+    print(f"enrolled: {report.enrolled_people} people, {report.enrolled_photos} photos; not enrolled: "
+          f"{report.stranger_people} people, {report.stranger_photos} photos ({skipped} photos skipped: no usable face)")
+    print("people not enrolled, named as someone:")
+    print(f"  per face:                        {_rate(report.face)}")
+    print(f"  per track of one view x {report.track_length}:       {_rate(report.track_one_view)}")
+    print(f"  per track of {report.track_length} views ({report.draws} draws): {_rate(report.track_views)}; "
+          f"people named in any draw {_rate(report.track_views_people)}")
+    face, track = report.enrolled_face, report.enrolled_track
+    print(f"enrolled photos held out, named right: per face {face.count}/{face.trials} ({face.rate:.3f}), as a track "
+          f"{track.count}/{track.trials} ({track.rate:.3f}); named as someone else: {report.enrolled_wrong.count}")
+    print(f"{'threshold':>9} {'faces named':>12} {'one-view tracks':>16} {'several-view tracks':>20} {'enrolled named':>15}")
+    for row in report.sweep:
+        print(f"{row.threshold:>9.2f} {row.face.rate:>12.4f} {row.track_one_view.rate:>16.4f} {row.track_views.rate:>20.4f} "
+              f"{row.enrolled_named.rate:>15.3f}")

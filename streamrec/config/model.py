@@ -9,17 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamrec.embed.facenet import DEFAULT_THRESHOLD
-
 __all__ = [
-    "PipelineConfig",
-    "DetectorConfig",
     "BatchConfig",
-    "TrackerConfig",
+    "DetectorConfig",
     "MatcherConfig",
     "OutputsConfig",
-    "SourceConfig",
+    "PipelineConfig",
     "RunConfig",
+    "SourceConfig",
+    "TrackerConfig",
 ]
 
 
@@ -118,16 +116,30 @@ class TrackerConfig:
 
 @dataclass
 class MatcherConfig:
-    """``[matcher]``: how a track's embeddings become a decision."""
+    """``[matcher]``: how a track's embeddings become a decision (streamrec/track/identity.py).
+    The defaults keep people who are not enrolled from being named: against the nine people of
+    ../shared/data/faces, none of 1,549 LFW faces of 963 people not enrolled voted for anyone
+    and no pseudo-track of them was named, where a threshold of 1.12 (the best one for LFW
+    pairs) named 7.7% (docs/accuracy.md, "Open-set identification")."""
 
-    threshold: float = DEFAULT_THRESHOLD  #: an embedding matches a person below this distance
-    votes: int = 2  #: agreeing embeddings needed to name a person ...
-    sure_distance: float = 0.9  #: ... unless one is closer than this
-    unknown_after: int = 3  #: embeddings matching nobody before the track is called unknown
+    #: an embedding votes for its nearest person below this distance ...
+    threshold: float = 0.9
+    #: ... when the nearest other person is at least this much farther (0: no such condition);
+    #: every vote measured for an enrolled person had a margin of 0.22 or more
+    margin: float = 0.1
+    votes: int = 2  #: agreeing votes needed to name a person ...
+    sure_distance: float = 0.8  #: ... unless one is closer than this
+    #: a track is named only when its score reaches this (0-1: the median distance of its votes
+    #: for the person, 1.12 -> 0 and 0.6 -> 1; under the default threshold every match scores
+    #: above 0.42)
+    min_score: float = 0.0
+    unknown_after: int = 3  #: embeddings that did not vote before the track is called unknown
 
     def check(self) -> None:
         _positive("threshold", self.threshold)
+        _positive("margin", self.margin, allow_zero=True)
         _positive("votes", self.votes)
+        _fraction("min_score", self.min_score)
         _positive("unknown_after", self.unknown_after)
         if self.sure_distance > self.threshold:
             raise ValueError(f"sure_distance: must be <= threshold ({self.threshold}) (got {self.sure_distance})")

@@ -285,7 +285,7 @@ class InferenceStage(Stage):
                 self._split(item)
             item.track.state["last_vector"] = vector
             identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
-            observation = Observation(result.person_id, result.name, result.distance, item.quality.score)
+            observation = Observation(result.person_id, result.name, result.distance, item.quality.score, result.runner_up)
             decision = identity.add(observation)
             if decision is not None:
                 self._decision(item, decision)

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from streamrec.backends import BackendOptions, open_backend
+from streamrec.backends import BACKEND_PRECISIONS, FACE_ENGINE_BACKENDS, BackendOptions, open_backend
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
@@ -26,8 +26,9 @@ from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_ima
 
 __all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision"]
 
-Precision = Literal["fp32", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
+Precision = Literal["fp32", "int8", "fp16", "bf16"]
+#: Every FaceNet precision some backend offers (``BACKEND_PRECISIONS`` says which offers which).
+PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for offered in BACKEND_PRECISIONS.values() for p in offered))
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,11 @@ class ModelsConfig:
     backend: str = "onnxruntime"
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     #: FaceNet engine: ``fp32`` (the published model as converted) or ``int8`` (quantized,
-    #: ~3.4x faster on CPUs with integer dot-product instructions; docs/accuracy.md).
+    #: ~3.4x faster on CPUs with integer dot-product instructions; docs/accuracy.md); the
+    #: ``torch`` backend offers ``fp16`` and ``bf16`` where its device computes in them.
     precision: Precision = "fp32"
+    #: Where the ``torch`` backend runs: ``cpu``, ``cuda`` or ``cuda:N`` (the others run on the CPU).
+    device: str = "cpu"
     detector: MTCNNConfig = field(default_factory=MTCNNConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     selection: Selection = "centre"
@@ -65,6 +69,9 @@ class ImageFaces:
 class FaceModels:
     """The MTCNN detector and the FaceNet embedder on one backend."""
 
+    detector: MTCNN
+    embedder: FaceEmbedder
+
     def __init__(
         self,
         config: ModelsConfig | None = None,
@@ -72,8 +79,22 @@ class FaceModels:
         report: Callable[[str], None] = print,
     ) -> None:
         self.config = config or ModelsConfig()
-        if self.config.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.config.precision!r})")
+        backend, precision = self.config.backend, self.config.precision
+        offered = BACKEND_PRECISIONS.get(backend, PRECISIONS)
+        if precision not in offered:
+            raise ValueError(f"the {backend} backend computes FaceNet in {', '.join(offered)} (got {precision!r})")
+        if backend in FACE_ENGINE_BACKENDS:
+            self.detector, self.embedder = _open_torch(self.config)
+        else:
+            self._open_engines(engine_dir, report)
+
+    def _open_engines(self, engine_dir: Path | None, report: Callable[[str], None]) -> None:
+        """One backend per network, from the built engines (built now if missing)."""
+        if self.config.device != "cpu":
+            raise ValueError(
+                f"device {self.config.device!r}: the {self.config.backend} backend runs on the CPU "
+                "(the torch backend runs on CUDA)"
+            )
         folder = ensure_engines(engine_dir, report)
         facenet = "facenet" if self.config.precision == "fp32" else "facenet_int8"
         opened = {
@@ -142,3 +163,15 @@ class FaceModels:
                 result.embeddings = vectors[start : start + count]
                 start += count
         return results
+
+
+def _open_torch(config: ModelsConfig) -> tuple[MTCNN, FaceEmbedder]:
+    """The torch backend's detector and embedder (:mod:`streamrec.backends.torch`), built from
+    the published weights rather than the ONNX engines; ``ValueError`` in one line when PyTorch
+    is missing or the device cannot be used."""
+    try:
+        from streamrec.backends.torch import TorchSettings, open_face_engine
+    except ImportError as exc:
+        raise ValueError(f"the torch backend needs PyTorch and torchvision ({exc}): pip install 'streamrec[torch]'") from None
+    settings = TorchSettings(device=config.device, precision=config.precision)
+    return open_face_engine(settings, config.backend_options, config.detector, config.embed)

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamrec",
         description="Real-time face recognition: MTCNN detection and FaceNet embeddings on "
-        "ONNX Runtime. Run 'streamrec VERB --help' for each verb.",
+        "ONNX Runtime (or, for the still-image verbs, whole in PyTorch on the CPU or a CUDA GPU: "
+        "--backend torch). Run 'streamrec VERB --help' for each verb.",
     )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for module in _VERBS:

@@ -16,6 +16,7 @@ from typing import Any
 from streamrec.backends import REGISTRY, default_threads
 from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine, probe_video
 from streamrec.cli.bench_peers import register_peers
+from streamrec.cli.bench_torch import register_torch
 from streamrec.cli.common import UserError, emit_result, stderr
 from streamrec.engines import ensure_engines
 
@@ -65,6 +66,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     _register_pipeline(kinds)
     _register_transport(kinds)
     register_peers(kinds)
+    register_torch(kinds)
     _register_report(kinds)
 
 

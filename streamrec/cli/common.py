@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import REGISTRY, BackendOptions
+from streamrec.backends import BACKENDS, BackendOptions
 from streamrec.detect.mtcnn import MTCNNConfig
 from streamrec.embed.facenet import EmbedConfig
 from streamrec.embed.select import SELECTIONS
@@ -24,11 +24,11 @@ __all__ = [
     "UserError",
     "add_engine_options",
     "add_model_options",
+    "emit_result",
     "open_models",
     "print_json",
-    "emit_result",
-    "write_atomic",
     "stderr",
+    "write_atomic",
 ]
 
 
@@ -53,7 +53,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """``--engines``, ``--backend``, ``--threads``, ``--json``."""
+    """``--engines``, ``--backend``, ``--device``, ``--threads``, ``--precision``, ``--json``."""
     group = parser.add_argument_group("engine options")
     group.add_argument(
         "--engines", type=Path, metavar="DIR",
@@ -61,8 +61,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "checkout, else DATA_DIR/engines); built there on first use",
     )
     group.add_argument(
-        "--backend", default="onnxruntime", choices=sorted(REGISTRY),
-        help="inference backend (default: %(default)s)",
+        "--backend", default="onnxruntime", choices=BACKENDS,
+        help="inference backend: onnxruntime runs the networks from the built engines; torch runs "
+        "the whole detector and embedder on --device from the published weights (default: %(default)s)",
+    )
+    group.add_argument(
+        "--device", default="cpu", metavar="cpu|cuda[:N]",
+        help="where --backend torch runs (default: %(default)s)",
     )
     group.add_argument(
         "--threads", type=_positive_int, metavar="N",
@@ -70,8 +75,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
-        help="FaceNet engine: fp32 (the published model) or int8 (about 3x faster on CPUs, "
-        "slightly less accurate; docs/accuracy.md) (default: %(default)s)",
+        help="FaceNet engine: fp32 (the published model) or int8 (onnxruntime; about 3x faster on "
+        "CPUs, slightly less accurate; docs/accuracy.md); fp16 (torch on CUDA) or bf16 (torch on "
+        "CUDA, or on a CPU with AVX-512 BF16 or AMX) (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
@@ -113,6 +119,7 @@ def open_models(args: argparse.Namespace) -> FaceModels:
             backend=args.backend,
             backend_options=BackendOptions(threads=args.threads),
             precision=args.precision,
+            device=args.device,
             detector=MTCNNConfig(min_face_size=getattr(args, "min_face_size", MTCNNConfig.min_face_size)),
             embed=EmbedConfig(
                 alignment=getattr(args, "alignment", EmbedConfig.alignment),

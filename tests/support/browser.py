@@ -41,7 +41,9 @@ def browser() -> Iterator[object]:
 
 
 def pixels(png: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a decodable screenshot"
+    return image.astype(int)
 
 
 def video_changes(video, tries: int = 40) -> tuple[np.ndarray, np.ndarray]:

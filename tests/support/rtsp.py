@@ -14,6 +14,7 @@ import selectors
 import signal
 import subprocess
 from pathlib import Path
+from typing import IO
 
 from tests.support.needs import require
 
@@ -57,6 +58,12 @@ class RtspServer:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}{self.path}"
 
+    @property
+    def _process(self) -> subprocess.Popen:
+        """The server's process (started)."""
+        assert self.process is not None, "the server was never started"
+        return self.process
+
     def start(self, timeout: float = 20.0) -> RtspServer:
         """Launch the server and return once it listens (it prints ``READY <port>``)."""
         command = [str(SYSTEM_PYTHON), str(SERVER_SCRIPT), str(self.video), "--port", str(self.port)]
@@ -65,7 +72,7 @@ class RtspServer:
                 [*command, "--path", self.path], stdout=subprocess.PIPE, stderr=log
             )
         line = self._first_line(timeout)
-        self.process.stdout.close()  # the server writes nothing else there
+        self._output().close()  # the server writes nothing else there
         if not line.startswith(b"READY "):
             self.stop()
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -73,17 +80,22 @@ class RtspServer:
         self.port = int(line.split()[1])
         return self
 
+    def _output(self) -> IO[bytes]:
+        output = self._process.stdout
+        assert output is not None, "started with stdout=PIPE"
+        return output
+
     def _first_line(self, timeout: float) -> bytes:
         with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
+            selector.register(self._output(), selectors.EVENT_READ)
             if not selector.select(timeout):
                 return b"(no answer within %.0f s)" % timeout
-        return self.process.stdout.readline().strip()
+        return self._output().readline().strip()
 
     def kill(self) -> None:
         """Crash it: SIGKILL, no goodbye to the clients."""
         self._signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        self._process.wait(timeout=10)
 
     def restart(self) -> RtspServer:
         """Start it again on the same port after :meth:`kill`."""
@@ -109,5 +121,5 @@ class RtspServer:
             self.kill()
 
     def _signal(self, number: signal.Signals) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, number)
+        if self._process.poll() is None:
+            os.kill(self._process.pid, number)

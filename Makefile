@@ -1,4 +1,5 @@
-# Set-up and everyday commands. Everything lands in .venv; nothing is installed system-wide.
+# Set-up and everyday commands. Python packages land in .venv; the few Debian packages needed
+# (tools/system-deps) are installed system-wide only when missing, saying so.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -14,6 +15,7 @@ PEERS   := face_recognition==1.3.0
 .PHONY: setup demo test engines bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
+	PYTHON=$(PYTHON) tools/system-deps venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[build,test,peers]' $(TORCH)
@@ -25,7 +27,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/streamrec demo
 
+# The tests also need Debian packages (an RTSP server, ffmpeg, chromium): installed here when
+# this user can, else the command to run is printed and nothing is skipped.
 test: setup
+	PYTHON=$(PYTHON) tools/system-deps
 	$(BIN)/python -m pytest
 
 engines: setup

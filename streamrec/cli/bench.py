@@ -407,8 +407,8 @@ def _register_report(kinds: argparse._SubParsersAction) -> None:
         "report", help="docs/benchmarks.md and its plots, written from the JSON files of the other sub-verbs",
         description="Reads the JSON files the other sub-verbs write with --out (pipeline_*.json, transport.json, "
         "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
-        "machine, how to reproduce it, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
-        "goals met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
+        "machine, how to reproduce it, the project's targets and why, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
+        "targets met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
         "CPU and memory, the frame transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
         "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
         "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "

@@ -154,11 +154,14 @@ class OutputsConfig:
     http: str = "127.0.0.1:8080"  #: door page, MJPEG and /metrics; empty: no web server
     render_fps: float = 15.0  #: overlaid frames per second and source, at most
     jpeg_quality: int = 80
+    #: seconds the door page keeps a name (or "unknown") after that face left the picture
+    door_hold_s: float = 3.0
 
     def check(self) -> None:
         for name in ("events", "frames"):
             _loopback_default(name, getattr(self, name))
         _positive("render_fps", self.render_fps)
+        _positive("door_hold_s", self.door_hold_s)
         if not 10 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality: must be between 10 and 100 (got {self.jpeg_quality})")
 

@@ -89,7 +89,7 @@ class RenderStage(Stage):
         jpeg = encode_jpeg(image, self.outputs.jpeg_quality)
         self.observe("annotate", drawn - start)
         self.observe("encode", time.monotonic() - drawn)
-        labels = [face.label for face in overlay.face_overlays() if face.label != "..."]
+        labels = [face.label for face in overlay.face_overlays()]  # "..." too: a face on screen, undecided
         header = JpegFrame(overlay.source, overlay.index, overlay.ts, overlay.height, overlay.width, overlay.fps, labels)
         send(self.outbox, overlay.source, header, jpeg, block=False)
         self.count("frames_rendered")

@@ -28,7 +28,7 @@ from streamrec.web.metrics import StageMetrics
 from streamrec.web.server import WebError, WebServer, serve_http
 from streamrec.web.state import WebState
 
-__all__ = ["WebStage", "EXIT_HTTP_FAILED"]
+__all__ = ["EXIT_HTTP_FAILED", "WebStage"]
 
 EXIT_HTTP_FAILED = 2
 POLL_MS = 200  #: how long a step waits for input; bounds how late a stop request is seen
@@ -52,7 +52,7 @@ class WebStage(Stage):
 
     def setup(self) -> None:
         assert self.ctx is not None
-        self.state = WebState(self.sources)
+        self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s)
         self.metrics = StageMetrics()
         try:
             self.server = serve_http(self.outputs.http, self.state, self.metrics)

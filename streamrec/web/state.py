@@ -1,4 +1,5 @@
-"""What the web stage knows: the newest JPEG of each source and the recent decisions.
+"""What the web stage knows: the newest JPEG of each source, the recent decisions, and what
+each camera's door display shows (:mod:`streamrec.web.door`).
 
 One writer (the stage's ZeroMQ loop) and many readers (one HTTP thread per client) share it
 under one condition variable, which also wakes the MJPEG streams when a new picture arrives.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamrec.bus.messages import Event, JpegFrame
+from streamrec.web.door import Door
 
 __all__ = ["DECISION_TYPES", "Picture", "WebState"]
 
@@ -36,11 +38,14 @@ class Picture:
 
 class WebState:
     """Shared, thread-safe state. ``sources``: the configured camera names, listed first (in
-    that order) even before they deliver a frame; others appear as their frames arrive."""
+    that order) even before they deliver a frame; others appear as their frames arrive.
+    ``hold_s``: how long a door display keeps a decision after its face left."""
 
-    def __init__(self, sources: Sequence[str] = (), recent: int = 20) -> None:
+    def __init__(self, sources: Sequence[str] = (), *, hold_s: float, recent: int = 20) -> None:
         self._changed = threading.Condition()
         self._configured = list(sources)
+        self._hold_s = hold_s
+        self._doors: dict[str, Door] = {}
         self._pictures: dict[str, Picture] = {}
         self._decisions: dict[str, Event] = {}
         self._last_decision: Event | None = None
@@ -54,7 +59,8 @@ class WebState:
     def add_picture(self, header: JpegFrame, jpeg: bytes) -> None:
         with self._changed:
             self._seq += 1
-            self._pictures[header.source] = Picture(header, jpeg, self._seq, time.time())
+            picture = self._pictures[header.source] = Picture(header, jpeg, self._seq, time.time())
+            self._door(header.source).saw_frame(header, picture.received)
             self._changed.notify_all()
 
     def add_event(self, event: Event) -> None:
@@ -62,10 +68,14 @@ class WebState:
         (and the last overall, unless a later decision is already known)."""
         with self._changed:
             self._events.append(event)
+            self._door(event.source).saw_event(event)
             if event.type in DECISION_TYPES:
                 self._decisions[event.source] = event
                 if self._last_decision is None or event.ts >= self._last_decision.ts:
                     self._last_decision = event
+
+    def _door(self, source: str) -> Door:
+        return self._doors.setdefault(source, Door(self._hold_s))
 
     def close(self) -> None:
         """Wake every stream so its thread can end."""
@@ -113,8 +123,9 @@ class WebState:
             return self._pictures[source]
 
     def snapshot(self) -> dict[str, Any]:
-        """The JSON of ``/api/state``: sources with their rate and newest frame, the last
-        decision of each source and overall, and the recent events (newest first)."""
+        """The JSON of ``/api/state``: sources with their rate and newest frame, what each
+        source's door display shows, the last decision of each source and overall, and the
+        recent events (newest first)."""
         sources = self.sources()
         now = time.time()
         with self._changed:
@@ -122,6 +133,7 @@ class WebState:
                 "time": now,
                 "default_source": sources[0] if sources else None,
                 "sources": [self._source_json(name, now) for name in sources],
+                "door": {name: self._door(name).view(now).to_json() for name in sources},
                 "last_decision": self._last_decision.to_json() if self._last_decision else None,
                 "decisions": {name: event.to_json() for name, event in self._decisions.items()},
                 "events": [event.to_json() for event in reversed(self._events)],

@@ -62,6 +62,23 @@ def test_a_full_disk_loses_nothing(tmp_path: Path):
     assert [e["seq"] for e in read_journal(tmp_path)] == [1]
 
 
+def _wait_subscribed(publisher: zmq.Socket, subscriber: zmq.Socket, timeout_s: float = 10.0) -> None:
+    """Return once ``subscriber``'s subscriptions are in force at ``publisher``: PUB drops what it
+    sends before then. Probes go out on a topic of their own until one arrives; the subscriptions
+    made before the probe's, on the same connection, took effect before it."""
+    probe = b"source_status"  # an event type the subscriber does not take otherwise
+    subscriber.setsockopt(zmq.SUBSCRIBE, probe)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        publisher.send_multipart([probe, b"probe"])
+        if subscriber.poll(50):
+            break
+        assert time.monotonic() < deadline, f"no subscription within {timeout_s} s"
+    while subscriber.poll(0):
+        subscriber.recv_multipart()
+    subscriber.setsockopt(zmq.UNSUBSCRIBE, probe)
+
+
 @pytest.fixture()
 def events_stage(tmp_path: Path):
     """An events stage driven step by step in this process, on real sockets."""
@@ -72,7 +89,7 @@ def events_stage(tmp_path: Path):
     stage.setup()
     producer = push_socket(stage.ctx, endpoints.events_in)
     subscriber = sub_socket(stage.ctx, endpoints.events_pub, ["match", "track_end"])
-    time.sleep(0.2)  # let the subscription reach the publisher
+    _wait_subscribed(stage.outbox, subscriber)
     yield stage, producer, subscriber
     stage.teardown()
     stage.ctx.destroy(linger=0)

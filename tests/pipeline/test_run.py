@@ -1,7 +1,9 @@
 """``streamrec run`` end to end on a real RTSP camera: recognition, a camera that dies and comes
 back, a stage killed with SIGKILL, malformed messages, the door page, metrics, shutdown.
 
-The tests share one running pipeline and run in file order (shutdown last)."""
+The tests share one running pipeline and pass in any order: each first waits for what it needs
+(the camera open, a face recognised), and after the SIGTERM test stops the pipeline the next
+test gets a new one."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -34,14 +37,21 @@ def test_names_lin_manuel_miranda_and_no_one_who_is_not_there(pipeline: Pipeline
     assert LIN in named and named <= IN_THE_CLIP, named
 
 
+def _status(state: str) -> Callable[[dict], bool]:
+    return lambda event: event["type"] == "source_status" and event["detail"].startswith(state)
+
+
 def test_a_camera_that_dies_and_comes_back_is_recognised_again(pipeline: Pipeline):
+    pipeline.events.wait_for(_is_lin, timeout=90)  # the camera is open and seen
     before = {name: pipeline.stage_pid(name) for name in ("inference", "events")}
     seq = pipeline.events.last_seq
     pipeline.server.kill()
-    pipeline.events.wait_for(lambda e: e["type"] == "source_status" and e["detail"].startswith("lost"), timeout=30, after_seq=seq)
-    time.sleep(2)  # the camera stays down a while; the reader keeps retrying
+    lost = pipeline.events.wait_for(_status("lost"), timeout=30, after_seq=seq)
+    # the camera stays down while the reader tries to reopen it, and fails, at least once
+    retry = pipeline.events.wait_for(_status("reconnecting"), timeout=30, after_seq=lost["seq"])
+    pipeline.events.wait_for(_status("reconnecting"), timeout=30, after_seq=retry["seq"])
     pipeline.server.restart()
-    reopened = pipeline.events.wait_for(lambda e: e["type"] == "source_status" and e["detail"].startswith("open"), timeout=60, after_seq=seq)
+    reopened = pipeline.events.wait_for(_status("open"), timeout=60, after_seq=seq)
     pipeline.events.wait_for(_is_lin, timeout=60, after_seq=reopened["seq"])
     assert {name: pipeline.stage_pid(name) for name in before} == before  # no other stage restarted
 
@@ -91,11 +101,18 @@ def _stages_counting_malformed(pipeline: Pipeline) -> set[str]:
 
 
 def test_metrics_report_the_camera(pipeline: Pipeline):
-    metrics = urllib.request.urlopen(f"http://{pipeline.http}/metrics", timeout=10).read().decode()
-    fps = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("streamrec_source_fps{")]
-    assert fps and max(fps) > 5
-    for name in ("streamrec_faces_total", "streamrec_embeddings_total", "streamrec_decisions_match_total", "streamrec_reconnects_total", "streamrec_stage_latency_seconds_bucket"):
-        assert name in metrics, name
+    pipeline.events.wait_for(_is_lin, timeout=90)  # a decision to count
+    names = ("streamrec_faces_total", "streamrec_embeddings_total", "streamrec_decisions_match_total", "streamrec_reconnects_total",
+             "streamrec_stage_latency_seconds_bucket")
+    deadline = time.monotonic() + 20  # stages report their counters about once a second
+    while True:
+        metrics = urllib.request.urlopen(f"http://{pipeline.http}/metrics", timeout=10).read().decode()
+        fps = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("streamrec_source_fps{")]
+        if (fps and max(fps) > 5 and all(name in metrics for name in names)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert fps and max(fps) > 5, fps
+    assert [name for name in names if name not in metrics] == []
 
 
 def test_the_door_page_shows_live_video_and_the_name(pipeline: Pipeline, browser):
@@ -112,6 +129,7 @@ def test_the_door_page_shows_live_video_and_the_name(pipeline: Pipeline, browser
 
 
 def test_sigterm_stops_every_stage_cleanly(pipeline: Pipeline):
+    pipeline.events.wait_for(_is_lin, timeout=90)  # something to find in the journal afterwards
     state = pipeline.state()
     pipeline.process.send_signal(signal.SIGTERM)
     assert pipeline.process.wait(30) == 0

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message as Headers
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,10 @@ from tests.render.frames import centre_box, face, overlay, photo_frames, start_s
 
 TICK_S = 0.1  #: the feeder's pace: 10 frames per second, like a slow camera
 SOURCES = ["front", "side"]  #: configured cameras; "side" never delivers a frame
+HOLD_S = 1.0  #: the door page's hold time, short to keep the tests quick
+
+
+OBAMA = face(centre_box(640, 360), "Barack Obama", True, 0.97)  #: the face on the frames unless a test says otherwise
 
 
 def free_port() -> int:
@@ -41,11 +46,13 @@ def free_port() -> int:
 
 @dataclass
 class Feeder:
-    """Sends a new overlaid photo of ``front`` every tick, and republishes ``events`` and
-    ``stats`` every tick (a subscriber misses what was published before it subscribed)."""
+    """Sends a new overlaid photo of ``front`` every tick, with ``faces`` on it, and
+    republishes ``events`` and ``stats`` every tick (a subscriber misses what was published
+    before it subscribed)."""
 
     endpoints: Endpoints
     frames: list[np.ndarray]
+    faces: list[dict[str, Any]]
     events: list[Event] = field(default_factory=list)
     stats: list[StageStats] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -62,8 +69,7 @@ class Feeder:
                 if self.stop.wait(TICK_S):
                     return
                 frame = self.frames[tick % len(self.frames)]
-                faces = [face(centre_box(frame.shape[1], frame.shape[0]), "Barack Obama", True, 0.97)]
-                send(overlays, "front", overlay("front", tick, frame, faces), frame, block=False)
+                send(overlays, "front", overlay("front", tick, frame, list(self.faces)), frame, block=False)
                 for event in list(self.events):
                     send(events, event.type, event)
                 for stats in [*self.stats, *self._reports(reports)]:
@@ -132,8 +138,8 @@ def web(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/events-pub", f"ipc://{run_dir}/jpeg-pub")
     log_dir = tmp_path_factory.mktemp("outputs")
-    outputs = OutputsConfig(http=f"127.0.0.1:{free_port()}")
-    feeder = Feeder(endpoints, photo_frames(faces_dir, 640, 360))
+    outputs = OutputsConfig(http=f"127.0.0.1:{free_port()}", door_hold_s=HOLD_S)
+    feeder = Feeder(endpoints, photo_frames(faces_dir, 640, 360), [OBAMA])
     thread = threading.Thread(target=feeder.run, name="feeder", daemon=True)
     thread.start()
     stages = [

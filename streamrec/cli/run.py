@@ -16,7 +16,7 @@ from streamrec.engines import ensure_engines
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
 from streamrec.paths import data_dir
-from streamrec.pipeline.stage import configure_logging
+from streamrec.pipeline.logs import configure_logging
 
 __all__ = ["register"]
 

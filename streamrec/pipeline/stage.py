@@ -20,26 +20,11 @@ import zmq
 
 from streamrec.bus.messages import StageStats
 from streamrec.bus.sockets import push_socket, send
+from streamrec.pipeline.logs import configure_logging
 
-__all__ = ["Stage", "run_stage", "configure_logging"]
+__all__ = ["Stage", "run_stage"]
 
 STATS_INTERVAL_S = 1.0
-
-
-def configure_logging(stage: str, log_file: Path | None) -> logging.Logger:
-    """Log lines ``time level stage: message`` to stderr and, if given, to ``log_file``."""
-    root = logging.getLogger()
-    root.handlers.clear()
-    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {stage}[%(process)d]: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return logging.getLogger(stage)
 
 
 class Stage:

@@ -16,13 +16,13 @@ exits, the outputs are flushed and the run ends: exit status 0, or 1 if a source
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,13 +36,16 @@ from streamrec.bus.messages import StageStats
 from streamrec.bus.sockets import Endpoints, pub_socket, pull_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
+from streamrec.pipeline.logs import console
 from streamrec.pipeline.stage import Stage, run_stage
 
-__all__ = ["Supervisor", "MAX_RESTARTS", "RESTART_WINDOW_S"]
+__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor"]
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 STOP_TIMEOUT_S = 10.0
+#: how often ``run.json`` is tried again after a write failed (a full disk)
+STATE_RETRY_S = 5.0
 
 log = logging.getLogger("supervisor")
 
@@ -69,12 +72,14 @@ class Supervisor:
     ) -> None:
         self.config, self.data_dir, self.endpoints, self.run_dir = config, data_dir, endpoints, run_dir
         self.show_status = status_line
+        self.console = console()  #: log lines and the status line share it, so they never overlap
         self.children = [_Child(name, factory) for name, factory in factories.items()]
         self.stopping = False
         self.failed_sources: list[str] = []
         self.stats: dict[str, StageStats] = {}
         self.ctx = multiprocessing.get_context("spawn")
         self._last_status = 0.0
+        self._state_retry: float | None = None  #: when to try ``run.json`` again, after a failed write
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -94,7 +99,8 @@ class Supervisor:
             self._stop_all()
             zctx.destroy(linger=0)
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            (self.data_dir / "run.json").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (self.data_dir / "run.json").unlink(missing_ok=True)
             self._status_line(final=True)
         return status
 
@@ -131,6 +137,8 @@ class Supervisor:
                     continue
                 if not self._restart(child, code):
                     return 1
+            if self._state_retry is not None and time.monotonic() >= self._state_retry:
+                self._write_state()
             self._status_line()
         return 0
 
@@ -167,6 +175,9 @@ class Supervisor:
                 send(monitor, "stats", message, block=False)
 
     def _write_state(self) -> None:
+        """Rewrite ``run.json`` (the stage pids change with every restart). A write that fails
+        (a full disk) is logged once and tried again every ``STATE_RETRY_S``: it never ends the
+        run."""
         state = {
             "pid": os.getpid(),
             "stages": self.stage_pids(),
@@ -176,16 +187,27 @@ class Supervisor:
             "run_dir": str(self.run_dir),
         }
         path = self.data_dir / "run.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if self._state_retry is None:
+                log.error("cannot write %s (%s); the run goes on, and it is tried again every %.0f s", path, exc.strerror or exc, STATE_RETRY_S)
+            self._state_retry = time.monotonic() + STATE_RETRY_S
+            return
+        if self._state_retry is not None:
+            log.info("wrote %s again", path)
+        self._state_retry = None
 
     def _status_line(self, final: bool = False) -> None:
         if not self.show_status:
             return
         now = time.monotonic()
-        interactive = sys.stderr.isatty()
+        interactive = self.console.live
         if not final and now - self._last_status < (1.0 if interactive else 10.0):
             return
         self._last_status = now
@@ -199,8 +221,4 @@ class Supervisor:
             dropped = (capture.counters.get("frames_dropped", 0) if capture else 0) + inference.counters.get(f"skipped[{name}]", 0)
             parts.append(f"{name} {inference.gauges.get(f'fps[{name}]', 0.0):.1f} fps, {dropped} dropped")
         parts.append(f"{inference.counters.get('faces', 0)} faces, {inference.counters.get('decisions_match', 0)} matches")
-        line = " | ".join(parts)
-        if interactive and not final:
-            print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        self.console.status(" | ".join(parts), final)

@@ -38,6 +38,14 @@ class SmallDisk:
         finally:
             os.close(fd)
 
+    def fill_last_page(self, path: Path) -> None:
+        """Take the room left in the last page of ``path`` too (a full disk still lets a file
+        grow to the end of its last page): a line of ``#`` that ends where the page does."""
+        room = -path.stat().st_size % os.sysconf("SC_PAGE_SIZE")
+        if room:
+            with open(path, "ab") as handle:
+                handle.write(b"#" * (room - 1) + b"\n")
+
     def free(self) -> None:
         self._filler.unlink(missing_ok=True)
 

@@ -34,9 +34,12 @@ from streamrec.capture import (
 from streamrec.config.model import SourceConfig
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["CaptureStage", "EXIT_SOURCE_FAILED"]
+__all__ = ["EXIT_SOURCE_FAILED", "STATUS_LINGER_MS", "CaptureStage"]
 
 EXIT_SOURCE_FAILED = 3
+#: how long a capture that ends waits for its last statuses to reach the inference stage, which
+#: binds its sockets only once its models are loaded (a camera that does not exist fails sooner)
+STATUS_LINGER_MS = 30_000
 
 class CaptureStage(Stage):
     def __init__(self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None) -> None:
@@ -55,7 +58,7 @@ class CaptureStage(Stage):
         self.ring = FrameRing(Path(self.endpoints.rings), self.label)
         self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=self.ring.claim)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
-        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=2000)
+        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 
     def step(self) -> bool:

@@ -33,6 +33,7 @@ from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.pipeline.stage import Stage
 from streamrec.track.identity import Decision, Observation, TrackIdentity
+from streamrec.track.ids import TrackIds
 from streamrec.track.policy import EmbedPolicy
 from streamrec.track.quality import FaceQuality, face_quality
 from streamrec.track.tracker import IoUTracker, Track
@@ -108,9 +109,10 @@ class InferenceStage(Stage):
         self.embedder = models.embedder
         self.matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
         self.policy = EmbedPolicy(cfg.tracker)
+        track_ids = TrackIds(self.run_dir / "track-ids" if self.run_dir is not None else None)
         for source in cfg.sources:
             self.sources[source.label] = _Source(
-                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s),
+                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s, track_ids),
                 source.min_face_size or cfg.detector.min_face_size,
                 lossless=source.fast,
             )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ import zmq
 from streamrec.bus.messages import StageStats
 from streamrec.bus.sockets import push_socket, send
 from streamrec.pipeline.logs import configure_logging
+from streamrec.pipeline.rundir import hold
 
-__all__ = ["Stage", "run_stage"]
+__all__ = ["Stage", "end_with_parent", "run_stage"]
 
 STATS_INTERVAL_S = 1.0
 
@@ -44,6 +47,9 @@ class Stage:
         self._stats_sock: zmq.Socket | None = None
         self._last_stats = 0.0
         self.log = logging.getLogger(self.name)
+        #: the run's private directory, set by the supervisor; the process holds a share of the
+        #: run's claim on it while it lives (:mod:`streamrec.pipeline.rundir`)
+        self.run_dir: Path | None = None
 
     # -- to override ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -80,6 +86,7 @@ class Stage:
         """The process body: set up, step until finished or asked to stop, tear down."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        self._claim = hold(self.run_dir) if self.run_dir is not None else None  # released when the process ends
         self.log = configure_logging(self.name, self.log_file)
         self.ctx = zmq.Context()
         try:
@@ -96,20 +103,31 @@ class Stage:
                 self.teardown()
             finally:
                 self.report(force=True)
-                self.ctx.destroy(linger=1000)
+                self.ctx.destroy()  # each socket lingers as long as it was made to, to deliver what it still holds
 
 
-def _end_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent (the supervisor) dies, so no
-    stage outlives a supervisor killed with SIGKILL."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: stages then rely on the supervisor's own shutdown
+_prctl: Callable[..., int] | None
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None  # not Linux: children then rely on their parent's own shutdown
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent (pid ``parent``) dies, so that
+    no child outlives a parent killed with SIGKILL; a parent already gone sends it at once. Safe
+    as a ``preexec_fn`` between fork and exec: it calls nothing that was not looked up before."""
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def run_stage(stage: Stage) -> None:
-    """``multiprocessing`` target: run ``stage`` and exit with its status."""
-    _end_with_parent()
+    """``multiprocessing`` target: run ``stage`` and exit with its status; ended by SIGTERM if the
+    supervisor dies."""
+    parent = multiprocessing.parent_process()
+    end_with_parent(parent.pid if parent is not None and parent.pid is not None else os.getppid())
     raise SystemExit(stage.run())

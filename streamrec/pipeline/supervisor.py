@@ -7,6 +7,13 @@ per source. They start consumers first, so no producer sends into the void, and 
 reverse. A stage that dies is restarted (at most ``MAX_RESTARTS`` times per ``RESTART_WINDOW_S``;
 beyond that the run stops with an error), every child asks the kernel to end it if the
 supervisor itself dies, and the run directory with the ipc endpoints is removed at the end.
+Every process of the run holds a claim on the run directory while it lives
+(:mod:`streamrec.pipeline.rundir`), so that what a killed run leaves behind is recognised and
+removed by the next one, and a live run's never is. When the inference stage dies, the tracks
+it had announced are ended by the events stage, with the reason (see
+:mod:`streamrec.events.stage`); the restarted stage continues the run's track ids. Nothing the
+supervisor writes (``run.json``, its log) can end the run: a write that fails is logged once
+and retried.
 
 A capture stage that exits 0 has finished its source (a file ended); one that exits with
 ``EXIT_SOURCE_FAILED`` failed for good after saying why (a camera that does not exist), and
@@ -32,11 +39,12 @@ from typing import Any
 
 import zmq
 
-from streamrec.bus.messages import StageStats
-from streamrec.bus.sockets import Endpoints, pub_socket, pull_socket, receive_pending, send
+from streamrec.bus.messages import Event, StageStats
+from streamrec.bus.sockets import Endpoints, pub_socket, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
 from streamrec.pipeline.logs import console
+from streamrec.pipeline.rundir import own
 from streamrec.pipeline.stage import Stage, run_stage
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor"]
@@ -86,9 +94,11 @@ class Supervisor:
         """Start every stage and supervise until the sources end or a stop is requested."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        claim = own(self.run_dir)  # held until this process ends
         zctx = zmq.Context()
         stats_in = pull_socket(zctx, self.endpoints.stats)
         monitor = pub_socket(zctx, self.endpoints.monitor, hwm=100)
+        self.events_out = push_socket(zctx, self.endpoints.events_in, linger_ms=2000)
         status = 0
         try:
             for child in self.children:
@@ -97,11 +107,12 @@ class Supervisor:
             status = self._supervise(stats_in, monitor)
         finally:
             self._stop_all()
-            zctx.destroy(linger=0)
+            zctx.destroy()  # each socket lingers as long as it was made to
             shutil.rmtree(self.run_dir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 (self.data_dir / "run.json").unlink(missing_ok=True)
             self._status_line(final=True)
+            os.close(claim)
         return status
 
     def _request_stop(self, *_: Any) -> None:
@@ -116,7 +127,9 @@ class Supervisor:
         return {c.name: c.process.pid for c in self.children if c.process is not None and c.process.pid is not None}
 
     def _start(self, child: _Child) -> None:
-        child.process = self.ctx.Process(target=run_stage, args=(child.factory(),), name=f"streamrec.{child.name}", daemon=False)
+        stage = child.factory()
+        stage.run_dir = self.run_dir
+        child.process = self.ctx.Process(target=run_stage, args=(stage,), name=f"streamrec.{child.name}", daemon=False)
         child.process.start()
         log.info("started %s (pid %s)", child.name, child.process.pid)
 
@@ -147,6 +160,8 @@ class Supervisor:
         while child.restarts and now - child.restarts[0] > RESTART_WINDOW_S:
             child.restarts.popleft()
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        if child.name == "inference":
+            self._end_tracks(f"ended when the inference stage died ({how})")
         if len(child.restarts) >= MAX_RESTARTS:
             log.error("%s died (%s) %d times within %.0f s; giving up", child.name, how, MAX_RESTARTS, RESTART_WINDOW_S)
             return False
@@ -165,6 +180,16 @@ class Supervisor:
                 log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
                 child.process.kill()
                 child.process.join()
+                if child.name == "inference":
+                    self._end_tracks(f"ended when the inference stage was killed (it did not stop within {STOP_TIMEOUT_S:.0f} s)")
+
+    def _end_tracks(self, why: str) -> None:
+        """The inference stage is gone without ending its tracks: ask the events stage, which saw
+        every decision and track end, to end the tracks still open with ``why``: a ``track_end``
+        without a track id, per source, which it turns into one ``track_end`` per open track."""
+        for source in self.config.sources:
+            if not send(self.events_out, "track_end", Event("track_end", source.label, time.time(), detail=why), block=False):
+                log.error("could not ask the events stage to end the open tracks of %s (%s)", source.label, why)
 
     # -- monitoring --------------------------------------------------------------------------
     def _collect(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> None:

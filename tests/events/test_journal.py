@@ -118,6 +118,10 @@ def _step_until(stage: EventsStage, done: Callable[[], bool], timeout: float = 1
         stage.step()
 
 
+def _step_until_numbered(stage: EventsStage, seq: int) -> None:
+    _step_until(stage, lambda: stage.journal.seq == seq)
+
+
 def test_events_are_journaled_and_published_by_topic(tmp_path: Path):
     with _running_stage(tmp_path / "events", ["match", "track_end"]) as (stage, producer, subscriber):
         first = stage.journal.seq + 1
@@ -169,7 +173,7 @@ def test_a_full_disk_splits_merges_and_loses_no_event(tmp_path: Path):
             assert sent < 200, "the journal never found the disk full"
             _send(producer, sent)
             sent += 1
-            _step_until(stage, lambda expected=base + sent: stage.journal.seq == expected)
+            _step_until_numbered(stage, base + sent)
         published = [_next(subscriber) for _ in range(sent)]
         assert [e.seq for e in published] == list(range(base + 1, base + sent + 1))  # published all the same
         on_disk = [e for e in _whole_lines(folder) if e["source"] == "cam"]
@@ -204,3 +208,19 @@ def test_a_full_backlog_counts_and_logs_what_it_could_not_keep(tmp_path: Path, c
     logged = [r.getMessage() for r in caplog.records if r.name == "events" and r.levelno >= logging.WARNING]
     assert sum("backlog is full" in line for line in logged) == 1, logged  # once, not per event
     assert any(f"2 events were not journaled (seq {base + 4}-{base + 5})" in line for line in logged), logged
+
+
+def test_the_open_tracks_of_a_dead_inference_stage_are_ended_with_the_reason(tmp_path: Path):
+    folder = tmp_path / "events"
+    with _running_stage(folder) as (stage, producer, _):
+        base = stage.journal.seq
+        for kind, source, track_id in [("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3), ("track_end", "cam", 2)]:
+            send(producer, kind, Event(kind, source, time.time(), track_id=track_id, name="Ann" if kind == "match" else None, box=[1.0, 2.0, 3.0, 4.0]))
+        why = "ended when the inference stage died (signal 9)"
+        send(producer, "track_end", Event("track_end", "cam", time.time(), detail=why))  # what the supervisor sends
+        _step_until(stage, lambda: stage.journal.seq == base + 5)
+    events = _journaled(folder)
+    assert [(e["type"], e["source"], e["track_id"]) for e in events] == [
+        ("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3), ("track_end", "cam", 2), ("track_end", "cam", 1),
+    ]  # track 2 had ended already, track 3 is another camera's
+    assert events[-1]["detail"] == why and events[-1]["name"] == "Ann" and events[-1]["box"] == [1.0, 2.0, 3.0, 4.0]

@@ -85,3 +85,28 @@ def test_a_camera_that_does_not_exist_fails_for_good(sockets):
         assert process.exitcode == EXIT_SOURCE_FAILED
     finally:
         process.kill()
+
+
+def test_the_last_status_of_a_failed_camera_waits_for_a_late_batcher(capfd: pytest.CaptureFixture[str]):
+    """The inference stage binds its sockets only once its models are loaded, which can take
+    longer than a camera takes to fail: the ``failed`` status must wait for it, or the run would
+    wait forever for a source that is gone."""
+    run_dir = new_run_dir()
+    endpoints = Endpoints.for_run(run_dir, "ipc://unused-events", "ipc://unused-jpeg")
+    process = _start(SourceConfig(url="7"), endpoints)
+    ctx = zmq.Context()
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot open camera index 7" not in capfd.readouterr().err:  # it failed, and is on its way out
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        process.join(5)  # as long as it would linger at most, and more
+        status = pull_socket(ctx, endpoints.status)  # the batcher is ready at last
+        seen = _statuses(status, "failed", timeout_ms=10_000)
+        assert seen and seen[-1].state == "failed", seen
+        process.join(30)
+        assert process.exitcode == EXIT_SOURCE_FAILED
+    finally:
+        process.kill()
+        ctx.destroy(linger=0)
+        shutil.rmtree(run_dir)

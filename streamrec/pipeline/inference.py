@@ -131,11 +131,15 @@ class InferenceStage(Stage):
 
     # -- loop --------------------------------------------------------------------------------
     def step(self) -> bool:
-        self._statuses()
         wait = self.config.batch.max_wait_ms / 1000.0
         timeout = wait if not self.batch.frames else max(0.0, self.batch.started + wait - time.monotonic())
         if not self._backlogged():
             self._receive(timeout)
+        # after the wait for frames, before they are used: a capture sends a status change (the
+        # camera opened) before the frames that follow it, but on another socket, so the status
+        # arrives while this stage waits for frames; handled later, the decisions made on those
+        # frames would be published before it
+        self._statuses()
         for name, source in self.sources.items():
             if source.waiting and not (source.lossless and name in self.batch.frames):
                 if not self.batch.frames:

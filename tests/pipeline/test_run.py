@@ -133,3 +133,5 @@ def test_sigterm_stops_every_stage_cleanly(pipeline: Pipeline):
     decided = {e["track_id"] for e in journal if e["type"] in DECISIONS}
     ended = Counter(e["track_id"] for e in journal if e["type"] == "track_end")
     assert decided == set(ended) and set(ended.values()) == {1}  # every decided track ended, once
+    kinds = [e["type"] if e["type"] != "source_status" else e["detail"].split(":")[0] for e in journal]
+    assert kinds[:2] == ["opening", "open"] and kinds.index("open") < min(kinds.index(t) for t in DECISIONS if t in kinds)

@@ -31,6 +31,7 @@ from streamrec.capture import (
     Status,
     parse_source,
 )
+from streamrec.capture.opencv import quiet_library_logs
 from streamrec.config.model import SourceConfig
 from streamrec.pipeline.stage import Stage
 
@@ -41,6 +42,7 @@ EXIT_SOURCE_FAILED = 3
 #: binds its sockets only once its models are loaded (a camera that does not exist fails sooner)
 STATUS_LINGER_MS = 30_000
 
+
 class CaptureStage(Stage):
     def __init__(self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None) -> None:
         super().__init__(endpoints.stats, log_file)
@@ -49,9 +51,11 @@ class CaptureStage(Stage):
         self.name = f"capture:{self.label}"
         self.send_dropped = 0
         self.unsent: Frame | None = None  #: a ``fast`` file's frame that did not fit yet
+        self.opened_before = False  #: an open was logged: later ones are told by their ``reconnecting`` line
 
     def setup(self) -> None:
         assert self.ctx is not None
+        quiet_library_logs()  # this stage logs every status change itself, in one line
         self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
         options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
         spec = parse_source(self.source.url)
@@ -105,8 +109,10 @@ class CaptureStage(Stage):
             if status.state is State.STOPPED:  # our own shutdown: nothing to tell
                 continue
             state = status.state.value
-            level = self.log.warning if state in ("lost", "failed") else self.log.info
-            level("%s", status)
+            if status.state is not State.OPENING or not self.opened_before:
+                level = self.log.warning if state in ("lost", "failed") else self.log.info
+                level("%s", status)
+            self.opened_before |= status.state is State.OPENING
             reason = status.reason if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
             c = status.counters
             send(self.status_out, "status", SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects))

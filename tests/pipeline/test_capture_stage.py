@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from streamrec.bus.sockets import Endpoints, drain_frames, new_run_dir, pull_soc
 from streamrec.config.model import SourceConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED, CaptureStage
 from streamrec.pipeline.stage import run_stage
+from tests.support.rtsp import RtspServer
 
 
 @pytest.fixture()
@@ -110,3 +112,26 @@ def test_the_last_status_of_a_failed_camera_waits_for_a_late_batcher(capfd: pyte
         process.kill()
         ctx.destroy(linger=0)
         shutil.rmtree(run_dir)
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) capture:cam\[\d+\]: ")
+
+
+def test_a_camera_that_reconnects_prints_streamrec_lines_only(rtsp_server: RtspServer, sockets, capfd: pytest.CaptureFixture[str]):
+    endpoints, _, status = sockets
+    process = _start(SourceConfig(url=rtsp_server.url, name="cam"), endpoints)
+    try:
+        assert _statuses(status, "open")[-1].state == "open"
+        rtsp_server.kill()
+        seen = [_statuses(status, "reconnecting")[-1] for _ in range(3)]  # three attempts on a dead server
+        rtsp_server.restart()
+        seen += _statuses(status, "open")
+        assert seen[-1].state == "open"
+    finally:
+        process.terminate()
+        process.join(10)
+        process.kill()
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert [line for line in lines if not LOG_LINE.match(line)] == []  # nothing from OpenCV or FFmpeg
+    reconnects = [s for s in seen if s.state == "reconnecting"]
+    assert len([line for line in lines if ": reconnecting" in line]) == len(reconnects) >= 3  # one line each

@@ -9,17 +9,15 @@ find the backlog full are published but never journaled: they are counted (``jou
 and logged with their ``seq`` numbers, so the gap they leave in the journal is explained. Each
 episode is logged once when it starts and once when it ends.
 
-It also knows which announced tracks are open: a decision (``match``, ``unknown``) opens a track,
-its ``track_end`` closes it. When the inference stage dies, the tracks it had announced would
-never be closed; the supervisor then sends, per source, a ``track_end`` without a track id whose
-``detail`` says why, and this stage turns it into one ``track_end`` per open track of that source
-(with the track's last decision and that detail), after the other events it received with it:
-those the dead stage sent before it died.
+It ends the open tracks of an inference stage that died (:mod:`streamrec.events.tracks`). And
+no ``seq`` is ever given twice, even to events that were published but not journaled by a
+predecessor that was killed with them still in memory: the last number given lives in the run
+directory (:class:`~streamrec.pipeline.rundir.RunCounter`), and a restarted stage continues
+after it (a subscriber drops numbers it has seen).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,8 @@ from typing import Any
 from streamrec.bus.messages import Event
 from streamrec.bus.sockets import pub_socket, pull_socket, receive_pending, send
 from streamrec.events.journal import Journal
+from streamrec.events.tracks import OpenTracks
+from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
 __all__ = ["JOURNAL_BACKLOG", "JOURNAL_RETRY_S", "EventsStage"]
@@ -53,11 +53,18 @@ class EventsStage(Stage):
         self._retry_at = 0.0
         self._caught_up = 0  #: events of the backlog written since the journal failed
         self._lost: list[int] = []  #: first and last seq, and count, of the events not journaled since it failed
-        self.open_tracks: dict[tuple[str, int], Event] = {}  #: (source, track id) -> its last decision
 
     def setup(self) -> None:
         assert self.ctx is not None
         self.journal = Journal(self.journal_dir)
+        self.last_seq = RunCounter(self.run_dir / "last-seq" if self.run_dir is not None else None, "event numbers")
+        if self.last_seq.value > self.journal.seq:
+            self.log.warning(
+                "events %d-%d were published before this stage restarted but not journaled; numbering continues after them",
+                self.journal.seq + 1, self.last_seq.value,
+            )
+            self.journal.seq = self.last_seq.value
+        self.open_tracks = OpenTracks(self.run_dir / "open-tracks.json" if self.run_dir is not None else None)
         self.inbox = pull_socket(self.ctx, self.events_in)
         self.outbox = pub_socket(self.ctx, self.events_pub, hwm=10_000)
         self.gauges["journal_failing"] = 0.0
@@ -94,7 +101,10 @@ class EventsStage(Stage):
         return events
 
     def _handle(self, events: list[Event]) -> None:
-        numbered = self.journal.number([e.to_json() for e in self._follow_tracks(events)])
+        events, ended = self.open_tracks.follow(events)
+        self.count("tracks_ended_for_a_dead_stage", ended)
+        numbered = self.journal.number([e.to_json() for e in events])
+        self.last_seq.set(self.journal.seq)
         self._keep(numbered)
         self._flush_backlog()
         for item in numbered:
@@ -103,30 +113,6 @@ class EventsStage(Stage):
             self.count(f"events_{event.type}")
             if event.capture_ts:
                 self.observe("capture_to_event", time.time() - event.capture_ts)
-
-    def _follow_tracks(self, events: list[Event]) -> list[Event]:
-        """Note which tracks open and end; replace each request to end the open tracks of a
-        source (a ``track_end`` without a track id) by their ``track_end`` events, after the rest."""
-        kept: list[Event] = []
-        requests: list[Event] = []
-        for event in events:
-            key = (event.source, event.track_id or 0)
-            if event.type == "track_end" and event.track_id is None:
-                requests.append(event)
-                continue
-            if event.type in ("match", "unknown") and event.track_id is not None:
-                self.open_tracks[key] = event
-            elif event.type == "track_end":
-                self.open_tracks.pop(key, None)
-            kept.append(event)
-        for request in requests:
-            ending = [key for key in self.open_tracks if key[0] == request.source]
-            for key in ending:
-                last = self.open_tracks.pop(key)
-                kept.append(dataclasses.replace(last, type="track_end", ts=request.ts, frame_index=None, capture_ts=None, detail=request.detail))
-            self.count("tracks_ended_for_a_dead_stage", len(ending))
-            self.log.warning("%s: %d open track(s) %s", request.source, len(ending), request.detail)
-        return kept
 
     def _keep(self, numbered: list[dict[str, Any]]) -> None:
         """Queue events for the journal; those that find the backlog full are counted instead."""

@@ -31,9 +31,9 @@ from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_soc
 from streamrec.config.model import RunConfig
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
+from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 from streamrec.track.identity import Decision, Observation, TrackIdentity
-from streamrec.track.ids import TrackIds
 from streamrec.track.policy import EmbedPolicy
 from streamrec.track.quality import FaceQuality, face_quality
 from streamrec.track.tracker import IoUTracker, Track
@@ -109,10 +109,11 @@ class InferenceStage(Stage):
         self.embedder = models.embedder
         self.matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
         self.policy = EmbedPolicy(cfg.tracker)
-        track_ids = TrackIds(self.run_dir / "track-ids" if self.run_dir is not None else None)
+        # the run's last track id outlives this process: a restarted stage continues after it
+        self.last_track_id = RunCounter(self.run_dir / "track-ids" if self.run_dir is not None else None, "track ids")
         for source in cfg.sources:
             self.sources[source.label] = _Source(
-                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s, track_ids),
+                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s, self._new_track_id),
                 source.min_face_size or cfg.detector.min_face_size,
                 lossless=source.fast,
             )
@@ -122,6 +123,11 @@ class InferenceStage(Stage):
         self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
         self.log.info("ready: %d source(s), watchlist in %s", len(self.sources), self.data_dir)
+
+    def _new_track_id(self) -> int:
+        """The next track id of the run, recorded before it is used."""
+        self.last_track_id.set(self.last_track_id.value + 1)
+        return self.last_track_id.value
 
     def _detector(self, min_face: float) -> MTCNN:
         if min_face not in self.detectors:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +33,48 @@ from pathlib import Path
 
 from streamrec.bus.sockets import RUN_DIR_PREFIX, run_dirs_root
 
-__all__ = ["OWNER", "Leftover", "alive", "hold", "lock_data_dir", "own", "remove_leftovers", "wait_for_end"]
+__all__ = ["OWNER", "Leftover", "RunCounter", "alive", "hold", "lock_data_dir", "own", "remove_leftovers", "wait_for_end"]
 
 OWNER = "owner"  #: the lock file in a run directory
+_COUNTER = struct.Struct("<Q")
+
+log = logging.getLogger("supervisor")
+
+
+class RunCounter:
+    """A number that outlives the process keeping it, for the rest of the run: 8 bytes in the
+    run directory (memory), allocated once and then rewritten in place, so that no write can
+    fail for want of room and a process killed at any moment has recorded every value it
+    handed out. ``path`` None, or a file that cannot be made (logged), keeps it in this process
+    only. :attr:`value` is 0 until first set."""
+
+    def __init__(self, path: Path | None, what: str) -> None:
+        self.value = 0
+        self._fd: int | None = None
+        if path is None:
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("%s may be reused after a restart: cannot open %s (%s)", what, path, exc.strerror)
+            return
+        try:
+            stored = os.pread(fd, _COUNTER.size, 0)
+            if len(stored) == _COUNTER.size:
+                self.value = _COUNTER.unpack(stored)[0]
+            else:
+                os.posix_fallocate(fd, 0, _COUNTER.size)
+        except OSError as exc:
+            os.close(fd)
+            log.warning("%s may be reused after a restart: cannot use %s (%s)", what, path, exc.strerror)
+            return
+        self._fd = fd
+
+    def set(self, value: int) -> None:
+        self.value = value
+        if self._fd is not None:
+            os.pwrite(self._fd, _COUNTER.pack(value), 0)
+
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class IoUTracker:
     """Assigns the faces of each frame of one source to tracks. ``new_id``: where track ids come
-    from (:class:`~streamrec.track.ids.TrackIds` keeps them unique across restarts; the default
-    counts from 1)."""
+    from (the inference stage keeps them unique for a whole run; the default counts from 1)."""
 
     def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0, new_id: Callable[[], int] | None = None) -> None:
         self.iou_threshold = iou_threshold

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +20,7 @@ from streamrec.bus.messages import Event
 from streamrec.bus.sockets import Endpoints, new_run_dir, push_socket, receive, send, sub_socket
 from streamrec.events.journal import Journal, read_journal
 from streamrec.events.stage import JOURNAL_BACKLOG, EventsStage
+from streamrec.pipeline.stage import run_stage
 from tests.support.disk import small_disk
 
 PROBE = "probe"
@@ -86,7 +90,7 @@ def _running_stage(
     producer = push_socket(stage.ctx, endpoints.events_in)
     subscriber = sub_socket(stage.ctx, endpoints.events_pub, topics and [*topics, "source_status"])
     try:
-        _connected(stage, producer, subscriber)
+        _connected(producer, subscriber, stage.step)
         yield stage, producer, subscriber
     finally:
         stage.teardown()
@@ -94,16 +98,19 @@ def _running_stage(
         shutil.rmtree(run_dir)
 
 
-def _connected(stage: EventsStage, producer: zmq.Socket, subscriber: zmq.Socket) -> None:
+def _connected(producer: zmq.Socket, subscriber: zmq.Socket, step: Callable[[], object] = lambda: None) -> list[Event]:
     """Wait until the subscription has reached the publisher: send probes (source statuses of
-    source ``probe``, journaled like any event) until one is published, then take them all."""
-    deadline = time.monotonic() + 10
+    source ``probe``, journaled like any event) until one is published (``step``: what makes an
+    events stage run in this process), then take them all; returns them."""
+    deadline = time.monotonic() + 20
     while not subscriber.poll(100):
         assert time.monotonic() < deadline, "the subscriber never connected"
         send(producer, "source_status", Event("source_status", PROBE, time.time(), detail="probe"))
-        stage.step()
-    while subscriber.poll(200):
-        subscriber.recv_multipart()
+        step()
+    probes = []
+    while subscriber.poll(300):
+        probes.append(_next(subscriber))
+    return probes
 
 
 def _journaled(folder: Path) -> list[dict]:
@@ -224,3 +231,49 @@ def test_the_open_tracks_of_a_dead_inference_stage_are_ended_with_the_reason(tmp
         ("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3), ("track_end", "cam", 2), ("track_end", "cam", 1),
     ]  # track 2 had ended already, track 3 is another camera's
     assert events[-1]["detail"] == why and events[-1]["name"] == "Ann" and events[-1]["box"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def _events_process(endpoints: Endpoints, journal_dir: Path, run_dir: Path) -> multiprocessing.process.BaseProcess:
+    stage = EventsStage(endpoints.events_in, endpoints.events_pub, journal_dir, None)
+    stage.run_dir = run_dir  # as the supervisor hands it over
+    process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
+    process.start()
+    return process
+
+
+def test_an_events_stage_killed_on_a_full_disk_gives_no_number_twice_and_its_tracks_still_end(tmp_path: Path):
+    with small_disk(tmp_path, "1m") as disk:
+        folder = disk.path / "events"
+        run_dir = new_run_dir()
+        endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/pub", "ipc://unused")
+        ctx = zmq.Context()
+        producer = push_socket(ctx, endpoints.events_in)
+        subscriber = sub_socket(ctx, endpoints.events_pub)
+        processes = [_events_process(endpoints, folder, run_dir)]
+        try:
+            published = _connected(producer, subscriber)
+            _send(producer, 1)
+            published.append(_next(subscriber))
+            disk.fill()
+            disk.fill_last_page(next(folder.glob("events-*.jsonl")))
+            _send(producer, 2)  # published, but it can only wait in memory
+            published.append(_next(subscriber))
+            os.kill(processes[0].pid or 0, signal.SIGKILL)  # and it is lost with the process
+            processes[0].join()
+            disk.free()
+            processes.append(_events_process(endpoints, folder, run_dir))
+            published += _connected(producer, subscriber)
+            why = "ended when the inference stage died (signal 9)"
+            send(producer, "track_end", Event("track_end", "cam", time.time(), detail=why))
+            published += [_next(subscriber), _next(subscriber)]
+        finally:
+            for process in processes:
+                process.terminate()
+                process.join(10)
+            ctx.destroy(linger=0)
+            shutil.rmtree(run_dir)
+        seqs = [e.seq for e in published]
+        assert len(set(seqs)) == len(seqs) and seqs == sorted(seqs), seqs  # no number given twice
+        assert {(e.type, e.track_id, e.detail) for e in published[-2:]} == {("track_end", 1, why), ("track_end", 2, why)}
+        journal = _journaled(folder)
+        assert [(e["type"], e["track_id"]) for e in journal] == [("match", 1), ("track_end", 1), ("track_end", 2)]

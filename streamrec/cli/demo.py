@@ -46,7 +46,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     add_engine_options(parser)
     parser.add_argument("--seconds", type=float, default=20.0, metavar="S", help="how long to run (default: %(default)g)")
-    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C (keep the door display up)")
+    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C or SIGTERM (keep the door display up)")
     parser.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help="door display address (default: %(default)s; a free port if it is taken)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="the demo lives in DIR/demo (default: $STREAMREC_DATA, else ~/.local/share/streamrec)")
     parser.set_defaults(handler=run_demo)

@@ -52,7 +52,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "events", help="print match events live (and past ones with --since)",
         description="Subscribe to a running pipeline's events and print them. With --since, "
         "events from the journal in the data directory are printed first, then live ones, "
-        "without gaps or repeats, so a subscriber that was down loses nothing.",
+        "without gaps or repeats, so a subscriber that was down loses nothing. While no pipeline "
+        f"publishes on the address for {NO_PUBLISHER_S:g} s, it says so on stderr and keeps waiting.",
     )
     parser.add_argument("--since", type=parse_since, metavar="TIME", help="replay from this time: 10m, 2h, 1d, an ISO time or Unix seconds")
     parser.add_argument("--topic", action="append", choices=EVENT_TYPES, help="only these event types (repeatable; default: all)")

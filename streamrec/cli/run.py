@@ -33,7 +33,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description="Start the pipeline: one capture process per source, a central batcher that "
         "detects, tracks, embeds and matches faces against the watchlist, the event journal "
         "and publisher, and the overlaid video, door page and metrics. Stops cleanly on Ctrl-C "
-        "or SIGTERM; ends by itself when every source has ended (exit 0, or 1 if one failed).",
+        "or SIGTERM; ends by itself when every source has ended (exit 0, or 1 if one failed). "
+        "Removes what a run killed with SIGKILL left behind (and says so), and refuses a data "
+        "directory that another pipeline uses.",
     )
     parser.add_argument("--source", action="append", default=[], metavar="SRC", help="camera index (0), video file, rtsp:// or http(s):// MJPEG URL; repeatable")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="pipeline configuration (see configs/)")

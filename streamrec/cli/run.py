@@ -104,8 +104,8 @@ def _tcp_port_free(address: str, what: str) -> None:
 
 
 #: how long ``run`` waits for the stages of a killed supervisor to stop (they stop cleanly on
-#: SIGTERM from the kernel, within the supervisor's own stop timeout)
-PREVIOUS_RUN_TIMEOUT_S = 20.0
+#: SIGTERM from the kernel: the inference stage ends its tracks, the events stage journals them)
+PREVIOUS_RUN_TIMEOUT_S = 60.0
 
 
 def _previous_state(folder: Path) -> dict[str, Any]:

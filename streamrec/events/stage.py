@@ -35,6 +35,9 @@ __all__ = ["JOURNAL_BACKLOG", "JOURNAL_RETRY_S", "EventsStage"]
 JOURNAL_BACKLOG = 100_000
 #: how often a failing journal is tried again
 JOURNAL_RETRY_S = 1.0
+#: with its supervisor killed, the stage stops once no event came for this long (at most ORPHAN_DRAIN_S)
+ORPHAN_QUIET_MS = 2000
+ORPHAN_DRAIN_S = 10.0
 #: events per write while catching up, so that a disk with a little room takes what fits
 _WRITE_CHUNK = 1000
 
@@ -79,11 +82,18 @@ class EventsStage(Stage):
         return True
 
     def teardown(self) -> None:
-        # drain what the inference stage already sent, so nothing is lost on a clean stop
+        # drain what the inference stage already sent, so nothing is lost on a clean stop; when
+        # the supervisor was killed, every stage stops at once, so wait for the inference
+        # stage's last events (the ends of its tracks) until they have stopped coming
         if hasattr(self, "inbox"):
-            batch = self._receive(timeout_ms=0)
-            if batch:
-                self._handle(batch)
+            quiet_ms = ORPHAN_QUIET_MS if self.orphaned() else 0
+            deadline = time.monotonic() + ORPHAN_DRAIN_S
+            while True:
+                batch = self._receive(timeout_ms=quiet_ms)
+                if batch:
+                    self._handle(batch)
+                if not (batch and quiet_ms and time.monotonic() < deadline):
+                    break
             self._flush_backlog(force=True)
             if self.unwritten:
                 self.log.error(

@@ -50,6 +50,7 @@ class Stage:
         #: the run's private directory, set by the supervisor; the process holds a share of the
         #: run's claim on it while it lives (:mod:`streamrec.pipeline.rundir`)
         self.run_dir: Path | None = None
+        self.parent_pid: int | None = None  #: the supervisor's, in a stage process
 
     # -- to override ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -78,6 +79,10 @@ class Stage:
         stats = StageStats(self.name, os.getpid(), time.time(), dict(self.counters), dict(self.gauges), dict(self.latencies))
         if send(self._stats_sock, "stats", stats, block=False):
             self.latencies.clear()
+
+    def orphaned(self) -> bool:
+        """Whether the supervisor is gone (killed): then every stage is stopping at once."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     def request_stop(self, *_: Any) -> None:
         self.stopping = True
@@ -129,5 +134,6 @@ def run_stage(stage: Stage) -> None:
     """``multiprocessing`` target: run ``stage`` and exit with its status; ended by SIGTERM if the
     supervisor dies."""
     parent = multiprocessing.parent_process()
-    end_with_parent(parent.pid if parent is not None and parent.pid is not None else os.getppid())
+    stage.parent_pid = parent.pid if parent is not None and parent.pid is not None else os.getppid()
+    end_with_parent(stage.parent_pid)
     raise SystemExit(stage.run())

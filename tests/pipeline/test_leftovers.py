@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from streamrec.events.journal import read_journal
+from streamrec.events.tracks import DECISIONS
 from tests.conftest import cli_command, run_cli
 from tests.pipeline.conftest import free_port
 
@@ -53,6 +55,10 @@ def test_what_a_killed_run_left_is_removed_by_the_next_and_a_live_run_is_untouch
     try:
         live_state = _state_with_rings(live_data, live, tmp_path / "live.log")
         killed_state = _state_with_rings(killed_data, killed, tmp_path / "killed.log")
+        deadline = time.monotonic() + 120
+        while not any(e["type"] in DECISIONS for e in read_journal(killed_data / "events")):  # a track is open
+            assert time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+            time.sleep(0.2)
         killed.send_signal(signal.SIGKILL)
         killed.wait()
         assert Path(killed_state["run_dir"]).is_dir() and (killed_data / "run.json").exists()  # leaked
@@ -67,6 +73,8 @@ def test_what_a_killed_run_left_is_removed_by_the_next_and_a_live_run_is_untouch
         assert not Path(killed_state["run_dir"]).exists()
         assert not any(_alive(pid) for pid in killed_state["stages"].values())
         assert again.returncode == 1 and "Traceback" not in again.stderr
+        journal = list(read_journal(killed_data / "events"))  # the stages it left ended their tracks, and journaled that
+        assert {e["track_id"] for e in journal if e["type"] in DECISIONS} <= {e["track_id"] for e in journal if e["type"] == "track_end"}
 
         assert live.poll() is None and Path(live_state["run_dir"]).is_dir()
         assert json.loads((live_data / "run.json").read_text()) == live_state

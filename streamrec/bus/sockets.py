@@ -44,18 +44,20 @@ from streamrec.bus.messages import (
 from streamrec.bus.ring import RingReader, StaleFrame
 
 __all__ = [
+    "RUN_DIR_PREFIX",
     "Endpoints",
+    "Received",
+    "drain_frames",
     "new_run_dir",
+    "pub_socket",
+    "pull_socket",
+    "push_socket",
+    "receive",
+    "receive_pending",
+    "run_dirs_root",
     "send",
     "send_frame",
-    "receive",
-    "push_socket",
-    "pull_socket",
-    "pub_socket",
     "sub_socket",
-    "drain_frames",
-    "receive_pending",
-    "Received",
 ]
 
 DRAIN_LIMIT = 64  #: frame messages :func:`drain_frames` takes at most per call
@@ -80,7 +82,7 @@ class Endpoints:
 
     @classmethod
     def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str) -> Endpoints:
-        ipc = lambda name: f"ipc://{run_dir / name}"  # noqa: E731
+        ipc = lambda name: f"ipc://{run_dir / name}"
         return cls(
             rings=str(run_dir),
             frames=ipc("frames"),
@@ -94,13 +96,20 @@ class Endpoints:
         )
 
 
-def new_run_dir() -> Path:
-    """A private directory for this run's ipc endpoints and frame rings: on ``/dev/shm`` (memory)
-    where it exists, else in the temporary directory (short path: ipc names are limited to about
-    100 bytes)."""
+def run_dirs_root() -> Path:
+    """Where run directories are made: ``/dev/shm`` (memory) where it exists, else the temporary
+    directory (a short path: ipc names are limited to about 100 bytes)."""
     shm = "/dev/shm"
-    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-    return Path(tempfile.mkdtemp(prefix=f"streamrec-{os.getuid()}-", dir=where))
+    return Path(shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir())
+
+
+#: the name of every run directory of this user starts with it
+RUN_DIR_PREFIX = f"streamrec-{os.getuid()}-"
+
+
+def new_run_dir() -> Path:
+    """A private directory for this run's ipc endpoints and frame rings, in :func:`run_dirs_root`."""
+    return Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir=run_dirs_root()))
 
 
 def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq.Socket:

@@ -269,7 +269,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     from streamrec.engines.sources import SourceError
     from streamrec.match.store import DB_NAME
     from streamrec.pipeline.assemble import stage_factories
-    from streamrec.pipeline.stage import configure_logging
+    from streamrec.pipeline.logs import configure_logging
     from streamrec.pipeline.supervisor import Supervisor
 
     if args.streams < 1:

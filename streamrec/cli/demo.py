@@ -4,6 +4,8 @@ packages, with the door display and the live events (the embedded default run)."
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from streamrec.cli.events import format_event
 from streamrec.demo.prepare import ENROLLED_NAME, NOT_ENROLLED, prepare_demo
 from streamrec.engines import ensure_engines
 from streamrec.paths import data_dir
+from streamrec.pipeline.stage import end_with_parent
 from streamrec.samples import MissingSampleError
 
 __all__ = ["register"]
@@ -43,16 +46,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     add_engine_options(parser)
     parser.add_argument("--seconds", type=float, default=20.0, metavar="S", help="how long to run (default: %(default)g)")
-    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C (keep the door display up)")
+    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C or SIGTERM (keep the door display up)")
     parser.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help="door display address (default: %(default)s; a free port if it is taken)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="the demo lives in DIR/demo (default: $STREAMREC_DATA, else ~/.local/share/streamrec)")
     parser.set_defaults(handler=run_demo)
 
 
 def _free_port(host: str = "127.0.0.1", wanted: int = 0) -> int:
-    """``wanted`` if it can be listened on, else a free port the kernel picks."""
+    """``wanted`` if it can be listened on, else a free port the kernel picks. The probe binds as
+    the servers do (``SO_REUSEADDR``), so that connections of an earlier server still closing
+    (``TIME_WAIT``) do not count as the port being taken."""
     for port in (wanted, 0) if wanted else (0,):
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError:
@@ -112,17 +118,24 @@ def _follow(subscriber: zmq.Socket, child: subprocess.Popen, until: float, as_js
 
 
 def _stop(child: subprocess.Popen) -> int:
-    """SIGTERM the run and wait for its clean shutdown."""
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
+    """SIGTERM the run and wait for its clean shutdown (a second Ctrl-C or SIGTERM meanwhile
+    does not cut it short: it would leave the run without its parent)."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     try:
-        return child.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait()
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        try:
+            return child.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the demo as Ctrl-C does
     if args.seconds <= 0:
         raise UserError(f"--seconds must be > 0 (got {args.seconds:g})")
     folder = data_dir(args.data_dir) / "demo"
@@ -145,8 +158,11 @@ def run_demo(args: argparse.Namespace) -> int:
     ctx = zmq.Context()
     try:
         subscriber = sub_socket(ctx, events_address)
+        # the run ends with the demo, even one killed with SIGKILL; end_with_parent is safe between
+        # fork and exec in a process with threads: it calls only prctl, looked up at import
+        ends_with_demo = functools.partial(end_with_parent, os.getpid())
         with open(log, "w") as out:
-            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=ends_with_demo)  # noqa: PLW1509
         stderr(f"streamrec: door display on http://{door}/ ; {'Ctrl-C to stop' if args.forever else f'running {args.seconds:g} s'} "
                f"(pipeline log: {log})")
         until = float("inf") if args.forever else time.monotonic() + args.seconds

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
@@ -16,7 +20,8 @@ from streamrec.engines import ensure_engines
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
 from streamrec.paths import data_dir
-from streamrec.pipeline.stage import configure_logging
+from streamrec.pipeline.logs import configure_logging
+from streamrec.pipeline.rundir import alive, lock_data_dir, remove_leftovers, wait_for_end
 
 __all__ = ["register"]
 
@@ -28,7 +33,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description="Start the pipeline: one capture process per source, a central batcher that "
         "detects, tracks, embeds and matches faces against the watchlist, the event journal "
         "and publisher, and the overlaid video, door page and metrics. Stops cleanly on Ctrl-C "
-        "or SIGTERM; ends by itself when every source has ended (exit 0, or 1 if one failed).",
+        "or SIGTERM; ends by itself when every source has ended (exit 0, or 1 if one failed). "
+        "Removes what a run killed with SIGKILL left behind (and says so), and refuses a data "
+        "directory that another pipeline uses.",
     )
     parser.add_argument("--source", action="append", default=[], metavar="SRC", help="camera index (0), video file, rtsp:// or http(s):// MJPEG URL; repeatable")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="pipeline configuration (see configs/)")
@@ -96,6 +103,49 @@ def _tcp_port_free(address: str, what: str) -> None:
             raise UserError(f"{what}: cannot listen on {address} ({exc.strerror or exc})") from None
 
 
+#: how long ``run`` waits for the stages of a killed supervisor to stop (they stop cleanly on
+#: SIGTERM from the kernel: the inference stage ends its tracks, the events stage journals them)
+PREVIOUS_RUN_TIMEOUT_S = 60.0
+
+
+def _previous_state(folder: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _claim_data_dir(folder: Path) -> int:
+    """Lock the data directory for this run (returns the descriptor, to keep open), refusing it
+    while another pipeline uses it, and clean up what runs that were killed left behind."""
+    previous = _previous_state(folder)
+    lock = lock_data_dir(folder)
+    if lock is None:
+        raise UserError(
+            f"another pipeline (pid {previous.get('pid', '?')}) is running with the data directory {folder}: "
+            "stop it first, or give another --data-dir"
+        )
+    run_dir = Path(str(previous.get("run_dir", ""))) if previous.get("run_dir") else None
+    if run_dir is not None and alive(run_dir):  # its supervisor was killed; its stages are stopping
+        stderr(f"streamrec: waiting for the stages of a previous run (pid {previous.get('pid', '?')}) to stop")
+        if not wait_for_end(run_dir, PREVIOUS_RUN_TIMEOUT_S):
+            os.close(lock)
+            raise UserError(f"processes of a previous run (pid {previous.get('pid', '?')}) still use {run_dir}: stop them first")
+    state_file = folder / "run.json"
+    for leftover in remove_leftovers():
+        mine = leftover.path == run_dir and state_file.exists()
+        if mine:
+            state_file.unlink()
+        stderr(f"streamrec: removed what a previous run (pid {leftover.pid or '?'}) left behind: "
+               f"{leftover.describe()}{f', {state_file}' if mine else ''}")
+    if state_file.exists():  # no live supervisor holds this folder: the file is stale
+        with contextlib.suppress(OSError):
+            state_file.unlink()
+            stderr(f"streamrec: removed what a previous run (pid {previous.get('pid', '?')}) left behind: {state_file}")
+    return lock
+
+
 def run_pipeline(args: argparse.Namespace) -> int:
     from streamrec.pipeline.assemble import stage_factories
     from streamrec.pipeline.supervisor import Supervisor
@@ -110,11 +160,15 @@ def run_pipeline(args: argparse.Namespace) -> int:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
-    run_dir = new_run_dir()
-    endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
-    log_file = folder / "logs" / "streamrec.log"
-    configure_logging("supervisor", log_file)
-    factories = stage_factories(config, folder, engines, endpoints, log_file)
-    stderr(f"streamrec: {len(config.sources)} source(s); events on {config.outputs.events}; "
-           f"{'web on http://' + config.outputs.http if config.outputs.http else 'no web server'}; data in {folder}")
-    return Supervisor(config, folder, factories, endpoints, run_dir).run()
+    lock = _claim_data_dir(folder)
+    try:
+        run_dir = new_run_dir()
+        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
+        log_file = folder / "logs" / "streamrec.log"
+        configure_logging("supervisor", log_file)
+        factories = stage_factories(config, folder, engines, endpoints, log_file)
+        stderr(f"streamrec: {len(config.sources)} source(s); events on {config.outputs.events}; "
+               f"{'web on http://' + config.outputs.http if config.outputs.http else 'no web server'}; data in {folder}")
+        return Supervisor(config, folder, factories, endpoints, run_dir).run()
+    finally:
+        os.close(lock)

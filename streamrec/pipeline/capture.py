@@ -31,12 +31,17 @@ from streamrec.capture import (
     Status,
     parse_source,
 )
+from streamrec.capture.opencv import quiet_library_logs
 from streamrec.config.model import SourceConfig
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["CaptureStage", "EXIT_SOURCE_FAILED"]
+__all__ = ["EXIT_SOURCE_FAILED", "STATUS_LINGER_MS", "CaptureStage"]
 
 EXIT_SOURCE_FAILED = 3
+#: how long a capture that ends waits for its last statuses to reach the inference stage, which
+#: binds its sockets only once its models are loaded (a camera that does not exist fails sooner)
+STATUS_LINGER_MS = 30_000
+
 
 class CaptureStage(Stage):
     def __init__(self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None) -> None:
@@ -46,16 +51,18 @@ class CaptureStage(Stage):
         self.name = f"capture:{self.label}"
         self.send_dropped = 0
         self.unsent: Frame | None = None  #: a ``fast`` file's frame that did not fit yet
+        self.opened_before = False  #: an open was logged: later ones are told by their ``reconnecting`` line
 
     def setup(self) -> None:
         assert self.ctx is not None
+        quiet_library_logs()  # this stage logs every status change itself, in one line
         self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
         options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
         spec = parse_source(self.source.url)
         self.ring = FrameRing(Path(self.endpoints.rings), self.label)
         self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=self.ring.claim)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
-        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=2000)
+        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 
     def step(self) -> bool:
@@ -102,8 +109,10 @@ class CaptureStage(Stage):
             if status.state is State.STOPPED:  # our own shutdown: nothing to tell
                 continue
             state = status.state.value
-            level = self.log.warning if state in ("lost", "failed") else self.log.info
-            level("%s", status)
+            if status.state is not State.OPENING or not self.opened_before:
+                level = self.log.warning if state in ("lost", "failed") else self.log.info
+                level("%s", status)
+            self.opened_before |= status.state is State.OPENING
             reason = status.reason if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
             c = status.counters
             send(self.status_out, "status", SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects))

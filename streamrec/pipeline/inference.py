@@ -31,6 +31,7 @@ from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_soc
 from streamrec.config.model import RunConfig
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
+from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 from streamrec.track.identity import Decision, Observation, TrackIdentity
 from streamrec.track.policy import EmbedPolicy
@@ -108,9 +109,11 @@ class InferenceStage(Stage):
         self.embedder = models.embedder
         self.matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
         self.policy = EmbedPolicy(cfg.tracker)
+        # the run's last track id outlives this process: a restarted stage continues after it
+        self.last_track_id = RunCounter(self.run_dir / "track-ids" if self.run_dir is not None else None, "track ids")
         for source in cfg.sources:
             self.sources[source.label] = _Source(
-                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s),
+                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s, self._new_track_id),
                 source.min_face_size or cfg.detector.min_face_size,
                 lossless=source.fast,
             )
@@ -121,6 +124,11 @@ class InferenceStage(Stage):
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
         self.log.info("ready: %d source(s), watchlist in %s", len(self.sources), self.data_dir)
 
+    def _new_track_id(self) -> int:
+        """The next track id of the run, recorded before it is used."""
+        self.last_track_id.set(self.last_track_id.value + 1)
+        return self.last_track_id.value
+
     def _detector(self, min_face: float) -> MTCNN:
         if min_face not in self.detectors:
             thresholds = tuple(self.config.detector.thresholds)
@@ -129,11 +137,15 @@ class InferenceStage(Stage):
 
     # -- loop --------------------------------------------------------------------------------
     def step(self) -> bool:
-        self._statuses()
         wait = self.config.batch.max_wait_ms / 1000.0
         timeout = wait if not self.batch.frames else max(0.0, self.batch.started + wait - time.monotonic())
         if not self._backlogged():
             self._receive(timeout)
+        # after the wait for frames, before they are used: a capture sends a status change (the
+        # camera opened) before the frames that follow it, but on another socket, so the status
+        # arrives while this stage waits for frames; handled later, the decisions made on those
+        # frames would be published before it
+        self._statuses()
         for name, source in self.sources.items():
             if source.waiting and not (source.lossless and name in self.batch.frames):
                 if not self.batch.frames:

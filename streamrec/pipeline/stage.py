@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +22,12 @@ import zmq
 
 from streamrec.bus.messages import StageStats
 from streamrec.bus.sockets import push_socket, send
+from streamrec.pipeline.logs import configure_logging
+from streamrec.pipeline.rundir import hold
 
-__all__ = ["Stage", "run_stage", "configure_logging"]
+__all__ = ["Stage", "end_with_parent", "run_stage"]
 
 STATS_INTERVAL_S = 1.0
-
-
-def configure_logging(stage: str, log_file: Path | None) -> logging.Logger:
-    """Log lines ``time level stage: message`` to stderr and, if given, to ``log_file``."""
-    root = logging.getLogger()
-    root.handlers.clear()
-    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {stage}[%(process)d]: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return logging.getLogger(stage)
 
 
 class Stage:
@@ -59,6 +47,10 @@ class Stage:
         self._stats_sock: zmq.Socket | None = None
         self._last_stats = 0.0
         self.log = logging.getLogger(self.name)
+        #: the run's private directory, set by the supervisor; the process holds a share of the
+        #: run's claim on it while it lives (:mod:`streamrec.pipeline.rundir`)
+        self.run_dir: Path | None = None
+        self.parent_pid: int | None = None  #: the supervisor's, in a stage process
 
     # -- to override ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -88,6 +80,10 @@ class Stage:
         if send(self._stats_sock, "stats", stats, block=False):
             self.latencies.clear()
 
+    def orphaned(self) -> bool:
+        """Whether the supervisor is gone (killed): then every stage is stopping at once."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
     def request_stop(self, *_: Any) -> None:
         self.stopping = True
 
@@ -95,6 +91,7 @@ class Stage:
         """The process body: set up, step until finished or asked to stop, tear down."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        self._claim = hold(self.run_dir) if self.run_dir is not None else None  # released when the process ends
         self.log = configure_logging(self.name, self.log_file)
         self.ctx = zmq.Context()
         try:
@@ -111,20 +108,32 @@ class Stage:
                 self.teardown()
             finally:
                 self.report(force=True)
-                self.ctx.destroy(linger=1000)
+                self.ctx.destroy()  # each socket lingers as long as it was made to, to deliver what it still holds
 
 
-def _end_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent (the supervisor) dies, so no
-    stage outlives a supervisor killed with SIGKILL."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: stages then rely on the supervisor's own shutdown
+_prctl: Callable[..., int] | None
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None  # not Linux: children then rely on their parent's own shutdown
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent (pid ``parent``) dies, so that
+    no child outlives a parent killed with SIGKILL; a parent already gone sends it at once. Safe
+    as a ``preexec_fn`` between fork and exec: it calls nothing that was not looked up before."""
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 def run_stage(stage: Stage) -> None:
-    """``multiprocessing`` target: run ``stage`` and exit with its status."""
-    _end_with_parent()
+    """``multiprocessing`` target: run ``stage`` and exit with its status; ended by SIGTERM if the
+    supervisor dies."""
+    parent = multiprocessing.parent_process()
+    stage.parent_pid = parent.pid if parent is not None and parent.pid is not None else os.getppid()
+    end_with_parent(stage.parent_pid)
     raise SystemExit(stage.run())

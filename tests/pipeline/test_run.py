@@ -11,15 +11,18 @@ import os
 import signal
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import zmq
 
+from streamrec.events.journal import read_journal
 from tests.pipeline.conftest import IN_THE_CLIP, Pipeline
 from tests.support.browser import video_changes
 
 LIN = "lin_manuel_miranda"
+DECISIONS = ("match", "unknown")
 
 
 def _is_lin(event: dict) -> bool:
@@ -56,15 +59,21 @@ def test_a_camera_that_dies_and_comes_back_is_recognised_again(pipeline: Pipelin
     assert {name: pipeline.stage_pid(name) for name in before} == before  # no other stage restarted
 
 
-def test_a_stage_killed_with_sigkill_is_restarted_and_events_resume(pipeline: Pipeline):
-    victim = pipeline.stage_pid("inference")
+def test_inference_killed_with_sigkill_is_restarted_its_open_tracks_are_ended_and_ids_stay_unique(pipeline: Pipeline):
     seq = pipeline.events.last_seq
-    os.kill(victim, signal.SIGKILL)
+    decided = pipeline.events.wait_for(lambda e: e["type"] in DECISIONS, timeout=90, after_seq=seq)
+    victim = pipeline.stage_pid("inference")
+    os.kill(victim, signal.SIGKILL)  # mid-track: the face it just decided about is still in view
+    ended = pipeline.events.wait_for(lambda e: e["type"] == "track_end" and e["track_id"] == decided["track_id"], timeout=30, after_seq=seq)
+    assert ended["detail"] == "ended when the inference stage died (signal 9)", ended
+    assert ended["source"] == decided["source"] and ended["name"] == decided["name"]
     deadline = time.monotonic() + 30
     while pipeline.stage_pid("inference") == victim and time.monotonic() < deadline:
         time.sleep(0.2)
     assert pipeline.stage_pid("inference") != victim
-    pipeline.events.wait_for(_is_lin, timeout=90, after_seq=seq)
+    before = {e["track_id"] for e in pipeline.events.received if e["type"] in DECISIONS and e["seq"] < ended["seq"]}
+    resumed = pipeline.events.wait_for(_is_lin, timeout=90, after_seq=ended["seq"])
+    assert resumed["track_id"] > max(before)  # the restarted stage continues the run's track ids
 
 
 def test_malformed_messages_are_counted_and_nothing_breaks(pipeline: Pipeline):
@@ -137,5 +146,10 @@ def test_sigterm_stops_every_stage_cleanly(pipeline: Pipeline):
         assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0, f"{name} still running"
     assert not Path(state["run_dir"]).exists()
     assert not (pipeline.data_dir / "run.json").exists()
-    journal = list((pipeline.data_dir / "events").glob("events-*.jsonl"))
-    assert journal and any(LIN in p.read_text() for p in journal)
+    journal = list(read_journal(pipeline.data_dir / "events"))
+    assert any(e.get("name") == LIN for e in journal)
+    decided = {e["track_id"] for e in journal if e["type"] in DECISIONS}
+    ended = Counter(e["track_id"] for e in journal if e["type"] == "track_end")
+    assert decided == set(ended) and set(ended.values()) == {1}  # every decided track ended, once
+    kinds = [e["type"] if e["type"] != "source_status" else e["detail"].split(":")[0] for e in journal]
+    assert kinds[:2] == ["opening", "open"] and kinds.index("open") < min(kinds.index(t) for t in DECISIONS if t in kinds)

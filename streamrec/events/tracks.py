@@ -1,0 +1,96 @@
+"""Which announced tracks are open, so that the tracks of an inference stage that died still end.
+
+A decision (``match``, ``unknown``) opens a track, its ``track_end`` closes it. An inference
+stage that dies cannot close the tracks it announced; the supervisor then sends, per source, a
+``track_end`` without a track id whose ``detail`` says why, and each open track of that source
+gets its ``track_end`` (with the track's last decision and that detail). Such a request is
+handled after the other events received with it: those the dead stage sent before it died.
+
+The open tracks are also kept in the run directory (``open-tracks.json``, rewritten when they
+change, which is at most once per decision), so that an events stage that restarts still knows
+the tracks its predecessor announced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+from streamrec.bus.messages import Event
+
+__all__ = ["DECISIONS", "OpenTracks"]
+
+DECISIONS = ("match", "unknown")
+
+log = logging.getLogger("events")
+
+
+class OpenTracks:
+    """The open tracks, by ``(source, track id)``, with their last decision; kept in
+    ``state_file`` too when given."""
+
+    def __init__(self, state_file: Path | None = None) -> None:
+        self.state_file = state_file
+        self.tracks: dict[tuple[str, int], Event] = {}
+        self._failing = False
+        if state_file is not None and state_file.exists():
+            self.tracks = {(e.source, e.track_id or 0): e for e in _load(state_file)}
+            if self.tracks:
+                log.info("%d track(s) announced before this stage restarted are open", len(self.tracks))
+
+    def follow(self, events: list[Event]) -> tuple[list[Event], int]:
+        """Note the tracks that open and end; replace each request to end the open tracks of a
+        source (a ``track_end`` without a track id) by their ``track_end`` events, after the
+        others. Returns the events to publish, and how many tracks were ended on request."""
+        kept: list[Event] = []
+        requests: list[Event] = []
+        before = dict(self.tracks)
+        for event in events:
+            key = (event.source, event.track_id or 0)
+            if event.type == "track_end" and event.track_id is None:
+                requests.append(event)
+                continue
+            if event.type in DECISIONS and event.track_id is not None:
+                self.tracks[key] = event
+            elif event.type == "track_end":
+                self.tracks.pop(key, None)
+            kept.append(event)
+        ended = 0
+        for request in requests:
+            ending = [key for key in self.tracks if key[0] == request.source]
+            for key in ending:
+                last = self.tracks.pop(key)
+                kept.append(dataclasses.replace(last, type="track_end", ts=request.ts, frame_index=None, capture_ts=None, detail=request.detail))
+            ended += len(ending)
+            log.warning("%s: %d open track(s) %s", request.source, len(ending), request.detail)
+        if self.tracks != before:
+            self._save()
+        return kept, ended
+
+    def _save(self) -> None:
+        """Rewrite the state file; a failure (a full ``/dev/shm``) is logged once, not raised."""
+        if self.state_file is None:
+            return
+        draft = self.state_file.with_suffix(".tmp")
+        try:
+            draft.write_text(json.dumps([event.to_json() for event in self.tracks.values()]))
+            os.replace(draft, self.state_file)
+        except OSError as exc:
+            if not self._failing:
+                log.error("cannot keep the open tracks in %s (%s): a restart of this stage would forget them", self.state_file, exc.strerror)
+            self._failing = True
+            return
+        self._failing = False
+
+
+def _load(path: Path) -> list[Event]:
+    try:
+        items = json.loads(path.read_text())
+        names = {spec.name for spec in dataclasses.fields(Event)}
+        return [Event(**{k: v for k, v in item.items() if k in names}) for item in items]
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        log.error("cannot read the open tracks kept in %s (%s): they will not be ended", path, exc)
+        return []

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import REGISTRY, default_threads
+from streamrec.backends import BACKENDS, default_threads
 from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine, probe_video
 from streamrec.cli.bench_peers import register_peers
 from streamrec.cli.common import UserError, emit_result, stderr
 from streamrec.engines import ensure_engines
+from streamrec.faces import PRECISIONS
 
 __all__ = ["register"]
 
@@ -137,9 +138,10 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=_seconds, default=5.0, metavar="S", help="seconds of processing before measuring, after the engines load (default: %(default)g)")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="detector, batch, tracker, matcher and pipeline settings "
                         "from this configuration (its sources and outputs are not used)")
-    parser.add_argument("--threads", type=int, help="inference threads (default: the configuration's, else every core)")
-    parser.add_argument("--precision", choices=("fp32", "int8"), help="FaceNet engine (default: the configuration's, else fp32)")
-    parser.add_argument("--backend", choices=sorted(REGISTRY), help="inference backend (default: the configuration's, else onnxruntime)")
+    parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use "
+                        "(default: the configuration's, else every core)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="FaceNet engine (default: the configuration's, else fp32)")
+    parser.add_argument("--backend", choices=BACKENDS, help="inference backend (default: the configuration's, else onnxruntime)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
@@ -264,7 +266,7 @@ def _print_open_set(figures: dict[str, Any]) -> None:
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.pipeline import PipelineCollector, bench_pipeline
     from streamrec.bus.sockets import Endpoints, new_run_dir
-    from streamrec.config import ConfigError, RunConfig, SourceConfig, load_config
+    from streamrec.config import ConfigError, RunConfig, load_config, override
     from streamrec.engines.build import BuildError
     from streamrec.engines.sources import SourceError
     from streamrec.match.store import DB_NAME
@@ -276,33 +278,32 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         raise UserError(f"--streams must be >= 1 (got {args.streams})")
     if args.duration <= 0:
         raise UserError(f"--duration must be > 0 (got {args.duration:g})")
-    if args.threads is not None and args.threads < 0:
-        raise UserError(f"--threads must be >= 0 (got {args.threads})")
     info = _probe_source(args.source)
     if args.data_dir is not None and not (args.data_dir / DB_NAME).is_file():
         raise UserError(f"{args.data_dir}: no watchlist there (enroll people with `streamrec enroll --data-dir {args.data_dir}`)")
     _check_expected(args.expect, args.data_dir)
+    options = {option: getattr(args, option) for option in ("threads", "precision", "backend") if getattr(args, option) is not None}
+    try:
+        config = load_config(args.config) if args.config else RunConfig()
+        config = override(config, {
+            "pipeline": options,
+            "tracker": {"embed_every_frame": config.tracker.embed_every_frame or args.no_skips},
+            "sources": [{"url": args.source, "name": f"cam{i + 1}", "loop": True, "fast": args.fast} for i in range(args.streams)],
+        }, {f"pipeline.{option}": f"--{option}" for option in options} | {"sources": "--source"}, str(args.config or ""))
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
     try:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
 
-    try:
-        config = load_config(args.config) if args.config else RunConfig()
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    for option in ("threads", "precision", "backend"):
-        if getattr(args, option) is not None:
-            setattr(config.pipeline, option, getattr(args, option))
-    config.tracker.embed_every_frame = config.tracker.embed_every_frame or args.no_skips
-    config.sources = [SourceConfig(url=args.source, name=f"cam{i + 1}", loop=True, fast=args.fast) for i in range(args.streams)]
     work = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))  # run.json, logs, the events journal
     run_dir = new_run_dir()
     try:
         # published outputs on ipc endpoints of this run: no port to collide with, nothing to clean up
-        config.outputs.events = f"ipc://{run_dir / 'events-pub'}"
-        config.outputs.frames = f"ipc://{run_dir / 'frames-pub'}"
-        config.outputs.http = ""
+        config = override(config, {"outputs": {
+            "events": f"ipc://{run_dir / 'events-pub'}", "frames": f"ipc://{run_dir / 'frames-pub'}", "http": "",
+        }})
         endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
         log_file = work / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)

@@ -11,13 +11,15 @@ from streamrec.backends import Backend
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.align import FACE_SIZE, box_crops, warp_crops
 
-__all__ = ["ALIGNMENTS", "DEFAULT_THRESHOLD", "EMBEDDING_SIZE", "Alignment", "EmbedConfig", "FaceEmbedder"]
+__all__ = ["ALIGNMENTS", "DEFAULT_THRESHOLD", "EMBEDDING_SIZE", "MAX_DISTANCE", "Alignment", "EmbedConfig", "FaceEmbedder"]
 
 EMBEDDING_SIZE = 512
 
 #: Euclidean distance below which two faces are called the same person: the threshold with the
 #: best accuracy on LFW View 1 with the default :class:`EmbedConfig` (docs/accuracy.md).
 DEFAULT_THRESHOLD = 1.12
+#: Embeddings are L2-normalised, so the Euclidean distance between two lies between 0 and 2.
+MAX_DISTANCE = 2.0
 
 Alignment = Literal["box", "warp"]
 ALIGNMENTS: tuple[Alignment, ...] = get_args(Alignment)

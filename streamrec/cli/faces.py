@@ -13,11 +13,12 @@ from streamrec.cli.common import (
     UserError,
     add_engine_options,
     add_model_options,
+    number,
     open_models,
     print_json,
     write_atomic,
 )
-from streamrec.embed.facenet import DEFAULT_THRESHOLD
+from streamrec.embed.facenet import DEFAULT_THRESHOLD, MAX_DISTANCE
 from streamrec.faces import ImageFaces
 
 __all__ = ["register"]
@@ -58,8 +59,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     compare.add_argument("image_a", type=Path, metavar="IMAGE_A")
     compare.add_argument("image_b", type=Path, metavar="IMAGE_B")
     compare.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD,
-        help="distances below this mean the same person (default: %(default)s)",
+        "--threshold", type=number(gt=0, le=MAX_DISTANCE), default=DEFAULT_THRESHOLD,
+        help="distances below this mean the same person; distances lie between 0 and 2 (default: %(default)s)",
     )
     add_model_options(compare)
     add_engine_options(compare)

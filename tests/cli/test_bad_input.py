@@ -141,9 +141,9 @@ def test_no_face_is_not_an_error_for_detect_but_is_for_compare(shared_data: Path
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["detect", "x.jpg", "--min-face-size", "3"], "min_face_size must be >= 12"),
-        (["detect", "x.jpg", "--margin", "2"], "margin must be in [0, 1]"),
-        (["detect", "x.jpg", "--threads", "0"], "must be >= 1"),
+        (["detect", "x.jpg", "--min-face-size", "3"], "argument --min-face-size: must be a finite number between 12 and 8192 (got 3)"),
+        (["detect", "x.jpg", "--margin", "2"], "argument --margin: must be a finite number between 0 and 1 (got 2)"),
+        (["detect", "x.jpg", "--threads", "0"], "argument --threads: must be a whole number between 1 and"),
         (["detect", "x.jpg", "--backend", "tpu"], "invalid choice: 'tpu'"),
     ],
 )

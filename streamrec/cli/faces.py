@@ -16,6 +16,7 @@ from streamrec.cli.common import (
     number,
     open_models,
     print_json,
+    stderr,
     write_atomic,
 )
 from streamrec.embed.facenet import DEFAULT_THRESHOLD, MAX_DISTANCE
@@ -93,7 +94,7 @@ def run_detect(args: argparse.Namespace) -> int:
     else:
         for item in results:
             if "error" in item:
-                print(f"error: {item['error']}")
+                stderr(f"error: {item['error']}")
                 continue
             faces = item["faces"]
             print(f"{item['image']}: {len(faces)} face{'s' if len(faces) != 1 else ''} ({item['width']}x{item['height']})")
@@ -129,8 +130,10 @@ def run_embed(args: argparse.Namespace) -> int:
     else:
         for item in listing:
             where = f"row {item['row']}" if item["row"] is not None else "no row"
-            detail = f"error: {item['error']}" if "error" in item else f"box {item['box']}"
-            print(f"{item['image']}: {where}: {detail}")
+            if "error" in item:
+                stderr(f"{item['image']}: {where}: error: {item['error']}")
+            else:
+                print(f"{item['image']}: {where}: box {item['box']}")
         print(f"wrote {len(matrix)} embeddings ({matrix.shape[1]}-d) to {args.out}")
     return 1 if failed else 0
 

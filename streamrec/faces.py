@@ -12,11 +12,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
-from streamrec.backends import BackendOptions, open_backend
+from streamrec.backends import BackendName, BackendOptions, open_backend
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
@@ -27,14 +27,14 @@ from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_ima
 __all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision"]
 
 Precision = Literal["fp32", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
 class ModelsConfig:
     """Everything that decides what the still-image commands compute."""
 
-    backend: str = "onnxruntime"
+    backend: BackendName = "onnxruntime"
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     #: FaceNet engine: ``fp32`` (the published model as converted) or ``int8`` (quantized,
     #: ~3.4x faster on CPUs with integer dot-product instructions; docs/accuracy.md).

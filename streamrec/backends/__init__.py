@@ -1,24 +1,33 @@
 """Inference backends: one module per engine, chosen by name.
 
 ``REGISTRY`` maps a backend name to ``module:Class``; modules are imported only when chosen, so a
-machine without a GPU never imports GPU libraries.
+machine without a GPU never imports GPU libraries. :data:`BackendName` is the one list of names
+that the configuration, the command line and :class:`~streamrec.faces.ModelsConfig` accept; a new
+backend is its module plus one name here and its ``REGISTRY`` entry (mypy refuses an entry whose
+name is not in :data:`BackendName`, ``tests/backends`` a name without an entry).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Literal, get_args
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 
-__all__ = ["REGISTRY", "Backend", "BackendOptions", "TensorSpec", "default_threads", "open_backend"]
+__all__ = [
+    "BACKENDS", "REGISTRY", "Backend", "BackendName", "BackendOptions", "TensorSpec", "default_threads", "open_backend",
+]
 
-REGISTRY: dict[str, str] = {
+BackendName = Literal["onnxruntime"]
+BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
+
+REGISTRY: dict[BackendName, str] = {
     "onnxruntime": "streamrec.backends.onnxruntime:OnnxRuntimeBackend",
 }
 
 
-def open_backend(kind: str, model_path: Path, options: BackendOptions | None = None) -> Backend:
+def open_backend(kind: BackendName, model_path: Path, options: BackendOptions | None = None) -> Backend:
     """Load ``model_path`` with the backend called ``kind`` (a key of :data:`REGISTRY`)."""
     if kind not in REGISTRY:
         raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(sorted(REGISTRY))}")

@@ -18,8 +18,9 @@ import zmq
 
 from streamrec.bus.messages import Event, MessageError
 from streamrec.bus.sockets import receive, sub_socket
-from streamrec.cli.common import UserError, add_engine_options, open_models, print_json, stderr
+from streamrec.cli.common import UserError, add_engine_options, number, open_models, print_json, stderr
 from streamrec.cli.events import format_event
+from streamrec.config.addresses import parse_http_address
 from streamrec.demo.prepare import ENROLLED_NAME, NOT_ENROLLED, prepare_demo
 from streamrec.engines import ensure_engines
 from streamrec.paths import data_dir
@@ -45,11 +46,20 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "served on --http. Exit status 0 when she was recognised and no one was named wrongly.",
     )
     add_engine_options(parser)
-    parser.add_argument("--seconds", type=float, default=20.0, metavar="S", help="how long to run (default: %(default)g)")
+    parser.add_argument("--seconds", type=number(gt=0), default=20.0, metavar="S", help="how long to run (default: %(default)g)")
     parser.add_argument("--forever", action="store_true", help="run until Ctrl-C or SIGTERM (keep the door display up)")
-    parser.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help="door display address (default: %(default)s; a free port if it is taken)")
+    parser.add_argument("--http", type=_http_option, default=DEFAULT_HTTP, metavar="HOST:PORT",
+                        help="door display address (default: %(default)s; a free port if it is taken)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="the demo lives in DIR/demo (default: $STREAMREC_DATA, else ~/.local/share/streamrec)")
     parser.set_defaults(handler=run_demo)
+
+
+def _http_option(text: str) -> str:
+    try:
+        parse_http_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+    return text
 
 
 def _free_port(host: str = "127.0.0.1", wanted: int = 0) -> int:
@@ -57,7 +67,7 @@ def _free_port(host: str = "127.0.0.1", wanted: int = 0) -> int:
     the servers do (``SO_REUSEADDR``), so that connections of an earlier server still closing
     (``TIME_WAIT``) do not count as the port being taken."""
     for port in (wanted, 0) if wanted else (0,):
-        with socket.socket() as probe:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
@@ -68,14 +78,14 @@ def _free_port(host: str = "127.0.0.1", wanted: int = 0) -> int:
 
 
 def _http_address(wanted: str) -> str:
-    host, _, port = wanted.rpartition(":")
-    if not port.isdigit():
-        raise UserError(f"--http: expected HOST:PORT, got {wanted!r}")
-    host = host or "127.0.0.1"
-    free = _free_port(host, int(port))
-    if free != int(port):
-        stderr(f"streamrec: {wanted} is taken; the door display uses port {free} instead")
-    return f"{host}:{free}"
+    """``wanted`` (``HOST:PORT``, checked by ``--http``), or its host with a free port."""
+    address = parse_http_address(wanted)
+    host = address.host or "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    free = _free_port(host, address.port)
+    if free != address.port:
+        stderr(f"streamrec: {shown}:{address.port} is taken; the door display uses port {free} instead")
+    return f"{shown}:{free}"
 
 
 def _summary(events: list[dict[str, Any]], door: str) -> dict[str, Any]:
@@ -136,8 +146,6 @@ def _stop(child: subprocess.Popen) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the demo as Ctrl-C does
-    if args.seconds <= 0:
-        raise UserError(f"--seconds must be > 0 (got {args.seconds:g})")
     folder = data_dir(args.data_dir) / "demo"
     args.engines = ensure_engines(args.engines, stderr)
     try:

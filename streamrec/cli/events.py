@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import time
 from datetime import datetime
@@ -15,8 +16,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from streamrec.bus.messages import EVENT_TYPES, Event, MessageError
 from streamrec.bus.sockets import receive, sub_socket
-from streamrec.cli.common import UserError, stderr
-from streamrec.config.model import OutputsConfig
+from streamrec.cli.common import UserError, number, stderr
+from streamrec.config import OutputsConfig
 from streamrec.events.journal import read_journal
 from streamrec.paths import data_dir
 
@@ -27,23 +28,26 @@ NO_PUBLISHER_S = 3.0
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The last second of the year 9999, the latest time an ISO 8601 date (and Python) can write.
+_LATEST = 253402300799.0
 
 
 def parse_since(text: str, now: float | None = None) -> float:
     """Unix time from ``10m``/``2h``/``1d``/``30s`` ago, an ISO 8601 time (local time unless it
-    has an offset), or Unix seconds."""
+    has an offset), or Unix seconds; a time before 1970 or after the year 9999 (``nan``,
+    ``1e400``, ``-5``) is refused, as nothing in the journal can be that old or that late."""
     now = time.time() if now is None else now
     match = _RELATIVE.match(text.strip())
-    if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
     try:
-        return float(text)
+        when = now - float(match.group(1)) * _UNITS[match.group(2)] if match else float(text)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected e.g. 10m, 2h, 1d, 2026-11-24T09:30 or Unix seconds, got {text!r}") from None
+        try:
+            when = datetime.fromisoformat(text).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise argparse.ArgumentTypeError(f"expected e.g. 10m, 2h, 1d, 2026-11-24T09:30 or Unix seconds, got {text!r}") from None
+    if not (math.isfinite(when) and 0 <= when <= _LATEST):
+        raise argparse.ArgumentTypeError(f"must be a time between 1970 and the year 9999 (got {text})")
+    return when
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -59,7 +63,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--topic", action="append", choices=EVENT_TYPES, help="only these event types (repeatable; default: all)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the journal and the running pipeline's address are")
     parser.add_argument("--address", metavar="ADDR", help="events PUB address (default: the running pipeline's, else tcp://127.0.0.1:5571)")
-    parser.add_argument("--count", type=int, metavar="N", help="exit after printing N events")
+    parser.add_argument("--count", type=number(whole=True, ge=1), metavar="N", help="exit after printing N events (N >= 1)")
     parser.add_argument("--no-follow", action="store_true", help="print the replayed events and exit")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(handler=run_events)

@@ -107,7 +107,7 @@ def test_pipeline_human_table(hamilton_clip: Path, engine_dir: Path):
         (["--source", "{tmp}/missing.mp4"], "missing.mp4: no such file"),
         (["--source", "{tmp}/not_a_video.mp4"], "not_a_video.mp4: not a readable video file"),
         (["--source", "{clip}", "--data-dir", "{tmp}"], "no watchlist there"),
-        (["--source", "{clip}", "--streams", "0"], "--streams must be >= 1"),
+        (["--source", "{clip}", "--threads", "100000"], "--threads: must be a whole number between 0 and"),
     ],
 )
 def test_pipeline_bad_input(args: list[str], message: str, hamilton_clip: Path, tmp_path: Path):
@@ -176,7 +176,7 @@ def test_pipeline_expect_must_name_someone_enrolled(hamilton_clip: Path, tmp_pat
     for args, message in (
         (["--expect", "Bob"], f"--expect Bob: no one of that name or id in the watchlist in {tmp_path}"),
         # a name and an id of someone enrolled pass, and the run stops at the next check
-        (["--expect", "Ann Lee", "--expect", "ann-lee", "--config", str(bad_config)], "matcher.votes: must be > 0"),
+        (["--expect", "Ann Lee", "--expect", "ann-lee", "--config", str(bad_config)], "matcher.votes: must be a whole number between 1 and 1000 (got 0)"),
     ):
         result = run_cli("bench", "pipeline", "--source", str(hamilton_clip), "--data-dir", str(tmp_path), *args, timeout=120)
         lines = result.stderr.strip().splitlines()
@@ -225,4 +225,4 @@ def test_transport_quick(tmp_path: Path):
 
 def test_transport_bad_size():
     result = run_cli("bench", "transport", "--size", "0x480", timeout=60)
-    assert result.returncode == 1 and "--size" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "argument --size" in result.stderr and "Traceback" not in result.stderr

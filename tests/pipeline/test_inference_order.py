@@ -42,7 +42,9 @@ def test_a_status_sent_before_a_frame_is_journaled_before_its_decision(faces_dir
     photo = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # an enrolled face: a sure match
 
     config = RunConfig(sources=[SourceConfig(url="0", name="cam")])
-    config.batch.max_wait_ms = 10_000  # the stage waits for frames long enough for the test to send while it does
+    # the stage waits for frames long enough for the test to send while it does: ten times longer
+    # than a configuration may ask for (a second), hence a copy that is not checked again
+    config = config.model_copy(update={"batch": config.batch.model_copy(update={"max_wait_ms": 10_000})})
     run_dir = sockets.new_run_dir()
     endpoints = sockets.Endpoints.for_run(run_dir, "ipc://unused-events", "ipc://unused-jpeg")
     stage = InferenceStage(config, endpoints, data_dir, engine_dir)

@@ -6,6 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
+from streamrec.bus.messages import MAX_NAME
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
 from streamrec.capture import parse_source
@@ -64,6 +65,9 @@ def _configure(args: argparse.Namespace) -> RunConfig:
     duplicates = {label for label in labels if labels.count(label) > 1}
     if duplicates:
         raise UserError(f"two sources are called {', '.join(sorted(duplicates))}: give them distinct names in the config")
+    for label in labels:
+        if len(label) > MAX_NAME:  # it names the source in every message about its frames
+            raise UserError(f"source name {label[:40]!r}... is {len(label)} characters, at most {MAX_NAME}: give it a shorter name in the config")
     outputs: OutputsConfig = config.outputs
     for option, attribute in (("http", "http"), ("events", "events"), ("frames", "frames")):
         value = getattr(args, option)

@@ -1,9 +1,14 @@
 """The events stage: receives decisions from the inference stage, journals them, publishes them.
 
 Events arrive over a lossless PUSH/PULL link, are numbered and appended to the journal, then
-published on the PUB socket with the event type as topic. If the journal cannot be written
-(a full disk), the events are still published, kept in memory (up to ``_BACKLOG`` events) and
-written when the disk accepts them again; the error is logged once per episode.
+published with the event type as topic, on the public address and on the web stage's feed. If
+the journal cannot be written (a full disk), the events are still published, kept in memory (up
+to ``_BACKLOG`` events) and written when the disk accepts them again; the error is logged once
+per episode.
+
+Counters: ``events_<type>``, ``journaled``, ``malformed_events`` (messages on its input that
+are not events, all in ``malformed_messages``), and its publishers' figures (``events``:
+public, ``events_feed``: to the web stage; see :meth:`Stage.publisher`).
 """
 
 from __future__ import annotations
@@ -11,30 +16,39 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from streamrec.bus.messages import Event
-from streamrec.bus.sockets import pub_socket, pull_socket, receive_pending, send
+from streamrec.bus.messages import EVENT_TYPES, Event
+from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
 from streamrec.events.journal import Journal
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["EventsStage"]
+__all__ = ["PUBLIC_HWM", "EventsStage"]
 
 _BACKLOG = 100_000
+PUBLIC_HWM = 1000  #: events queued per subscriber before publishing drops for it
 
 
 class EventsStage(Stage):
+    """Events in at ``endpoints.events_in``, published at ``endpoints.events_pub`` and
+    ``endpoints.events_feed``, journaled in ``journal_dir``."""
+
     name = "events"
 
-    def __init__(self, events_in: str, events_pub: str, journal_dir: Path, stats_address: str | None, log_file: Path | None = None) -> None:
-        super().__init__(stats_address, log_file)
-        self.events_in, self.events_pub, self.journal_dir = events_in, events_pub, journal_dir
+    def __init__(self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None) -> None:
+        super().__init__(endpoints.stats, log_file)
+        self.endpoints, self.journal_dir = endpoints, journal_dir
         self.unwritten: list[dict] = []
 
     def setup(self) -> None:
         assert self.ctx is not None
         self.journal = Journal(self.journal_dir)
-        self.inbox = pull_socket(self.ctx, self.events_in)
-        self.outbox = pub_socket(self.ctx, self.events_pub, hwm=10_000)
-        self.log.info("publishing events on %s, journal in %s (next seq %d)", self.events_pub, self.journal_dir, self.journal.seq + 1)
+        self.inbox = pull_socket(self.ctx, self.endpoints.events_in, accepts=Event)
+        self.outboxes = [
+            self.publisher("events", self.endpoints.events_pub, EVENT_TYPES, PUBLIC_HWM),
+            self.publisher("events_feed", self.endpoints.events_feed, EVENT_TYPES, PUBLIC_HWM),
+        ]
+        self.log.info(
+            "publishing events on %s, journal in %s (next seq %d)", self.endpoints.events_pub, self.journal_dir, self.journal.seq + 1
+        )
 
     def step(self) -> bool:
         batch = self._receive(timeout_ms=200)
@@ -53,13 +67,9 @@ class EventsStage(Stage):
             self._flush_backlog()
 
     def _receive(self, timeout_ms: int) -> list[Event]:
-        messages, malformed = receive_pending(self.inbox, timeout_ms)
-        events = [message for _, message, _ in messages if isinstance(message, Event)]
-        bad = malformed + len(messages) - len(events)
-        if bad:
-            self.count("malformed_messages", bad)
-            self.log.warning("dropped %d malformed message(s)", bad)
-        return events
+        messages, errors = receive_pending(self.inbox, timeout_ms, expect=Event)
+        self.refuse("events", errors)
+        return [message for _, message, _ in messages if isinstance(message, Event)]
 
     def _handle(self, events: list[Event]) -> None:
         numbered = self.journal.number([e.to_json() for e in events])
@@ -67,7 +77,8 @@ class EventsStage(Stage):
         self._flush_backlog()
         for item in numbered:
             event = Event(**item)
-            send(self.outbox, event.type, event)
+            for outbox in self.outboxes:
+                outbox.send(event.type, event)
             self.count(f"events_{event.type}")
             if event.capture_ts:
                 self.observe("capture_to_event", time.time() - event.capture_ts)

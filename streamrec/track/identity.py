@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from streamrec.bus.messages import DecisionType
 from streamrec.config.model import MatcherConfig
 
-__all__ = ["Observation", "Decision", "TrackIdentity"]
+__all__ = ["Decision", "Observation", "TrackIdentity"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Decision:
     track's embeddings that name the person, half the margin under the threshold (for unknown:
     the margin above it)."""
 
-    type: str
+    type: DecisionType
     person_id: str | None
     name: str | None
     distance: float | None

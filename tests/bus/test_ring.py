@@ -60,8 +60,8 @@ def test_frames_cross_processes_through_the_ring(run_dir: Path):
         received: list[tuple[FrameHeader, np.ndarray]] = []
         deadline = time.monotonic() + 60
         while len(received) < count and time.monotonic() < deadline:
-            frames, malformed, stale = drain_frames(pull, reader, 500)
-            assert (malformed, stale) == (0, 0)
+            frames, errors, stale, unknown = drain_frames(pull, reader, 500, ["cam"])
+            assert (errors, stale, unknown) == ([], 0, 0)
             # keep copies: a frame used in place holds its slot, and the publisher waits for slots
             received += [(header, pixels.copy()) for header, pixels in frames.get("cam", [])]
             del frames

@@ -50,8 +50,8 @@ __all__ = [
     "MAX_TOPIC",
     "SCHEMA_VERSION",
     "SOURCE_STATES",
-    "Event",
     "DecisionType",
+    "Event",
     "EventType",
     "FaceOverlay",
     "FrameHeader",
@@ -99,7 +99,7 @@ HEADER_LIMITS: dict[str, int] = {
     "event": 16 * 1024,
     "overlay": 512 * 1024,
     "jpeg": 512 * 1024,
-    "stats": 4 * 1024 * 1024,
+    "stats": 1024 * 1024,
 }
 
 class MessageError(ValueError):

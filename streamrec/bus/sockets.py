@@ -113,8 +113,10 @@ __all__ = [
 DRAIN_LIMIT = 64  #: frame messages :func:`drain_frames` takes at most per call
 RECEIVE_LIMIT = 256  #: messages :func:`receive_pending` takes at most per call
 MAX_PARTS = 3  #: frames of a message: topic, header, payload
+PART_FLOOR = 256 * 1024  #: bytes of a frame any receiving socket reads (and counts, if malformed)
+PULL_HWM = 100  #: messages a PULL socket queues unless told otherwise: with ``part_limit``, what a sender can make it hold
 REFUSED_BUDGET = 1000  #: subscriptions matching no topic a :class:`Publisher` holds before it starts afresh
-MAX_SUBSCRIBERS = 64  #: connections a :class:`Publisher` holds before it starts afresh
+MAX_SUBSCRIBERS = 1024  #: connections a :class:`Publisher` holds before it starts afresh
 SUBSCRIPTION_LIMIT = 256  #: bytes of a subscription (or any frame) a subscriber may send
 SUBSCRIPTION_HWM = 16  #: subscriptions queued per subscriber before ZeroMQ stops reading its connection
 DROP_LOG_INTERVAL_S = 10.0  #: at most one warning per source of trouble this often
@@ -170,12 +172,12 @@ def new_run_dir() -> Path:
 
 def part_limit(accepts: type[Message | FrameHeader] | None = None) -> int:
     """``ZMQ_MAXMSGSIZE`` for a socket that receives ``accepts`` (any kind, if None): the
-    largest payload for kinds that carry one, else twice the header limit and at least 64 KiB,
-    so that a message somewhat over its limit is still read, counted and refused."""
+    largest payload for kinds that carry one, else twice the header limit and at least
+    ``PART_FLOOR``, so that a message well over its limit is still read, counted and refused."""
     if accepts is None or accepts in (Overlay, JpegFrame):
         return MAX_JPEG
     base = FRAME_MESSAGE_MAX if accepts is FrameHeader else HEADER_LIMITS[accepts.kind]
-    return max(64 * 1024, 2 * base)
+    return max(PART_FLOOR, 2 * base)
 
 
 def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq.Socket:
@@ -195,10 +197,10 @@ def push_socket(ctx: zmq.Context, address: str, hwm: int | None = None, linger_m
 
 
 def pull_socket(
-    ctx: zmq.Context, address: str, hwm: int | None = None, accepts: type[Message | FrameHeader] | None = None
+    ctx: zmq.Context, address: str, hwm: int = PULL_HWM, accepts: type[Message | FrameHeader] | None = None
 ) -> zmq.Socket:
     """A PULL socket bound to ``address``, refusing frames larger than :func:`part_limit`
-    of ``accepts``."""
+    of ``accepts``; it holds at most ``hwm`` messages (senders wait when it is full)."""
     sock = _socket(ctx, zmq.PULL, hwm, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, part_limit(accepts))
     sock.bind(address)
@@ -348,6 +350,41 @@ def drain_frames(
     return Drained(frames, errors, stale, unknown)
 
 
+@dataclass
+class _Trouble:
+    count: int = 0  #: drops since the last line
+    last: str = ""  #: why the last one was dropped
+    logged: float = field(default=-float("inf"))  #: monotonic time of the last line
+
+
+class DropLog:
+    """Warnings about dropped messages, at most one line per source of trouble (a socket, a
+    reason) every ``interval_s``, saying how many since the previous line and why the last
+    one was dropped: a flood of bad messages must not become a flood of log lines."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = DROP_LOG_INTERVAL_S) -> None:
+        self.logger, self.interval_s = logger, interval_s
+        self._troubles: dict[str, _Trouble] = {}
+
+    def dropped(self, what: str, count: int, why: str) -> None:
+        """``count`` more ``what`` (e.g. "malformed message(s) on status") were dropped."""
+        if count <= 0:
+            return
+        trouble = self._troubles.setdefault(what, _Trouble())
+        trouble.count += count
+        trouble.last = why
+        self.flush(what)
+
+    def flush(self, only: str | None = None) -> None:
+        """Write the lines that are due (the counts of drops that came after the last line)."""
+        now = time.monotonic()
+        for what, trouble in self._troubles.items():
+            if (only is None or what == only) and trouble.count and now - trouble.logged >= self.interval_s:
+                since = "" if trouble.logged == -float("inf") else f" in the last {now - trouble.logged:.0f} s"
+                self.logger.warning("dropped %d %s%s; the last: %s", trouble.count, what, since, trouble.last)
+                trouble.count, trouble.logged = 0, now
+
+
 class Publisher:
     """An XPUB bound at ``address`` that publishes topics among ``topics`` (event types, source
     names) and bounds what its subscribers can make it hold (see the module docstring).
@@ -365,6 +402,7 @@ class Publisher:
         self.resets = 0
         self.subscribers = 0
         self._refused_now = 0
+        self._drops = DropLog(log)
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._open(must=True)
@@ -404,10 +442,9 @@ class Publisher:
         self._sock = self._monitor = None
 
     def _reset(self) -> None:
-        log.warning(
-            "%s: %d subscriber(s), %d subscription(s) matching nothing published here: dropping every subscriber "
-            "to free them (they reconnect by themselves)", self.address, self.subscribers, self._refused_now,
-        )
+        why = f"{self.subscribers} connections, {self._refused_now} subscriptions matching nothing published here"
+        what = f"subscriber(s) of {self.address} to free what they held (they reconnect by themselves)"
+        self._drops.dropped(what, max(self.subscribers, 1), why)
         self.resets += 1
         self.close()
         self._open(must=False)
@@ -429,38 +466,3 @@ class Publisher:
         self._monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self._sock, self._refused_now, self.subscribers = sock, 0, 0
         return True
-
-
-@dataclass
-class _Trouble:
-    count: int = 0  #: drops since the last line
-    last: str = ""  #: why the last one was dropped
-    logged: float = field(default=-float("inf"))  #: monotonic time of the last line
-
-
-class DropLog:
-    """Warnings about dropped messages, at most one line per source of trouble (a socket, a
-    reason) every ``interval_s``, saying how many since the previous line and why the last
-    one was dropped: a flood of bad messages must not become a flood of log lines."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = DROP_LOG_INTERVAL_S) -> None:
-        self.logger, self.interval_s = logger, interval_s
-        self._troubles: dict[str, _Trouble] = {}
-
-    def dropped(self, what: str, count: int, why: str) -> None:
-        """``count`` more ``what`` (e.g. "malformed message(s) on status") were dropped."""
-        if count <= 0:
-            return
-        trouble = self._troubles.setdefault(what, _Trouble())
-        trouble.count += count
-        trouble.last = why
-        self.flush(what)
-
-    def flush(self, only: str | None = None) -> None:
-        """Write the lines that are due (the counts of drops that came after the last line)."""
-        now = time.monotonic()
-        for what, trouble in self._troubles.items():
-            if (only is None or what == only) and trouble.count and now - trouble.logged >= self.interval_s:
-                since = "" if trouble.logged == -float("inf") else f" in the last {now - trouble.logged:.0f} s"
-                self.logger.warning("dropped %d %s%s; the last: %s", trouble.count, what, since, trouble.last)
-                trouble.count, trouble.logged = 0, now

@@ -49,6 +49,7 @@ __all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor"]
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 STOP_TIMEOUT_S = 10.0
+STATS_HWM = 16  #: reports queued for the supervisor (of up to 2 MB each, were they all malformed)
 
 log = logging.getLogger("supervisor")
 
@@ -91,7 +92,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         zctx = zmq.Context()
-        stats_in = pull_socket(zctx, self.endpoints.stats, accepts=StageStats)
+        stats_in = pull_socket(zctx, self.endpoints.stats, hwm=STATS_HWM, accepts=StageStats)
         monitor = Publisher(zctx, self.endpoints.monitor, ["stats"], hwm=100)
         status = 0
         try:

@@ -112,3 +112,28 @@ def test_events_stage_keeps_publishing_when_the_disk_is_full(events_stage, tmp_p
     assert not stage.unwritten and [e["track_id"] for e in read_journal(tmp_path / "events")] == [7]
     assert json.loads(full.read_text())["seq"] == 1
     assert os.path.getsize(full) > 0
+
+
+def test_hostile_events_never_reach_the_journal_and_are_counted(events_stage, tmp_path: Path):
+    """One 50 MB event once grew the journal by 50 MB (and the door page's state with it); a
+    deeply nested one crashed the stage."""
+    stage, producer, subscriber = events_stage
+    well_formed = Event("match", "cam", time.time(), track_id=1).header()
+    refused = [
+        [b"match", well_formed.replace(b'"detail":""', b'"detail":"' + b"x" * 20_000 + b'"')],  # over its 16 KB limit
+        [b"match", well_formed.replace(b'"name":null', b'"name":"' + b"n" * 201 + b'"')],
+        [b"x", b"[" * 100_000],
+        [b"match", well_formed.replace(b'"ts":', b'"ts":"now","was":')],
+    ]
+    for parts in refused:
+        producer.send_multipart(parts)
+    cut = push_socket(stage.ctx, stage.endpoints.events_in)  # on a connection of its own: ZeroMQ ends it
+    cut.send_multipart([b"match", well_formed.replace(b'"detail":""', b'"detail":"' + b"x" * 50_000_000 + b'"')])
+    send(producer, "match", Event("match", "cam", time.time(), track_id=2))
+    deadline = time.monotonic() + 10
+    while (stage.counters.get("journaled", 0) < 1 or stage.counters.get("malformed_events", 0) < len(refused)) and time.monotonic() < deadline:
+        stage.step()
+    assert [e["track_id"] for e in read_journal(tmp_path / "events")] == [2]
+    assert _next(subscriber).track_id == 2
+    assert stage.counters["malformed_events"] == len(refused)
+    assert sum(path.stat().st_size for path in (tmp_path / "events").glob("*.jsonl")) < 1000

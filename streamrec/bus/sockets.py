@@ -280,6 +280,13 @@ def receive(sock: zmq.Socket, flags: int = 0, expect: type[Message] | None = Non
     return topic, message, None
 
 
+def _detached(error: Exception) -> MessageError:
+    """The error without its traceback: a raised exception refers to the frame that caught it,
+    whose locals (the messages received so far, frames in their rings) would then live on in a
+    reference cycle until Python's cycle collector ran, holding ring slots the camera needs."""
+    return MessageError(str(error))
+
+
 def receive_pending(
     sock: zmq.Socket, timeout_ms: int = 0, expect: type[Message] | None = None, limit: int = RECEIVE_LIMIT
 ) -> tuple[list[Received], list[MessageError]]:
@@ -296,7 +303,7 @@ def receive_pending(
         except zmq.Again:
             break
         except MessageError as exc:
-            errors.append(exc)
+            errors.append(_detached(exc))
     return messages, errors
 
 
@@ -341,7 +348,7 @@ def drain_frames(
             stale += 1
             continue
         except MessageError as exc:
-            errors.append(exc)
+            errors.append(_detached(exc))
             continue
         except (ValueError, OSError) as exc:  # a ring name, slot, size or ring file that cannot be right
             errors.append(MessageError(f"frame: {exc}"))
@@ -389,8 +396,9 @@ class Publisher:
     """An XPUB bound at ``address`` that publishes topics among ``topics`` (event types, source
     names) and bounds what its subscribers can make it hold (see the module docstring).
 
-    ``refused`` counts subscriptions that can match none of ``topics``; ``resets`` counts the
-    times it dropped every subscriber to free them; ``subscribers`` is the connections now.
+    ``refused`` counts subscriptions that can match none of ``topics``, and messages from
+    subscribers that are no subscription at all; ``resets`` counts the times it dropped every
+    subscriber to free them; ``subscribers`` is the connections now.
     Sends never block: a slow subscriber loses messages beyond ``hwm``."""
 
     def __init__(self, ctx: zmq.Context, address: str, topics: Iterable[str], hwm: int) -> None:
@@ -424,8 +432,10 @@ class Publisher:
                 note = self._sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if note[:1] == b"\x01" and note[1:] not in self._prefixes:
-                self.refused += 1
+            if note[:1] in (b"\x00", b"\x01") and note[1:] in self._prefixes or note[:1] == b"\x00":
+                continue  # one that can match, or an unsubscription (which frees, never costs)
+            self.refused += 1
+            if note[:1] == b"\x01":  # in the trie now; anything else was only this message
                 self._refused_now += 1
         while self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.bus.messages import MAX_TEXT, Event, FaceOverlay, FrameHeader, Overlay, SourceStatus
+from streamrec.bus.messages import MAX_FACES, MAX_TEXT, Event, FaceOverlay, FrameHeader, Overlay, SourceStatus
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
@@ -367,7 +367,9 @@ class InferenceStage(Stage):
                     decision.score if decision else 0.0, bool(decision and decision.type == "match"),
                 )
             )
-        overlay = Overlay(name, header.index, header.ts, header.height, header.width, round(source.fps, 1), tuple(faces))
+        if len(faces) > MAX_FACES:  # a crowd: the message has room for the first ones only
+            self.count("faces_not_drawn", len(faces) - MAX_FACES)
+        overlay = Overlay(name, header.index, header.ts, header.height, header.width, round(source.fps, 1), tuple(faces[:MAX_FACES]))
         if not send(self.overlays_out, name, overlay, pixels, block=False):
             self.count("overlays_dropped")
 

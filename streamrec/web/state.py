@@ -8,7 +8,9 @@ falling behind: each client always gets the present.
 What it holds is bounded whatever the feeds bring: the configured sources and at most
 ``MAX_OTHER_SOURCES`` others (pictures and last decisions of any further source are refused and
 counted in ``refused``), ``recent`` events, and messages whose every field the schema bounds
-(:mod:`streamrec.bus.messages`): so ``/api/state`` stays well under a megabyte.
+(:mod:`streamrec.bus.messages`). So ``/api/state`` is about a kilobyte per camera, and at most
+(cameras + ``MAX_OTHER_SOURCES``) x ``MAX_FACES`` labels of ``MAX_NAME`` characters plus
+``recent`` events of at most 16 KB each, whatever a sender puts in its messages.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from streamrec.bus.messages import DECISION_TYPES, Event, JpegFrame
 
 __all__ = ["MAX_OTHER_SOURCES", "Picture", "WebState"]
 
-MAX_OTHER_SOURCES = 16  #: sources not configured whose pictures and decisions are kept
+MAX_OTHER_SOURCES = 8  #: sources not configured whose pictures and decisions are kept
 
 
 @dataclass(frozen=True)

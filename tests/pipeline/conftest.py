@@ -132,10 +132,15 @@ def pipeline(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.
         yield running
     finally:
         for child in (subscriber, process):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            stop_process(child)
         server.stop()
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM (a clean stop), then SIGKILL if it has not ended within ``timeout_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()

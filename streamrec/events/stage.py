@@ -24,7 +24,7 @@ from streamrec.pipeline.stage import Stage
 __all__ = ["PUBLIC_HWM", "EventsStage"]
 
 _BACKLOG = 100_000
-PUBLIC_HWM = 1000  #: events queued per subscriber before publishing drops for it
+PUBLIC_HWM = 100  #: events queued per subscriber before publishing drops for it (the journal keeps them all)
 
 
 class EventsStage(Stage):

@@ -33,7 +33,7 @@ __all__ = ["RenderStage", "encode_jpeg"]
 
 POLL_MS = 200  #: how long a step waits for input; bounds how late a stop request is seen
 INPUT_HWM = 4  #: overlays queued per direction; older ones are dropped by ZeroMQ
-OUTPUT_HWM = 8  #: JPEG frames queued per subscriber before PUB drops for it
+OUTPUT_HWM = 4  #: JPEG frames queued per subscriber before publishing drops for it (a viewer wants the newest)
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """JPEG bytes of an RGB image (OpenCV encodes BGR, hence the conversion)."""

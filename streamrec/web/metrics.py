@@ -28,8 +28,9 @@ Metrics:
   ``malformed_<socket>`` (messages refused on one input socket: ``frames`` and ``status``
   (inference), ``overlays`` (render), ``events`` (events), ``stats`` (supervisor), ``jpeg``,
   ``events`` and ``monitor`` (web)) and their sum per stage, ``malformed_messages``;
-  ``frames_unknown_source``, ``statuses_unknown_source`` (inference, render),
-  ``stats_unknown_stage`` (supervisor): well-formed messages about nothing configured;
+  ``frames_unknown_source`` (inference, render), ``statuses_unknown_source`` (inference),
+  ``stats_unknown_stage`` (supervisor), ``pictures_unknown_source`` and
+  ``decisions_unknown_source`` (web): well-formed messages about nothing configured;
   ``subscriptions_refused_<output>`` and ``publisher_resets_<output>`` (events: ``events``,
   ``events_feed``; render: ``frames``, ``frames_feed``; supervisor: ``monitor``): subscriptions
   that can match nothing the output publishes, and the times it dropped every subscriber to

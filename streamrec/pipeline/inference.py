@@ -27,7 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.bus.messages import MAX_FACES, MAX_TEXT, Event, FaceOverlay, FrameHeader, Overlay, SourceStatus
+from streamrec.bus.messages import (
+    MAX_FACES,
+    MAX_NAME,
+    MAX_TEXT,
+    Event,
+    FaceOverlay,
+    FrameHeader,
+    Overlay,
+    SourceStatus,
+)
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
@@ -287,7 +296,9 @@ class InferenceStage(Stage):
                 self._split(item)
             item.track.state["last_vector"] = vector
             identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
-            observation = Observation(result.person_id, result.name, result.distance, item.quality.score)
+            # a watchlist made before names were limited may hold longer ones than a message carries
+            name = result.name[:MAX_NAME] if result.name else result.name
+            observation = Observation(result.person_id, name, result.distance, item.quality.score)
             decision = identity.add(observation)
             if decision is not None:
                 self._decision(item, decision)

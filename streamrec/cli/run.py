@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from streamrec.bus.messages import MAX_NAME
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
 from streamrec.capture import parse_source
@@ -95,6 +96,10 @@ def _configure(args: argparse.Namespace) -> RunConfig:
         except SourceSpecError as exc:
             where = names.get(f"sources[{index}]") or ": ".join(filter(None, (origin, f"sources[{index}].url")))
             raise UserError(f"{where}: {exc}") from None
+    for source in config.sources:
+        if len(source.label) > MAX_NAME:  # it names the source in every message about its frames
+            raise UserError(f"{origin or '--source'}: the source name {source.label[:40]!r}... is {len(source.label)} "
+                            f"characters, at most {MAX_NAME}: give it a shorter name")
     return config
 
 

@@ -1,19 +1,24 @@
 """The events stage: receives decisions from the inference stage, journals them, publishes them.
 
 Events arrive over a lossless PUSH/PULL link, are numbered and appended to the journal, then
-published on the PUB socket with the event type as topic. If the journal cannot be written (a
-full disk), the events are published all the same and kept in memory, in order, up to
-``JOURNAL_BACKLOG`` of them; the journal is tried again every ``JOURNAL_RETRY_S`` and the
-backlog written, oldest first and as much as the disk takes, as soon as it has room. Events that
-find the backlog full are published but never journaled: they are counted (``journal_dropped``)
-and logged with their ``seq`` numbers, so the gap they leave in the journal is explained. Each
-episode is logged once when it starts and once when it ends.
+published with the event type as topic, on the public address and on the web stage's feed. If
+the journal cannot be written (a full disk), the events are published all the same and kept in
+memory, in order, up to ``JOURNAL_BACKLOG`` of them; the journal is tried again every
+``JOURNAL_RETRY_S`` and the backlog written, oldest first and as much as the disk takes, as soon
+as it has room. Events that find the backlog full are published but never journaled: they are
+counted (``journal_dropped``) and logged with their ``seq`` numbers, so the gap they leave in the
+journal is explained. Each episode is logged once when it starts and once when it ends.
 
 It ends the open tracks of an inference stage that died (:mod:`streamrec.events.tracks`). And
 no ``seq`` is ever given twice, even to events that were published but not journaled by a
 predecessor that was killed with them still in memory: the last number given lives in the run
 directory (:class:`~streamrec.pipeline.rundir.RunCounter`), and a restarted stage continues
 after it (a subscriber drops numbers it has seen).
+
+Counters: ``events_<type>``, ``journaled``, ``journal_dropped``, ``tracks_ended_for_a_dead_stage``,
+``malformed_events`` (messages on its input that are not events, all in ``malformed_messages``),
+and its publishers' figures (``events``: public, ``events_feed``: to the web stage; see
+:meth:`Stage.publisher`).
 """
 
 from __future__ import annotations
@@ -22,14 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.bus.messages import Event
-from streamrec.bus.sockets import pub_socket, pull_socket, receive_pending, send
+from streamrec.bus.messages import EVENT_TYPES, Event
+from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
 from streamrec.events.journal import Journal
 from streamrec.events.tracks import OpenTracks
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["JOURNAL_BACKLOG", "JOURNAL_RETRY_S", "EventsStage"]
+__all__ = ["JOURNAL_BACKLOG", "JOURNAL_RETRY_S", "PUBLIC_HWM", "EventsStage"]
 
 #: events kept in memory while the journal cannot be written (about 400 bytes each)
 JOURNAL_BACKLOG = 100_000
@@ -40,17 +45,20 @@ ORPHAN_QUIET_MS = 2000
 ORPHAN_DRAIN_S = 10.0
 #: events per write while catching up, so that a disk with a little room takes what fits
 _WRITE_CHUNK = 1000
+PUBLIC_HWM = 100  #: events queued per subscriber before publishing drops for it (the journal keeps them all)
 
 
 class EventsStage(Stage):
+    """Events in at ``endpoints.events_in``, published at ``endpoints.events_pub`` and
+    ``endpoints.events_feed``, journaled in ``journal_dir``."""
+
     name = "events"
 
     def __init__(
-        self, events_in: str, events_pub: str, journal_dir: Path, stats_address: str | None, log_file: Path | None = None,
-        backlog: int = JOURNAL_BACKLOG,
+        self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG
     ) -> None:
-        super().__init__(stats_address, log_file)
-        self.events_in, self.events_pub, self.journal_dir = events_in, events_pub, journal_dir
+        super().__init__(endpoints.stats, log_file)
+        self.endpoints, self.journal_dir = endpoints, journal_dir
         self.backlog = backlog
         self.unwritten: list[dict[str, Any]] = []  #: numbered events not journaled yet, oldest first
         self._retry_at = 0.0
@@ -68,10 +76,15 @@ class EventsStage(Stage):
             )
             self.journal.seq = self.last_seq.value
         self.open_tracks = OpenTracks(self.run_dir / "open-tracks.json" if self.run_dir is not None else None)
-        self.inbox = pull_socket(self.ctx, self.events_in)
-        self.outbox = pub_socket(self.ctx, self.events_pub, hwm=10_000)
+        self.inbox = pull_socket(self.ctx, self.endpoints.events_in, accepts=Event)
+        self.outboxes = [
+            self.publisher("events", self.endpoints.events_pub, EVENT_TYPES, PUBLIC_HWM),
+            self.publisher("events_feed", self.endpoints.events_feed, EVENT_TYPES, PUBLIC_HWM),
+        ]
         self.gauges["journal_failing"] = 0.0
-        self.log.info("publishing events on %s, journal in %s (next seq %d)", self.events_pub, self.journal_dir, self.journal.seq + 1)
+        self.log.info(
+            "publishing events on %s, journal in %s (next seq %d)", self.endpoints.events_pub, self.journal_dir, self.journal.seq + 1
+        )
 
     def step(self) -> bool:
         batch = self._receive(timeout_ms=200)
@@ -102,13 +115,9 @@ class EventsStage(Stage):
                 )
 
     def _receive(self, timeout_ms: int) -> list[Event]:
-        messages, malformed = receive_pending(self.inbox, timeout_ms)
-        events = [message for _, message, _ in messages if isinstance(message, Event)]
-        bad = malformed + len(messages) - len(events)
-        if bad:
-            self.count("malformed_messages", bad)
-            self.log.warning("dropped %d malformed message(s)", bad)
-        return events
+        messages, errors = receive_pending(self.inbox, timeout_ms, expect=Event)
+        self.refuse("events", errors)
+        return [message for _, message, _ in messages if isinstance(message, Event)]
 
     def _handle(self, events: list[Event]) -> None:
         events, ended = self.open_tracks.follow(events)
@@ -119,7 +128,8 @@ class EventsStage(Stage):
         self._flush_backlog()
         for item in numbered:
             event = Event(**item)
-            send(self.outbox, event.type, event)
+            for outbox in self.outboxes:
+                outbox.send(event.type, event)
             self.count(f"events_{event.type}")
             if event.capture_ts:
                 self.observe("capture_to_event", time.time() - event.capture_ts)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from streamrec.bus.messages import FrameHeader, SourceStatus
+from streamrec.bus.messages import MAX_TEXT, FrameHeader, SourceStatus
 from streamrec.bus.ring import FrameRing
 from streamrec.bus.sockets import Endpoints, push_socket, send, send_frame
 from streamrec.capture import (
@@ -79,9 +79,10 @@ class CaptureStage(Stage):
         counters = self.reader.counters
         dropped = counters.dropped + self.latest.dropped + self.send_dropped
         self.unsent = None
+        height, width = frame.rgb.shape[:2]
         place = self.ring.publish(frame.rgb)  # None: every slot is in use
         sent = place is not None and send_frame(
-            self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, *frame.rgb.shape[:2], dropped, *place), block=False
+            self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, height, width, dropped, *place), block=False
         )
         if place is not None and not sent:
             self.ring.withdraw(place[1])
@@ -113,7 +114,7 @@ class CaptureStage(Stage):
                 level = self.log.warning if state in ("lost", "failed") else self.log.info
                 level("%s", status)
             self.opened_before |= status.state is State.OPENING
-            reason = status.reason if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
+            reason = status.reason[:MAX_TEXT] if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
             c = status.counters
             send(self.status_out, "status", SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects))
 

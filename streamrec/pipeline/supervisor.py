@@ -19,6 +19,12 @@ A capture stage that exits 0 has finished its source (a file ended); one that ex
 ``EXIT_SOURCE_FAILED`` failed for good after saying why (a camera that does not exist), and
 neither is restarted. When every source has finished, the inference stage ends its tracks and
 exits, the outputs are flushed and the run ends: exit status 0, or 1 if a source failed.
+
+Every stage's ``StageStats`` report is forwarded on the monitor publisher (to the web stage's
+``/metrics``), and about once a second a report of its own, stage ``supervisor``: counters
+``malformed_stats`` (messages on the stats socket that are no valid report, also in
+``malformed_messages``), ``stats_unknown_stage`` (valid reports from no stage of this run) and
+the monitor publisher's figures (``subscriptions_refused_monitor``...).
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ from typing import Any
 import zmq
 
 from streamrec.bus.messages import Event, StageStats
-from streamrec.bus.sockets import Endpoints, pub_socket, pull_socket, push_socket, receive_pending, send
+from streamrec.bus.sockets import DropLog, Endpoints, Publisher, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
 from streamrec.pipeline.logs import console
 from streamrec.pipeline.rundir import own
-from streamrec.pipeline.stage import Stage, run_stage
+from streamrec.pipeline.stage import STATS_INTERVAL_S, Stage, count_refused, run_stage
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor"]
 
@@ -54,6 +60,7 @@ RESTART_WINDOW_S = 60.0
 STOP_TIMEOUT_S = 10.0
 #: how often ``run.json`` is tried again after a write failed (a full disk)
 STATE_RETRY_S = 5.0
+STATS_HWM = 16  #: reports queued for the supervisor (of up to 2 MB each, were they all malformed)
 
 log = logging.getLogger("supervisor")
 
@@ -85,9 +92,12 @@ class Supervisor:
         self.stopping = False
         self.failed_sources: list[str] = []
         self.stats: dict[str, StageStats] = {}
+        self.counters: dict[str, int] = {"malformed_stats": 0, "malformed_messages": 0, "stats_unknown_stage": 0}
         self.ctx = multiprocessing.get_context("spawn")
         self._last_status = 0.0
         self._state_retry: float | None = None  #: when to try ``run.json`` again, after a failed write
+        self._last_report = 0.0
+        self._drops = DropLog(log)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -96,8 +106,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._request_stop)
         claim = own(self.run_dir)  # held until this process ends
         zctx = zmq.Context()
-        stats_in = pull_socket(zctx, self.endpoints.stats)
-        monitor = pub_socket(zctx, self.endpoints.monitor, hwm=100)
+        stats_in = pull_socket(zctx, self.endpoints.stats, hwm=STATS_HWM, accepts=StageStats)
+        monitor = Publisher(zctx, self.endpoints.monitor, ["stats"], hwm=100)
         self.events_out = push_socket(zctx, self.endpoints.events_in, linger_ms=2000)
         status = 0
         try:
@@ -133,7 +143,7 @@ class Supervisor:
         child.process.start()
         log.info("started %s (pid %s)", child.name, child.process.pid)
 
-    def _supervise(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> int:
+    def _supervise(self, stats_in: zmq.Socket, monitor: Publisher) -> int:
         while not self.stopping:
             self._collect(stats_in, monitor)
             for child in self.children:
@@ -192,12 +202,28 @@ class Supervisor:
                 log.error("could not ask the events stage to end the open tracks of %s (%s)", source.label, why)
 
     # -- monitoring --------------------------------------------------------------------------
-    def _collect(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> None:
-        messages, _ = receive_pending(stats_in, timeout_ms=200)
+    def _collect(self, stats_in: zmq.Socket, monitor: Publisher) -> None:
+        """Forward the stages' reports (only those of this run's stages, so that what /metrics
+        shows is bounded), count the rest, and send a report of the supervisor's own."""
+        messages, errors = receive_pending(stats_in, timeout_ms=200, expect=StageStats)
+        count_refused(self.counters, self._drops, "stats", errors)
+        stages = {child.name for child in self.children}
         for _, message, _ in messages:
-            if isinstance(message, StageStats):
+            assert isinstance(message, StageStats)  # what receive gives with expect=StageStats
+            if message.stage in stages:
                 self.stats[message.stage] = message
-                send(monitor, "stats", message, block=False)
+                monitor.send("stats", message)
+            else:
+                self.counters["stats_unknown_stage"] += 1
+                self._drops.dropped("report(s) from no stage of this run", 1, f"stage {message.stage!r}")
+        monitor.service()
+        now = time.monotonic()
+        if now - self._last_report >= STATS_INTERVAL_S:
+            self._last_report = now
+            self._drops.flush()
+            counters = {**self.counters, "subscriptions_refused_monitor": monitor.refused, "publisher_resets_monitor": monitor.resets}
+            gauges = {"subscribers_monitor": float(monitor.subscribers)}
+            monitor.send("stats", StageStats("supervisor", os.getpid(), time.time(), counters, gauges))
 
     def _write_state(self) -> None:
         """Rewrite ``run.json`` (the stage pids change with every restart). A write that fails

@@ -5,24 +5,31 @@ One writer (the stage's ZeroMQ loop) and many readers (one HTTP thread per clien
 under one condition variable, which also wakes the MJPEG streams when a new picture arrives.
 Only the newest picture of a source is kept, so a slow client skips frames instead of
 falling behind: each client always gets the present.
+
+What it holds is bounded whatever the feeds bring: the configured sources and at most
+``MAX_OTHER_SOURCES`` others (pictures and last decisions of any further source are refused and
+counted in ``refused``), ``recent`` events, and messages whose every field the schema bounds
+(:mod:`streamrec.bus.messages`). So ``/api/state`` is about a kilobyte per camera, and at most
+(cameras + ``MAX_OTHER_SOURCES``) x ``MAX_FACES`` labels of ``MAX_NAME`` characters plus
+``recent`` events of at most 16 KB each, whatever a sender puts in its messages.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from streamrec.bus.messages import Event, JpegFrame
+from streamrec.bus.messages import DECISION_TYPES, Event, JpegFrame
 from streamrec.web.door import Door
 
-__all__ = ["DECISION_TYPES", "Picture", "WebState"]
+__all__ = ["MAX_OTHER_SOURCES", "Picture", "WebState"]
 
-DECISION_TYPES = ("match", "unknown")  #: the events that name who is at the door
+MAX_OTHER_SOURCES = 8  #: sources not configured whose pictures and decisions are kept
 
 
 @dataclass(frozen=True)
@@ -51,13 +58,22 @@ class WebState:
         self._last_decision: Event | None = None
         self._events: deque[Event] = deque(maxlen=recent)
         self._seq = 0
+        self.refused: Counter[str] = Counter()  #: ``pictures_unknown_source``, ``decisions_unknown_source``
         self.closed = False
         self.requests = 0  #: HTTP requests served so far
         self.streams = 0  #: MJPEG clients connected now
 
     # -- writers ------------------------------------------------------------------------------
+    def _room_for(self, source: str) -> bool:
+        """Whether ``source`` is configured, already known, or one of the few others kept."""
+        known = self._pictures.keys() | self._decisions.keys() | self._doors.keys()
+        return source in self._configured or source in known or len(known - set(self._configured)) < MAX_OTHER_SOURCES
+
     def add_picture(self, header: JpegFrame, jpeg: bytes) -> None:
         with self._changed:
+            if not self._room_for(header.source):
+                self.refused["pictures_unknown_source"] += 1
+                return
             self._seq += 1
             picture = self._pictures[header.source] = Picture(header, jpeg, self._seq, time.time())
             self._door(header.source).saw_frame(header, picture.received)
@@ -68,6 +84,10 @@ class WebState:
         (and the last overall, unless a later decision is already known)."""
         with self._changed:
             self._events.append(event)
+            if not self._room_for(event.source):
+                if event.type in DECISION_TYPES:
+                    self.refused["decisions_unknown_source"] += 1
+                return
             self._door(event.source).saw_event(event)
             if event.type in DECISION_TYPES:
                 self._decisions[event.source] = event

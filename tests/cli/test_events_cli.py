@@ -11,8 +11,8 @@ from pathlib import Path
 
 import zmq
 
-from streamrec.bus.messages import Event
-from streamrec.bus.sockets import pub_socket, send
+from streamrec.bus.messages import EVENT_TYPES, Event
+from streamrec.bus.sockets import Publisher
 from tests.conftest import cli_command
 
 
@@ -43,11 +43,11 @@ def test_events_says_when_no_pipeline_publishes_and_keeps_waiting(tmp_path: Path
     try:
         assert _next_line(stderr, 30) == waiting
         assert process.poll() is None  # still waiting
-        publisher = pub_socket(ctx, address)  # a pipeline starts
+        publisher = Publisher(ctx, address, EVENT_TYPES, hwm=100)  # a pipeline starts
         deadline = time.monotonic() + 30
         while stdout.empty():
             assert time.monotonic() < deadline, "nothing received from the publisher"
-            send(publisher, "match", Event("match", "cam", time.time(), track_id=1, name="Ann"))
+            publisher.send("match", Event("match", "cam", time.time(), track_id=1, name="Ann"))
             time.sleep(0.1)
         assert '"name": "Ann"' in stdout.get()
         assert stderr.empty()  # not said again while it waited, nor once connected

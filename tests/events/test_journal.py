@@ -84,7 +84,7 @@ def _running_stage(
     and a subscriber to ``topics`` (all when None), connected."""
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/pub", "ipc://unused")
-    stage = EventsStage(endpoints.events_in, endpoints.events_pub, journal_dir, None, backlog=backlog)
+    stage = EventsStage(endpoints, journal_dir, None, backlog=backlog)
     stage.ctx = zmq.Context()
     stage.setup()
     producer = push_socket(stage.ctx, endpoints.events_in)
@@ -135,11 +135,11 @@ def test_events_are_journaled_and_published_by_topic(tmp_path: Path):
         for kind in ("match", "unknown", "track_end"):
             send(producer, kind, Event(kind, "cam", time.time(), track_id=1, capture_ts=time.time() - 0.05))
         producer.send_multipart([b"match", b"{broken"])
-        _step_until(stage, lambda: stage.journal.seq == first + 2)
+        _step_until(stage, lambda: stage.journal.seq == first + 2 and bool(stage.counters.get("malformed_events")))
         received = [_next(subscriber) for _ in range(2)]
         assert [e.type for e in received] == ["match", "track_end"]  # filtered by topic
         assert [e.seq for e in received] == [first, first + 2]
-        assert stage.counters["malformed_messages"] == 1
+        assert stage.counters["malformed_events"] == stage.counters["malformed_messages"] == 1
         assert [e["type"] for e in _journaled(tmp_path / "events")] == ["match", "unknown", "track_end"]
         assert 0 < stage.latencies["capture_to_event"][0] < 5
 
@@ -234,7 +234,7 @@ def test_the_open_tracks_of_a_dead_inference_stage_are_ended_with_the_reason(tmp
 
 
 def _events_process(endpoints: Endpoints, journal_dir: Path, run_dir: Path) -> multiprocessing.process.BaseProcess:
-    stage = EventsStage(endpoints.events_in, endpoints.events_pub, journal_dir, None)
+    stage = EventsStage(endpoints, journal_dir, None)
     stage.run_dir = run_dir  # as the supervisor hands it over
     process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
     process.start()
@@ -277,3 +277,27 @@ def test_an_events_stage_killed_on_a_full_disk_gives_no_number_twice_and_its_tra
         assert {(e.type, e.track_id, e.detail) for e in published[-2:]} == {("track_end", 1, why), ("track_end", 2, why)}
         journal = _journaled(folder)
         assert [(e["type"], e["track_id"]) for e in journal] == [("match", 1), ("track_end", 1), ("track_end", 2)]
+
+
+def test_hostile_events_never_reach_the_journal_and_are_counted(tmp_path: Path):
+    """One 50 MB event once grew the journal by 50 MB (and the door page's state with it); a
+    deeply nested one crashed the stage."""
+    folder = tmp_path / "events"
+    with _running_stage(folder) as (stage, producer, subscriber):
+        well_formed = Event("match", "cam", time.time(), track_id=1).header()
+        refused = [
+            [b"match", well_formed.replace(b'"detail":""', b'"detail":"' + b"x" * 20_000 + b'"')],  # over its 16 KB limit
+            [b"match", well_formed.replace(b'"name":null', b'"name":"' + b"n" * 201 + b'"')],
+            [b"x", b"[" * 100_000],
+            [b"match", well_formed.replace(b'"ts":', b'"ts":"now","was":')],
+        ]
+        for parts in refused:
+            producer.send_multipart(parts)
+        cut = push_socket(stage.ctx, stage.endpoints.events_in)  # on a connection of its own: ZeroMQ ends it
+        cut.send_multipart([b"match", well_formed.replace(b'"detail":""', b'"detail":"' + b"x" * 50_000_000 + b'"')])
+        send(producer, "match", Event("match", "cam", time.time(), track_id=2))
+        _step_until(stage, lambda: any(e["source"] == "cam" for e in _journaled(folder)) and stage.counters.get("malformed_events", 0) >= len(refused))
+        assert [e["track_id"] for e in _journaled(folder)] == [2]
+        assert _next(subscriber).track_id == 2
+        assert stage.counters["malformed_events"] == len(refused)
+        assert sum(path.stat().st_size for path in folder.glob("*.jsonl")) < 2000

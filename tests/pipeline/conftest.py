@@ -107,12 +107,7 @@ class Pipeline:
     def close(self) -> None:
         """SIGTERM the pipeline and the subscriber (SIGKILL if one does not stop), stop the camera."""
         for child in (self.events.process, self.process):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            stop_process(child)
         self.server.stop()
 
 
@@ -176,3 +171,13 @@ def pipelines(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest
 def pipeline(pipelines: Callable[[], Pipeline]) -> Pipeline:
     """The module's running pipeline (see :func:`pipelines`)."""
     return pipelines()
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM (a clean stop), then SIGKILL if it has not ended within ``timeout_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()

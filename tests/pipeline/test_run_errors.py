@@ -104,6 +104,7 @@ def test_bad_config_names_the_key(tmp_path: Path, config: str, named: str):
         ([], "no sources"),
         (["--source", "/no/such/clip.mp4"], "/no/such/clip.mp4"),
         (["--source", "ftp://example.invalid/x"], "ftp"),
+        (["--source", "rtsp://camera.invalid/" + "x" * 300], "characters, at most 200: give it a shorter name"),
     ],
 )
 def test_unusable_sources_say_why(tmp_path: Path, arguments: list[str], says: str):

@@ -1,8 +1,8 @@
 """One real output pipeline for the web tests: a render stage and a web stage as processes,
 fed by a thread of the test that plays the stages upstream of them (the inference stage's
-overlays, the events stage's published events) and the supervisor (which forwards every stage's
-statistics to the monitor socket), over real ZeroMQ sockets; the web stage serves HTTP on a
-loopback port."""
+overlays, the events stage's feed of published events) and the supervisor (which forwards every
+stage's statistics to the monitor socket), over real ZeroMQ sockets; the web stage serves HTTP
+on a loopback port."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import zmq
 
-from streamrec.bus.messages import Event, MessageError, StageStats
-from streamrec.bus.sockets import Endpoints, new_run_dir, pub_socket, pull_socket, push_socket, receive, send
+from streamrec.bus.messages import EVENT_TYPES, Event, MessageError, StageStats
+from streamrec.bus.sockets import Endpoints, Publisher, new_run_dir, pull_socket, push_socket, receive, send
 from streamrec.config.model import OutputsConfig
 from streamrec.render.stage import RenderStage
 from streamrec.web.stage import WebStage
@@ -62,18 +62,18 @@ class Feeder:
         ctx = zmq.Context()
         try:
             overlays = push_socket(ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
-            events = pub_socket(ctx, self.endpoints.events_pub)
-            monitor = pub_socket(ctx, self.endpoints.monitor)
-            reports = pull_socket(ctx, self.endpoints.stats)
+            events = Publisher(ctx, self.endpoints.events_feed, EVENT_TYPES, hwm=1000)
+            monitor = Publisher(ctx, self.endpoints.monitor, ["stats"], hwm=100)
+            reports = pull_socket(ctx, self.endpoints.stats, accepts=StageStats)
             for tick in range(10**9):
                 if self.stop.wait(TICK_S):
                     return
                 frame = self.frames[tick % len(self.frames)]
                 send(overlays, "front", overlay("front", tick, frame, list(self.faces)), frame, block=False)
                 for event in list(self.events):
-                    send(events, event.type, event)
+                    events.send(event.type, event)
                 for stats in [*self.stats, *self._reports(reports)]:
-                    send(monitor, "stats", stats, block=False)
+                    monitor.send("stats", stats)
         finally:
             ctx.destroy(linger=0)
 
@@ -143,7 +143,7 @@ def web(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     thread = threading.Thread(target=feeder.run, name="feeder", daemon=True)
     thread.start()
     stages = [
-        start_stage(RenderStage(outputs, endpoints, log_dir / "render.log")),
+        start_stage(RenderStage(outputs, endpoints, log_dir / "render.log", sources=SOURCES)),
         start_stage(WebStage(outputs, endpoints, log_dir / "web.log", sources=SOURCES)),
     ]
     try:

@@ -37,6 +37,8 @@ __all__ = [
     "FRAME_MESSAGE_MAX",
     "FRAME_VERSION",
     "HEADER_LIMITS",
+    "EndTracks",
+    "Expect",
     "MAX_FACES",
     "MAX_FIGURE",
     "MAX_FIGURES",
@@ -97,6 +99,7 @@ MAX_TIME = 253_402_300_799.0  #: the last second of year 9999, the latest time a
 HEADER_LIMITS: dict[str, int] = {
     "source_status": 16 * 1024,
     "event": 16 * 1024,
+    "end_tracks": 16 * 1024,
     "overlay": 512 * 1024,
     "jpeg": 512 * 1024,
     "stats": 1024 * 1024,
@@ -282,6 +285,19 @@ class Event(Message):
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class EndTracks(Message):
+    """A request on the internal events link, from the supervisor to the events stage: the
+    inference stage died without ending its tracks, so end every track of ``source`` that is
+    still open, with ``detail`` saying why (:mod:`streamrec.events.tracks`). A kind of its own,
+    so that no event, however it is made, can be taken for it; subscribers never see it."""
+
+    kind: ClassVar[str] = "end_tracks"
+    source: Name
+    ts: Timestamp
+    detail: Text = ""
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FaceOverlay:
     """What to draw for one face: its box, track, current decision (``label``: a name,
     ``unknown``, or ``...`` while undecided) and that decision's score."""
@@ -334,7 +350,9 @@ class StageStats(Message):
 
 
 #: messages with a JSON header; frames travel in binary (:meth:`FrameHeader.unpack`)
-_KINDS: dict[str, type[Message]] = {cls.kind: cls for cls in (SourceStatus, Event, Overlay, JpegFrame, StageStats)}
+_KINDS: dict[str, type[Message]] = {
+    cls.kind: cls for cls in (SourceStatus, Event, EndTracks, Overlay, JpegFrame, StageStats)
+}
 _WITH_PAYLOAD = (Overlay, JpegFrame)
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 M = TypeVar("M")
@@ -347,6 +365,10 @@ def _adapter(cls: type[M]) -> TypeAdapter[M]:
     return _ADAPTERS[cls]
 
 
+#: the kinds a receiver accepts: one message class, a tuple of them, or None for any
+Expect = type[Message] | tuple[type[Message], ...] | None
+
+
 def decode_topic(topic: bytes | memoryview) -> str:
     """The topic frame as text: UTF-8, at most ``MAX_TOPIC`` bytes."""
     if len(topic) > MAX_TOPIC:
@@ -357,11 +379,13 @@ def decode_topic(topic: bytes | memoryview) -> str:
         raise MessageError("topic is not UTF-8") from None
 
 
-def decode_header(header: bytes | memoryview, expect: type[Message] | None = None) -> Message:
-    """Decode a JSON header frame: of kind ``expect`` if given, else of any kind. Checks its
-    size against ``HEADER_LIMITS`` before parsing, then the version, kind and every field."""
-    limit = HEADER_LIMITS[expect.kind] if expect is not None else max(HEADER_LIMITS.values())
-    what = expect.kind if expect is not None else "header"
+def decode_header(header: bytes | memoryview, expect: Expect = None) -> Message:
+    """Decode a JSON header frame: of a kind ``expect`` names if given (one class, or a tuple of
+    them), else of any kind. Checks its size against ``HEADER_LIMITS`` before parsing, then the
+    version, kind and every field."""
+    kinds = (expect,) if isinstance(expect, type) else expect
+    limit = max(HEADER_LIMITS[k.kind] for k in kinds) if kinds else max(HEADER_LIMITS.values())
+    what = "/".join(k.kind for k in kinds) if kinds else "header"
     if len(header) > limit:
         raise MessageError(f"{what}: header of {len(header)} bytes, more than {limit}")
     data = bytes(header)
@@ -375,9 +399,9 @@ def decode_header(header: bytes | memoryview, expect: type[Message] | None = Non
     cls = _KINDS.get(kind)
     if cls is None:
         raise MessageError(f"unknown message kind {kind[:40]!r}")
-    if expect is not None and cls is not expect:
-        raise MessageError(f"expected a {expect.kind} message, got {kind!r}")
-    if expect is None and len(data) > HEADER_LIMITS[kind]:
+    if kinds and cls not in kinds:
+        raise MessageError(f"expected a {what} message, got {kind!r}")
+    if len(data) > HEADER_LIMITS[kind]:
         raise MessageError(f"{kind}: header of {len(data)} bytes, more than {HEADER_LIMITS[kind]}")
     try:
         return _adapter(cls).validate_json(data, strict=True)
@@ -385,12 +409,12 @@ def decode_header(header: bytes | memoryview, expect: type[Message] | None = Non
         raise _one_line(kind, exc) from None
 
 
-def decode(parts: list[bytes] | list[memoryview], expect: type[Message] | None = None) -> tuple[str, Message]:
+def decode(parts: list[bytes] | list[memoryview], expect: Expect = None) -> tuple[str, Message]:
     """Decode a multipart message ``[topic, header, *payload]`` into ``(topic, message)``.
 
     The payload frame of ``overlay`` messages (pixels, decoded with :func:`decode_pixels`) and of
     ``jpeg`` messages (JPEG bytes, at most ``MAX_JPEG``) is required and not decoded here;
-    other kinds have none. ``expect``: the one kind accepted (any, if None).
+    other kinds have none. ``expect``: the kinds accepted (any, if None; see :func:`decode_header`).
     """
     if not 2 <= len(parts) <= 3:
         raise MessageError(f"expected 2 or 3 frames (topic, header, payload), got {len(parts)}")

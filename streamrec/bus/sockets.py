@@ -90,6 +90,7 @@ from streamrec.bus.messages import (
     FRAME_MESSAGE_MAX,
     HEADER_LIMITS,
     MAX_JPEG,
+    Expect,
     FrameHeader,
     JpegFrame,
     Message,
@@ -283,11 +284,12 @@ def _receive_parts(sock: zmq.Socket, flags: int) -> list[zmq.Frame]:
     return parts
 
 
-def receive(sock: zmq.Socket, flags: int = 0, expect: type[Message] | None = None) -> Received:
+def receive(sock: zmq.Socket, flags: int = 0, expect: Expect = None) -> Received:
     """Receive one message with a JSON header: ``(topic, message, payload)``: an RGB array for
-    overlays, JPEG bytes for JPEG frames, else ``None``. ``expect``: the one kind accepted (any,
-    if None). Raises :class:`MessageError` for a malformed message (the caller counts it and
-    carries on) and ``zmq.Again`` when ``flags`` has ``NOBLOCK`` and nothing is waiting."""
+    overlays, JPEG bytes for JPEG frames, else ``None``. ``expect``: the kinds accepted (one
+    class, a tuple of them, or None for any). Raises :class:`MessageError` for a malformed
+    message (the caller counts it and carries on) and ``zmq.Again`` when ``flags`` has
+    ``NOBLOCK`` and nothing is waiting."""
     raw = [part.buffer for part in _receive_parts(sock, flags)]
     topic, message = decode(raw, expect)
     if isinstance(message, Overlay):
@@ -305,7 +307,7 @@ def _detached(error: Exception) -> MessageError:
 
 
 def receive_pending(
-    sock: zmq.Socket, timeout_ms: int = 0, expect: type[Message] | None = None, limit: int = RECEIVE_LIMIT
+    sock: zmq.Socket, timeout_ms: int = 0, expect: Expect = None, limit: int = RECEIVE_LIMIT
 ) -> tuple[list[Received], list[MessageError]]:
     """Wait up to ``timeout_ms`` for a message, then take the messages already waiting, at most
     ``limit`` (so that a flood cannot keep the caller here), without blocking. Returns them and

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.bus.messages import EVENT_TYPES, Event
+from streamrec.bus.messages import EVENT_TYPES, EndTracks, Event
 from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
 from streamrec.events.journal import Journal
 from streamrec.events.tracks import OpenTracks
@@ -114,12 +114,12 @@ class EventsStage(Stage):
                     len(self.unwritten), self.unwritten[0]["seq"], self.unwritten[-1]["seq"], self.journal_dir,
                 )
 
-    def _receive(self, timeout_ms: int) -> list[Event]:
-        messages, errors = receive_pending(self.inbox, timeout_ms, expect=Event)
+    def _receive(self, timeout_ms: int) -> list[Event | EndTracks]:
+        messages, errors = receive_pending(self.inbox, timeout_ms, expect=(Event, EndTracks))
         self.refuse("events", errors)
-        return [message for _, message, _ in messages if isinstance(message, Event)]
+        return [message for _, message, _ in messages if isinstance(message, (Event, EndTracks))]
 
-    def _handle(self, events: list[Event]) -> None:
+    def _handle(self, events: list[Event | EndTracks]) -> None:
         events, ended = self.open_tracks.follow(events)
         self.count("tracks_ended_for_a_dead_stage", ended)
         numbered = self.journal.number([e.to_json() for e in events])

@@ -45,7 +45,7 @@ from typing import Any
 
 import zmq
 
-from streamrec.bus.messages import Event, StageStats
+from streamrec.bus.messages import EndTracks, StageStats
 from streamrec.bus.sockets import DropLog, Endpoints, Publisher, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
@@ -195,10 +195,10 @@ class Supervisor:
 
     def _end_tracks(self, why: str) -> None:
         """The inference stage is gone without ending its tracks: ask the events stage, which saw
-        every decision and track end, to end the tracks still open with ``why``: a ``track_end``
-        without a track id, per source, which it turns into one ``track_end`` per open track."""
+        every decision and track end, to end the tracks still open with ``why``: an
+        :class:`EndTracks` request per source, which it turns into one ``track_end`` per open track."""
         for source in self.config.sources:
-            if not send(self.events_out, "track_end", Event("track_end", source.label, time.time(), detail=why), block=False):
+            if not send(self.events_out, "end_tracks", EndTracks(source.label, time.time(), why), block=False):
                 log.error("could not ask the events stage to end the open tracks of %s (%s)", source.label, why)
 
     # -- monitoring --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from streamrec.bus.messages import Event
+from streamrec.bus.messages import EndTracks, Event
 from streamrec.bus.sockets import Endpoints, new_run_dir, push_socket, receive, send, sub_socket
 from streamrec.events.journal import Journal, read_journal
 from streamrec.events.stage import JOURNAL_BACKLOG, EventsStage
@@ -224,7 +224,7 @@ def test_the_open_tracks_of_a_dead_inference_stage_are_ended_with_the_reason(tmp
         for kind, source, track_id in [("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3), ("track_end", "cam", 2)]:
             send(producer, kind, Event(kind, source, time.time(), track_id=track_id, name="Ann" if kind == "match" else None, box=[1.0, 2.0, 3.0, 4.0]))
         why = "ended when the inference stage died (signal 9)"
-        send(producer, "track_end", Event("track_end", "cam", time.time(), detail=why))  # what the supervisor sends
+        send(producer, "end_tracks", EndTracks("cam", time.time(), why))  # what the supervisor sends
         _step_until(stage, lambda: stage.journal.seq == base + 5)
     events = _journaled(folder)
     assert [(e["type"], e["source"], e["track_id"]) for e in events] == [
@@ -264,7 +264,7 @@ def test_an_events_stage_killed_on_a_full_disk_gives_no_number_twice_and_its_tra
             processes.append(_events_process(endpoints, folder, run_dir))
             published += _connected(producer, subscriber)
             why = "ended when the inference stage died (signal 9)"
-            send(producer, "track_end", Event("track_end", "cam", time.time(), detail=why))
+            send(producer, "end_tracks", EndTracks("cam", time.time(), why))
             published += [_next(subscriber), _next(subscriber)]
         finally:
             for process in processes:

@@ -12,7 +12,7 @@ from streamrec.web.state import MAX_OTHER_SOURCES, WebState
 
 
 def test_what_the_state_holds_and_serves_is_bounded():
-    state = WebState(["front"])
+    state = WebState(["front"], hold_s=3.0)
     name, detail = "名" * MAX_NAME, "x" * MAX_TEXT  # JSON writes each of these as six bytes
     for index in range(1000):
         source = f"stranger {index}"
@@ -23,5 +23,5 @@ def test_what_the_state_holds_and_serves_is_bounded():
     assert state.sources() == ["front"] + sorted(f"stranger {index}" for index in range(MAX_OTHER_SOURCES))
     assert state.refused == {"pictures_unknown_source": 1000 - MAX_OTHER_SOURCES, "decisions_unknown_source": 1000 - MAX_OTHER_SOURCES}
     sources = 1 + MAX_OTHER_SOURCES
-    assert len(served) < sources * MAX_FACES * (6 * MAX_NAME + 4) + (20 + sources + 1) * 16 * 1024
+    assert len(served) < sources * MAX_FACES * (6 * MAX_NAME + 4) + (20 + 2 * sources + 1) * 16 * 1024  # recent events, a decision and a door per source, the last
     assert len(json.loads(served)["events"]) == 20

@@ -63,6 +63,8 @@ class CaptureStage(Stage):
         self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=self.ring.claim)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
         self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
+        self.link_events = self.status_out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.linked = False  #: the status link to the batcher has been made (see :meth:`_status_linked`)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 
     def step(self) -> bool:
@@ -80,7 +82,8 @@ class CaptureStage(Stage):
         dropped = counters.dropped + self.latest.dropped + self.send_dropped
         self.unsent = None
         height, width = frame.rgb.shape[:2]
-        place = self.ring.publish(frame.rgb)  # None: every slot is in use
+        linked = self._status_linked()
+        place = self.ring.publish(frame.rgb) if linked else None  # None: every slot is in use, or no batcher yet
         sent = place is not None and send_frame(
             self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, height, width, dropped, *place), block=False
         )
@@ -90,7 +93,9 @@ class CaptureStage(Stage):
             self.count("frames_sent")
         elif self.source.fast:  # keep it and wait (briefly, to keep hearing SIGTERM) for room
             self.unsent = frame
-            if place is not None:
+            if not linked:
+                self.link_events.poll(100)
+            elif place is not None:
                 self.frames_out.poll(100, zmq.POLLOUT)
             else:
                 time.sleep(0.005)  # for the batcher to read a slot
@@ -100,6 +105,18 @@ class CaptureStage(Stage):
         self.counters["reconnects"] = counters.reconnects
         self.gauges["capture_age_s"] = time.time() - frame.wall_time
         return True
+
+    def _status_linked(self) -> bool:
+        """Whether the status link to the batcher has been made. Frames are sent only from then
+        on: statuses and frames travel on separate sockets, which the batcher binds once its
+        models are loaded, and a frame that got there first could be decided about before the
+        batcher heard that its source had opened. Once made, the link stays counted as made (a
+        restarted batcher has the source's earlier statuses in the journal already)."""
+        if not self.linked and self.link_events.poll(0):
+            self.linked = True
+            self.status_out.disable_monitor()
+            self.link_events.close(linger=0)
+        return self.linked
 
     def _forward_statuses(self) -> None:
         while True:

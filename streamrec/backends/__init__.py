@@ -1,7 +1,7 @@
 """Inference backends: one module per engine, chosen by name.
 
 ``REGISTRY`` maps a backend name to ``module:Class``; modules are imported only when chosen, so a
-machine without a GPU never imports GPU libraries.
+machine without a GPU never imports GPU libraries, and one without OpenVINO never needs it.
 """
 
 from __future__ import annotations
@@ -11,17 +11,33 @@ from pathlib import Path
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 
-__all__ = ["REGISTRY", "Backend", "BackendOptions", "TensorSpec", "default_threads", "open_backend"]
+__all__ = [
+    "REGISTRY", "Backend", "BackendOptions", "TensorSpec", "backend_class", "default_threads", "open_backend",
+]
 
 REGISTRY: dict[str, str] = {
     "onnxruntime": "streamrec.backends.onnxruntime:OnnxRuntimeBackend",
+    "openvino": "streamrec.backends.openvino:OpenVinoBackend",
 }
+
+
+def backend_class(kind: str) -> type[Backend]:
+    """The class of the backend called ``kind`` (a key of :data:`REGISTRY`), imported now.
+
+    Raises ``ValueError`` (one line) for an unknown name, or when the backend's library is not
+    installed.
+    """
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+    module_name, class_name = REGISTRY[kind].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"the {kind} backend is not available: {exc}") from None
+    cls: type[Backend] = getattr(module, class_name)
+    return cls
 
 
 def open_backend(kind: str, model_path: Path, options: BackendOptions | None = None) -> Backend:
     """Load ``model_path`` with the backend called ``kind`` (a key of :data:`REGISTRY`)."""
-    if kind not in REGISTRY:
-        raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(sorted(REGISTRY))}")
-    module_name, class_name = REGISTRY[kind].split(":")
-    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
-    return cls(Path(model_path), options or BackendOptions())
+    return backend_class(kind)(Path(model_path), options or BackendOptions())

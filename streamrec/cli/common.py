@@ -24,11 +24,11 @@ __all__ = [
     "UserError",
     "add_engine_options",
     "add_model_options",
+    "emit_result",
     "open_models",
     "print_json",
-    "emit_result",
-    "write_atomic",
     "stderr",
+    "write_atomic",
 ]
 
 
@@ -62,7 +62,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--backend", default="onnxruntime", choices=sorted(REGISTRY),
-        help="inference backend (default: %(default)s)",
+        help="inference backend: onnxruntime, or openvino (the 'openvino' extra; faster on Intel CPUs, "
+        "bf16 on CPUs with AVX-512 BF16 or AMX) (default: %(default)s)",
     )
     group.add_argument(
         "--threads", type=_positive_int, metavar="N",
@@ -70,8 +71,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
-        help="FaceNet engine: fp32 (the published model) or int8 (about 3x faster on CPUs, "
-        "slightly less accurate; docs/accuracy.md) (default: %(default)s)",
+        help="how FaceNet computes: fp32 (the published model), bf16 (--backend openvino on a CPU with "
+        "AVX-512 BF16 or AMX) or int8 (the quantized engine, about 3x faster on CPUs, slightly less "
+        "accurate; docs/accuracy.md); MTCNN computes in fp32 (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 

@@ -145,6 +145,7 @@ def test_no_face_is_not_an_error_for_detect_but_is_for_compare(shared_data: Path
         (["detect", "x.jpg", "--margin", "2"], "margin must be in [0, 1]"),
         (["detect", "x.jpg", "--threads", "0"], "must be >= 1"),
         (["detect", "x.jpg", "--backend", "tpu"], "invalid choice: 'tpu'"),
+        (["detect", "x.jpg", "--precision", "bf16"], "error: the onnxruntime backend runs fp32 and int8 only (got precision 'bf16')"),
     ],
 )
 def test_bad_options(args, message):

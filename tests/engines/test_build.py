@@ -84,7 +84,7 @@ def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
         build._export(model, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
     )
     with pytest.raises(BuildError, match="min cosine"):
-        build._facenet_parity(model, sources["facenet"].path, tmp_path, build._face_crops(first, build._sample_photos()))
+        build._facenet_parity(model, sources["facenet"].path, tmp_path, build.face_crops(first, build.sample_photos()))
 
 
 def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):

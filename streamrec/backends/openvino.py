@@ -10,7 +10,7 @@ watches for that). Between calls the workers sleep: an idle process uses no CPU.
 
 Shapes. Each model is compiled once as read, with its dynamic dimensions (the batch; P-Net's
 height and width), so any input runs at once. A model compiled for one fixed shape runs the
-small MTCNN nets faster (whole-frame MTCNN on 640x480 frames took 20-30% less time than with
+small MTCNN nets faster (whole-frame MTCNN on 640x480 frames took a fifth less time than with
 dynamic shapes, docs/speed.md), so a shape that recurs gets a compiled model of its own, kept in
 a bounded least-recently-used cache. The batch is rounded up to a power of two (and padded with
 zeros), so the candidate counts of R-Net and O-Net, which change every frame, fall on a few

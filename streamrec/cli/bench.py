@@ -78,7 +78,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags.",
     )
     models.add_argument("--batches", type=_int_list, default=[1, 8, 32], metavar="B,B,...", help="batch sizes (default: 1,8,32)")
-    models.add_argument("--duration", type=float, default=3.0, metavar="S", help="seconds per model and batch (default: %(default)s)")
+    models.add_argument("--duration", type=float, default=3.0, metavar="S", help="seconds per model, batch and engine (default: %(default)s)")
     models.add_argument("--rounds", type=int, default=40, help="interleaved detection rounds per min face size (default: %(default)s)")
     models.add_argument("--min-face-sizes", type=_int_list, default=[40, 20], metavar="PX,PX", help="(default: 40,20)")
     models.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="detection frame size (default: 640x480)")

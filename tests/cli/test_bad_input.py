@@ -24,7 +24,8 @@ def odd_images(tmp_path_factory, faces_dir: Path) -> dict[str, Path]:
     """Real photos re-encoded as the formats people actually feed in."""
     folder = tmp_path_factory.mktemp("odd")
     bgr = cv2.imread(str(faces_dir / "barack_obama" / "2.jpg"))
-    made = {
+    assert bgr is not None
+    made: dict[str, tuple[Path, np.ndarray]] = {
         "gray": (folder / "gray.png", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)),
         "sixteen_bit": (folder / "sixteen.png", bgr.astype(np.uint16) * 257),
         "bmp": (folder / "photo.bmp", bgr),

@@ -76,8 +76,10 @@ def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
     first, _, _ = two_builds
     sources = locate_sources()
     model = facenet_from_graph(read_graph(sources["facenet"].path))
+    conv = model.get_submodule("stem.0.conv")
+    assert isinstance(conv, torch.nn.Conv2d)
     with torch.no_grad():
-        model.stem[0].conv.weight.mul_(1.5)  # a wrong conversion
+        conv.weight.mul_(1.5)  # a wrong conversion
     for name in ("pnet", "rnet", "onet"):  # the crops come from the MTCNN of the good build
         (tmp_path / ENGINE_FILES[name]).write_bytes((first / ENGINE_FILES[name]).read_bytes())
     (tmp_path / ENGINE_FILES["facenet"]).write_bytes(

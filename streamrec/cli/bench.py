@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
+import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BACKENDS, default_threads
-from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine, probe_video
+from streamrec.backends import BACKENDS, backend_class, default_threads
+from streamrec.bench.models import (
+    bench_detection,
+    bench_frames,
+    bench_nets,
+    engine_choices,
+    machine,
+    probe_video,
+)
 from streamrec.cli.bench_peers import register_peers
 from streamrec.cli.common import UserError, emit_result, number, number_list, stderr, thread_count
 from streamrec.config.model import MAX_FACE, MAX_SOURCES, MIN_FACE
@@ -25,6 +34,19 @@ __all__ = ["register"]
 
 #: Frames of any size up to 8K on the longer side, the largest the pipeline takes.
 _SIDE = number(whole=True, ge=1, le=MAX_FACE)
+
+
+def _names(choices: tuple[str, ...] | list[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(v for v in text.split(",") if v))
+        wrong = [n for n in names if n not in choices]
+        if not names or wrong:
+            raise argparse.ArgumentTypeError(f"expected names from {', '.join(choices)}, got {text!r}")
+        return names
+
+    return parse
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -41,11 +63,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     bench = verbs.add_parser("bench", help="benchmarks: per-model speed, the whole pipeline, the frame transport, peers side by side")
     kinds = bench.add_subparsers(dest="kind", metavar="KIND", required=True)
     models = kinds.add_parser(
-        "models", help="per-model latency/throughput by batch, and whole-frame MTCNN vs facenet-pytorch",
+        "models", help="per-model latency/throughput by batch and backend, and whole-frame MTCNN vs facenet-pytorch",
         description="Times R-Net, O-Net and FaceNet at each batch size (median latency per batch "
-        "and per item, items per second), then whole-frame MTCNN detection on frames of --size, "
-        "interleaved round by round with facenet-pytorch's MTCNN.detect() on the same frames and "
-        "the same thread budget (skipped with a note if facenet-pytorch cannot be imported).",
+        "and per item, items per second) on each --backend, FaceNet in each --precision (R-Net and "
+        "O-Net in fp32, as detection always runs), the engines of a model and batch alternated call by "
+        "call; then whole-frame MTCNN detection on frames of --size on each backend, interleaved round "
+        "by round with facenet-pytorch's MTCNN.detect() on the same frames and the same thread budget "
+        "(skipped with a note if facenet-pytorch cannot be imported). A backend and precision this "
+        "machine cannot run (bf16 without AVX-512 BF16 or AMX) is left out with the reason. The "
+        "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags.",
     )
     models.add_argument("--batches", type=number_list(whole=True, ge=1), default=[1, 8, 32], metavar="B,B,...", help="batch sizes (default: 1,8,32)")
     models.add_argument("--duration", type=number(gt=0), default=3.0, metavar="S", help="seconds per model and batch (default: %(default)s)")
@@ -55,6 +81,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     models.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="detection frame size (default: 640x480)")
     models.add_argument("--source", type=Path, metavar="FILE", help="take frames from this video or image (default: the sample photos)")
     models.add_argument("--threads", type=thread_count, default=default_threads(), help="thread budget for every engine, at most the cores this process may use (default: %(default)s)")
+    models.add_argument("--backend", type=_names(BACKENDS), default=["onnxruntime"], metavar="B,B",
+                        help=f"backends to time side by side, from {', '.join(BACKENDS)} (default: onnxruntime)")
+    models.add_argument("--precision", type=_names(PRECISIONS), default=["fp32", "int8"], metavar="P,P",
+                        help=f"FaceNet precisions, from {', '.join(PRECISIONS)} (default: fp32,int8)")
     models.add_argument("--engines", type=Path, metavar="DIR", help="engine folder")
     models.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
     models.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -66,32 +96,50 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    print(f"machine: {result['machine']['cpu']}, {result['threads']} threads")
-    print(f"{'model':12} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
+    m = result["machine"]
+    print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}), {result['threads']} threads; "
+          + ", ".join(f"{k} {v}" for k, v in result["libraries"].items()))
+    print(f"{'model':8} {'backend':12} {'precision':9} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
     for row in result["nets"]:
-        print(f"{row['model']:12} {row['batch']:>5} {row['median_ms']:>10.2f} {row['per_item_ms']:>8.2f} {row['items_per_s']:>8.1f}")
-    print(f"{'MTCNN frame':12} {'min face':>8} {'streamrec ms':>13} {'facenet-pytorch ms':>19} {'speed-up':>9}")
+        print(f"{row['model']:8} {row['backend']:12} {row['precision']:9} {row['batch']:>5} {row['median_ms']:>10.2f} "
+              f"{row['per_item_ms']:>8.2f} {row['items_per_s']:>8.1f}")
+    for line in result["skipped"]:
+        print(f"not run: {line}")
+    print(f"{'MTCNN frame':12} {'min face':>8} {'backend':12} {'streamrec ms':>13} {'facenet-pytorch ms':>19} {'speed-up':>9}")
     for row in result["detection"]:
         theirs = row.get("facenet_pytorch", {}).get("median_ms")
-        print(
-            f"{row['frame']:12} {row['min_face_size']:>8g} {row['streamrec']['median_ms']:>13.1f} "
-            f"{theirs if theirs is None else f'{theirs:.1f}':>19} {row.get('speedup', float('nan')):>8.2f}x"
-        )
+        for backend, ours in row["streamrec"].items():
+            print(
+                f"{row['frame']:12} {row['min_face_size']:>8g} {backend:12} {ours['median_ms']:>13.1f} "
+                f"{theirs if theirs is None else f'{theirs:.1f}':>19} {row.get('speedup', {}).get(backend, float('nan')):>8.2f}x"
+            )
         if "facenet_pytorch" not in row:
             print(f"  ({row['reference']})")
 
 
 def run_models(args: argparse.Namespace) -> int:
+    engines, skipped = engine_choices(args.backend, args.precision)
+    for line in skipped:
+        stderr(f"not run: {line}")
+    if not engines:
+        raise UserError("no backend here runs the precisions asked for: " + "; ".join(skipped))
+    backends = list(dict.fromkeys(backend for backend, _ in engines))
     folder = ensure_engines(args.engines, stderr)
     try:
         frames = bench_frames(args.source, args.size)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each)")
-    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr)
+    stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
+    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines)
     stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
-    detection = bench_detection(folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr)
-    result = {"machine": machine(), "threads": args.threads, "nets": nets, "detection": detection}
+    detection = bench_detection(
+        folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends
+    )
+    result = {
+        "machine": machine(), "threads": args.threads,
+        "libraries": {b: importlib.metadata.version(backend_class(b).library) for b in backends},
+        "skipped": skipped, "nets": nets, "detection": detection,
+    }
     emit_result(result, args, _print_table)
     return 0
 

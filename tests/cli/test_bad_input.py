@@ -24,7 +24,8 @@ def odd_images(tmp_path_factory, faces_dir: Path) -> dict[str, Path]:
     """Real photos re-encoded as the formats people actually feed in."""
     folder = tmp_path_factory.mktemp("odd")
     bgr = cv2.imread(str(faces_dir / "barack_obama" / "2.jpg"))
-    made = {
+    assert bgr is not None
+    made: dict[str, tuple[Path, np.ndarray]] = {
         "gray": (folder / "gray.png", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)),
         "sixteen_bit": (folder / "sixteen.png", bgr.astype(np.uint16) * 257),
         "bmp": (folder / "photo.bmp", bgr),
@@ -160,6 +161,7 @@ def test_no_face_is_not_an_error_for_detect_but_is_for_compare(shared_data: Path
         (["detect", "x.jpg", "--margin", "2"], "argument --margin: must be a finite number between 0 and 1 (got 2)"),
         (["detect", "x.jpg", "--threads", "0"], "argument --threads: must be a whole number between 1 and"),
         (["detect", "x.jpg", "--backend", "tpu"], "invalid choice: 'tpu'"),
+        (["detect", "x.jpg", "--precision", "bf16"], "error: the onnxruntime backend runs fp32 and int8 only (got precision 'bf16')"),
     ],
 )
 def test_bad_options(args, message):

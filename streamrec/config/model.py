@@ -118,7 +118,8 @@ class PipelineConfig(Section):
     )
     backend: BackendName = Field(
         default="onnxruntime",
-        description="Inference backend that runs the MTCNN and FaceNet engines.",
+        description="Inference backend that runs the MTCNN and FaceNet engines: onnxruntime, or openvino "
+        "(the 'openvino' extra; the one that computes in bf16).",
     )
     threads: Annotated[int, AfterValidator(_threads)] = Field(
         default=0, ge=0,
@@ -129,8 +130,9 @@ class PipelineConfig(Section):
     )
     precision: Precision = Field(
         default="fp32",
-        description="FaceNet engine: fp32 (the published model) or int8 (about 3x faster on CPUs, slightly "
-        "less accurate; docs/accuracy.md).",
+        description="How FaceNet computes: fp32 (the published model), bf16 (backend openvino on a CPU with "
+        "AVX-512 BF16 or AMX) or int8 (the quantized engine, 2-3x faster on CPUs, slightly less accurate; "
+        "docs/accuracy.md).",
     )
 
 

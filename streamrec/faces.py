@@ -10,39 +10,40 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
-from streamrec.backends import BACKEND_PRECISIONS, FACE_ENGINE_BACKENDS, BackendOptions, open_backend
+from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
 from streamrec.embed.select import Selection, main_face
-from streamrec.engines import ENGINE_FILES, ensure_engines
+from streamrec.engines import ENGINE_FILES, ensure_engines, facenet_engine
 from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
 
-__all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision"]
+__all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision", "face_engine"]
 
-Precision = Literal["fp32", "int8", "fp16", "bf16"]
-#: Every FaceNet precision some backend offers (``BACKEND_PRECISIONS`` says which offers which).
-PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for offered in BACKEND_PRECISIONS.values() for p in offered))
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
 class ModelsConfig:
     """Everything that decides what the still-image commands compute."""
 
-    backend: str = "onnxruntime"
+    backend: BackendName = "onnxruntime"
     backend_options: BackendOptions = field(default_factory=BackendOptions)
-    #: FaceNet engine: ``fp32`` (the published model as converted) or ``int8`` (quantized,
-    #: ~3.4x faster on CPUs with integer dot-product instructions; docs/accuracy.md); the
-    #: ``torch`` backend offers ``fp16`` and ``bf16`` where its device computes in them.
+    #: How FaceNet computes: ``fp32`` (the published model as converted), ``bf16`` (the same
+    #: file in bfloat16 arithmetic: OpenVINO or torch on CPUs with AVX-512 BF16 or AMX, torch on
+    #: CUDA), ``fp16`` (torch on CUDA) or ``int8`` (the quantized file, ~3x faster on CPUs;
+    #: docs/accuracy.md); each backend says which it runs (:attr:`Backend.precisions`). MTCNN
+    #: computes in fp32 whatever this says: its nets are a small part of a frame's time, and bf16 moves P-Net's face
+    #: probabilities by a few hundredths (measured on a CPU with AMX), enough to move candidates
+    #: across its threshold.
     precision: Precision = "fp32"
-    #: Where the ``torch`` backend runs: ``cpu``, ``cuda`` or ``cuda:N`` (the others run on the CPU).
-    device: str = "cpu"
     detector: MTCNNConfig = field(default_factory=MTCNNConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     selection: Selection = "centre"
@@ -69,9 +70,6 @@ class ImageFaces:
 class FaceModels:
     """The MTCNN detector and the FaceNet embedder on one backend."""
 
-    detector: MTCNN
-    embedder: FaceEmbedder
-
     def __init__(
         self,
         config: ModelsConfig | None = None,
@@ -79,30 +77,18 @@ class FaceModels:
         report: Callable[[str], None] = print,
     ) -> None:
         self.config = config or ModelsConfig()
-        backend, precision = self.config.backend, self.config.precision
-        offered = BACKEND_PRECISIONS.get(backend, PRECISIONS)
-        if precision not in offered:
-            raise ValueError(f"the {backend} backend computes FaceNet in {', '.join(offered)} (got {precision!r})")
-        if backend in FACE_ENGINE_BACKENDS:
-            self.detector, self.embedder = _open_torch(self.config)
-        else:
-            self._open_engines(engine_dir, report)
-
-    def _open_engines(self, engine_dir: Path | None, report: Callable[[str], None]) -> None:
-        """One backend per network, from the built engines (built now if missing)."""
-        if self.config.device != "cpu":
-            raise ValueError(
-                f"device {self.config.device!r}: the {self.config.backend} backend runs on the CPU "
-                "(the torch backend runs on CUDA)"
-            )
+        if self.config.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.config.precision!r})")
+        backend = backend_class(self.config.backend)
+        detection = replace(self.config.backend_options, precision="fp32")
+        embedding = replace(self.config.backend_options, precision=self.config.precision)
+        backend.check_options(embedding)  # before engines are built or loaded
         folder = ensure_engines(engine_dir, report)
-        facenet = "facenet" if self.config.precision == "fp32" else "facenet_int8"
-        opened = {
-            name: open_backend(self.config.backend, folder / ENGINE_FILES[name], self.config.backend_options)
-            for name in ("pnet", "rnet", "onet", facenet)
-        }
-        self.detector = MTCNN(opened["pnet"], opened["rnet"], opened["onet"], self.config.detector)
-        self.embedder = FaceEmbedder(opened[facenet], self.config.embed)
+        pnet, rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("pnet", "rnet", "onet"))
+        facenet = backend(folder / ENGINE_FILES[facenet_engine(self.config.precision)], embedding)
+        detector, embedder = face_engine(self.config.backend)
+        self.detector = detector(pnet, rnet, onet, self.config.detector)
+        self.embedder = embedder(facenet, self.config.embed)
 
     def detect(self, images: Sequence[np.ndarray], batch: int = 16) -> list[FaceDetections]:
         """Faces in each image; images of equal shape share MTCNN batches of up to ``batch``."""
@@ -165,13 +151,12 @@ class FaceModels:
         return results
 
 
-def _open_torch(config: ModelsConfig) -> tuple[MTCNN, FaceEmbedder]:
-    """The torch backend's detector and embedder (:mod:`streamrec.backends.torch`), built from
-    the published weights rather than the ONNX engines; ``ValueError`` in one line when PyTorch
-    is missing or the device cannot be used."""
-    try:
-        from streamrec.backends.torch import TorchSettings, open_face_engine
-    except ImportError as exc:
-        raise ValueError(f"the torch backend needs PyTorch and torchvision ({exc}): pip install 'streamrec[torch]'") from None
-    settings = TorchSettings(device=config.device, precision=config.precision)
-    return open_face_engine(settings, config.backend_options, config.detector, config.embed)
+def face_engine(backend: BackendName) -> tuple[type[MTCNN], type[FaceEmbedder]]:
+    """The detector and embedder classes around ``backend``'s nets. Every backend but ``torch``
+    runs the nets alone, and the host the cascade and the crops around them; the torch backend
+    runs those on its device too (:mod:`streamrec.backends.torch`), with the same interfaces."""
+    if backend == "torch":
+        from streamrec.backends.torch import TorchFaceEmbedder, TorchMTCNN
+
+        return TorchMTCNN, TorchFaceEmbedder
+    return MTCNN, FaceEmbedder

@@ -1,39 +1,57 @@
 """Inference backends: one module per engine, chosen by name.
 
 ``REGISTRY`` maps a backend name to ``module:Class``; modules are imported only when chosen, so a
-machine without a GPU never imports GPU libraries. Those backends run one model file at a time
-and leave the detection cascade and the face crops to the host. The backends in
-``FACE_ENGINE_BACKENDS`` run the whole face engine on a device of their own (``torch``: see
-:mod:`streamrec.backends.torch`) and are opened by :class:`streamrec.faces.FaceModels`.
+machine without a GPU never imports GPU libraries, and one without OpenVINO never needs it.
+:data:`BackendName` is the one list of names that the configuration, the command line and
+:class:`~streamrec.faces.ModelsConfig` accept; a new backend is its module plus one name here and
+its ``REGISTRY`` entry (mypy refuses an entry whose name is not in :data:`BackendName`,
+``tests/backends`` a name without an entry). Which precisions and devices a backend runs is its
+class's to say (:attr:`Backend.precisions`, :meth:`Backend.check_options`).
+
+The ``torch`` backend runs the PyTorch modules the engines are exported from, and with them the
+whole MTCNN cascade and the face crops on its device (:mod:`streamrec.backends.torch`).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Literal, get_args
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 
-__all__ = ["BACKENDS", "BACKEND_PRECISIONS", "FACE_ENGINE_BACKENDS", "REGISTRY", "Backend", "BackendOptions", "TensorSpec", "default_threads", "open_backend"]
+__all__ = [
+    "BACKENDS", "REGISTRY", "Backend", "BackendName", "BackendOptions", "TensorSpec", "backend_class", "default_threads",
+    "open_backend",
+]
 
-REGISTRY: dict[str, str] = {
+BackendName = Literal["onnxruntime", "openvino", "torch"]
+BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
+
+REGISTRY: dict[BackendName, str] = {
     "onnxruntime": "streamrec.backends.onnxruntime:OnnxRuntimeBackend",
-}
-#: Backends that run the detector and the embedder whole, cascade and crops included.
-FACE_ENGINE_BACKENDS: tuple[str, ...] = ("torch",)
-#: Every backend name the commands accept.
-BACKENDS: tuple[str, ...] = (*sorted(REGISTRY), *FACE_ENGINE_BACKENDS)
-#: What each backend computes FaceNet in, its default first (the detector always runs in fp32).
-BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("fp32", "int8"),
-    "torch": ("fp32", "fp16", "bf16"),
+    "openvino": "streamrec.backends.openvino:OpenVinoBackend",
+    "torch": "streamrec.backends.torch:TorchNet",
 }
 
 
-def open_backend(kind: str, model_path: Path, options: BackendOptions | None = None) -> Backend:
-    """Load ``model_path`` with the backend called ``kind`` (a key of :data:`REGISTRY`)."""
+def backend_class(kind: BackendName) -> type[Backend]:
+    """The class of the backend called ``kind`` (a key of :data:`REGISTRY`), imported now.
+
+    Raises ``ValueError`` (one line) for an unknown name, or when the backend's library is not
+    installed.
+    """
     if kind not in REGISTRY:
         raise ValueError(f"unknown backend {kind!r}; choose one of: {', '.join(sorted(REGISTRY))}")
     module_name, class_name = REGISTRY[kind].split(":")
-    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
-    return cls(Path(model_path), options or BackendOptions())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"the {kind} backend is not available: {exc}") from None
+    cls: type[Backend] = getattr(module, class_name)
+    return cls
+
+
+def open_backend(kind: BackendName, model_path: Path, options: BackendOptions | None = None) -> Backend:
+    """Load ``model_path`` with the backend called ``kind`` (a key of :data:`REGISTRY`)."""
+    return backend_class(kind)(Path(model_path), options or BackendOptions())

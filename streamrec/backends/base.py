@@ -34,10 +34,18 @@ class BackendOptions:
     ``threads``: intra-op threads for CPU backends (``None``: every core this process may use).
     ``max_batch``: the largest batch one call sends to the engine; bigger requests are split, so
     memory stays bounded however many faces or frames arrive at once.
+    ``precision``: how the model computes: ``fp32``; ``bf16`` (fp32 weights, bfloat16
+    arithmetic); ``int8`` (a model file quantized to int8, whose other layers compute in fp32).
+    Each backend lists the ones it runs in :attr:`Backend.precisions` and refuses the others, so
+    a result never claims a precision it was not computed in.
+    ``device``: where the model runs, as the backend names its devices (``cpu`` for every
+    backend; ``gpu`` for OpenVINO on an Intel GPU).
     """
 
     threads: int | None = None
     max_batch: int = 64
+    precision: str = "fp32"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -59,8 +67,23 @@ class Backend(ABC):
     """One loaded model. Subclasses implement :meth:`_run` and fill ``inputs``/``outputs``."""
 
     kind: ClassVar[str]
+    #: the distribution that provides the engine, whose version results are recorded with
+    library: ClassVar[str]
+    #: the :attr:`BackendOptions.precision` values this backend computes in
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+
+    @classmethod
+    def check_options(cls, options: BackendOptions) -> None:
+        """Raise ``ValueError`` (one line) if this backend cannot run as ``options`` ask, on
+        this machine. Cheap, and called before any model is loaded, so a command refuses a
+        precision or a device it cannot have before it builds or loads engines."""
+        if options.precision not in cls.precisions:
+            raise ValueError(
+                f"the {cls.kind} backend runs {' and '.join(cls.precisions)} only (got precision {options.precision!r})"
+            )
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
+        type(self).check_options(options)
         self.model_path = Path(model_path)
         self.options = options
         self.inputs: list[TensorSpec] = []

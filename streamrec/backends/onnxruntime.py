@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 
 __all__ = ["OnnxRuntimeBackend"]
 
-_ORT_TYPES = {
+_ORT_TYPES: dict[str, np.dtype] = {
     "tensor(float)": np.dtype(np.float32),
     "tensor(uint8)": np.dtype(np.uint8),
     "tensor(float16)": np.dtype(np.float16),
@@ -33,6 +33,15 @@ class OnnxRuntimeBackend(Backend):
     """Runs an ONNX file with ONNX Runtime's CPU execution provider."""
 
     kind = "onnxruntime"
+    library = "onnxruntime"
+    #: an int8 model file runs as it was quantized (QDQ); there is no bf16 arithmetic here.
+    precisions = ("fp32", "int8")
+
+    @classmethod
+    def check_options(cls, options: BackendOptions) -> None:
+        super().check_options(options)
+        if options.device.lower() != "cpu":
+            raise ValueError(f"the onnxruntime backend runs on the CPU only (got device {options.device!r})")
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         super().__init__(model_path, options)

@@ -1,9 +1,10 @@
 """``streamrec bench models``: per-model latency and throughput, and whole-frame detection
 time side by side with facenet-pytorch's ``MTCNN.detect()`` on the same frames.
 
-Every net is timed through the same backend the pipeline uses. facenet-pytorch runs in the same
-process with ``torch.set_num_threads`` set to the same thread budget, interleaved round by round
-with our detector so machine noise hits both alike.
+Every net is timed through the backends the pipeline can use, each backend (and for FaceNet each
+precision) alternated call by call with the others so machine noise hits all alike.
+facenet-pytorch runs in the same process with ``torch.set_num_threads`` set to the same thread
+budget, interleaved round by round with our detector on each backend.
 """
 
 from __future__ import annotations
@@ -20,31 +21,28 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamrec.backends import BackendOptions, default_threads, open_backend
-from streamrec.bench.timing import interleave, repeat, summary
-from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
-from streamrec.engines import ENGINE_FILES
+from streamrec.backends import BackendName, BackendOptions, backend_class, default_threads, open_backend
+from streamrec.backends.cpu import cpu_info
+from streamrec.bench.timing import alternate, interleave, summary
+from streamrec.detect.mtcnn import MTCNNConfig
+from streamrec.engines import ENGINE_FILES, facenet_engine
+from streamrec.faces import face_engine
 
-__all__ = ["bench_nets", "bench_detection", "bench_frames", "machine"]
+__all__ = ["bench_detection", "bench_frames", "bench_nets", "engine_choices", "machine"]
 
-_SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3), "facenet_int8": (160, 160, 3)}
+#: the input each timed net takes (P-Net's cost depends on the frame: see bench_detection)
+_SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3)}
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """What the numbers were measured on: the CPU with the instruction sets that decide which
+    precisions are fast (AMX, AVX-512 BF16, VNNI, AVX2), cores, memory, system."""
+    cpu = cpu_info()
     memory_gb = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         memory_gb = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
     return {
-        "cpu": cpu, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "memory_gb": memory_gb,
+        "cpu": cpu.model, "cpu_flags": list(cpu.flags) if cpu.flags is not None else None, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "memory_gb": memory_gb,
         "os": platform.platform(terse=True), "python": platform.python_version(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -102,36 +100,74 @@ def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> 
     return [frames[i % len(frames)] for i in range(max(count, len(frames)))][: max(count, 1)]
 
 
+def engine_choices(
+    backends: list[BackendName], precisions: list[str]
+) -> tuple[list[tuple[BackendName, str]], list[str]]:
+    """The (backend, precision) pairs that can run here, and one line for each that cannot (a
+    precision the backend does not offer, or this CPU cannot compute in)."""
+    runnable: list[tuple[BackendName, str]] = []
+    refused: list[str] = []
+    for backend in backends:
+        for precision in precisions:
+            try:
+                backend_class(backend).check_options(BackendOptions(precision=precision))
+            except ValueError as exc:
+                refused.append(f"{backend} {precision}: {exc}")
+                continue
+            runnable.append((backend, precision))
+    return runnable, refused
+
+
 def bench_nets(
-    engine_dir: Path, threads: int, batches: list[int], seconds: float, report: Callable[[str], None]
+    engine_dir: Path,
+    threads: int,
+    batches: list[int],
+    seconds: float,
+    report: Callable[[str], None],
+    engines: list[tuple[BackendName, str]],
 ) -> list[dict[str, Any]]:
-    """Latency per batch and per item, and items per second, for R-Net, O-Net and FaceNet (fp32
-    and int8) at each batch size (P-Net's cost depends on the frame, see :func:`bench_detection`)."""
+    """Latency per batch and per item, and items per second, at each batch size: FaceNet for
+    each (backend, precision) of ``engines``, R-Net and O-Net in fp32 (as detection always
+    runs) on each backend. The engines of one model and batch are alternated call by call."""
     rng = np.random.default_rng(0)
     rows = []
     for name, shape in _SHAPES.items():
-        backend = open_backend("onnxruntime", engine_dir / ENGINE_FILES[name], BackendOptions(threads=threads, max_batch=max(batches)))
-        dtype = backend.inputs[0].dtype
-        for batch in batches:
-            data = rng.integers(0, 256, (batch, *shape)).astype(dtype)
-            stats = summary(repeat(functools.partial(backend.run, data), seconds))
-            rows.append(
-                {
-                    "model": name,
-                    "batch": batch,
-                    **stats,
-                    "per_item_ms": stats["median_ms"] / batch,
-                    "items_per_s": 1e3 * batch / stats["median_ms"],
-                }
+        pairs = engines if name == "facenet" else list(dict.fromkeys((backend, "fp32") for backend, _ in engines))
+        opened = {
+            (backend, precision): open_backend(
+                backend,
+                engine_dir / ENGINE_FILES[facenet_engine(precision) if name == "facenet" else name],
+                BackendOptions(threads=threads, max_batch=max(batches), precision=precision),
             )
-            report(f"{name} batch {batch}: {stats['median_ms']:.2f} ms ({stats['median_ms'] / batch:.2f} ms per item)")
+            for backend, precision in pairs
+        }
+        for batch in batches:
+            data = rng.integers(0, 256, (batch, *shape)).astype(next(iter(opened.values())).inputs[0].dtype)
+            times = alternate({pair: functools.partial(net.run, data) for pair, net in opened.items()}, seconds)
+            for (backend, precision), runs in times.items():
+                stats = summary(runs)
+                rows.append(
+                    {
+                        "model": name,
+                        "backend": backend,
+                        "precision": precision,
+                        "batch": batch,
+                        **stats,
+                        "per_item_ms": stats["median_ms"] / batch,
+                        "items_per_s": 1e3 * batch / stats["median_ms"],
+                    }
+                )
+                report(
+                    f"{name} {backend} {precision} batch {batch}: {stats['median_ms']:.2f} ms "
+                    f"({stats['median_ms'] / batch:.2f} ms per item)"
+                )
     return rows
 
 
 def _facenet_pytorch_detector(min_face: float, threads: int) -> tuple[Callable[[np.ndarray], object] | None, str]:
     try:
         import torch
-        from facenet_pytorch import MTCNN as ReferenceMTCNN
+        from facenet_pytorch import MTCNN as ReferenceMTCNN  # type: ignore[import-untyped]
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available here"
         return None, f"facenet-pytorch not available: {type(exc).__name__}: {exc}"
     torch.set_num_threads(threads)
@@ -147,35 +183,39 @@ def bench_detection(
     min_faces: list[float],
     rounds: int,
     report: Callable[[str], None],
+    backends: list[BackendName],
 ) -> list[dict[str, Any]]:
-    """Whole-frame MTCNN time, ours vs facenet-pytorch's ``detect()``, interleaved per frame."""
+    """Whole-frame MTCNN time on each backend vs facenet-pytorch's ``detect()``, interleaved per
+    frame; each backend's detector is the one the commands use (the torch backend's runs the
+    whole cascade on its device). Every detector first runs over the frames twice, untimed, so a backend that compiles
+    per input shape (OpenVINO) has compiled them all before the timing starts."""
     options = BackendOptions(threads=threads)
-    nets = [open_backend("onnxruntime", engine_dir / ENGINE_FILES[n], options) for n in ("pnet", "rnet", "onet")]
+    nets = {b: [open_backend(b, engine_dir / ENGINE_FILES[n], options) for n in ("pnet", "rnet", "onet")] for b in backends}
     rows = []
     for min_face in min_faces:
-        ours = MTCNN(*nets, MTCNNConfig(min_face_size=min_face))
+        config = MTCNNConfig(min_face_size=min_face)
+        ours = {b: face_engine(b)[0](pnet, rnet, onet, config) for b, (pnet, rnet, onet) in nets.items()}
         reference, label = _facenet_pytorch_detector(min_face, threads)
-        competitors: dict[str, Callable[[np.ndarray], object]] = {"streamrec": ours.detect}
+        competitors: dict[str, Callable[[np.ndarray], object]] = {b: detector.detect for b, detector in ours.items()}
         if reference is not None:
             competitors["facenet-pytorch"] = reference
-        times = interleave(competitors, frames, rounds)
+        times = interleave(competitors, frames, rounds, warmup=2 * len(frames))
         row: dict[str, Any] = {
             "min_face_size": min_face,
             "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
             "frames": len(frames),
-            "streamrec": summary(times["streamrec"]),
+            "streamrec": {b: summary(times[b]) for b in backends},
+            "faces_found": {b: sum(len(d) for d in detector.detect(np.stack(frames))) for b, detector in ours.items()},
             "reference": label,
         }
-        faces = sum(len(d) for d in ours.detect(np.stack(frames)))
-        row["faces_found"] = faces
+        line = ", ".join(f"streamrec on {b} {row['streamrec'][b]['median_ms']:.1f} ms" for b in backends)
         if reference is not None:
             row["facenet_pytorch"] = summary(times["facenet-pytorch"])
-            row["speedup"] = row["facenet_pytorch"]["median_ms"] / row["streamrec"]["median_ms"]
-            report(
-                f"MTCNN {row['frame']} min face {min_face:g}: streamrec {row['streamrec']['median_ms']:.1f} ms, "
-                f"facenet-pytorch {row['facenet_pytorch']['median_ms']:.1f} ms ({row['speedup']:.2f}x)"
-            )
+            theirs = row["facenet_pytorch"]["median_ms"]
+            row["speedup"] = {b: theirs / row["streamrec"][b]["median_ms"] for b in backends}
+            line += f", facenet-pytorch {theirs:.1f} ms"
         else:
-            report(f"MTCNN {row['frame']} min face {min_face:g}: streamrec {row['streamrec']['median_ms']:.1f} ms; {label}")
+            line += f"; {label}"
+        report(f"MTCNN {row['frame']} min face {min_face:g}: {line}")
         rows.append(row)
     return rows

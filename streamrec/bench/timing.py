@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
-__all__ = ["repeat", "interleave", "summary"]
+__all__ = ["alternate", "interleave", "summary"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
-def repeat(fn: Callable[[], object], seconds: float, min_runs: int = 5, warmup: int = 2) -> list[float]:
-    """Run ``fn`` (after ``warmup`` untimed calls) until ``seconds`` have passed and at least
-    ``min_runs`` runs are done; returns each run's wall time in seconds."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_runs or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+def alternate(
+    fns: dict[K, Callable[[], object]], seconds: float, min_runs: int = 5, warmup: int = 2
+) -> dict[K, list[float]]:
+    """Run every function in turn (after ``warmup`` untimed calls each) until ``seconds`` per
+    function have passed and each has run ``min_runs`` times; alternating call by call, machine
+    noise hits all of them alike. Returns each one's run times in seconds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[K, list[float]] = {name: [] for name in fns}
+    deadline = time.perf_counter() + seconds * len(fns)
+    while min(len(t) for t in times.values()) < min_runs or time.perf_counter() < deadline:
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -48,7 +54,7 @@ def interleave(
 def summary(times: list[float]) -> dict[str, float]:
     """Median, p10 and p90 in milliseconds, and the run count."""
     ordered = sorted(times)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return {
         "median_ms": statistics.median(ordered) * 1e3,
         "p10_ms": pick(0.1) * 1e3,

@@ -66,7 +66,7 @@ from streamrec.bus.sockets import (
     send_frame,
 )
 
-__all__ = ["bench_transport", "TRANSPORTS", "GOAL_PERCENT"]
+__all__ = ["GOAL_PERCENT", "TRANSPORTS", "bench_transport"]
 
 TRANSPORTS = ("ring", "multipart", "mp_queue")
 GOAL_PERCENT = 2.0
@@ -184,13 +184,13 @@ def _drain(transport: str, sock: zmq.Socket, rings: RingReader | None) -> list[t
     """``(source, index, ts)`` of every message waiting, received as the pipeline receives it."""
     if transport == "ring":
         assert rings is not None
-        frames, malformed, stale = drain_frames(sock, rings, 0)
-        if malformed or stale:
-            raise RuntimeError(f"ring: {malformed} malformed and {stale} stale frames")
+        frames, errors, stale, _ = drain_frames(sock, rings, 0)
+        if errors or stale:
+            raise RuntimeError(f"ring: {len(errors)} malformed and {stale} stale frames")
         return [(h.source, h.index, h.ts) for items in frames.values() for h, _ in items]
-    messages, malformed = receive_pending(sock)
-    if malformed:
-        raise RuntimeError(f"multipart: {malformed} malformed messages")
+    messages, errors = receive_pending(sock, expect=Overlay)
+    if errors:
+        raise RuntimeError(f"multipart: {len(errors)} malformed messages (the last: {errors[-1]})")
     return [(m.source, m.index, m.ts) for _, m, _ in messages if isinstance(m, Overlay)]
 
 

@@ -1,150 +1,191 @@
-"""Every message that crosses a process boundary, with its schema version and validation.
+"""Every message that crosses a process boundary: its schema, its limits, and the only codec.
 
-A message on the wire is a ZeroMQ multipart message: a topic frame (ASCII), a JSON header
-frame, and, for messages that carry pixels, the raw pixel buffer as a third frame, sent without
-copying and received into a NumPy array without pickling. The exception is the captured frame,
-the one message sent for every frame of every camera: a single binary frame
-(:class:`FrameHeader`, its own version ``FRAME_VERSION``), whose pixels wait in shared memory
-(:mod:`streamrec.bus.ring`). Decoders check the schema version, required fields and types, and
-raise :class:`MessageError` with the reason; a receiving stage counts and drops such messages
-and keeps running.
+A message on the wire is a ZeroMQ multipart message: a topic frame (UTF-8), a JSON header
+frame, and, for messages that carry pixels or a JPEG, that payload as a third frame, sent
+without copying. The exception is the captured frame, the one message sent for every frame of
+every camera: a single binary frame (:class:`FrameHeader`, its own version ``FRAME_VERSION``),
+whose pixels wait in shared memory (:mod:`streamrec.bus.ring`).
 
-Schema version 1 (JSON headers). Field meanings are documented on each class (and, for events, in README.md).
-Fields a decoder does not know are ignored, so a field can be added without breaking older
-subscribers; removing or changing one bumps the version.
+Schemas are pydantic dataclasses: frozen, built positionally or by keyword, checked when built
+(so a stage never sends what a receiver would refuse) and when decoded. Decoding is strict
+(``"1"`` is no number, ``true`` no count) and bounded before anything is parsed: a header
+longer than its kind's ``HEADER_LIMITS`` entry, or a payload larger than the header says, is
+refused unread; JSON nested deeper than pydantic's parser allows (200 levels) is refused by the
+parser; every field has a type, finite numbers, sizes that are positive and match the payload,
+and a bound on every string (``MAX_NAME``, ``MAX_TEXT``, ``MAX_FIGURE``) and list
+(``MAX_FACES``, ``MAX_FIGURES``, ``MAX_SAMPLES``). Anything else raises :class:`MessageError`,
+one line saying why; a receiving stage counts and drops such messages and keeps running.
+
+Schema version 1 (JSON headers): ``{"v": 1, "kind": KIND, ...fields}``. Field meanings are
+documented on each class (and, for events, in README.md). Fields a decoder does not know are
+ignored, so a field can be added without breaking older subscribers; removing or changing one
+bumps the version.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 import struct
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "FRAME_VERSION",
+    "DECISION_TYPES",
     "EVENT_TYPES",
+    "FRAME_MESSAGE_MAX",
+    "FRAME_VERSION",
+    "HEADER_LIMITS",
+    "EndTracks",
+    "Expect",
+    "MAX_FACES",
+    "MAX_FIGURE",
+    "MAX_FIGURES",
+    "MAX_FRAME_PIXELS",
+    "MAX_FRAME_SIDE",
+    "MAX_JPEG",
+    "MAX_NAME",
+    "MAX_SAMPLES",
+    "MAX_TEXT",
+    "MAX_TIME",
+    "MAX_TOPIC",
+    "SCHEMA_VERSION",
     "SOURCE_STATES",
-    "MessageError",
-    "Message",
-    "FrameHeader",
-    "SourceStatus",
+    "DecisionType",
     "Event",
+    "EventType",
     "FaceOverlay",
-    "Overlay",
+    "FrameHeader",
     "JpegFrame",
+    "Message",
+    "MessageError",
+    "Overlay",
+    "SourceState",
+    "SourceStatus",
     "StageStats",
     "decode",
+    "decode_header",
     "decode_pixels",
+    "decode_topic",
 ]
 
 SCHEMA_VERSION = 1
-EVENT_TYPES = ("match", "unknown", "track_end", "source_status")
-SOURCE_STATES = ("opening", "open", "lost", "reconnecting", "ended", "failed")
 
-M = TypeVar("M", bound="Message")
+#: what an event is about: a decision (``match``: a watchlist person, ``unknown``: a face that
+#: matches nobody), the end of a decided track, or a source's change of state
+DecisionType = Literal["match", "unknown"]
+EventType = Literal[DecisionType, "track_end", "source_status"]
+DECISION_TYPES: tuple[str, ...] = get_args(DecisionType)  #: the events that name who is at the door
+EVENT_TYPES: tuple[str, ...] = (*DECISION_TYPES, "track_end", "source_status")
+#: a source's state as the capture stage reports it (the reader's own ``stopped`` is never sent)
+SourceState = Literal["opening", "open", "lost", "reconnecting", "ended", "failed"]
+SOURCE_STATES: tuple[str, ...] = get_args(SourceState)
 
+MAX_NAME = 200  #: characters of a name: source, person, person id, label, stage, ring
+MAX_TEXT = 1000  #: characters of free text: a status reason, an event's detail
+MAX_FIGURE = 256  #: characters of a statistics figure's name (``capture_to_detect[<source>]``)
+MAX_FIGURES = 1024  #: counters, gauges or latency series in one statistics report
+MAX_SAMPLES = 2048  #: latency samples of one series in one report (about one second's worth)
+MAX_FACES = 256  #: faces in one overlay, labels on one JPEG frame
+MAX_FRAME_SIDE = 8192  #: pixels of a frame's height or width
+MAX_FRAME_PIXELS = 10_000_000  #: pixels of a frame (any 4K camera): 30 MB of RGB
+MAX_JPEG = 3 * MAX_FRAME_PIXELS  #: bytes of a JPEG frame (never more than its raw pixels)
+MAX_TOPIC = 4 * MAX_NAME  #: bytes of a topic frame (a source name, in UTF-8)
+MAX_TIME = 253_402_300_799.0  #: the last second of year 9999, the latest time a message may carry
+
+#: bytes of each kind's JSON header, checked before it is parsed: room for every string at its
+#: limit in UTF-8 (escaped, for the free text), every list at its length
+HEADER_LIMITS: dict[str, int] = {
+    "source_status": 16 * 1024,
+    "event": 16 * 1024,
+    "end_tracks": 16 * 1024,
+    "overlay": 512 * 1024,
+    "jpeg": 512 * 1024,
+    "stats": 1024 * 1024,
+}
 
 class MessageError(ValueError):
-    """A malformed message: wrong framing, version, field or type."""
+    """A malformed message: wrong framing, size, version, field or type. One line."""
 
 
-#: one encoder for every header: ``json.dumps`` with options builds a new encoder per call, a
-#: cost paid for every overlay and event
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# -- field types ----------------------------------------------------------------------------------
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+Figure = Annotated[str, StringConstraints(max_length=MAX_FIGURE)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: Unix seconds, up to the end of year 9999 (what ``datetime`` and ``time.localtime`` can show)
+Timestamp = Annotated[float, Field(ge=0, le=MAX_TIME, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Side = Annotated[int, Field(ge=1, le=MAX_FRAME_SIDE)]
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]  #: frames per second
+Box = Annotated[tuple[Finite, ...], Field(min_length=4, max_length=4)]  #: ``[x1, y1, x2, y2]`` in frame pixels
+
+#: lax when built in Python (a NumPy number is a number), strict when decoded (see _adapter)
+_CONFIG = ConfigDict(extra="ignore")
 
 
-@functools.cache
-def _layout(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
-    """A message class's field names and the required ones, looked up once per class: an overlay
-    header is encoded and decoded for every rendered frame, so the per-message work is kept to a
-    dict and the JSON codec (it arrives after an idle wait, when little of that code is cached)."""
-    names = tuple(spec.name for spec in fields(cls))
-    required = frozenset(spec.name for spec in fields(cls) if spec.default is MISSING and spec.default_factory is MISSING)
-    return names, required
+@dataclass(frozen=True, config=_CONFIG)
+class _Envelope:
+    """What every JSON header starts with, read before its kind's schema is chosen."""
+
+    v: int
+    kind: str
 
 
-@functools.cache
-def _checks(cls: type) -> tuple[tuple[str, tuple[type, ...], bool], ...]:
-    """``(field, accepted types, nullable)`` per typed field of a message class, from its ``TYPES``."""
-    return tuple((name, tuple(t for t in types if t is not None), None in types) for name, types in cls.TYPES.items())
+_ENVELOPE = TypeAdapter(_Envelope)
 
 
-def _expect(kind: str, name: str, value: Any, types: tuple[type, ...], nullable: bool = False) -> None:
-    if value is None and nullable:
-        return
-    if isinstance(value, bool) and bool not in types:
-        raise MessageError(f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, got a boolean")
-    if not isinstance(value, types):
-        raise MessageError(f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise MessageError(f"{kind}.{name}: not a finite number")
+def _one_line(what: str, error: ValidationError) -> MessageError:
+    """The first problem pydantic found, as ``what: field.path: reason`` (a report may list many)."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return MessageError(f"{what}: {where + ': ' if where else ''}{first['msg']}{more}")
 
 
-_NUMBER = (int, float)
-
-
-def _expect_box(kind: str, name: str, box: Any) -> None:
-    if not (isinstance(box, list) and len(box) == 4):
-        raise MessageError(f"{kind}.{name}: expected [x1, y1, x2, y2]")
-    for value in box:
-        _expect(kind, name, value, _NUMBER)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class Message:
-    """Base of every message. ``TYPES`` maps field names to the JSON types they accept (a
-    trailing ``None`` entry makes the field nullable); :meth:`validate` checks them."""
+    """Base of every message with a JSON header. ``kind`` names the schema on the wire."""
 
     kind: ClassVar[str] = ""
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def header(self) -> bytes:
-        """The JSON header frame."""
-        body: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": self.kind}
-        for name in _layout(type(self))[0]:
-            body[name] = getattr(self, name)
-        return _ENCODER.encode(body).encode()
+        """The JSON header frame: ``{"v": 1, "kind": ..., fields...}``."""
+        body = _adapter(type(self)).dump_json(self)
+        return f'{{"v":{SCHEMA_VERSION},"kind":"{self.kind}",'.encode() + body[1:]
 
     def to_json(self) -> dict[str, Any]:
         """The message as a JSON-ready dict (without the framing fields)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls: type[M], body: Any) -> M:
-        """Build and validate a message from a decoded JSON object."""
-        if not isinstance(body, dict):
-            raise MessageError(f"{cls.kind}: header is not a JSON object")
-        if body.get("v") != SCHEMA_VERSION:
-            raise MessageError(f"{cls.kind}: schema version {body.get('v')!r}, expected {SCHEMA_VERSION}")
-        if body.get("kind") != cls.kind:
-            raise MessageError(f"expected a {cls.kind} message, got {body.get('kind')!r}")
-        names, required = _layout(cls)
-        if not required.issubset(body):
-            missing = next(name for name in names if name in required and name not in body)
-            raise MessageError(f"{cls.kind}: missing field {missing!r}")
-        message = cls(**{name: body[name] for name in names if name in body})
-        message.validate()
-        return message
-
-    def validate(self) -> None:
-        """Raise :class:`MessageError` when a field has the wrong type or value."""
-        for name, types, nullable in _checks(type(self)):
-            _expect(self.kind, name, getattr(self, name), types, nullable)
+        return _adapter(type(self)).dump_python(self, mode="json")  # type: ignore[no-any-return]
 
 
 FRAME_VERSION = 1
 _FRAME_MAGIC = b"SRFH"
 _FRAME = struct.Struct("<4sHqdIIqIQHH")
+FRAME_MESSAGE_MAX = _FRAME.size + 8 * MAX_NAME  #: bytes of a frame message with both names at their limit in UTF-8
 
 
-@dataclass(frozen=True)
-class FrameHeader(Message):
+@dataclass(frozen=True, config=_CONFIG)
+class _Picture:
+    """What every message about a frame starts with: whose frame, which, when it was captured
+    and its size (``height`` x ``width``, at most ``MAX_FRAME_PIXELS``)."""
+
+    source: Name
+    index: Count
+    ts: Timestamp
+    height: Side
+    width: Side
+
+    @model_validator(mode="after")
+    def _not_too_many_pixels(self) -> Any:
+        if self.height * self.width > MAX_FRAME_PIXELS:
+            raise ValueError(f"{self.width}x{self.height} is more than {MAX_FRAME_PIXELS} pixels")
+        return self
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FrameHeader(_Picture):
     """A captured frame, whose pixels wait in the capture's shared-memory frame ring
     (:mod:`streamrec.bus.ring`).
 
@@ -155,36 +196,17 @@ class FrameHeader(Message):
 
     Unlike the other messages it travels as one binary ZeroMQ frame (:meth:`pack`,
     :meth:`unpack`): it is sent for every frame of every camera, and a fixed layout costs a
-    fraction of JSON's encoding, decoding and type checks. Layout (little-endian):
-    ``b"SRFH"``, ``u16`` version (``FRAME_VERSION``), ``i64`` index, ``f64`` ts, ``u32``
-    height, ``u32`` width, ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u16`` byte lengths of
-    source and ring, then both as UTF-8.
+    fraction of JSON's encoding and decoding. Layout (little-endian): ``b"SRFH"``, ``u16``
+    version (``FRAME_VERSION``), ``i64`` index, ``f64`` ts, ``u32`` height, ``u32`` width,
+    ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u16`` byte lengths of source and ring, then
+    both as UTF-8.
     """
 
     kind: ClassVar[str] = "frame"
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "dropped": (int,),
-        "ring": (str,), "slot": (int,), "seq": (int,),
-    }
-    source: str
-    index: int
-    ts: float
-    height: int
-    width: int
-    dropped: int = 0
-    ring: str = ""
-    slot: int = 0
-    seq: int = 0
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_ranges()
-
-    def _check_ranges(self) -> None:
-        if not (0 < self.height <= 8192 and 0 < self.width <= 8192):
-            raise MessageError(f"frame: size {self.width}x{self.height} out of range")
-        if self.index < 0 or self.dropped < 0 or not math.isfinite(self.ts):
-            raise MessageError("frame: negative index or dropped count, or a time that is not a number")
+    dropped: Count = 0
+    ring: Name = ""
+    slot: Count = 0
+    seq: Count = 0
 
     def pack(self) -> bytes:
         """The binary frame message."""
@@ -195,49 +217,46 @@ class FrameHeader(Message):
         ) + source + ring
 
     @classmethod
-    def unpack(cls, data: bytes) -> FrameHeader:
+    def unpack(cls, data: bytes | memoryview) -> FrameHeader:
         """Decode and check a binary frame message; :class:`MessageError` says what is wrong."""
-        if len(data) < _FRAME.size or data[:4] != _FRAME_MAGIC:
+        if len(data) > FRAME_MESSAGE_MAX:
+            raise MessageError(f"frame: {len(data)} bytes, more than the {FRAME_MESSAGE_MAX} a frame message can have")
+        if len(data) < _FRAME.size or bytes(data[:4]) != _FRAME_MAGIC:
             raise MessageError(f"not a frame message ({len(data)} bytes without the frame header's signature)")
-        magic, version, index, ts, height, width, dropped, slot, seq, source_len, ring_len = _FRAME.unpack_from(data)
+        _, version, index, ts, height, width, dropped, slot, seq, source_len, ring_len = _FRAME.unpack_from(data)
         if version != FRAME_VERSION:
             raise MessageError(f"frame: version {version}, expected {FRAME_VERSION}")
         if len(data) != _FRAME.size + source_len + ring_len:
             raise MessageError(f"frame: {len(data)} bytes, the header says {_FRAME.size + source_len + ring_len}")
         try:
-            source = data[_FRAME.size:_FRAME.size + source_len].decode()
-            ring = data[_FRAME.size + source_len:].decode()
+            source = bytes(data[_FRAME.size:_FRAME.size + source_len]).decode()
+            ring = bytes(data[_FRAME.size + source_len:]).decode()
         except UnicodeDecodeError:
             raise MessageError("frame: source or ring name is not UTF-8") from None
-        header = cls(source, index, ts, height, width, dropped, ring, slot, seq)
-        header._check_ranges()
-        return header
+        try:
+            return cls(
+                source=source, index=index, ts=ts, height=height, width=width, dropped=dropped, ring=ring, slot=slot, seq=seq
+            )
+        except ValidationError as exc:
+            raise _one_line("frame", exc) from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class SourceStatus(Message):
-    """A change in a source's state (``SOURCE_STATES``), with its counters."""
+    """A change in a source's state (``SOURCE_STATES``), with its counters. ``reason``: why
+    (at most ``MAX_TEXT`` characters: the capture stage cuts longer ones)."""
 
     kind: ClassVar[str] = "source_status"
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "source": (str,), "state": (str,), "reason": (str,), "ts": _NUMBER,
-        "frames": (int,), "dropped": (int,), "reconnects": (int,),
-    }
-    source: str
-    state: str
-    ts: float
-    reason: str = ""
-    frames: int = 0
-    dropped: int = 0
-    reconnects: int = 0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.state not in SOURCE_STATES:
-            raise MessageError(f"source_status.state: {self.state!r} is not one of {', '.join(SOURCE_STATES)}")
+    source: Name
+    state: SourceState
+    ts: Timestamp
+    reason: Text = ""
+    frames: Count = 0
+    dropped: Count = 0
+    reconnects: Count = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class Event(Message):
     """A decision about a face track, or a source's change of state; what subscribers receive.
 
@@ -246,98 +265,72 @@ class Event(Message):
     the named person (lower is closer); ``score``: confidence 0-1 of the decision.
     ``box``: ``[x1, y1, x2, y2]`` in frame pixels. ``ts``: when the decision was made;
     ``capture_ts``: when the frame it was made on was captured. ``seq``: position in the event
-    journal (assigned by the events stage; 0 before that).
+    journal (assigned by the events stage; 0 before that). ``detail``: free text.
     """
 
     kind: ClassVar[str] = "event"
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "type": (str,), "source": (str,), "track_id": (int, None), "person_id": (str, None), "name": (str, None),
-        "distance": (*_NUMBER, None), "score": (*_NUMBER, None), "ts": _NUMBER, "frame_index": (int, None),
-        "capture_ts": (*_NUMBER, None), "seq": (int,), "detail": (str,),
-    }
-    type: str
-    source: str
-    ts: float
-    track_id: int | None = None
-    person_id: str | None = None
-    name: str | None = None
-    distance: float | None = None
-    score: float | None = None
-    box: list[float] | None = None
-    frame_index: int | None = None
-    capture_ts: float | None = None
-    seq: int = 0
-    detail: str = ""
-
-    def validate(self) -> None:
-        super().validate()
-        if self.type not in EVENT_TYPES:
-            raise MessageError(f"event.type: {self.type!r} is not one of {', '.join(EVENT_TYPES)}")
-        if self.box is not None:
-            _expect_box(self.kind, "box", self.box)
+    type: EventType
+    source: Name
+    ts: Timestamp
+    track_id: Count | None = None
+    person_id: Name | None = None
+    name: Name | None = None
+    distance: Finite | None = None
+    score: Finite | None = None
+    box: Box | None = None
+    frame_index: Count | None = None
+    capture_ts: Timestamp | None = None
+    seq: Count = 0
+    detail: Text = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
+class EndTracks(Message):
+    """A request on the internal events link, from the supervisor to the events stage: the
+    inference stage died without ending its tracks, so end every track of ``source`` that is
+    still open, with ``detail`` saying why (:mod:`streamrec.events.tracks`). A kind of its own,
+    so that no event, however it is made, can be taken for it; subscribers never see it."""
+
+    kind: ClassVar[str] = "end_tracks"
+    source: Name
+    ts: Timestamp
+    detail: Text = ""
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FaceOverlay:
-    """What to draw for one face: its box, track, and current decision."""
+    """What to draw for one face: its box, track, current decision (``label``: a name,
+    ``unknown``, or ``...`` while undecided) and that decision's score."""
 
-    box: list[float]
-    track_id: int
-    label: str
-    score: float
+    box: Box
+    track_id: Count
+    label: Name
+    score: Finite
     known: bool
 
 
-@dataclass(frozen=True)
-class Overlay(Message):
-    """A frame's results for the renderer; the frame's pixels follow as the next frame."""
+@dataclass(frozen=True, config=_CONFIG)
+class Overlay(Message, _Picture):
+    """A frame's results for the renderer; the frame's ``height`` x ``width`` RGB pixels follow
+    as the next frame (exactly ``height * width * 3`` bytes). ``fps``: the source's rate."""
 
     kind: ClassVar[str] = "overlay"
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "fps": _NUMBER,
-    }
-    source: str
-    index: int
-    ts: float
-    height: int
-    width: int
-    fps: float
-    faces: list[dict[str, Any]] = field(default_factory=list)
-
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.faces, list):
-            raise MessageError("overlay.faces: expected a list")
-        for face in self.faces:
-            if not isinstance(face, dict):
-                raise MessageError("overlay.faces: expected objects")
-            _expect_box(self.kind, "faces.box", face.get("box"))
-            _expect(self.kind, "faces.label", face.get("label"), (str,))
-
-    def face_overlays(self) -> list[FaceOverlay]:
-        """The faces as :class:`FaceOverlay` objects."""
-        return [FaceOverlay(**face) for face in self.faces]
+    fps: Rate
+    faces: Annotated[tuple[FaceOverlay, ...], Field(max_length=MAX_FACES)] = ()
 
 
-@dataclass(frozen=True)
-class JpegFrame(Message):
-    """An overlaid frame, JPEG-encoded; the JPEG bytes follow as the next frame. Published with
-    the source name as topic. ``labels``: the names (or "unknown") drawn on it."""
+@dataclass(frozen=True, config=_CONFIG)
+class JpegFrame(Message, _Picture):
+    """An overlaid frame, JPEG-encoded; the JPEG bytes (at most ``MAX_JPEG``) follow as the next
+    frame. Published with the source name as topic. ``labels``: the names (or "unknown", or "..." for a face not decided yet) drawn
+    on it."""
 
     kind: ClassVar[str] = "jpeg"
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "source": (str,), "index": (int,), "ts": _NUMBER, "height": (int,), "width": (int,), "fps": _NUMBER,
-    }
-    source: str
-    index: int
-    ts: float
-    height: int
-    width: int
-    fps: float
-    labels: list[str] = field(default_factory=list)
+    fps: Rate
+    labels: Annotated[tuple[Name, ...], Field(max_length=MAX_FACES)] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class StageStats(Message):
     """A stage's periodic report to the supervisor: counters and latency samples.
 
@@ -346,50 +339,92 @@ class StageStats(Message):
     """
 
     kind: ClassVar[str] = "stats"
-    TYPES: ClassVar[dict[str, tuple[Any, ...]]] = {"stage": (str,), "pid": (int,), "ts": _NUMBER}
-    stage: str
-    pid: int
-    ts: float
-    counters: dict[str, int] = field(default_factory=dict)
-    gauges: dict[str, float] = field(default_factory=dict)
-    latencies: dict[str, list[float]] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("counters", "gauges", "latencies"):
-            if not isinstance(getattr(self, name), dict):
-                raise MessageError(f"stats.{name}: expected an object")
+    stage: Name
+    pid: Count
+    ts: Timestamp
+    counters: Annotated[dict[Figure, Count], Field(max_length=MAX_FIGURES)] = Field(default_factory=dict)
+    gauges: Annotated[dict[Figure, Finite], Field(max_length=MAX_FIGURES)] = Field(default_factory=dict)
+    latencies: Annotated[
+        dict[Figure, Annotated[tuple[Finite, ...], Field(max_length=MAX_SAMPLES)]], Field(max_length=MAX_FIGURES)
+    ] = Field(default_factory=dict)
 
 
+#: messages with a JSON header; frames travel in binary (:meth:`FrameHeader.unpack`)
 _KINDS: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (SourceStatus, Event, Overlay, JpegFrame, StageStats)
-}  #: messages with a JSON header; frames travel in binary (:meth:`FrameHeader.unpack`)
+    cls.kind: cls for cls in (SourceStatus, Event, EndTracks, Overlay, JpegFrame, StageStats)
+}
 _WITH_PAYLOAD = (Overlay, JpegFrame)
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+M = TypeVar("M")
 
 
-def decode(parts: list[bytes]) -> tuple[str, Message]:
+def _adapter(cls: type[M]) -> TypeAdapter[M]:
+    """One validator per message class, built on first use (building one takes milliseconds)."""
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+#: the kinds a receiver accepts: one message class, a tuple of them, or None for any
+Expect = type[Message] | tuple[type[Message], ...] | None
+
+
+def decode_topic(topic: bytes | memoryview) -> str:
+    """The topic frame as text: UTF-8, at most ``MAX_TOPIC`` bytes."""
+    if len(topic) > MAX_TOPIC:
+        raise MessageError(f"topic of {len(topic)} bytes, more than {MAX_TOPIC}")
+    try:
+        return bytes(topic).decode()
+    except UnicodeDecodeError:
+        raise MessageError("topic is not UTF-8") from None
+
+
+def decode_header(header: bytes | memoryview, expect: Expect = None) -> Message:
+    """Decode a JSON header frame: of a kind ``expect`` names if given (one class, or a tuple of
+    them), else of any kind. Checks its size against ``HEADER_LIMITS`` before parsing, then the
+    version, kind and every field."""
+    kinds = (expect,) if isinstance(expect, type) else expect
+    limit = max(HEADER_LIMITS[k.kind] for k in kinds) if kinds else max(HEADER_LIMITS.values())
+    what = "/".join(k.kind for k in kinds) if kinds else "header"
+    if len(header) > limit:
+        raise MessageError(f"{what}: header of {len(header)} bytes, more than {limit}")
+    data = bytes(header)
+    try:
+        envelope = _ENVELOPE.validate_json(data, strict=True)
+    except ValidationError as exc:
+        raise _one_line(what, exc) from None
+    if envelope.v != SCHEMA_VERSION:
+        raise MessageError(f"{what}: schema version {envelope.v!r}, expected {SCHEMA_VERSION}")
+    kind = envelope.kind
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise MessageError(f"unknown message kind {kind[:40]!r}")
+    if kinds and cls not in kinds:
+        raise MessageError(f"expected a {what} message, got {kind!r}")
+    if len(data) > HEADER_LIMITS[kind]:
+        raise MessageError(f"{kind}: header of {len(data)} bytes, more than {HEADER_LIMITS[kind]}")
+    try:
+        return _adapter(cls).validate_json(data, strict=True)
+    except ValidationError as exc:
+        raise _one_line(kind, exc) from None
+
+
+def decode(parts: list[bytes] | list[memoryview], expect: Expect = None) -> tuple[str, Message]:
     """Decode a multipart message ``[topic, header, *payload]`` into ``(topic, message)``.
 
-    The payload frame of ``frame`` and ``overlay`` messages (pixels, decoded separately with
-    :func:`decode_pixels`) and of ``jpeg`` messages (JPEG bytes) is required and not decoded here.
+    The payload frame of ``overlay`` messages (pixels, decoded with :func:`decode_pixels`) and of
+    ``jpeg`` messages (JPEG bytes, at most ``MAX_JPEG``) is required and not decoded here;
+    other kinds have none. ``expect``: the kinds accepted (any, if None; see :func:`decode_header`).
     """
-    if len(parts) < 2:
-        raise MessageError(f"expected at least 2 frames (topic, header), got {len(parts)}")
-    try:
-        topic = bytes(parts[0]).decode("ascii")
-        body = json.loads(bytes(parts[1]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"undecodable topic or header ({exc})") from None
-    kind = body.get("kind") if isinstance(body, dict) else None
-    if kind not in _KINDS:
-        raise MessageError(f"unknown message kind {kind!r}")
-    cls = _KINDS[kind]
-    if (cls in _WITH_PAYLOAD) != (len(parts) == 3) or len(parts) > 3:
-        raise MessageError(f"{kind}: wrong number of frames ({len(parts)})")
-    try:
-        return topic, cls.from_json(body)
-    except TypeError as exc:
-        raise MessageError(f"{kind}: {exc}") from None
+    if not 2 <= len(parts) <= 3:
+        raise MessageError(f"expected 2 or 3 frames (topic, header, payload), got {len(parts)}")
+    topic = decode_topic(parts[0])
+    message = decode_header(parts[1], expect)
+    if isinstance(message, _WITH_PAYLOAD) != (len(parts) == 3):
+        raise MessageError(f"{message.kind}: wrong number of frames ({len(parts)})")
+    if isinstance(message, JpegFrame) and not 0 < len(parts[2]) <= MAX_JPEG:
+        raise MessageError(f"jpeg: {len(parts[2])} bytes of JPEG, expected 1 to {MAX_JPEG}")
+    return topic, message
 
 
 def decode_pixels(header: Overlay, buffer: bytes | memoryview) -> np.ndarray:
@@ -398,3 +433,4 @@ def decode_pixels(header: Overlay, buffer: bytes | memoryview) -> np.ndarray:
     if len(buffer) != expected:
         raise MessageError(f"{header.kind}: {len(buffer)} pixel bytes, expected {expected} for {header.width}x{header.height}")
     return np.frombuffer(buffer, np.uint8).reshape(header.height, header.width, 3)
+

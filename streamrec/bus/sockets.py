@@ -11,28 +11,86 @@ Patterns, and why:
   room instead, and the batcher keeps all its frames, in order.)
 * events, inference -> events stage: PUSH/PULL with the default queue and blocking sends: an
   event is never dropped between stages.
-* published events and JPEG frames: PUB/SUB, topic as the first frame (``match``,
-  ``unknown``... or the source name), so subscribers filter in ZeroMQ. PUB drops for slow
-  subscribers by design; the events journal is the lossless path.
+* published events and JPEG frames: :class:`Publisher` (an XPUB), topic as the first frame
+  (``match``, ``unknown``... or the source name), so subscribers filter in ZeroMQ. It drops for
+  slow subscribers by design; the events journal is the lossless path. Each output is published
+  twice, on its public address and on an ``ipc://`` feed in the run directory that only the web
+  stage reads, so whatever a stranger does to the public port never reaches the door page.
 * stage statistics -> supervisor: PUSH/PULL, sent without blocking (a missing report only
-  delays a status line).
+  delays a status line); the supervisor forwards each on the monitor :class:`Publisher`.
 
-Internal addresses are ``ipc://`` endpoints in a private run directory (on ``/dev/shm`` where it
-exists, as the frame rings live there too); published ones are ``tcp://127.0.0.1:PORT`` unless
-the configuration binds elsewhere.
+Internal addresses are ``ipc://`` endpoints in a private run directory (mode 0700, on
+``/dev/shm`` where it exists, as the frame rings live there too); published ones are
+``tcp://127.0.0.1:PORT`` unless the configuration binds elsewhere.
+
+What a sender can make a receiver hold, and why it is bounded (docs/reliability.md has the
+figures per socket):
+
+* Receiving sockets (PULL, SUB) set ``ZMQ_MAXMSGSIZE`` (:func:`part_limit`): ZeroMQ refuses a
+  frame larger than what the socket accepts before allocating it, and ends that connection
+  (the sender's ZeroMQ reconnects by itself; ZeroMQ does not say why a connection ended, so
+  such frames cannot be counted). Below that, :func:`receive` keeps at most three frames of a
+  message and checks every size against the schema before parsing (see
+  :mod:`streamrec.bus.messages`); a message that fails is counted by the stage that received
+  it. A receiver queues ``hwm`` messages, so it holds at most ``hwm`` x ``part_limit`` bytes per
+  frame, whoever sends. (ZeroMQ delivers a message only once all its frames have arrived, and
+  does not bound their number: the internal sockets are reachable only by this user, through
+  the run directory. And a sender that closes its socket while the receiver's queue is full
+  loses what it had queued, whatever its ``ZMQ_LINGER``: 269 of 1,000 small messages in a test
+  here; the receiver never sees them.)
+* A :class:`Publisher` is where strangers connect. libzmq 4.3.5 (pyzmq 27) keeps every
+  subscription in a trie that allocates per byte and per subscriber: measured here, one
+  10 MB subscription grew a PUB from 16 MB to 474 MB, kept after the subscriber left, and
+  100,000 random 200-byte subscriptions grew it to 817 MB even with ``ZMQ_MAXMSGSIZE`` at
+  256. ``ZMQ_XPUB_MANUAL`` does not help: libzmq stores each manual subscription in a second
+  trie (to unsubscribe on disconnect) before the application sees it (493 MB and 974 MB in the
+  same two attacks), and it can neither cap one subscriber's subscriptions nor drop one
+  subscriber. So the publisher bounds them itself:
+
+  - size: ``ZMQ_MAXMSGSIZE`` of 256 bytes (more if a topic is longer), so an oversized
+    subscription ends its connection before it is allocated (one of 10 MB left the publisher
+    at 16 MB);
+  - count: ``ZMQ_XPUB_VERBOSER`` hands every subscription to :meth:`Publisher.service`,
+    which counts those that can match no topic this publisher sends (``refused``): a prefix of
+    an event type or a source name costs at most one trie entry per byte of the topics, which
+    are few and short; any other costs up to 256 trie nodes (each ~50 bytes, plus a table of
+    up to 256 pointers where prefixes branch), about 15 KB. After ``REFUSED_BUDGET`` of them,
+    or with more than ``MAX_SUBSCRIBERS`` connections (each 25-50 KB of buffers and queue), the
+    publisher closes its socket and binds a new one: every subscriber is dropped, the
+    well-behaved ones reconnect and resubscribe by themselves within a few hundred
+    milliseconds (missing what was published meanwhile), and the memory is freed. So
+    subscriptions and connections hold at most about ``REFUSED_BUDGET`` x 15 KB +
+    ``MAX_SUBSCRIBERS`` x 50 KB (about 30 MB), plus what arrives between two calls of
+    ``service`` (on every send and every stage step; each subscriber's queue of
+    subscriptions holds ``SUBSCRIPTION_HWM``). An events stage grew by 0 MB under a 10 MB
+    subscription, 25 MB under 60,000 random ones and 23 MB under 356 connections. A stranger
+    who keeps subscribing to nothing, or keeps connecting, keeps every subscriber of that
+    address reconnecting: the web stage reads its own feeds, never the public addresses;
+  - queues: a subscriber that stops reading pins the last ``hwm`` messages sent to it (a
+    message is shared among subscribers, not copied), so at most ``MAX_SUBSCRIBERS`` x ``hwm``
+    messages.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streamrec.bus.messages import (
+    FRAME_MESSAGE_MAX,
+    HEADER_LIMITS,
+    MAX_JPEG,
+    Expect,
     FrameHeader,
     JpegFrame,
     Message,
@@ -44,21 +102,37 @@ from streamrec.bus.messages import (
 from streamrec.bus.ring import RingReader, StaleFrame
 
 __all__ = [
+    "RUN_DIR_PREFIX",
+    "Drained",
+    "DropLog",
     "Endpoints",
+    "Publisher",
+    "Received",
+    "drain_frames",
     "new_run_dir",
+    "part_limit",
+    "pull_socket",
+    "push_socket",
+    "receive",
+    "receive_pending",
+    "run_dirs_root",
     "send",
     "send_frame",
-    "receive",
-    "push_socket",
-    "pull_socket",
-    "pub_socket",
     "sub_socket",
-    "drain_frames",
-    "receive_pending",
-    "Received",
 ]
 
 DRAIN_LIMIT = 64  #: frame messages :func:`drain_frames` takes at most per call
+RECEIVE_LIMIT = 256  #: messages :func:`receive_pending` takes at most per call
+MAX_PARTS = 3  #: frames of a message: topic, header, payload
+PART_FLOOR = 256 * 1024  #: bytes of a frame any receiving socket reads (and counts, if malformed)
+PULL_HWM = 100  #: messages a PULL socket queues unless told otherwise: with ``part_limit``, what a sender can make it hold
+REFUSED_BUDGET = 1000  #: subscriptions matching no topic a :class:`Publisher` holds before it starts afresh
+MAX_SUBSCRIBERS = 256  #: connections a :class:`Publisher` holds before it starts afresh
+SUBSCRIPTION_LIMIT = 256  #: bytes of a subscription (or any frame) a subscriber may send
+SUBSCRIPTION_HWM = 16  #: subscriptions queued per subscriber before ZeroMQ stops reading its connection
+DROP_LOG_INTERVAL_S = 10.0  #: at most one warning per source of trouble this often
+
+log = logging.getLogger("streamrec.bus")
 
 #: ``(topic, message, payload)`` as :func:`receive` returns it.
 Received = tuple[str, Message, "np.ndarray | bytes | None"]
@@ -74,13 +148,15 @@ class Endpoints:
     overlays: str  #: inference -> render, PUSH/PULL, frames with their results
     events_in: str  #: inference -> events stage, PUSH/PULL, decisions
     stats: str  #: every stage -> supervisor, PUSH/PULL, StageStats
-    monitor: str  #: supervisor -> web, PUB/SUB, every StageStats received (for /metrics)
-    events_pub: str  #: events stage, PUB, published events (topic = event type)
-    jpeg_pub: str  #: render stage, PUB, overlaid JPEG frames (topic = source name)
+    monitor: str  #: supervisor -> web, XPUB/SUB, every StageStats received (for /metrics)
+    events_pub: str  #: events stage, XPUB, published events (topic = event type)
+    jpeg_pub: str  #: render stage, XPUB, overlaid JPEG frames (topic = source name)
+    events_feed: str  #: events stage -> web, XPUB/SUB, the published events again
+    jpeg_feed: str  #: render stage -> web, XPUB/SUB, the published JPEG frames again
 
     @classmethod
     def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str) -> Endpoints:
-        ipc = lambda name: f"ipc://{run_dir / name}"  # noqa: E731
+        ipc = lambda name: f"ipc://{run_dir / name}"
         return cls(
             rings=str(run_dir),
             frames=ipc("frames"),
@@ -91,16 +167,35 @@ class Endpoints:
             monitor=ipc("monitor"),
             events_pub=events_pub,
             jpeg_pub=jpeg_pub,
+            events_feed=ipc("events-feed"),
+            jpeg_feed=ipc("jpeg-feed"),
         )
 
 
-def new_run_dir() -> Path:
-    """A private directory for this run's ipc endpoints and frame rings: on ``/dev/shm`` (memory)
-    where it exists, else in the temporary directory (short path: ipc names are limited to about
-    100 bytes)."""
+def run_dirs_root() -> Path:
+    """Where run directories are made: ``/dev/shm`` (memory) where it exists, else the temporary
+    directory (a short path: ipc names are limited to about 100 bytes)."""
     shm = "/dev/shm"
-    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-    return Path(tempfile.mkdtemp(prefix=f"streamrec-{os.getuid()}-", dir=where))
+    return Path(shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir())
+
+
+#: the name of every run directory of this user starts with it
+RUN_DIR_PREFIX = f"streamrec-{os.getuid()}-"
+
+
+def new_run_dir() -> Path:
+    """A private directory for this run's ipc endpoints and frame rings, in :func:`run_dirs_root`."""
+    return Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir=run_dirs_root()))
+
+
+def part_limit(accepts: type[Message | FrameHeader] | None = None) -> int:
+    """``ZMQ_MAXMSGSIZE`` for a socket that receives ``accepts`` (any kind, if None): the
+    largest payload for kinds that carry one, else twice the header limit and at least
+    ``PART_FLOOR``, so that a message well over its limit is still read, counted and refused."""
+    if accepts is None or accepts in (Overlay, JpegFrame):
+        return MAX_JPEG
+    base = FRAME_MESSAGE_MAX if accepts is FrameHeader else HEADER_LIMITS[accepts.kind]
+    return max(PART_FLOOR, 2 * base)
 
 
 def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq.Socket:
@@ -119,23 +214,25 @@ def push_socket(ctx: zmq.Context, address: str, hwm: int | None = None, linger_m
     return sock
 
 
-def pull_socket(ctx: zmq.Context, address: str, hwm: int | None = None) -> zmq.Socket:
-    """A PULL socket bound to ``address``."""
+def pull_socket(
+    ctx: zmq.Context, address: str, hwm: int = PULL_HWM, accepts: type[Message | FrameHeader] | None = None
+) -> zmq.Socket:
+    """A PULL socket bound to ``address``, refusing frames larger than :func:`part_limit`
+    of ``accepts``; it holds at most ``hwm`` messages (senders wait when it is full)."""
     sock = _socket(ctx, zmq.PULL, hwm, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, part_limit(accepts))
     sock.bind(address)
     return sock
 
 
-def pub_socket(ctx: zmq.Context, address: str, hwm: int | None = None) -> zmq.Socket:
-    """A PUB socket bound to ``address``."""
-    sock = _socket(ctx, zmq.PUB, hwm, 0)
-    sock.bind(address)
-    return sock
-
-
-def sub_socket(ctx: zmq.Context, address: str, topics: list[str] | None = None, hwm: int | None = None) -> zmq.Socket:
-    """A SUB socket connected to ``address``, subscribed to ``topics`` (all when empty)."""
+def sub_socket(
+    ctx: zmq.Context, address: str, topics: Sequence[str] | None = None, hwm: int | None = None,
+    accepts: type[Message] | None = None,
+) -> zmq.Socket:
+    """A SUB socket connected to ``address``, subscribed to ``topics`` (all when empty),
+    refusing frames larger than :func:`part_limit` of ``accepts``."""
     sock = _socket(ctx, zmq.SUB, hwm, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, part_limit(accepts))
     for topic in topics or [""]:
         sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
     sock.connect(address)
@@ -147,9 +244,9 @@ def send(
 ) -> bool:
     """Send ``message`` and its payload (a frame's pixels, sent without copying, or JPEG bytes).
     Returns False when a non-blocking send found the queue full (the message was dropped)."""
-    parts: list[bytes | np.ndarray] = [topic.encode("ascii"), message.header()]
+    parts: list[bytes | memoryview] = [topic.encode(), message.header()]
     if isinstance(payload, np.ndarray):
-        parts.append(np.ascontiguousarray(payload))
+        parts.append(np.ascontiguousarray(payload).data)
     elif payload is not None:
         parts.append(payload)
     try:
@@ -169,14 +266,32 @@ def send_frame(sock: zmq.Socket, header: FrameHeader, block: bool = True) -> boo
     return True
 
 
-def receive(sock: zmq.Socket, flags: int = 0) -> tuple[str, Message, np.ndarray | bytes | None]:
+def _receive_parts(sock: zmq.Socket, flags: int) -> list[zmq.Frame]:
+    """One whole message, without copying; :class:`MessageError` if it has more than
+    ``MAX_PARTS`` frames (the rest are read and let go, never kept)."""
+    parts = [sock.recv(flags, copy=False)]
+    extra = 0
+    more = parts[-1].more
+    while more:
+        part = sock.recv(copy=False)
+        more = part.more
+        if len(parts) < MAX_PARTS:
+            parts.append(part)
+        else:
+            extra += 1
+    if extra:
+        raise MessageError(f"{MAX_PARTS + extra} message frames, expected at most {MAX_PARTS}")
+    return parts
+
+
+def receive(sock: zmq.Socket, flags: int = 0, expect: Expect = None) -> Received:
     """Receive one message with a JSON header: ``(topic, message, payload)``: an RGB array for
-    overlays, JPEG bytes for JPEG frames, else ``None``. Raises :class:`MessageError` for a
-    malformed message (the caller counts it and carries on) and ``zmq.Again`` when ``flags``
-    has ``NOBLOCK`` and nothing is waiting."""
-    parts = sock.recv_multipart(flags=flags, copy=False)
-    raw = [part.buffer for part in parts]
-    topic, message = decode([bytes(part) for part in raw[:2]] + raw[2:])
+    overlays, JPEG bytes for JPEG frames, else ``None``. ``expect``: the kinds accepted (one
+    class, a tuple of them, or None for any). Raises :class:`MessageError` for a malformed
+    message (the caller counts it and carries on) and ``zmq.Again`` when ``flags`` has
+    ``NOBLOCK`` and nothing is waiting."""
+    raw = [part.buffer for part in _receive_parts(sock, flags)]
+    topic, message = decode(raw, expect)
     if isinstance(message, Overlay):
         return topic, message, decode_pixels(message, raw[2])
     if isinstance(message, JpegFrame):
@@ -184,50 +299,199 @@ def receive(sock: zmq.Socket, flags: int = 0) -> tuple[str, Message, np.ndarray 
     return topic, message, None
 
 
-def receive_pending(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[list[Received], int]:
-    """Wait up to ``timeout_ms`` for a message, then take every message already waiting,
-    without blocking. Returns them and how many were malformed (skipped, so one bad sender
-    never stops a stage)."""
+def _detached(error: Exception) -> MessageError:
+    """The error without its traceback: a raised exception refers to the frame that caught it,
+    whose locals (the messages received so far, frames in their rings) would then live on in a
+    reference cycle until Python's cycle collector ran, holding ring slots the camera needs."""
+    return MessageError(str(error))
+
+
+def receive_pending(
+    sock: zmq.Socket, timeout_ms: int = 0, expect: Expect = None, limit: int = RECEIVE_LIMIT
+) -> tuple[list[Received], list[MessageError]]:
+    """Wait up to ``timeout_ms`` for a message, then take the messages already waiting, at most
+    ``limit`` (so that a flood cannot keep the caller here), without blocking. Returns them and
+    the errors of those that were malformed (skipped, so one bad sender never stops a stage)."""
     messages: list[Received] = []
-    malformed = 0
+    errors: list[MessageError] = []
     if timeout_ms and not sock.poll(timeout_ms):
-        return messages, malformed
-    while True:
+        return messages, errors
+    for _ in range(limit):
         try:
-            messages.append(receive(sock, zmq.NOBLOCK))
+            messages.append(receive(sock, zmq.NOBLOCK, expect))
         except zmq.Again:
-            return messages, malformed
-        except MessageError:
-            malformed += 1
+            break
+        except MessageError as exc:
+            errors.append(_detached(exc))
+    return messages, errors
+
+
+class Drained(NamedTuple):
+    """What :func:`drain_frames` took: each source's frames in arrival order, the errors of the
+    malformed messages, how many frames were stale (their slot reused before they were read)
+    and how many came from a source not in the caller's list."""
+
+    frames: dict[str, list[tuple[FrameHeader, np.ndarray]]]
+    errors: list[MessageError]
+    stale: int
+    unknown: int
 
 
 def drain_frames(
-    sock: zmq.Socket, rings: RingReader, timeout_ms: int
-) -> tuple[dict[str, list[tuple[FrameHeader, np.ndarray]]], int, int]:
+    sock: zmq.Socket, rings: RingReader, timeout_ms: int, sources: Iterable[str] | None = None
+) -> Drained:
     """Wait up to ``timeout_ms`` for frames, then take what is queued (at most ``DRAIN_LIMIT``
     messages, so that cameras sending without pause cannot keep the caller here), each frame's
     pixels read-only in place in its ring (the slot is the caller's until it lets go of the
-    array). Returns each source's frames in arrival order (the caller keeps the newest, or all of
-    a lossless source), how many messages were malformed, and how many frames were stale (their
-    slot reused before they were read)."""
+    array). Frames of sources not in ``sources`` (when given) are counted, never mapped. The
+    caller keeps the newest frame of each source, or all of a lossless source."""
     frames: dict[str, list[tuple[FrameHeader, np.ndarray]]] = {}
-    malformed = stale = 0
+    errors: list[MessageError] = []
+    known = None if sources is None else set(sources)
+    unknown = stale = 0
     if timeout_ms and not zmq.zmq_poll([(sock, zmq.POLLIN)], timeout_ms):
-        return frames, malformed, stale
+        return Drained(frames, errors, stale, unknown)
     for _ in range(DRAIN_LIMIT):
-        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             break
-        parts = sock.recv_multipart()
         try:
+            parts = _receive_parts(sock, 0)
             if len(parts) != 1:
-                raise MessageError(f"frame: {len(parts)} message parts, expected 1")
-            header = FrameHeader.unpack(parts[0])
+                raise MessageError(f"frame: {len(parts)} message frames, expected 1")
+            header = FrameHeader.unpack(parts[0].buffer)
+            if known is not None and header.source not in known:
+                unknown += 1
+                continue
             pixels = rings.take(header.source, header.ring, header.slot, header.seq, header.height, header.width)
         except StaleFrame:
             stale += 1
             continue
-        except (ValueError, OSError):  # MessageError included: a bad header, ring name, slot or ring file
-            malformed += 1
+        except MessageError as exc:
+            errors.append(_detached(exc))
+            continue
+        except (ValueError, OSError) as exc:  # a ring name, slot, size or ring file that cannot be right
+            errors.append(MessageError(f"frame: {exc}"))
             continue
         frames.setdefault(header.source, []).append((header, pixels))
-    return frames, malformed, stale
+    return Drained(frames, errors, stale, unknown)
+
+
+@dataclass
+class _Trouble:
+    count: int = 0  #: drops since the last line
+    last: str = ""  #: why the last one was dropped
+    logged: float = field(default=-float("inf"))  #: monotonic time of the last line
+
+
+class DropLog:
+    """Warnings about dropped messages, at most one line per source of trouble (a socket, a
+    reason) every ``interval_s``, saying how many since the previous line and why the last
+    one was dropped: a flood of bad messages must not become a flood of log lines."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = DROP_LOG_INTERVAL_S) -> None:
+        self.logger, self.interval_s = logger, interval_s
+        self._troubles: dict[str, _Trouble] = {}
+
+    def dropped(self, what: str, count: int, why: str) -> None:
+        """``count`` more ``what`` (e.g. "malformed message(s) on status") were dropped."""
+        if count <= 0:
+            return
+        trouble = self._troubles.setdefault(what, _Trouble())
+        trouble.count += count
+        trouble.last = why
+        self.flush(what)
+
+    def flush(self, only: str | None = None) -> None:
+        """Write the lines that are due (the counts of drops that came after the last line)."""
+        now = time.monotonic()
+        for what, trouble in self._troubles.items():
+            if (only is None or what == only) and trouble.count and now - trouble.logged >= self.interval_s:
+                since = "" if trouble.logged == -float("inf") else f" in the last {now - trouble.logged:.0f} s"
+                self.logger.warning("dropped %d %s%s; the last: %s", trouble.count, what, since, trouble.last)
+                trouble.count, trouble.logged = 0, now
+
+
+class Publisher:
+    """An XPUB bound at ``address`` that publishes topics among ``topics`` (event types, source
+    names) and bounds what its subscribers can make it hold (see the module docstring).
+
+    ``refused`` counts subscriptions that can match none of ``topics``, and messages from
+    subscribers that are no subscription at all; ``resets`` counts the times it dropped every
+    subscriber to free them; ``subscribers`` is the connections now.
+    Sends never block: a slow subscriber loses messages beyond ``hwm``."""
+
+    def __init__(self, ctx: zmq.Context, address: str, topics: Iterable[str], hwm: int) -> None:
+        encoded = [topic.encode() for topic in topics]
+        self.ctx, self.address, self.hwm = ctx, address, hwm
+        self._prefixes = frozenset(topic[:end] for topic in encoded for end in range(len(topic) + 1)) | {b""}
+        self._limit = max([SUBSCRIPTION_LIMIT, *(16 + len(topic) for topic in encoded)])
+        self.refused = 0
+        self.resets = 0
+        self.subscribers = 0
+        self._refused_now = 0
+        self._drops = DropLog(log)
+        self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._open(must=True)
+
+    def send(self, topic: str, message: Message, payload: bytes | None = None) -> bool:
+        """Publish ``message`` (with its JPEG payload); False if it could not be (the socket is
+        being bound again after a reset)."""
+        self.service()
+        return self._sock is not None and send(self._sock, topic, message, payload, block=False)
+
+    def service(self) -> None:
+        """Read the subscriptions and connections that arrived, and start afresh if they pass
+        the bounds. Call it at least once per step of the owner's loop."""
+        if self._sock is None and not self._open(must=False):
+            return
+        assert self._sock is not None and self._monitor is not None
+        for _ in range(REFUSED_BUDGET + RECEIVE_LIMIT):
+            try:
+                note = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if note[:1] in (b"\x00", b"\x01") and note[1:] in self._prefixes or note[:1] == b"\x00":
+                continue  # one that can match, or an unsubscription (which frees, never costs)
+            self.refused += 1
+            if note[:1] == b"\x01":  # in the trie now; anything else was only this message
+                self._refused_now += 1
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            self.subscribers += 1 if event == zmq.EVENT_ACCEPTED else -1
+        if self._refused_now > REFUSED_BUDGET or self.subscribers > MAX_SUBSCRIBERS:
+            self._reset()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.disable_monitor()
+            self._sock.close(linger=0)
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+        self._sock = self._monitor = None
+
+    def _reset(self) -> None:
+        why = f"{self.subscribers} connections, {self._refused_now} subscriptions matching nothing published here"
+        what = f"subscriber(s) of {self.address} to free what they held (they reconnect by themselves)"
+        self._drops.dropped(what, max(self.subscribers, 1), why)
+        self.resets += 1
+        self.close()
+        self._open(must=False)
+
+    def _open(self, must: bool) -> bool:
+        """Bind a new socket; after a reset the old one's port may take a moment to be free."""
+        sock = _socket(self.ctx, zmq.XPUB, None, 0)
+        sock.setsockopt(zmq.SNDHWM, self.hwm)
+        sock.setsockopt(zmq.RCVHWM, SUBSCRIPTION_HWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._limit)
+        sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+        try:
+            sock.bind(self.address)
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            if must:
+                raise
+            return False
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._sock, self._refused_now, self.subscribers = sock, 0, 0
+        return True

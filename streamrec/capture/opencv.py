@@ -21,10 +21,25 @@ import numpy as np
 
 from streamrec.capture.source import SourceKind, SourceSpec
 
-__all__ = ["describe", "has_timestamps", "open_capture", "retrieve_rgb", "stream_time"]
+__all__ = ["describe", "has_timestamps", "open_capture", "quiet_library_logs", "retrieve_rgb", "stream_time"]
 
 _OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+#: FFmpeg's log level (``av_log``) as OpenCV sets it from the environment when it opens its first
+#: capture: 8 is AV_LOG_FATAL (errors, such as "Connection refused", are 16)
+_FFMPEG_LOG_ENV = "OPENCV_FFMPEG_LOGLEVEL"
+_FFMPEG_FATAL_ONLY = "8"
 _ENV_LOCK = threading.Lock()
+
+
+def quiet_library_logs() -> None:
+    """Keep OpenCV and FFmpeg from printing their own lines: a camera that cannot be reached
+    makes both print several per attempt ("backend is generally available but can't be used to
+    capture by name", "Connection to tcp://... failed"), where the reader reports each attempt
+    once with its reason. Call it before the first capture opens (FFmpeg's level is read then).
+    A level the user set (``OPENCV_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``) is kept, to debug with."""
+    os.environ.setdefault(_FFMPEG_LOG_ENV, _FFMPEG_FATAL_ONLY)
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def open_capture(spec: SourceSpec, open_timeout: float, read_timeout: float) -> cv2.VideoCapture | None:

@@ -9,16 +9,21 @@ without credentials or query string, and only ``label`` may appear in logs and m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["RTSP_TRANSPORTS", "SourceError", "SourceKind", "SourceSpec", "parse_source"]
+__all__ = ["MAX_WEBCAM_INDEX", "RTSP_TRANSPORTS", "SourceError", "SourceKind", "SourceSpec", "parse_source"]
 
 #: Lower transports FFmpeg can use for RTSP. TCP is the default: UDP loses packets (grey smears
 #: in decoded frames) on busy networks and does not pass NAT or most firewalls.
 RTSP_TRANSPORTS = ("tcp", "udp")
+
+#: OpenCV reads a camera index of 100 or more as a capture backend plus a camera (200: V4L2's 0).
+MAX_WEBCAM_INDEX = 99
+_INDEX = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
 
 _HINT = "give a webcam index (0, 1...), a video file, or an rtsp://, rtsps://, http:// or https:// URL"
 
@@ -50,35 +55,43 @@ class SourceSpec:
         return self.kind is not SourceKind.FILE
 
 
-def parse_source(source: str | int | os.PathLike, *, transport: str = "tcp") -> SourceSpec:
+def parse_source(source: str | int | os.PathLike, *, transport: str = "tcp", check_files: bool = True) -> SourceSpec:
     """Parse a webcam index, file path or URL; raise :class:`SourceError` if it is unusable.
 
     ``transport`` is the RTSP transport used when the URL does not choose one itself with
-    ``?transport=udp`` (that parameter is removed before the URL is opened).
+    ``?transport=udp`` (that parameter is removed before the URL is opened). ``check_files=False``
+    checks only what is written, not whether a file is there: a configuration is checked that way,
+    possibly on another machine than the one that runs it.
     """
     if isinstance(source, bool):
         raise SourceError(f"{source!r} is not a video source; {_HINT}")
     if isinstance(source, int):
         return _webcam(source)
     if isinstance(source, os.PathLike):
-        return _file(Path(source))
+        return _file(Path(source), check_files)
     text = source.strip()
     if not text:
         raise SourceError(f"empty video source; {_HINT}")
-    if text.lstrip("-").isdigit():
-        return _webcam(int(text))
+    if _INDEX.fullmatch(text):
+        digits = text.lstrip("-").lstrip("0") or "0"
+        index = int(digits) if len(digits) <= 3 else MAX_WEBCAM_INDEX + 1  # never converts a huge number
+        return _webcam(-index if text.startswith("-") else index)
     if "://" not in text:
-        return _file(Path(text).expanduser())
-    return _url(text, transport)
+        return _file(Path(text).expanduser(), check_files)
+    return _url(text, transport, check_files)
 
 
 def _webcam(index: int) -> SourceSpec:
     if index < 0:
         raise SourceError(f"webcam index {index} is negative; indices count from 0")
+    if index > MAX_WEBCAM_INDEX:
+        raise SourceError(f"webcam index too large: OpenCV counts cameras from 0 to {MAX_WEBCAM_INDEX}")
     return SourceSpec(SourceKind.WEBCAM, index, f"webcam:{index}")
 
 
-def _file(path: Path) -> SourceSpec:
+def _file(path: Path, check: bool = True) -> SourceSpec:
+    if not check:
+        return SourceSpec(SourceKind.FILE, str(path), str(path))
     if path.is_dir():
         raise SourceError(f"{path}: is a directory, not a video file")
     if not path.exists():
@@ -88,11 +101,11 @@ def _file(path: Path) -> SourceSpec:
     return SourceSpec(SourceKind.FILE, str(path), str(path))
 
 
-def _url(text: str, transport: str) -> SourceSpec:
+def _url(text: str, transport: str, check_files: bool) -> SourceSpec:
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme == "file":
-        return _file(Path(unquote(parts.path)))
+        return _file(Path(unquote(parts.path)), check_files)
     if scheme not in ("rtsp", "rtsps", "http", "https"):
         raise SourceError(f"unsupported scheme {scheme}:// in video source; {_HINT}")
     label = _label(parts, scheme)

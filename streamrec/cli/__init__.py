@@ -13,12 +13,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from streamrec.cli import bench, demo, engines, evaluate, events, faces, run, watchlist
+from streamrec.cli import bench, config, demo, engines, evaluate, events, faces, run, watchlist
 from streamrec.cli.common import UserError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
-_VERBS = (demo, run, events, engines, faces, watchlist, evaluate, bench)
+_VERBS = (demo, run, config, events, engines, faces, watchlist, evaluate, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamrec",
         description="Real-time face recognition: MTCNN detection and FaceNet embeddings on "
-        "ONNX Runtime (or, for the still-image verbs, whole in PyTorch on the CPU or a CUDA GPU: "
-        "--backend torch). Run 'streamrec VERB --help' for each verb.",
+        "ONNX Runtime (or OpenVINO, or whole in PyTorch on the CPU or a CUDA GPU: --backend). "
+        "Run 'streamrec VERB --help' for each verb.",
     )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for module in _VERBS:

@@ -4,41 +4,58 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import REGISTRY, default_threads
-from streamrec.bench.models import bench_detection, bench_frames, bench_nets, machine, probe_video
+from streamrec.backends import BACKENDS, backend_class, default_threads
+from streamrec.bench.models import (
+    bench_detection,
+    bench_frames,
+    bench_nets,
+    engine_choices,
+    machine,
+    probe_video,
+)
 from streamrec.cli.bench_peers import register_peers
-from streamrec.cli.bench_torch import register_torch
-from streamrec.cli.common import UserError, emit_result, stderr
+from streamrec.cli.common import UserError, emit_result, number, number_list, stderr, thread_count
+from streamrec.config.model import MAX_FACE, MAX_SOURCES, MIN_FACE
 from streamrec.engines import ensure_engines
+from streamrec.faces import PRECISIONS
 
 __all__ = ["register"]
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected numbers >= 1, got {text!r}")
-    return values
+#: Frames of any size up to 8K on the longer side, the largest the pipeline takes.
+_SIDE = number(whole=True, ge=1, le=MAX_FACE)
+
+
+def _names(choices: tuple[str, ...] | list[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(v for v in text.split(",") if v))
+        wrong = [n for n in names if n not in choices]
+        if not names or wrong:
+            raise argparse.ArgumentTypeError(f"expected names from {', '.join(choices)}, got {text!r}")
+        return names
+
+    return parse
 
 
 def _size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT``, each side from 1 to 8192 pixels."""
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
+        width, height = text.lower().split("x")
+        return _SIDE(width), _SIDE(height)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each from 1 to {MAX_FACE} (got {text!r})") from None
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -46,19 +63,28 @@ def register(verbs: argparse._SubParsersAction) -> None:
     bench = verbs.add_parser("bench", help="benchmarks: per-model speed, the whole pipeline, the frame transport, peers side by side")
     kinds = bench.add_subparsers(dest="kind", metavar="KIND", required=True)
     models = kinds.add_parser(
-        "models", help="per-model latency/throughput by batch, and whole-frame MTCNN vs facenet-pytorch",
+        "models", help="per-model latency/throughput by batch and backend, and whole-frame MTCNN vs facenet-pytorch",
         description="Times R-Net, O-Net and FaceNet at each batch size (median latency per batch "
-        "and per item, items per second), then whole-frame MTCNN detection on frames of --size, "
-        "interleaved round by round with facenet-pytorch's MTCNN.detect() on the same frames and "
-        "the same thread budget (skipped with a note if facenet-pytorch cannot be imported).",
+        "and per item, items per second) on each --backend, FaceNet in each --precision (R-Net and "
+        "O-Net in fp32, as detection always runs), the engines of a model and batch alternated call by "
+        "call; then whole-frame MTCNN detection on frames of --size on each backend, interleaved round "
+        "by round with facenet-pytorch's MTCNN.detect() on the same frames and the same thread budget "
+        "(skipped with a note if facenet-pytorch cannot be imported). A backend and precision this "
+        "machine cannot run (bf16 without AVX-512 BF16 or AMX) is left out with the reason. The "
+        "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags.",
     )
-    models.add_argument("--batches", type=_int_list, default=[1, 8, 32], metavar="B,B,...", help="batch sizes (default: 1,8,32)")
-    models.add_argument("--duration", type=float, default=3.0, metavar="S", help="seconds per model and batch (default: %(default)s)")
-    models.add_argument("--rounds", type=int, default=40, help="interleaved detection rounds per min face size (default: %(default)s)")
-    models.add_argument("--min-face-sizes", type=_int_list, default=[40, 20], metavar="PX,PX", help="(default: 40,20)")
+    models.add_argument("--batches", type=number_list(whole=True, ge=1), default=[1, 8, 32], metavar="B,B,...", help="batch sizes (default: 1,8,32)")
+    models.add_argument("--duration", type=number(gt=0), default=3.0, metavar="S", help="seconds per model and batch (default: %(default)s)")
+    models.add_argument("--rounds", type=number(whole=True, ge=1), default=40, help="interleaved detection rounds per min face size (default: %(default)s)")
+    models.add_argument("--min-face-sizes", type=number_list(whole=True, ge=MIN_FACE, le=MAX_FACE), default=[40, 20], metavar="PX,PX",
+                        help=f"smallest face sides to detect, {MIN_FACE} to {MAX_FACE} (default: 40,20)")
     models.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="detection frame size (default: 640x480)")
     models.add_argument("--source", type=Path, metavar="FILE", help="take frames from this video or image (default: the sample photos)")
-    models.add_argument("--threads", type=int, default=default_threads(), help="thread budget for every engine (default: %(default)s)")
+    models.add_argument("--threads", type=thread_count, default=default_threads(), help="thread budget for every engine, at most the cores this process may use (default: %(default)s)")
+    models.add_argument("--backend", type=_names(BACKENDS), default=["onnxruntime"], metavar="B,B",
+                        help=f"backends to time side by side, from {', '.join(BACKENDS)} (default: onnxruntime)")
+    models.add_argument("--precision", type=_names(PRECISIONS), default=["fp32", "int8"], metavar="P,P",
+                        help=f"FaceNet precisions, from {', '.join(PRECISIONS)} (default: fp32,int8)")
     models.add_argument("--engines", type=Path, metavar="DIR", help="engine folder")
     models.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
     models.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -66,54 +92,59 @@ def register(verbs: argparse._SubParsersAction) -> None:
     _register_pipeline(kinds)
     _register_transport(kinds)
     register_peers(kinds)
-    register_torch(kinds)
     _register_report(kinds)
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    print(f"machine: {result['machine']['cpu']}, {result['threads']} threads")
-    print(f"{'model':12} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
+    m = result["machine"]
+    print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}), {result['threads']} threads; "
+          + ", ".join(f"{k} {v}" for k, v in result["libraries"].items()))
+    print(f"{'model':8} {'backend':12} {'precision':9} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
     for row in result["nets"]:
-        print(f"{row['model']:12} {row['batch']:>5} {row['median_ms']:>10.2f} {row['per_item_ms']:>8.2f} {row['items_per_s']:>8.1f}")
-    print(f"{'MTCNN frame':12} {'min face':>8} {'streamrec ms':>13} {'facenet-pytorch ms':>19} {'speed-up':>9}")
+        print(f"{row['model']:8} {row['backend']:12} {row['precision']:9} {row['batch']:>5} {row['median_ms']:>10.2f} "
+              f"{row['per_item_ms']:>8.2f} {row['items_per_s']:>8.1f}")
+    for line in result["skipped"]:
+        print(f"not run: {line}")
+    print(f"{'MTCNN frame':12} {'min face':>8} {'backend':12} {'streamrec ms':>13} {'facenet-pytorch ms':>19} {'speed-up':>9}")
     for row in result["detection"]:
         theirs = row.get("facenet_pytorch", {}).get("median_ms")
-        print(
-            f"{row['frame']:12} {row['min_face_size']:>8g} {row['streamrec']['median_ms']:>13.1f} "
-            f"{theirs if theirs is None else f'{theirs:.1f}':>19} {row.get('speedup', float('nan')):>8.2f}x"
-        )
+        for backend, ours in row["streamrec"].items():
+            print(
+                f"{row['frame']:12} {row['min_face_size']:>8g} {backend:12} {ours['median_ms']:>13.1f} "
+                f"{theirs if theirs is None else f'{theirs:.1f}':>19} {row.get('speedup', {}).get(backend, float('nan')):>8.2f}x"
+            )
         if "facenet_pytorch" not in row:
             print(f"  ({row['reference']})")
 
 
 def run_models(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        raise UserError(f"--threads must be >= 1 (got {args.threads})")
+    engines, skipped = engine_choices(args.backend, args.precision)
+    for line in skipped:
+        stderr(f"not run: {line}")
+    if not engines:
+        raise UserError("no backend here runs the precisions asked for: " + "; ".join(skipped))
+    backends = list(dict.fromkeys(backend for backend, _ in engines))
     folder = ensure_engines(args.engines, stderr)
     try:
         frames = bench_frames(args.source, args.size)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each)")
-    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr)
+    stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
+    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines)
     stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
-    detection = bench_detection(folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr)
-    result = {"machine": machine(), "threads": args.threads, "nets": nets, "detection": detection}
+    detection = bench_detection(
+        folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends
+    )
+    result = {
+        "machine": machine(), "threads": args.threads,
+        "libraries": {b: importlib.metadata.version(backend_class(b).library) for b in backends},
+        "skipped": skipped, "nets": nets, "detection": detection,
+    }
     emit_result(result, args, _print_table)
     return 0
 
 
 # -- bench pipeline ----------------------------------------------------------------------------
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
-    return value
-
-
 def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     from streamrec.bench import pipeline as doc
 
@@ -134,14 +165,16 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
         epilog="Result keys of --json and --out" + (doc.__doc__ or "").split("Result keys", 1)[-1],
     )
     parser.add_argument("--source", required=True, metavar="FILE_OR_URL", help="video file (or rtsp:// / http(s):// stream) every stream plays")
-    parser.add_argument("--streams", type=int, default=1, metavar="N", help="copies of the source, each its own camera (default: %(default)s)")
-    parser.add_argument("--duration", type=_seconds, default=30.0, metavar="S", help="measured seconds (default: %(default)g)")
-    parser.add_argument("--warmup", type=_seconds, default=5.0, metavar="S", help="seconds of processing before measuring, after the engines load (default: %(default)g)")
+    parser.add_argument("--streams", type=number(whole=True, ge=1, le=MAX_SOURCES), default=1, metavar="N",
+                        help=f"copies of the source, each its own camera, at most {MAX_SOURCES} (default: %(default)s)")
+    parser.add_argument("--duration", type=number(gt=0), default=30.0, metavar="S", help="measured seconds (default: %(default)g)")
+    parser.add_argument("--warmup", type=number(ge=0), default=5.0, metavar="S", help="seconds of processing before measuring, after the engines load (default: %(default)g)")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="detector, batch, tracker, matcher and pipeline settings "
                         "from this configuration (its sources and outputs are not used)")
-    parser.add_argument("--threads", type=int, help="inference threads (default: the configuration's, else every core)")
-    parser.add_argument("--precision", choices=("fp32", "int8"), help="FaceNet engine (default: the configuration's, else fp32)")
-    parser.add_argument("--backend", choices=sorted(REGISTRY), help="inference backend (default: the configuration's, else onnxruntime)")
+    parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use "
+                        "(default: the configuration's, else every core)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="FaceNet engine (default: the configuration's, else fp32)")
+    parser.add_argument("--backend", choices=BACKENDS, help="inference backend (default: the configuration's, else onnxruntime)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
@@ -266,45 +299,39 @@ def _print_open_set(figures: dict[str, Any]) -> None:
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.pipeline import PipelineCollector, bench_pipeline
     from streamrec.bus.sockets import Endpoints, new_run_dir
-    from streamrec.config import ConfigError, RunConfig, SourceConfig, load_config
+    from streamrec.config import ConfigError, RunConfig, load_config, override
     from streamrec.engines.build import BuildError
     from streamrec.engines.sources import SourceError
     from streamrec.match.store import DB_NAME
     from streamrec.pipeline.assemble import stage_factories
-    from streamrec.pipeline.stage import configure_logging
+    from streamrec.pipeline.logs import configure_logging
     from streamrec.pipeline.supervisor import Supervisor
 
-    if args.streams < 1:
-        raise UserError(f"--streams must be >= 1 (got {args.streams})")
-    if args.duration <= 0:
-        raise UserError(f"--duration must be > 0 (got {args.duration:g})")
-    if args.threads is not None and args.threads < 0:
-        raise UserError(f"--threads must be >= 0 (got {args.threads})")
     info = _probe_source(args.source)
     if args.data_dir is not None and not (args.data_dir / DB_NAME).is_file():
         raise UserError(f"{args.data_dir}: no watchlist there (enroll people with `streamrec enroll --data-dir {args.data_dir}`)")
     _check_expected(args.expect, args.data_dir)
+    options = {option: getattr(args, option) for option in ("threads", "precision", "backend") if getattr(args, option) is not None}
+    try:
+        config = load_config(args.config) if args.config else RunConfig()
+        config = override(config, {
+            "pipeline": options,
+            "tracker": {"embed_every_frame": config.tracker.embed_every_frame or args.no_skips},
+            "sources": [{"url": args.source, "name": f"cam{i + 1}", "loop": True, "fast": args.fast} for i in range(args.streams)],
+        }, {f"pipeline.{option}": f"--{option}" for option in options} | {"sources": "--source"}, str(args.config or ""))
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
     try:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
-
-    try:
-        config = load_config(args.config) if args.config else RunConfig()
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    for option in ("threads", "precision", "backend"):
-        if getattr(args, option) is not None:
-            setattr(config.pipeline, option, getattr(args, option))
-    config.tracker.embed_every_frame = config.tracker.embed_every_frame or args.no_skips
-    config.sources = [SourceConfig(url=args.source, name=f"cam{i + 1}", loop=True, fast=args.fast) for i in range(args.streams)]
     work = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))  # run.json, logs, the events journal
     run_dir = new_run_dir()
     try:
         # published outputs on ipc endpoints of this run: no port to collide with, nothing to clean up
-        config.outputs.events = f"ipc://{run_dir / 'events-pub'}"
-        config.outputs.frames = f"ipc://{run_dir / 'frames-pub'}"
-        config.outputs.http = ""
+        config = override(config, {"outputs": {
+            "events": f"ipc://{run_dir / 'events-pub'}", "frames": f"ipc://{run_dir / 'frames-pub'}", "http": "",
+        }})
         endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
         log_file = work / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
@@ -362,9 +389,9 @@ def _register_transport(kinds: argparse._SubParsersAction) -> None:
         epilog="Result keys of --json and --out" + (doc.__doc__ or "").split("Result keys", 1)[-1],
     )
     parser.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="frame size, RGB uint8 (default: 640x480)")
-    parser.add_argument("--fps", type=float, default=30.0, help="the paced rate (default: %(default)g)")
-    parser.add_argument("--duration", type=_seconds, default=6.0, metavar="S", help="measured seconds per transport and rate, over all rounds (default: %(default)g)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument("--fps", type=number(gt=0), default=30.0, help="the paced rate (default: %(default)g)")
+    parser.add_argument("--duration", type=number(gt=0), default=6.0, metavar="S", help="measured seconds per transport and rate, over all rounds (default: %(default)g)")
+    parser.add_argument("--rounds", type=number(whole=True, ge=1), default=3, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run_transport_bench)
@@ -393,10 +420,6 @@ def run_transport_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.transport import bench_transport
 
     width, height = args.size
-    if not (0 < width <= 8192 and 0 < height <= 8192):
-        raise UserError(f"--size must be between 1x1 and 8192x8192 (got {width}x{height})")
-    if args.duration <= 0 or args.rounds < 1 or not args.fps > 0:
-        raise UserError("--duration and --fps must be > 0, --rounds >= 1")
     stderr(f"streamrec bench transport: {width}x{height} frames, max rate and {args.fps:g} fps, {args.rounds} round(s)")
     result = {"machine": machine(), **bench_transport(args.size, args.fps, args.duration, args.rounds, stderr)}
     emit_result(result, args, _print_transport)
@@ -409,8 +432,8 @@ def _register_report(kinds: argparse._SubParsersAction) -> None:
         "report", help="docs/benchmarks.md and its plots, written from the JSON files of the other sub-verbs",
         description="Reads the JSON files the other sub-verbs write with --out (pipeline_*.json, transport.json, "
         "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
-        "machine, how to reproduce it, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
-        "goals met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
+        "machine, how to reproduce it, the project's targets and why, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
+        "targets met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
         "CPU and memory, the frame transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
         "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
         "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "

@@ -11,7 +11,7 @@ from typing import Any
 
 from streamrec.backends import default_threads
 from streamrec.bench.peer_workers import SYSTEMS
-from streamrec.cli.common import UserError, emit_result, stderr
+from streamrec.cli.common import UserError, emit_result, number, stderr, thread_count
 
 __all__ = ["register_peers", "run_peers_bench"]
 
@@ -31,19 +31,6 @@ def _systems(text: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown system {unknown[0]!r} (choose from {', '.join(_SYSTEMS)})")
     return list(dict.fromkeys(systems))
-
-
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
-        return value
-
-    return parse
 
 
 def register_peers(kinds: argparse._SubParsersAction) -> None:
@@ -76,10 +63,10 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
                         "(header 'n' or 'folds n', as eval-pairs reads it); needs --images")
     parser.add_argument("--images", type=Path, metavar="DIR", help="the folder of the --pairs list's images (DIR/name/name_0001.jpg)")
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--duration", type=_positive(float), metavar="S", help="process the first S seconds of the clip")
-    amount.add_argument("--frames", type=_positive(int), metavar="N", help="process the first N frames (default: the whole clip, once)")
-    parser.add_argument("--threads", type=_positive(int), default=default_threads(), metavar="N",
-                        help="thread budget of every system (default: %(default)s, the cores available)")
+    amount.add_argument("--duration", type=number(gt=0), metavar="S", help="process the first S seconds of the clip")
+    amount.add_argument("--frames", type=number(whole=True, ge=1), metavar="N", help="process the first N frames (default: the whole clip, once)")
+    parser.add_argument("--threads", type=thread_count, default=default_threads(), metavar="N",
+                        help="thread budget of every system, at most the cores available (default: %(default)s, all of them)")
     parser.add_argument("--systems", type=_systems, default=list(_SYSTEMS), metavar="A,B,...",
                         help=f"which systems, in this order (default: {','.join(_SYSTEMS)})")
     parser.add_argument("--expected", type=_names, metavar="NAME,NAME", help="the people who really appear in the clip: "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import operator
 import os
 import sys
 import tempfile
@@ -11,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BACKENDS, BackendOptions
+from streamrec.backends import BACKENDS, BackendOptions, default_threads
+from streamrec.config.model import MAX_FACE, MIN_FACE
+from streamrec.config.schema import number_text
 from streamrec.detect.mtcnn import MTCNNConfig
-from streamrec.embed.facenet import EmbedConfig
+from streamrec.embed.facenet import ALIGNMENTS, EmbedConfig
 from streamrec.embed.select import SELECTIONS
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
@@ -25,9 +29,12 @@ __all__ = [
     "add_engine_options",
     "add_model_options",
     "emit_result",
+    "number",
+    "number_list",
     "open_models",
     "print_json",
     "stderr",
+    "thread_count",
     "write_atomic",
 ]
 
@@ -45,11 +52,47 @@ def stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
+def number(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None, whole: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` for a number option: NaN, infinities, out-of-range values and (with
+    ``whole``) fractions are refused with one line saying what is allowed, worded as the
+    configuration's errors are (``argument --threshold: must be a finite number > 0 and <= 2
+    (got -1)``)."""
+    rule = number_text("integer" if whole else "number", ge=ge, gt=gt, le=le, lt=lt)
+
+    def parse(text: str) -> Any:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule} (got {text!r})") from None
+        inside = math.isfinite(value) and all(
+            bound is None or check(value, bound)
+            for bound, check in ((ge, operator.ge), (gt, operator.gt), (le, operator.le), (lt, operator.lt))
+        )
+        if not inside:
+            raise argparse.ArgumentTypeError(f"must be {rule} (got {text})")
+        return value
+
+    return parse
+
+
+def number_list(**bounds: Any) -> Callable[[str], list[Any]]:
+    """An argparse ``type`` for comma-separated numbers, each checked as :func:`number` checks one."""
+    item = number(**bounds)
+
+    def parse(text: str) -> list[Any]:
+        values = [item(part) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers (got {text!r})")
+        return values
+
+    return parse
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: 1 up to the cores this process may use; more only contend for them."""
+    parse: Callable[[str], int] = number(whole=True, ge=1, le=default_threads())
+    return parse(text)
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -62,22 +105,25 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--backend", default="onnxruntime", choices=BACKENDS,
-        help="inference backend: onnxruntime runs the networks from the built engines; torch runs "
-        "the whole detector and embedder on --device from the published weights (default: %(default)s)",
+        help="inference backend: onnxruntime; openvino (the 'openvino' extra; bf16 on CPUs with AVX-512 "
+        "BF16 or AMX); or torch (the 'torch' extra: the whole detector and embedder, crops included, in "
+        "PyTorch on --device) (default: %(default)s)",
     )
     group.add_argument(
-        "--device", default="cpu", metavar="cpu|cuda[:N]",
-        help="where --backend torch runs (default: %(default)s)",
+        "--device", default="cpu", metavar="DEVICE",
+        help="where the backend runs: cpu for every backend; cuda or cuda:N for torch (an NVIDIA GPU); "
+        "gpu for openvino (an Intel GPU) (default: %(default)s)",
     )
     group.add_argument(
-        "--threads", type=_positive_int, metavar="N",
-        help="CPU threads for inference (default: every core this process may use)",
+        "--threads", type=thread_count, metavar="N",
+        help="CPU threads for inference, at most the cores this process may use (default: all of them)",
     )
     group.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
-        help="FaceNet engine: fp32 (the published model) or int8 (onnxruntime; about 3x faster on "
-        "CPUs, slightly less accurate; docs/accuracy.md); fp16 (torch on CUDA) or bf16 (torch on "
-        "CUDA, or on a CPU with AVX-512 BF16 or AMX) (default: %(default)s)",
+        help="how FaceNet computes: fp32 (the published model); bf16 (openvino or torch on a CPU with "
+        "AVX-512 BF16 or AMX, torch on CUDA); fp16 (torch on CUDA); or int8 (onnxruntime or openvino: the "
+        "quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md); MTCNN computes "
+        "in fp32 (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
@@ -87,11 +133,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     det, emb = MTCNNConfig(), EmbedConfig()
     group = parser.add_argument_group("face options")
     group.add_argument(
-        "--min-face-size", type=float, default=det.min_face_size, metavar="PX",
+        "--min-face-size", type=number(ge=MIN_FACE, le=MAX_FACE), default=det.min_face_size, metavar="PX",
         help="smallest face side to look for, in pixels of the (downscaled) image (default: %(default)s)",
     )
     group.add_argument(
-        "--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE, metavar="PX",
+        "--max-side", type=number(whole=True, ge=1), default=DEFAULT_MAX_SIDE, metavar="PX",
         help="images are downscaled so their longer side is at most this (default: %(default)s)",
     )
     group.add_argument(
@@ -99,11 +145,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="which face is an image's main face (default: %(default)s: large and central)",
     )
     group.add_argument(
-        "--alignment", choices=("box", "warp"), default=emb.alignment,
+        "--alignment", choices=ALIGNMENTS, default=emb.alignment,
         help="crop by detector box + margin, or warp by the five landmarks (default: %(default)s)",
     )
     group.add_argument(
-        "--margin", type=float, default=emb.margin,
+        "--margin", type=number(ge=0, le=1), default=emb.margin,
         help="box growth as a fraction of its size, for --alignment box (default: %(default)s)",
     )
     group.add_argument(
@@ -117,9 +163,8 @@ def open_models(args: argparse.Namespace) -> FaceModels:
     try:
         config = ModelsConfig(
             backend=args.backend,
-            backend_options=BackendOptions(threads=args.threads),
+            backend_options=BackendOptions(threads=args.threads, device=args.device),
             precision=args.precision,
-            device=args.device,
             detector=MTCNNConfig(min_face_size=getattr(args, "min_face_size", MTCNNConfig.min_face_size)),
             embed=EmbedConfig(
                 alignment=getattr(args, "alignment", EmbedConfig.alignment),

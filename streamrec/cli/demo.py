@@ -4,6 +4,8 @@ packages, with the door display and the live events (the embedded default run)."
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import signal
 import socket
 import subprocess
@@ -16,11 +18,13 @@ import zmq
 
 from streamrec.bus.messages import Event, MessageError
 from streamrec.bus.sockets import receive, sub_socket
-from streamrec.cli.common import UserError, add_engine_options, open_models, print_json, stderr
+from streamrec.cli.common import UserError, add_engine_options, number, open_models, print_json, stderr
 from streamrec.cli.events import format_event
+from streamrec.config.addresses import parse_http_address
 from streamrec.demo.prepare import ENROLLED_NAME, NOT_ENROLLED, prepare_demo
 from streamrec.engines import ensure_engines
 from streamrec.paths import data_dir
+from streamrec.pipeline.stage import end_with_parent
 from streamrec.samples import MissingSampleError
 
 __all__ = ["register"]
@@ -42,17 +46,29 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "served on --http. Exit status 0 when she was recognised and no one was named wrongly.",
     )
     add_engine_options(parser)
-    parser.add_argument("--seconds", type=float, default=20.0, metavar="S", help="how long to run (default: %(default)g)")
-    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C (keep the door display up)")
-    parser.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT", help="door display address (default: %(default)s; a free port if it is taken)")
+    parser.add_argument("--seconds", type=number(gt=0), default=20.0, metavar="S", help="how long to run (default: %(default)g)")
+    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C or SIGTERM (keep the door display up)")
+    parser.add_argument("--http", type=_http_option, default=DEFAULT_HTTP, metavar="HOST:PORT",
+                        help="door display address (default: %(default)s; a free port if it is taken)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="the demo lives in DIR/demo (default: $STREAMREC_DATA, else ~/.local/share/streamrec)")
     parser.set_defaults(handler=run_demo)
 
 
+def _http_option(text: str) -> str:
+    try:
+        parse_http_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+    return text
+
+
 def _free_port(host: str = "127.0.0.1", wanted: int = 0) -> int:
-    """``wanted`` if it can be listened on, else a free port the kernel picks."""
+    """``wanted`` if it can be listened on, else a free port the kernel picks. The probe binds as
+    the servers do (``SO_REUSEADDR``), so that connections of an earlier server still closing
+    (``TIME_WAIT``) do not count as the port being taken."""
     for port in (wanted, 0) if wanted else (0,):
-        with socket.socket() as probe:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError:
@@ -62,14 +78,14 @@ def _free_port(host: str = "127.0.0.1", wanted: int = 0) -> int:
 
 
 def _http_address(wanted: str) -> str:
-    host, _, port = wanted.rpartition(":")
-    if not port.isdigit():
-        raise UserError(f"--http: expected HOST:PORT, got {wanted!r}")
-    host = host or "127.0.0.1"
-    free = _free_port(host, int(port))
-    if free != int(port):
-        stderr(f"streamrec: {wanted} is taken; the door display uses port {free} instead")
-    return f"{host}:{free}"
+    """``wanted`` (``HOST:PORT``, checked by ``--http``), or its host with a free port."""
+    address = parse_http_address(wanted)
+    host = address.host or "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    free = _free_port(host, address.port)
+    if free != address.port:
+        stderr(f"streamrec: {shown}:{address.port} is taken; the door display uses port {free} instead")
+    return f"{shown}:{free}"
 
 
 def _summary(events: list[dict[str, Any]], door: str) -> dict[str, Any]:
@@ -112,19 +128,24 @@ def _follow(subscriber: zmq.Socket, child: subprocess.Popen, until: float, as_js
 
 
 def _stop(child: subprocess.Popen) -> int:
-    """SIGTERM the run and wait for its clean shutdown."""
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
+    """SIGTERM the run and wait for its clean shutdown (a second Ctrl-C or SIGTERM meanwhile
+    does not cut it short: it would leave the run without its parent)."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     try:
-        return child.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait()
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        try:
+            return child.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    if args.seconds <= 0:
-        raise UserError(f"--seconds must be > 0 (got {args.seconds:g})")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the demo as Ctrl-C does
     folder = data_dir(args.data_dir) / "demo"
     args.engines = ensure_engines(args.engines, stderr)
     try:
@@ -145,8 +166,11 @@ def run_demo(args: argparse.Namespace) -> int:
     ctx = zmq.Context()
     try:
         subscriber = sub_socket(ctx, events_address)
+        # the run ends with the demo, even one killed with SIGKILL; end_with_parent is safe between
+        # fork and exec in a process with threads: it calls only prctl, looked up at import
+        ends_with_demo = functools.partial(end_with_parent, os.getpid())
         with open(log, "w") as out:
-            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=ends_with_demo)  # noqa: PLW1509
         stderr(f"streamrec: door display on http://{door}/ ; {'Ctrl-C to stop' if args.forever else f'running {args.seconds:g} s'} "
                f"(pipeline log: {log})")
         until = float("inf") if args.forever else time.monotonic() + args.seconds

@@ -13,11 +13,13 @@ from streamrec.cli.common import (
     UserError,
     add_engine_options,
     add_model_options,
+    number,
     open_models,
     print_json,
+    stderr,
     write_atomic,
 )
-from streamrec.embed.facenet import DEFAULT_THRESHOLD
+from streamrec.embed.facenet import DEFAULT_THRESHOLD, MAX_DISTANCE
 from streamrec.faces import ImageFaces
 
 __all__ = ["register"]
@@ -58,8 +60,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     compare.add_argument("image_a", type=Path, metavar="IMAGE_A")
     compare.add_argument("image_b", type=Path, metavar="IMAGE_B")
     compare.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD,
-        help="distances below this mean the same person (default: %(default)s)",
+        "--threshold", type=number(gt=0, le=MAX_DISTANCE), default=DEFAULT_THRESHOLD,
+        help="distances below this mean the same person; distances lie between 0 and 2 (default: %(default)s)",
     )
     add_model_options(compare)
     add_engine_options(compare)
@@ -92,7 +94,7 @@ def run_detect(args: argparse.Namespace) -> int:
     else:
         for item in results:
             if "error" in item:
-                print(f"error: {item['error']}")
+                stderr(f"error: {item['error']}")
                 continue
             faces = item["faces"]
             print(f"{item['image']}: {len(faces)} face{'s' if len(faces) != 1 else ''} ({item['width']}x{item['height']})")
@@ -128,8 +130,10 @@ def run_embed(args: argparse.Namespace) -> int:
     else:
         for item in listing:
             where = f"row {item['row']}" if item["row"] is not None else "no row"
-            detail = f"error: {item['error']}" if "error" in item else f"box {item['box']}"
-            print(f"{item['image']}: {where}: {detail}")
+            if "error" in item:
+                stderr(f"{item['image']}: {where}: error: {item['error']}")
+            else:
+                print(f"{item['image']}: {where}: box {item['box']}")
         print(f"wrote {len(matrix)} embeddings ({matrix.shape[1]}-d) to {args.out}")
     return 1 if failed else 0
 

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import socket
 from pathlib import Path
+from typing import Any
 
+from streamrec.backends import BACKENDS, BackendOptions, backend_class
+from streamrec.bus.messages import MAX_NAME
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
 from streamrec.capture import parse_source
 from streamrec.cli.common import UserError, stderr
-from streamrec.config import ConfigError, RunConfig, SourceConfig, load_config
-from streamrec.config.model import OutputsConfig
+from streamrec.config import ConfigError, OutputsConfig, PipelineConfig, RunConfig, load_config, override
+from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
 from streamrec.engines import ensure_engines
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
+from streamrec.faces import PRECISIONS
 from streamrec.paths import data_dir
-from streamrec.pipeline.stage import configure_logging
+from streamrec.pipeline.logs import configure_logging
+from streamrec.pipeline.rundir import alive, lock_data_dir, remove_leftovers, wait_for_end
 
 __all__ = ["register"]
 
@@ -28,72 +36,160 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description="Start the pipeline: one capture process per source, a central batcher that "
         "detects, tracks, embeds and matches faces against the watchlist, the event journal "
         "and publisher, and the overlaid video, door page and metrics. Stops cleanly on Ctrl-C "
-        "or SIGTERM; ends by itself when every source has ended (exit 0, or 1 if one failed).",
+        "or SIGTERM; ends by itself when every source has ended (exit 0, or 1 if one failed). "
+        "Removes what a run killed with SIGKILL left behind (and says so), and refuses a data "
+        "directory that another pipeline uses. The configuration and the options are checked "
+        "before anything starts (one line naming the key or option at the first problem); an "
+        "output bound beyond this machine gets a warning.",
     )
     parser.add_argument("--source", action="append", default=[], metavar="SRC", help="camera index (0), video file, rtsp:// or http(s):// MJPEG URL; repeatable")
-    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="pipeline configuration (see configs/)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="pipeline configuration (see configs/ and docs/configuration.md; `streamrec config check` checks one)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="watchlist, journal and logs (default: $STREAMREC_DATA, else ~/.local/share/streamrec)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--loop", action="store_true", help="replay video files given with --source forever")
     parser.add_argument("--fast", action="store_true", help="read video files given with --source as fast as the pipeline takes frames, not at their own frame rate")
-    parser.add_argument("--fps", type=float, default=0.0, help="cap frames per second taken from each --source (default: no cap)")
-    parser.add_argument("--min-face-size", type=float, help="override [detector] min_face_size")
+    parser.add_argument("--fps", type=float, default=0.0, help="cap frames per second taken from each --source, up to 1000 (default: no cap)")
+    parser.add_argument("--min-face-size", type=float, metavar="PX", help="override [detector] min_face_size (12 to 8192)")
     parser.add_argument("--http", metavar="HOST:PORT", help="web server address, '' for none (default from the config: 127.0.0.1:8080)")
-    parser.add_argument("--events", metavar="ADDR", help="ZeroMQ address publishing events (default tcp://127.0.0.1:5571)")
-    parser.add_argument("--frames", metavar="ADDR", help="ZeroMQ address publishing overlaid JPEG frames (default tcp://127.0.0.1:5572)")
-    parser.add_argument("--threads", type=int, help="inference threads (default: every core)")
-    parser.add_argument("--precision", choices=("fp32", "int8"), help="FaceNet engine (default from the config: fp32)")
+    parser.add_argument("--events", metavar="ADDR", help="ZeroMQ address publishing events, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5571)")
+    parser.add_argument("--frames", metavar="ADDR", help="ZeroMQ address publishing overlaid JPEG frames, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5572)")
+    parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use (default from the config: 0)")
+    parser.add_argument("--backend", choices=BACKENDS, help="inference backend (default from the config: onnxruntime)")
+    parser.add_argument("--device", metavar="DEVICE", help="where the backend runs: cpu, cuda or cuda:N (torch), gpu "
+                        "(openvino) (default from the config: cpu)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="how FaceNet computes (default from the config: fp32)")
     parser.set_defaults(handler=run_pipeline)
 
 
+#: The options that set a configuration key: option dest -> (section, key).
+_OPTION_KEYS = {
+    "backend": ("pipeline", "backend"),
+    "device": ("pipeline", "device"),
+    "threads": ("pipeline", "threads"),
+    "precision": ("pipeline", "precision"),
+    "min_face_size": ("detector", "min_face_size"),
+    "http": ("outputs", "http"),
+    "events": ("outputs", "events"),
+    "frames": ("outputs", "frames"),
+}
+
+
 def _configure(args: argparse.Namespace) -> RunConfig:
+    """The configuration file with the options applied, checked as one: a bad option value is
+    reported under the option's name exactly as a bad file value is under its key."""
+    origin = str(args.config) if args.config else ""
+    changes: dict[str, Any] = {}
+    names: dict[str, str] = {}
     try:
         config = load_config(args.config) if args.config else RunConfig()
+        for option, (section, key) in _OPTION_KEYS.items():
+            if getattr(args, option) is not None:
+                changes.setdefault(section, {})[key] = getattr(args, option)
+                names[f"{section}.{key}"] = "--" + option.replace("_", "-")
+        if args.source:
+            added = [{"url": url, "loop": args.loop, "fast": args.fast, "fps": args.fps} for url in args.source]
+            for index in range(len(config.sources), len(config.sources) + len(added)):
+                names.update({f"sources[{index}]": "--source", f"sources[{index}].fps": "--fps"})
+            changes["sources"] = [source.model_dump() for source in config.sources] + added
+        config = override(config, changes, names, origin)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
-    for url in args.source:
-        config.sources.append(SourceConfig(url=url, loop=args.loop, fast=args.fast, fps=args.fps))
     if not config.sources:
         raise UserError("no sources: give --source (repeatable) or [[sources]] in --config")
-    for source in config.sources:
+    for index, source in enumerate(config.sources):
         try:
             parse_source(source.url)
         except SourceSpecError as exc:
-            raise UserError(str(exc)) from None
-    labels = [s.label for s in config.sources]
-    duplicates = {label for label in labels if labels.count(label) > 1}
-    if duplicates:
-        raise UserError(f"two sources are called {', '.join(sorted(duplicates))}: give them distinct names in the config")
-    outputs: OutputsConfig = config.outputs
-    for option, attribute in (("http", "http"), ("events", "events"), ("frames", "frames")):
-        value = getattr(args, option)
-        if value is not None:
-            setattr(outputs, attribute, value)
-    if args.min_face_size is not None:
-        config.detector.min_face_size = args.min_face_size
-    if args.threads is not None:
-        config.pipeline.threads = args.threads
-    if args.precision is not None:
-        config.pipeline.precision = args.precision
-    for section in (config.detector, config.outputs, config.pipeline, *config.sources):
-        try:
-            section.check()
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+            where = names.get(f"sources[{index}]") or ": ".join(filter(None, (origin, f"sources[{index}].url")))
+            raise UserError(f"{where}: {exc}") from None
+    _check_backend(config.pipeline, names, origin)
+    for source in config.sources:
+        if len(source.label) > MAX_NAME:  # it names the source in every message about its frames
+            raise UserError(f"{origin or '--source'}: the source name {source.label[:40]!r}... is {len(source.label)} "
+                            f"characters, at most {MAX_NAME}: give it a shorter name")
     return config
 
 
-def _tcp_port_free(address: str, what: str) -> None:
-    """Fail with a clear message now, rather than in a stage that would be restarted in vain."""
-    host, _, port = address.replace("tcp://", "").rpartition(":")
-    if not port.isdigit():
-        raise UserError(f"{what}: expected HOST:PORT, got {address!r}")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def _check_backend(pipeline: PipelineConfig, names: dict[str, str], origin: str) -> None:
+    """Fail with one line now, rather than in an inference stage restarted in vain: the backend
+    must be installed here, and have the device and compute in the precision asked for."""
+    options = BackendOptions(device=pipeline.device, precision=pipeline.precision)
+    try:
+        backend_class(pipeline.backend).check_options(options)
+    except ValueError as exc:
+        given = [names.get(f"pipeline.{key}", "") for key in ("backend", "device", "precision")]
+        where = ", ".join(filter(None, given)) or ": ".join(filter(None, (origin, "pipeline")))
+        raise UserError(f"{where}: {exc}") from None
+
+
+def _can_listen(family: socket.AddressFamily, host: str, port: int, key: str, address: str) -> None:
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host or "127.0.0.1", int(port)))
+            probe.bind((host, port))
         except OSError as exc:
-            raise UserError(f"{what}: cannot listen on {address} ({exc.strerror or exc})") from None
+            raise UserError(f"outputs.{key}: cannot listen on {address} ({exc.strerror or exc})") from None
+
+
+def _check_outputs(outputs: OutputsConfig) -> None:
+    """Fail with one line now, rather than in a stage that would be restarted in vain: every
+    output must be bindable (a free TCP port on a host of this machine, an ipc socket in an
+    existing folder)."""
+    for key in ("events", "frames"):
+        address = getattr(outputs, key)
+        endpoint = parse_zmq_endpoint(address)
+        folder = Path(endpoint.path).parent
+        if endpoint.transport == "tcp":
+            _can_listen(socket.AF_INET, "" if endpoint.host == "*" else endpoint.host, endpoint.port, key, address)
+        elif not endpoint.path.startswith("@") and not folder.is_dir():  # "@": a Linux abstract socket
+            raise UserError(f"outputs.{key}: cannot bind {address}: no folder {folder}")
+    if outputs.http:
+        web = parse_http_address(outputs.http)
+        family = socket.AF_INET6 if ":" in web.host else socket.AF_INET
+        _can_listen(family, web.host or "127.0.0.1", web.port, "http", outputs.http)
+
+
+#: how long ``run`` waits for the stages of a killed supervisor to stop (they stop cleanly on
+#: SIGTERM from the kernel: the inference stage ends its tracks, the events stage journals them)
+PREVIOUS_RUN_TIMEOUT_S = 60.0
+
+
+def _previous_state(folder: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _claim_data_dir(folder: Path) -> int:
+    """Lock the data directory for this run (returns the descriptor, to keep open), refusing it
+    while another pipeline uses it, and clean up what runs that were killed left behind."""
+    previous = _previous_state(folder)
+    lock = lock_data_dir(folder)
+    if lock is None:
+        raise UserError(
+            f"another pipeline (pid {previous.get('pid', '?')}) is running with the data directory {folder}: "
+            "stop it first, or give another --data-dir"
+        )
+    run_dir = Path(str(previous.get("run_dir", ""))) if previous.get("run_dir") else None
+    if run_dir is not None and alive(run_dir):  # its supervisor was killed; its stages are stopping
+        stderr(f"streamrec: waiting for the stages of a previous run (pid {previous.get('pid', '?')}) to stop")
+        if not wait_for_end(run_dir, PREVIOUS_RUN_TIMEOUT_S):
+            os.close(lock)
+            raise UserError(f"processes of a previous run (pid {previous.get('pid', '?')}) still use {run_dir}: stop them first")
+    state_file = folder / "run.json"
+    for leftover in remove_leftovers():
+        mine = leftover.path == run_dir and state_file.exists()
+        if mine:
+            state_file.unlink()
+        stderr(f"streamrec: removed what a previous run (pid {leftover.pid or '?'}) left behind: "
+               f"{leftover.describe()}{f', {state_file}' if mine else ''}")
+    if state_file.exists():  # no live supervisor holds this folder: the file is stale
+        with contextlib.suppress(OSError):
+            state_file.unlink()
+            stderr(f"streamrec: removed what a previous run (pid {previous.get('pid', '?')}) left behind: {state_file}")
+    return lock
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
@@ -101,20 +197,28 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from streamrec.pipeline.supervisor import Supervisor
 
     config = _configure(args)
+    warning = exposure_warning(list(config.outputs.beyond_loopback()))
+    if warning:
+        stderr(f"streamrec: warning: {warning}")
     folder = data_dir(args.data_dir or config.pipeline.data_dir or None)
-    folder.mkdir(parents=True, exist_ok=True)
-    for address, what in ((config.outputs.events, "events"), (config.outputs.frames, "frames"), (config.outputs.http, "http")):
-        if address and (what == "http" or address.startswith("tcp://")):
-            _tcp_port_free(address, what)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
+    _check_outputs(config.outputs)
     try:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
-    run_dir = new_run_dir()
-    endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
-    log_file = folder / "logs" / "streamrec.log"
-    configure_logging("supervisor", log_file)
-    factories = stage_factories(config, folder, engines, endpoints, log_file)
-    stderr(f"streamrec: {len(config.sources)} source(s); events on {config.outputs.events}; "
-           f"{'web on http://' + config.outputs.http if config.outputs.http else 'no web server'}; data in {folder}")
-    return Supervisor(config, folder, factories, endpoints, run_dir).run()
+    lock = _claim_data_dir(folder)
+    try:
+        run_dir = new_run_dir()
+        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
+        log_file = folder / "logs" / "streamrec.log"
+        configure_logging("supervisor", log_file)
+        factories = stage_factories(config, folder, engines, endpoints, log_file)
+        stderr(f"streamrec: {len(config.sources)} source(s); events on {config.outputs.events}; "
+               f"{'web on http://' + config.outputs.http if config.outputs.http else 'no web server'}; data in {folder}")
+        return Supervisor(config, folder, factories, endpoints, run_dir).run()
+    finally:
+        os.close(lock)

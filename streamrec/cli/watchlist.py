@@ -16,6 +16,7 @@ from streamrec.cli.common import (
     UserError,
     add_engine_options,
     add_model_options,
+    number,
     open_models,
     print_json,
     stderr,
@@ -52,16 +53,6 @@ def _plain_verb(verbs: argparse._SubParsersAction, name: str, help_text: str, de
     _add_data_dir(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     return parser
-
-
-def _positive_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
 
 
 def _redefault(parser: argparse.ArgumentParser, dest: str, default: Any, help_text: str) -> None:
@@ -126,17 +117,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "(docs/accuracy.md, \"Open-set identification\").",
     )
     calib.add_argument("--images", type=Path, required=True, metavar="DIR", help="one sub-folder of photos per person (with --open-set: the enrolled people)")
-    calib.add_argument("--far", type=float, default=0.001, help="target false-accept rate (default: %(default)s)")
+    calib.add_argument("--far", type=number(gt=0, lt=1), default=0.001, help="target false-accept rate, between 0 and 1 (default: %(default)s)")
     open_set = calib.add_argument_group("open-set measurement")
     open_set.add_argument("--open-set", action="store_true", help="measure the decision rule on --strangers instead of proposing a threshold")
     open_set.add_argument("--strangers", type=Path, metavar="DIR", help="one sub-folder of photos per person who is not enrolled "
                           "(e.g. LFW's layout: DIR/Name/Name_0001.jpg); nobody may be in both folders")
     open_set.add_argument("--config", type=Path, metavar="FILE.toml", help="take the [matcher] rule from this configuration (default: the defaults)")
-    open_set.add_argument("--track-length", type=_positive_count, default=6, metavar="K",
+    open_set.add_argument("--track-length", type=number(whole=True, ge=1), default=6, metavar="K",
                           help="embeddings per pseudo-track of a person not enrolled (default: %(default)s)")
-    open_set.add_argument("--draws", type=_positive_count, default=20, metavar="N",
+    open_set.add_argument("--draws", type=number(whole=True, ge=1), default=20, metavar="N",
                           help="several-view pseudo-tracks drawn per person with at least two photos (default: %(default)s)")
-    open_set.add_argument("--seed", type=int, default=0, help="seed of the draws (default: %(default)s)")
+    open_set.add_argument("--seed", type=number(whole=True, ge=0), default=0, help="seed of the draws, >= 0 (default: %(default)s)")
     add_model_options(calib)
     add_engine_options(calib)
     calib.set_defaults(handler=run_calibrate)

@@ -1,6 +1,6 @@
-"""Pipeline configuration: TOML files in ``configs/`` loaded into validated dataclasses."""
+"""Pipeline configuration: TOML files in ``configs/`` loaded into validated pydantic models."""
 
-from streamrec.config.load import ConfigError, load_config, parse_config
+from streamrec.config.load import ConfigError, load_config, override, parse_config
 from streamrec.config.model import (
     BatchConfig,
     DetectorConfig,
@@ -23,5 +23,6 @@ __all__ = [
     "SourceConfig",
     "TrackerConfig",
     "load_config",
+    "override",
     "parse_config",
 ]

@@ -1,92 +1,157 @@
-"""Load a TOML file into :class:`RunConfig`, rejecting unknown keys and ill-typed values with
-the key's full name (``configs/door.toml: tracker.max_missed_s: expected a number, got "soon"``).
+"""Read a TOML file into :class:`RunConfig`, and say what is wrong in one line per problem:
+``configs/door.toml: matcher.threshold: must be a finite number > 0 and <= 2 (got nan)``.
+
+Every way a file can be unusable ends here as a :class:`ConfigError`: unreadable, not UTF-8, not
+TOML, nested too deeply for the parser, or a key, type, range or rule the schema refuses. Values
+given on the command line go through the same schema (:func:`override`), reported under the
+option's name (``--threads: ...``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import datetime
+import difflib
+import math
+import re
 import sys
-import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streamrec.config.model import RunConfig, SourceConfig
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from streamrec.config.model import RuleError, RunConfig
+from streamrec.config.schema import allowed, key_path, node_at, toml_string
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "load_config", "parse_config"]
+__all__ = ["ConfigError", "load_config", "override", "parse_config", "read_toml", "render_value"]
+
+#: Configuration files are a few kilobytes; a bigger one is some other file given by mistake.
+MAX_BYTES = 1 << 20
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
 
 
 class ConfigError(ValueError):
-    """A configuration problem; the message names the file and the key."""
+    """Problems with a configuration. ``problems`` holds one line for each, naming the file (or
+    the option) and the key; ``str()`` is the first, with how many more there are."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        more = len(self.problems) - 1
+        super().__init__(self.problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
 
 
-_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
-
-
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(f"{key}[{i}]", item, item_type) for i, item in enumerate(value)]
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, annotation) or (annotation is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {_TYPE_NAMES.get(annotation, annotation)}, got {value!r}")
-    return value
-
-
-def _section(name: str, cls: type, table: Any) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{name}: expected a table of settings")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"unknown key '{name}.{key}' (known: {', '.join(sorted(known))})")
-    values = {key: _coerce(f"{name}.{key}", value, hints[key]) for key, value in table.items()}
-    section = cls(**values)
+def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML document at ``path``; :class:`ConfigError` if it cannot be read or parsed."""
     try:
-        section.check()
-    except ValueError as exc:
-        raise ConfigError(f"{name}.{exc}") from None
-    return section
-
-
-def parse_config(data: dict[str, Any]) -> RunConfig:
-    """Build a :class:`RunConfig` from parsed TOML."""
-    hints = typing.get_type_hints(RunConfig)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"unknown section '{key}' (known: {', '.join(sorted(known))})")
-    values: dict[str, Any] = {}
-    for key, table in data.items():
-        if key == "sources":
-            if not isinstance(table, list):
-                raise ConfigError("sources: expected [[sources]] tables")
-            values[key] = [_section(f"sources[{i}]", SourceConfig, t) for i, t in enumerate(table)]
-        else:
-            values[key] = _section(key, hints[key], table)
-    return RunConfig(**values)
+        with open(path, "rb") as file:
+            raw = file.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_BYTES >> 20} MiB, not a configuration file")
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # the byte order mark some editors write
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        reason = str(exc)
+    except RecursionError:
+        reason = "arrays or tables nested too deeply"
+    except ValueError:  # an integer of thousands of digits (Python's int() limit)
+        reason = "a number too long to read"
+    raise ConfigError(f"{path}: not valid TOML: {' '.join(reason.split())}")
 
 
 def load_config(path: Path) -> RunConfig:
-    """Read and validate the TOML file at ``path``."""
+    """Read and check the TOML file at ``path``."""
+    return parse_config(read_toml(path), origin=str(path))
+
+
+def parse_config(data: Mapping[str, Any], origin: str = "", names: Mapping[str, str] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from parsed TOML. Problems are prefixed with ``origin`` (the
+    file); a key listed in ``names`` (``{"pipeline.threads": "--threads"}``, or ``sources[2]`` for
+    all of one source) is reported under that name instead."""
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    try:
-        return parse_config(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(*(_problem(error, origin, names or {}) for error in exc.errors())) from None
+
+
+def override(config: RunConfig, changes: Mapping[str, Any], names: Mapping[str, str] | None = None,
+             origin: str = "") -> RunConfig:
+    """A new :class:`RunConfig`: ``config`` with ``changes`` (``{"pipeline": {"threads": 4}}``;
+    a list replaces ``sources``), every value checked again as if it had been in the file."""
+    data = config.model_dump()
+    for section, values in changes.items():
+        data[section] = {**data[section], **values} if isinstance(values, Mapping) else values
+    return parse_config(data, origin, names)
+
+
+def _problem(error: ErrorDetails, origin: str, names: Mapping[str, str]) -> str:
+    loc, value = tuple(error["loc"]), error["input"]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, RuleError):
+        loc, value = cause.loc, cause.value
+    got = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {render_value(value)})"
+    text = f"{_reason(error['type'], loc, cause)}{got}"
+    for size in range(len(loc), 0, -1):
+        name = names.get(key_path(loc[:size]))
+        if name:
+            return f"{name}: {text}" if size == len(loc) else f"{name}: {key_path(loc)}: {text}"
+    return ": ".join(filter(None, (origin, key_path(loc), text)))
+
+
+def _reason(kind: str, loc: tuple[str | int, ...], cause: object) -> str:
+    if cause is not None:
+        return str(cause)
+    if kind == "extra_forbidden":
+        parent = node_at(loc[:-1]) or {}
+        known = list(parent.get("properties", {}))
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"unknown {'section' if len(loc) == 1 else 'key'}{hint} (known: {', '.join(known)})"
+    node = node_at(loc)
+    if node is None:
+        return "not a setting"
+    return f"is required: {allowed(node)}" if kind == "missing" else f"must be {allowed(node)}"
+
+
+def render_value(value: Any, limit: int = 60) -> str:
+    """``value`` as TOML would write it, in ASCII (control characters and other scripts escaped,
+    so the message stays one printable line), cut to about ``limit`` characters, and with any
+    ``user:password@`` of a URL hidden."""
+    text = _toml(value, depth=0)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _toml(value: Any, depth: int) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value) if value.bit_length() < 200 else f"a number of about {round(value.bit_length() * 0.30103)} digits"
+    if isinstance(value, str):
+        return toml_string(_CREDENTIALS.sub("***@", value[:200]))
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if depth > 2 and isinstance(value, (list, tuple, dict)):
+        return "[...]" if isinstance(value, (list, tuple)) else "{...}"
+    if isinstance(value, (list, tuple)):
+        items = [_toml(item, depth + 1) for item in value[:8]]
+        return "[" + ", ".join(items + (["..."] if len(value) > 8 else [])) + "]"
+    if isinstance(value, dict):
+        pairs = [f"{key_path([str(k)])} = {_toml(v, depth + 1)}" for k, v in list(value.items())[:8]]
+        return "{ " + ", ".join(pairs + (["..."] if len(value) > 8 else [])) + " }"
+    return toml_string(str(value)[:200])

@@ -1,178 +1,375 @@
-"""The configuration, section by section; every field has a default and a checked range.
+"""The configuration schema: one pydantic model per TOML section, every key with its default, its
+bounds and its description (the only place they are written; ``configs/default.toml`` and
+``docs/configuration.md`` are generated from here by :mod:`streamrec.config.generate`).
 
-``check()`` methods raise ``ValueError("field: reason")``; the loader prefixes the section, so a
-user sees ``tracker.max_missed_s: must be > 0 (got -1)``.
+A new key is one ``Field`` line in its section. Bounds are what makes sense for the key, not
+merely what does not crash: a distance between L2-normalised embeddings lies in [0, 2], a batch
+that waits a second is no longer real time. Rules between keys are validators that name the key
+they report on, so every problem reads ``section.key: reason (got VALUE)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from streamrec.backends import BackendName, default_threads
+from streamrec.capture.source import SourceError, parse_source
+from streamrec.config.addresses import (
+    HttpAddress,
+    ZmqEndpoint,
+    binds_beyond_loopback,
+    clashes,
+    parse_http_address,
+    parse_zmq_endpoint,
+)
+from streamrec.embed.facenet import MAX_DISTANCE
+from streamrec.faces import Precision
 
 __all__ = [
+    "MAX_FACE",
+    "MAX_SOURCES",
+    "MIN_FACE",
     "BatchConfig",
     "DetectorConfig",
     "MatcherConfig",
     "OutputsConfig",
     "PipelineConfig",
+    "RuleError",
     "RunConfig",
     "SourceConfig",
     "TrackerConfig",
 ]
 
-
-def _positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'} (got {value})")
-
-
-def _fraction(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: must be between 0 and 1 (got {value})")
+#: Twelve pixels is P-Net's window, the smallest face MTCNN can see without upscaling; no frame
+#: the pipeline takes has a side longer than 8192 (8K video), so no face can be larger.
+MIN_FACE, MAX_FACE = 12, 8192
+#: Each source is a capture process; a batch holds at most one frame of each ([batch] max_frames).
+MAX_SOURCES = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _loopback_default(name: str, address: str) -> None:
-    if not address:
-        raise ValueError(f"{name}: must not be empty")
+class RuleError(ValueError):
+    """A rule between keys, raised by a model validator: ``loc`` is the key it reports on
+    (``("matcher", "votes")``) and ``value`` that key's value, as a field's own error has them."""
+
+    def __init__(self, loc: tuple[str | int, ...], value: object, message: str) -> None:
+        super().__init__(message)
+        self.loc, self.value = loc, value
 
 
-@dataclass
-class PipelineConfig:
-    """``[pipeline]``: where state lives and how inference runs."""
+class Section(BaseModel):
+    """What every section shares: an unknown key is an error; TOML's types are taken as written
+    (``1`` is not ``true``, ``"40"`` is not a number; a whole number is a number); numbers are
+    finite; strings hold no control characters (they end up in logs, topics and pages); and a
+    configuration never changes once checked: an override builds a new one, checked again."""
 
-    data_dir: str = ""  #: empty: --data-dir, else $STREAMREC_DATA, else ~/.local/share/streamrec
-    backend: str = "onnxruntime"
-    threads: int = 0  #: inference threads; 0: every core this process may use
-    precision: str = "fp32"  #: FaceNet engine: fp32 or int8
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, validate_default=True)
 
-    def check(self) -> None:
-        _positive("threads", self.threads, allow_zero=True)
-        if self.precision not in ("fp32", "int8"):
-            raise ValueError(f"precision: must be 'fp32' or 'int8' (got {self.precision!r})")
-
-
-@dataclass
-class DetectorConfig:
-    """``[detector]``: MTCNN settings for every source (a source may override the face size)."""
-
-    min_face_size: float = 40.0
-    thresholds: list[float] = field(default_factory=lambda: [0.6, 0.7, 0.7])
-    #: run the whole cascade on one frame in this many; in between, only its last net (O-Net)
-    #: re-detects the tracked faces where they are predicted to be (a fraction of the cost).
-    #: New faces are found within this many frames. 1: the whole cascade on every frame.
-    full_every: int = 3
-
-    def check(self) -> None:
-        _positive("full_every", self.full_every)
-        if self.min_face_size < 12:
-            raise ValueError(f"min_face_size: must be >= 12 (got {self.min_face_size})")
-        if len(self.thresholds) != 3:
-            raise ValueError(f"thresholds: expected 3 probabilities (got {len(self.thresholds)})")
-        for value in self.thresholds:
-            _fraction("thresholds", value)
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("must not contain control characters (line breaks, tabs, escapes)")
+        return value
 
 
-@dataclass
-class BatchConfig:
-    """``[batch]``: the central batcher sends frames to the detector when it holds a new frame
-    from every live source, or ``max_wait_ms`` after the first one arrived."""
+def _at_most(key: str, other: str, why: str) -> Any:
+    """A validator for a section: ``key`` must not exceed ``other``, a key declared before it
+    (a rule that does not apply while ``other`` itself is invalid: that has its own error)."""
 
-    max_wait_ms: float = 25.0
-    max_frames: int = 16
+    def check(cls: type, value: float, info: ValidationInfo) -> float:
+        limit = info.data.get(other)
+        if limit is not None and value > limit:
+            raise ValueError(f"must be at most {other} ({limit:g}): {why}")
+        return value
 
-    def check(self) -> None:
-        _positive("max_wait_ms", self.max_wait_ms)
-        _positive("max_frames", self.max_frames)
-
-
-@dataclass
-class TrackerConfig:
-    """``[tracker]``: face tracks, and when a track's face is embedded."""
-
-    iou_threshold: float = 0.3  #: minimum overlap to continue a track
-    max_missed_s: float = 1.0  #: a track ends after this long without its face
-    min_face_px: float = 40.0  #: faces smaller than this are tracked but never embedded
-    min_sharpness: float = 25.0  #: Laplacian variance below this: too blurry to embed
-    embed_interval_s: float = 1.0  #: re-embed a track at least this often while it lasts
-    improve_factor: float = 1.25  #: ... and whenever its face quality grows by this factor
-    min_gap_s: float = 0.2  #: never embed the same track more often than this
-    max_embeddings: int = 12  #: per track
-    #: a track whose new embedding is this far from its previous one has changed person (a
-    #: scene cut): it is split in two. About the 5th percentile of distances between different
-    #: people on LFW View 1, and above nearly all distances within one person's track.
-    switch_distance: float = 1.2
-    #: embed every tracked face on every frame, ignoring the quality gates and skips above
-    #: (the naive pipeline; what ``streamrec bench pipeline --no-skips`` compares against)
-    embed_every_frame: bool = False
-
-    def check(self) -> None:
-        _fraction("iou_threshold", self.iou_threshold)
-        for name in ("max_missed_s", "min_face_px", "embed_interval_s", "min_gap_s", "max_embeddings", "switch_distance"):
-            _positive(name, getattr(self, name))
-        _positive("min_sharpness", self.min_sharpness, allow_zero=True)
-        if self.improve_factor < 1.0:
-            raise ValueError(f"improve_factor: must be >= 1 (got {self.improve_factor})")
+    return field_validator(key)(classmethod(check))
 
 
-@dataclass
-class MatcherConfig:
-    """``[matcher]``: how a track's embeddings become a decision (streamrec/track/identity.py).
-    The defaults keep people who are not enrolled from being named: against the nine people of
-    ../shared/data/faces, none of 1,549 LFW faces of 963 people not enrolled voted for anyone
-    and no pseudo-track of them was named, where a threshold of 1.12 (the best one for LFW
-    pairs) named 7.7% (docs/accuracy.md, "Open-set identification")."""
-
-    #: an embedding votes for its nearest person below this distance ...
-    threshold: float = 0.9
-    #: ... when the nearest other person is at least this much farther (0: no such condition);
-    #: every vote measured for an enrolled person had a margin of 0.22 or more
-    margin: float = 0.1
-    votes: int = 2  #: agreeing votes needed to name a person ...
-    sure_distance: float = 0.8  #: ... unless one is closer than this
-    #: a track is named only when its score reaches this (0-1: the median distance of its votes
-    #: for the person, 1.12 -> 0 and 0.6 -> 1; under the default threshold every match scores
-    #: above 0.42)
-    min_score: float = 0.0
-    unknown_after: int = 3  #: embeddings that did not vote before the track is called unknown
-
-    def check(self) -> None:
-        _positive("threshold", self.threshold)
-        _positive("margin", self.margin, allow_zero=True)
-        _positive("votes", self.votes)
-        _fraction("min_score", self.min_score)
-        _positive("unknown_after", self.unknown_after)
-        if self.sure_distance > self.threshold:
-            raise ValueError(f"sure_distance: must be <= threshold ({self.threshold}) (got {self.sure_distance})")
+def _threads(value: int) -> int:
+    cores = default_threads()
+    if value > cores:
+        raise ValueError(f"must be a whole number between 0 and {cores}, the cores this process may use")
+    return value
 
 
-@dataclass
-class OutputsConfig:
-    """``[outputs]``: where results are published. Loopback unless configured otherwise."""
+class PipelineConfig(Section):
+    """[pipeline]: where state lives and how inference runs."""
 
-    events: str = "tcp://127.0.0.1:5571"  #: ZeroMQ PUB of events, topic per event type
-    frames: str = "tcp://127.0.0.1:5572"  #: ZeroMQ PUB of overlaid JPEG frames, topic = source
-    http: str = "127.0.0.1:8080"  #: door page, MJPEG and /metrics; empty: no web server
-    render_fps: float = 15.0  #: overlaid frames per second and source, at most
-    jpeg_quality: int = 80
+    data_dir: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description="Folder of the watchlist, the event journal and the logs; a leading ~ is your home. "
+        '"": --data-dir, else $STREAMREC_DATA, else ~/.local/share/streamrec.',
+    )
+    backend: BackendName = Field(
+        default="onnxruntime",
+        description="Inference backend that runs the MTCNN and FaceNet engines: onnxruntime; openvino (the "
+        "'openvino' extra; bf16 on CPUs with AVX-512 BF16 or AMX); or torch (the 'torch' extra: the whole "
+        "detector and embedder, crops included, in PyTorch on the device).",
+    )
+    device: str = Field(
+        default="cpu", min_length=1,
+        description="Where the backend runs: cpu for every backend; cuda or cuda:N (an NVIDIA GPU) for torch; "
+        "gpu (an Intel GPU) for openvino. Whether this machine has it is checked when the pipeline starts.",
+    )
+    threads: Annotated[int, AfterValidator(_threads)] = Field(
+        default=0, ge=0,
+        description="Inference threads; 0: every core this process may use. At most that many (its CPU "
+        "affinity, as nproc counts them): more threads than cores only contend for them, and tens of "
+        "thousands keep the engines from ever loading.",
+        json_schema_extra={"allowed": "a whole number from 0 to the number of cores this process may use"},
+    )
+    precision: Precision = Field(
+        default="fp32",
+        description="How FaceNet computes: fp32 (the published model); bf16 (openvino or torch on a CPU with "
+        "AVX-512 BF16 or AMX, torch on CUDA); fp16 (torch on CUDA); or int8 (onnxruntime or openvino: the "
+        "quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the backend "
+        "and this machine compute in it is checked when the pipeline starts.",
+    )
 
-    def check(self) -> None:
-        for name in ("events", "frames"):
-            _loopback_default(name, getattr(self, name))
-        _positive("render_fps", self.render_fps)
-        if not 10 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality: must be between 10 and 100 (got {self.jpeg_quality})")
+
+class DetectorConfig(Section):
+    """[detector]: MTCNN settings for every source (a source may set its own min_face_size)."""
+
+    min_face_size: float = Field(
+        default=40.0, ge=MIN_FACE, le=MAX_FACE,
+        description="Smallest face side looked for, in pixels; P-Net's work grows about 4x from 40 to 20. "
+        "12 is P-Net's window, 8192 the longest frame side.",
+    )
+    thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default=[0.6, 0.7, 0.7], min_length=3, max_length=3,
+        description="Face probability each MTCNN stage needs to keep a candidate: P-Net, R-Net, O-Net. "
+        "At 0 every window would pass, at 1 none.",
+    )
+    full_every: int = Field(
+        default=3, ge=1, le=30,
+        description="Run the whole cascade on one frame in this many; in between only its last net (O-Net) "
+        "re-detects the tracked faces where they are predicted to be (a fraction of the cost). A new face "
+        "is found within this many frames, hence at most 30 (a second at 30 fps). 1: the whole cascade "
+        "on every frame.",
+    )
 
 
-@dataclass
-class SourceConfig:
-    """``[[sources]]``: one camera, file or stream."""
+class BatchConfig(Section):
+    """[batch]: the central batcher sends frames to the detector when it holds a new frame from
+    every live source, or max_wait_ms after the first one arrived."""
 
-    url: str = ""  #: webcam index ("0"), file path, rtsp://, http(s):// MJPEG
-    name: str = ""  #: label in events and pages; default: derived from the URL
-    fps: float = 0.0  #: cap on frames taken from this source per second; 0: none
-    min_face_size: float = 0.0  #: overrides [detector] min_face_size when > 0
-    loop: bool = False  #: replay a video file forever
-    fast: bool = False  #: read a video file as fast as the pipeline takes frames
+    max_wait_ms: float = Field(
+        default=25.0, gt=0, le=1000,
+        description="A batch leaves at the latest this many milliseconds after its first frame; a second "
+        "at most, or results come too late to be live.",
+    )
+    max_frames: int = Field(
+        default=16, ge=1, le=MAX_SOURCES,
+        description="A batch leaves as soon as it holds this many frames (one per source).",
+    )
+
+
+class TrackerConfig(Section):
+    """[tracker]: face tracks, and when a track's face is embedded."""
+
+    iou_threshold: float = Field(
+        default=0.3, gt=0, lt=1,
+        description="Smallest overlap (intersection over union) of a face with a track's box that continues "
+        "the track; at 0 any face would continue any track, at 1 none would.",
+    )
+    max_missed_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="A track ends after this many seconds without its face.",
+    )
+    min_face_px: float = Field(
+        default=40.0, gt=0, le=MAX_FACE,
+        description="Faces smaller than this (shorter box side in pixels) are tracked but never embedded.",
+    )
+    min_sharpness: float = Field(
+        default=25.0, ge=0, le=1_000_000,
+        description="Faces blurrier than this (variance of the Laplacian of the face at 64x64 grey; 25 is a "
+        "usable floor on webcam video) are never embedded; 0 embeds faces however blurred. A million is "
+        "about the most an 8-bit crop can reach.",
+    )
+    embed_interval_s: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="Re-embed a track at least this often, in seconds, while it lasts ...",
+    )
+    improve_factor: float = Field(
+        default=1.25, ge=1, le=100,
+        description="... and whenever its face quality (size x sharpness x frontality) grows by this factor.",
+    )
+    min_gap_s: float = Field(
+        default=0.2, gt=0, le=3600,
+        description="Never embed the same track more often than this, in seconds; at most embed_interval_s.",
+    )
+    max_embeddings: int = Field(
+        default=12, ge=1, le=1000,
+        description="Embeddings per track, at most.",
+    )
+    switch_distance: float = Field(
+        default=1.2, gt=0, le=MAX_DISTANCE,
+        description="A track whose new embedding is this far from its previous one has changed person (a "
+        "scene cut) and is split in two. About the 5th percentile of distances between different people "
+        "on LFW View 1, above nearly all distances within one person's track; distances between "
+        "embeddings lie between 0 and 2.",
+    )
+    embed_every_frame: bool = Field(
+        default=False,
+        description="Embed every tracked face on every frame, ignoring the quality gates and skips above: "
+        "the naive pipeline `streamrec bench pipeline --no-skips` compares with.",
+    )
+
+    _gap_within_interval = _at_most("min_gap_s", "embed_interval_s", "a track is re-embedded that often")
+
+
+class MatcherConfig(Section):
+    """[matcher]: how a track's embeddings become a decision (streamrec/track/identity.py). The
+    defaults keep people who are not enrolled from being named: against the nine people of
+    ../shared/data/faces, none of 1,549 LFW faces of 963 people not enrolled voted for anyone and
+    no pseudo-track of them was named, where a threshold of 1.12 (the best one for LFW pairs)
+    named 7.7% (docs/accuracy.md, "Open-set identification")."""
+
+    threshold: float = Field(
+        default=0.9, gt=0, le=MAX_DISTANCE,
+        description="An embedding votes for its nearest person below this distance (distances between "
+        "embeddings lie between 0 and 2) ...",
+    )
+    margin: float = Field(
+        default=0.1, ge=0, le=MAX_DISTANCE,
+        description="... when the nearest other person is at least this much farther (0: no such "
+        "condition); every vote measured for an enrolled person had a margin of 0.22 or more.",
+    )
+    votes: int = Field(
+        default=2, ge=1, le=1000,
+        description="Agreeing votes needed to name a person (at most [tracker] max_embeddings) ...",
+    )
+    sure_distance: float = Field(
+        default=0.8, ge=0, le=MAX_DISTANCE,
+        description="... unless one is closer than this (at most threshold).",
+    )
+    min_score: float = Field(
+        default=0.0, ge=0, le=1,
+        description="A track is named only when its score reaches this (0-1: the median distance of its "
+        "votes for the person, 1.12 -> 0 and 0.6 -> 1; under the default threshold every match scores "
+        "above 0.42).",
+    )
+    unknown_after: int = Field(
+        default=3, ge=1, le=1000,
+        description="Embeddings that did not vote before the track is called unknown (at most [tracker] "
+        "max_embeddings).",
+    )
+
+    _sure_within_threshold = _at_most("sure_distance", "threshold", "a sure match is a match first")
+
+
+class OutputsConfig(Section):
+    """[outputs]: where results are published; on this machine only (loopback) unless set otherwise."""
+
+    events: ZmqEndpoint = Field(
+        default="tcp://127.0.0.1:5571",
+        description="ZeroMQ PUB of events, one topic per event type.",
+    )
+    frames: ZmqEndpoint = Field(
+        default="tcp://127.0.0.1:5572",
+        description="ZeroMQ PUB of overlaid JPEG frames, topic = source name.",
+    )
+    http: HttpAddress = Field(
+        default="127.0.0.1:8080",
+        description='Door page, MJPEG video, /api/state and /metrics; "": no web server.',
+    )
+    render_fps: float = Field(
+        default=15.0, ge=0.1, le=120,
+        description="Overlaid frames per second and source, at most.",
+    )
+    jpeg_quality: int = Field(
+        default=80, ge=10, le=100,
+        description="JPEG quality of the overlaid frames.",
+    )
+    door_hold_s: float = Field(
+        default=3.0, gt=0, le=3600,
+        description='Seconds the door page keeps a name (or "unknown") after that face left the picture.',
+    )
+
+    @field_validator("frames", "http")
+    @classmethod
+    def _distinct(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        mine = parse_http_address(value) if info.field_name == "http" else parse_zmq_endpoint(value)
+        for other in ("events", "frames"):
+            taken = info.data.get(other) if other != info.field_name else None
+            if taken and clashes(mine, parse_zmq_endpoint(taken)):
+                raise ValueError(f"binds the same address as {other} ({taken})")
+        return value
+
+    def beyond_loopback(self) -> Iterator[tuple[str, str]]:
+        """``(key, address)`` of each output other machines may connect to."""
+        for key in ("events", "frames"):
+            if binds_beyond_loopback(parse_zmq_endpoint(getattr(self, key))):
+                yield key, getattr(self, key)
+        if self.http and binds_beyond_loopback(parse_http_address(self.http)):
+            yield "http", self.http
+
+
+def _source_url(url: str) -> str:
+    if not url.strip():
+        raise ValueError("must not be empty")
+    try:
+        parse_source(url, check_files=False)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
+    return url
+
+
+def _zero_or_face_size(value: float) -> float:
+    if value != 0 and not MIN_FACE <= value <= MAX_FACE:
+        raise ValueError(f"must be 0 or a finite number between {MIN_FACE} and {MAX_FACE}")
+    return value
+
+
+class SourceConfig(Section):
+    """[[sources]]: one camera, stream or video file; one table per source (--source adds more)."""
+
+    url: Annotated[str, AfterValidator(_source_url)] = Field(
+        description='Webcam index ("0"), video file, rtsp:// or rtsps:// URL, http(s):// MJPEG URL.',
+        examples=["rtsp://camera.local/stream"],
+        json_schema_extra={"allowed": "a webcam index (0 to 99), a file path, or an rtsp://, rtsps://, "
+                           "http:// or https:// URL with a host"},
+    )
+    name: str = Field(
+        default="", max_length=64,
+        description='Label in events, pages and logs, distinct for every source; "": derived from the URL '
+        "(without credentials).",
+    )
+    fps: float = Field(
+        default=0.0, ge=0, le=1000,
+        description="Cap on frames taken from this source per second; 0: none.",
+    )
+    min_face_size: Annotated[float, AfterValidator(_zero_or_face_size)] = Field(
+        default=0.0, ge=0, le=MAX_FACE,
+        description="Overrides [detector] min_face_size for this source; 0: use that one.",
+        json_schema_extra={"allowed": f"0, or a finite number between {MIN_FACE} and {MAX_FACE}"},
+    )
+    loop: bool = Field(
+        default=False,
+        description="Replay a video file forever.",
+    )
+    fast: bool = Field(
+        default=False,
+        description="Read a video file as fast as the pipeline takes its frames, instead of at its own rate.",
+    )
 
     @property
     def label(self) -> str:
@@ -180,8 +377,6 @@ class SourceConfig:
         credentials, query or scheme noise (a file's stem for files)."""
         if self.name:
             return self.name
-        from urllib.parse import urlsplit
-
         parts = urlsplit(self.url)
         if parts.scheme in ("rtsp", "rtsps", "http", "https"):
             host = parts.hostname or ""
@@ -191,21 +386,36 @@ class SourceConfig:
             return f"camera{self.url}"
         return Path(self.url).stem or self.url
 
-    def check(self) -> None:
-        if not self.url:
-            raise ValueError("url: must not be empty")
-        _positive("fps", self.fps, allow_zero=True)
-        _positive("min_face_size", self.min_face_size, allow_zero=True)
 
-
-@dataclass
-class RunConfig:
+class RunConfig(BaseModel):
     """A whole configuration file."""
 
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    batch: BatchConfig = field(default_factory=BatchConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    matcher: MatcherConfig = field(default_factory=MatcherConfig)
-    outputs: OutputsConfig = field(default_factory=OutputsConfig)
-    sources: list[SourceConfig] = field(default_factory=list)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # frozen: one default instance per section is safe to share
+    pipeline: PipelineConfig = PipelineConfig()
+    detector: DetectorConfig = DetectorConfig()
+    batch: BatchConfig = BatchConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    matcher: MatcherConfig = MatcherConfig()
+    outputs: OutputsConfig = OutputsConfig()
+    sources: list[SourceConfig] = Field(
+        default=[], max_length=MAX_SOURCES,
+        json_schema_extra={"allowed": f"[[sources]] tables, one per source, at most {MAX_SOURCES}"},
+    )
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> RunConfig:
+        seen: dict[str, int] = {}
+        for index, source in enumerate(self.sources):
+            first = seen.setdefault(source.label, index)
+            if first != index:
+                raise RuleError(("sources", index, "name"), source.label, f"sources[{first}] has the same name "
+                                "(names derive from the URL where none is given): give each source its own name")
+        if not self.tracker.embed_every_frame:
+            for key in ("votes", "unknown_after"):
+                value = getattr(self.matcher, key)
+                if value > self.tracker.max_embeddings:
+                    raise RuleError(("matcher", key), value, f"must be at most [tracker] max_embeddings "
+                                    f"({self.tracker.max_embeddings}): a track has no more embeddings")
+        return self

@@ -9,6 +9,7 @@ identical to float precision).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +37,8 @@ class MTCNNConfig:
     factor: float = 0.709
 
     def __post_init__(self) -> None:
-        if self.min_face_size < 12:
-            raise ValueError(f"min_face_size must be >= 12 px (got {self.min_face_size})")
+        if not 12 <= self.min_face_size < math.inf:  # written so that NaN fails too
+            raise ValueError(f"min_face_size must be a finite number >= 12 px (got {self.min_face_size})")
         if len(self.thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"thresholds must be three probabilities (got {self.thresholds})")
         if not 0.1 <= self.factor < 1.0:

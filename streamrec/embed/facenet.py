@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -11,15 +11,18 @@ from streamrec.backends import Backend
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.align import FACE_SIZE, box_crops, warp_crops
 
-__all__ = ["DEFAULT_THRESHOLD", "EMBEDDING_SIZE", "EmbedConfig", "FaceEmbedder"]
+__all__ = ["ALIGNMENTS", "DEFAULT_THRESHOLD", "EMBEDDING_SIZE", "MAX_DISTANCE", "Alignment", "EmbedConfig", "FaceEmbedder"]
 
 EMBEDDING_SIZE = 512
 
 #: Euclidean distance below which two faces are called the same person: the threshold with the
 #: best accuracy on LFW View 1 with the default :class:`EmbedConfig` (docs/accuracy.md).
 DEFAULT_THRESHOLD = 1.12
+#: Embeddings are L2-normalised, so the Euclidean distance between two lies between 0 and 2.
+MAX_DISTANCE = 2.0
 
 Alignment = Literal["box", "warp"]
+ALIGNMENTS: tuple[Alignment, ...] = get_args(Alignment)
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,8 @@ class EmbedConfig:
     flip: bool = False
 
     def __post_init__(self) -> None:
-        if self.alignment not in ("box", "warp"):
-            raise ValueError(f"alignment must be 'box' or 'warp' (got {self.alignment!r})")
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {', '.join(ALIGNMENTS)} (got {self.alignment!r})")
         if not 0.0 <= self.margin <= 1.0:
             raise ValueError(f"margin must be in [0, 1] (got {self.margin})")
 

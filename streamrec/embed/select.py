@@ -8,7 +8,7 @@ Sandberg's aligner uses), which measured best on LFW View 1 (see docs/accuracy.m
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from streamrec.detect.types import FaceDetections
 __all__ = ["SELECTIONS", "Selection", "main_face", "selection_scores"]
 
 Selection = Literal["centre", "largest", "largest_clipped"]
-SELECTIONS: tuple[Selection, ...] = ("centre", "largest", "largest_clipped")
+SELECTIONS: tuple[Selection, ...] = get_args(Selection)
 
 
 def _clipped_areas(faces: FaceDetections, width: int, height: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENGINE_FILES", "MANIFEST_NAME", "default_engine_dir", "ensure_engines", "read_manifest"]
+__all__ = ["ENGINE_FILES", "MANIFEST_NAME", "default_engine_dir", "ensure_engines", "facenet_engine", "read_manifest"]
 
 #: engine name -> file name inside the engine folder
 ENGINE_FILES: dict[str, str] = {
@@ -24,6 +24,12 @@ ENGINE_FILES: dict[str, str] = {
     "facenet_int8": "facenet_int8.onnx",
 }
 MANIFEST_NAME = "manifest.json"
+
+
+def facenet_engine(precision: str) -> str:
+    """The FaceNet engine (a key of :data:`ENGINE_FILES`) a precision runs: the quantized file
+    for ``int8``; the fp32 file otherwise, which ``bf16`` computes in bfloat16."""
+    return "facenet_int8" if precision == "int8" else "facenet"
 
 
 def default_engine_dir() -> Path:

@@ -38,7 +38,17 @@ from streamrec.backends import BackendOptions, open_backend
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
 from streamrec.engines.sources import locate_sources, sha256_file
 
-__all__ = ["FACENET_MIN_COSINE", "INT8_MIN_COSINE", "MTCNN_TOLERANCE", "OPSET", "BuildError", "build_engines"]
+__all__ = [
+    "FACENET_MIN_COSINE",
+    "INT8_MIN_COSINE",
+    "MTCNN_TOLERANCE",
+    "OPSET",
+    "BuildError",
+    "build_engines",
+    "face_crops",
+    "mtcnn_inputs",
+    "sample_photos",
+]
 
 OPSET = 17
 MTCNN_TOLERANCE = 1e-4
@@ -81,7 +91,7 @@ def _export(model: Any, example: Any, outputs: list[str], dynamic_hw: bool) -> b
         torch.onnx.export(
             model,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
             input_names=["image"],
             output_names=outputs,
             dynamic_axes=axes,
@@ -92,14 +102,14 @@ def _export(model: Any, example: Any, outputs: list[str], dynamic_hw: bool) -> b
     return buffer.getvalue()
 
 
-def _sample_photos() -> list[np.ndarray]:
+def sample_photos() -> list[np.ndarray]:
     from streamrec.images import load_image
     from streamrec.samples import SAMPLES, sample_path
 
     return [load_image(sample_path(name)).rgb for name in SAMPLES]
 
 
-def _mtcnn_inputs(photos: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+def mtcnn_inputs(photos: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
     """Real-photo inputs for each net: area-resampled pyramid levels for P-Net, and crops of
     random windows resampled to 24 and 48 px for R-Net and O-Net (fixed seed)."""
     from streamrec.detect.resample import integral_images, resample_regions
@@ -110,8 +120,8 @@ def _mtcnn_inputs(photos: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
         h, w, _ = photo.shape
         integral = integral_images(photo[None])
         for scale in (0.6, 0.3, 0.1):
-            size = (int(h * scale + 1), int(w * scale + 1))
-            inputs["pnet"].append(resample_regions(integral, np.zeros(1, int), np.array([[0, 0, h, w]]), *size))
+            level = (int(h * scale + 1), int(w * scale + 1))
+            inputs["pnet"].append(resample_regions(integral, np.zeros(1, int), np.array([[0, 0, h, w]]), *level))
         side = rng.integers(12, min(h, w) // 2, 32)
         y0 = rng.integers(0, h - side)
         x0 = rng.integers(0, w - side)
@@ -127,7 +137,7 @@ def _mtcnn_parity(nets: dict[str, Any], folder: Path, photos: list[np.ndarray]) 
     import torch
 
     result = {}
-    for name, batches in _mtcnn_inputs(photos).items():
+    for name, batches in mtcnn_inputs(photos).items():
         backend = open_backend("onnxruntime", folder / ENGINE_FILES[name])
         worst = 0.0
         for batch in batches:
@@ -141,14 +151,14 @@ def _mtcnn_parity(nets: dict[str, Any], folder: Path, photos: list[np.ndarray]) 
     return result
 
 
-def _face_crops(folder: Path, photos: list[np.ndarray]) -> np.ndarray:
+def face_crops(folder: Path, photos: list[np.ndarray]) -> np.ndarray:
     """Face crops from the sample photos, found by the freshly built MTCNN: several margins,
     mirrored, and landmark-warped."""
     from streamrec.detect.mtcnn import MTCNN
     from streamrec.embed.align import box_crops, warp_crops
 
-    nets = [open_backend("onnxruntime", folder / ENGINE_FILES[n]) for n in ("pnet", "rnet", "onet")]
-    detector = MTCNN(*nets)
+    pnet, rnet, onet = (open_backend("onnxruntime", folder / ENGINE_FILES[n]) for n in ("pnet", "rnet", "onet"))
+    detector = MTCNN(pnet, rnet, onet)
     crops = []
     for photo in photos:
         faces = detector.detect(photo)[0]
@@ -223,7 +233,7 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def _tool_versions() -> dict[str, str]:
     import onnx
-    import onnxruntime
+    import onnxruntime  # type: ignore[import-untyped]
     import torch
 
     return {
@@ -273,10 +283,10 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
         )
         step(f"exported four ONNX files (opset {OPSET})")
 
-        photos = _sample_photos()
+        photos = sample_photos()
         mtcnn = _mtcnn_parity(nets, folder, photos)
         step("MTCNN parity: max abs diff " + ", ".join(f"{k} {v:.1e}" for k, v in mtcnn.items()))
-        crops = _face_crops(folder, photos)
+        crops = face_crops(folder, photos)
         face = _facenet_parity(facenet, sources["facenet"].path, folder, crops)
         step(
             f"FaceNet parity on {int(face['crops'])} real face crops: min cosine vs OpenCV "

@@ -1,9 +1,15 @@
 """The event journal: every published event, durably, so a subscriber that was down loses nothing.
 
 Layout: ``<data_dir>/events/events-YYYYMMDD.jsonl`` (UTC day of the event), one JSON object per
-line, each with a ``seq`` number that grows by one across files. Lines are written whole and
-``fsync``-ed per batch; a crash can leave at most a partial last line, which readers skip and the
-next writer starts after. One process (the events stage) writes; any number read.
+line, each with a ``seq`` number that grows by one across files. One process (the events stage)
+writes; any number read.
+
+A batch of events is written whole or not at all: a full disk makes ``write(2)`` write part of
+its data and fail on the rest, so a write that does not finish is cut back to where it started
+(in every file of the batch), and the caller keeps the events to write again later. What a crash
+can still leave is a partial last line: readers skip it, and the writer cuts it off before it
+appends anything to that file (at start and before every write), so a new line never continues
+a broken one.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -20,6 +27,9 @@ from typing import Any
 __all__ = ["Journal", "read_journal"]
 
 _PREFIX = "events-"
+_TAIL_CHUNK = 4096
+
+log = logging.getLogger("events")
 
 
 def _files(folder: Path) -> list[Path]:
@@ -55,13 +65,18 @@ class Journal:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # no room for the folder: the first write says so
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.seq = 0
         for path in reversed(_files(self.folder)):
-            for item in _complete_lines(path):
-                self.seq = max(self.seq, item["seq"])
-            if self.seq:
-                break
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    _cut_partial_line(fd, path)
+                finally:
+                    os.close(fd)
+            if not self.seq:
+                self.seq = max((item["seq"] for item in _complete_lines(path)), default=0)
 
     def number(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Copies of ``events`` with the next ``seq`` numbers."""
@@ -78,23 +93,56 @@ class Journal:
         return numbered
 
     def write(self, numbered: list[dict[str, Any]]) -> None:
-        """Write numbered events. Raises ``OSError`` (a full disk, say) with nothing written
-        past the last whole line, so the same events can be written again later."""
+        """Write numbered events durably, all of them or none: raises ``OSError`` (a full disk,
+        say) with every file cut back to its last whole line before the call, so the same
+        events can be written again later."""
         by_file: dict[Path, list[bytes]] = {}
         for event in numbered:
             day = time.strftime("%Y%m%d", time.gmtime(event.get("ts", time.time())))
             line = json.dumps(event, separators=(",", ":"), allow_nan=False).encode() + b"\n"
             by_file.setdefault(self.folder / f"{_PREFIX}{day}.jsonl", []).append(line)
-        for path, lines in by_file.items():
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    os.write(fd, b"".join(lines))
-                    os.fsync(fd)
-                except OSError:
-                    with contextlib.suppress(OSError):  # leave no partial line behind
-                        os.ftruncate(fd, size)
-                    raise
-            finally:
+        descriptors: list[int] = []
+        sizes: list[tuple[int, int]] = []  #: (fd, its size before this call, all whole lines)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, lines in by_file.items():
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                descriptors.append(fd)
+                sizes.append((fd, _cut_partial_line(fd, path)))
+                _write_all(fd, b"".join(lines))
+                os.fsync(fd)
+        except OSError:
+            for fd, size in sizes:
+                with contextlib.suppress(OSError):  # if this fails too, the next write cuts it
+                    os.ftruncate(fd, size)
+            raise
+        finally:
+            for fd in descriptors:
                 os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written: near a full disk it writes what fits and
+    returns a short count, and only the next call raises (``ENOSPC``)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _cut_partial_line(fd: int, path: Path) -> int:
+    """Cut a partial last line (an interrupted write) off the file; returns the file's size."""
+    size = os.fstat(fd).st_size
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    if end == size:
+        return size
+    os.ftruncate(fd, end)
+    log.warning("%s: removed a partial last line (%d bytes) left by an interrupted write", path.name, size - end)
+    return end

@@ -1,40 +1,90 @@
 """The events stage: receives decisions from the inference stage, journals them, publishes them.
 
 Events arrive over a lossless PUSH/PULL link, are numbered and appended to the journal, then
-published on the PUB socket with the event type as topic. If the journal cannot be written
-(a full disk), the events are still published, kept in memory (up to ``_BACKLOG`` events) and
-written when the disk accepts them again; the error is logged once per episode.
+published with the event type as topic, on the public address and on the web stage's feed. If
+the journal cannot be written (a full disk), the events are published all the same and kept in
+memory, in order, up to ``JOURNAL_BACKLOG`` of them; the journal is tried again every
+``JOURNAL_RETRY_S`` and the backlog written, oldest first and as much as the disk takes, as soon
+as it has room. Events that find the backlog full are published but never journaled: they are
+counted (``journal_dropped``) and logged with their ``seq`` numbers, so the gap they leave in the
+journal is explained. Each episode is logged once when it starts and once when it ends.
+
+It ends the open tracks of an inference stage that died (:mod:`streamrec.events.tracks`). And
+no ``seq`` is ever given twice, even to events that were published but not journaled by a
+predecessor that was killed with them still in memory: the last number given lives in the run
+directory (:class:`~streamrec.pipeline.rundir.RunCounter`), and a restarted stage continues
+after it (a subscriber drops numbers it has seen).
+
+Counters: ``events_<type>``, ``journaled``, ``journal_dropped``, ``tracks_ended_for_a_dead_stage``,
+``malformed_events`` (messages on its input that are not events, all in ``malformed_messages``),
+and its publishers' figures (``events``: public, ``events_feed``: to the web stage; see
+:meth:`Stage.publisher`).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
-from streamrec.bus.messages import Event
-from streamrec.bus.sockets import pub_socket, pull_socket, receive_pending, send
+from streamrec.bus.messages import EVENT_TYPES, EndTracks, Event
+from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
 from streamrec.events.journal import Journal
+from streamrec.events.tracks import OpenTracks
+from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["EventsStage"]
+__all__ = ["JOURNAL_BACKLOG", "JOURNAL_RETRY_S", "PUBLIC_HWM", "EventsStage"]
 
-_BACKLOG = 100_000
+#: events kept in memory while the journal cannot be written (about 400 bytes each)
+JOURNAL_BACKLOG = 100_000
+#: how often a failing journal is tried again
+JOURNAL_RETRY_S = 1.0
+#: with its supervisor killed, the stage stops once no event came for this long (at most ORPHAN_DRAIN_S)
+ORPHAN_QUIET_MS = 2000
+ORPHAN_DRAIN_S = 10.0
+#: events per write while catching up, so that a disk with a little room takes what fits
+_WRITE_CHUNK = 1000
+PUBLIC_HWM = 100  #: events queued per subscriber before publishing drops for it (the journal keeps them all)
 
 
 class EventsStage(Stage):
+    """Events in at ``endpoints.events_in``, published at ``endpoints.events_pub`` and
+    ``endpoints.events_feed``, journaled in ``journal_dir``."""
+
     name = "events"
 
-    def __init__(self, events_in: str, events_pub: str, journal_dir: Path, stats_address: str | None, log_file: Path | None = None) -> None:
-        super().__init__(stats_address, log_file)
-        self.events_in, self.events_pub, self.journal_dir = events_in, events_pub, journal_dir
-        self.unwritten: list[dict] = []
+    def __init__(
+        self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG
+    ) -> None:
+        super().__init__(endpoints.stats, log_file)
+        self.endpoints, self.journal_dir = endpoints, journal_dir
+        self.backlog = backlog
+        self.unwritten: list[dict[str, Any]] = []  #: numbered events not journaled yet, oldest first
+        self._retry_at = 0.0
+        self._caught_up = 0  #: events of the backlog written since the journal failed
+        self._lost: list[int] = []  #: first and last seq, and count, of the events not journaled since it failed
 
     def setup(self) -> None:
         assert self.ctx is not None
         self.journal = Journal(self.journal_dir)
-        self.inbox = pull_socket(self.ctx, self.events_in)
-        self.outbox = pub_socket(self.ctx, self.events_pub, hwm=10_000)
-        self.log.info("publishing events on %s, journal in %s (next seq %d)", self.events_pub, self.journal_dir, self.journal.seq + 1)
+        self.last_seq = RunCounter(self.run_dir / "last-seq" if self.run_dir is not None else None, "event numbers")
+        if self.last_seq.value > self.journal.seq:
+            self.log.warning(
+                "events %d-%d were published before this stage restarted but not journaled; numbering continues after them",
+                self.journal.seq + 1, self.last_seq.value,
+            )
+            self.journal.seq = self.last_seq.value
+        self.open_tracks = OpenTracks(self.run_dir / "open-tracks.json" if self.run_dir is not None else None)
+        self.inbox = pull_socket(self.ctx, self.endpoints.events_in, accepts=Event)
+        self.outboxes = [
+            self.publisher("events", self.endpoints.events_pub, EVENT_TYPES, PUBLIC_HWM),
+            self.publisher("events_feed", self.endpoints.events_feed, EVENT_TYPES, PUBLIC_HWM),
+        ]
+        self.gauges["journal_failing"] = 0.0
+        self.log.info(
+            "publishing events on %s, journal in %s (next seq %d)", self.endpoints.events_pub, self.journal_dir, self.journal.seq + 1
+        )
 
     def step(self) -> bool:
         batch = self._receive(timeout_ms=200)
@@ -45,46 +95,93 @@ class EventsStage(Stage):
         return True
 
     def teardown(self) -> None:
-        # drain what the inference stage already sent, so nothing is lost on a clean stop
+        # drain what the inference stage already sent, so nothing is lost on a clean stop; when
+        # the supervisor was killed, every stage stops at once, so wait for the inference
+        # stage's last events (the ends of its tracks) until they have stopped coming
         if hasattr(self, "inbox"):
-            batch = self._receive(timeout_ms=0)
-            if batch:
-                self._handle(batch)
-            self._flush_backlog()
+            quiet_ms = ORPHAN_QUIET_MS if self.orphaned() else 0
+            deadline = time.monotonic() + ORPHAN_DRAIN_S
+            while True:
+                batch = self._receive(timeout_ms=quiet_ms)
+                if batch:
+                    self._handle(batch)
+                if not (batch and quiet_ms and time.monotonic() < deadline):
+                    break
+            self._flush_backlog(force=True)
+            if self.unwritten:
+                self.log.error(
+                    "stopping with %d events not journaled (seq %d-%d): the journal in %s still cannot be written",
+                    len(self.unwritten), self.unwritten[0]["seq"], self.unwritten[-1]["seq"], self.journal_dir,
+                )
 
-    def _receive(self, timeout_ms: int) -> list[Event]:
-        messages, malformed = receive_pending(self.inbox, timeout_ms)
-        events = [message for _, message, _ in messages if isinstance(message, Event)]
-        bad = malformed + len(messages) - len(events)
-        if bad:
-            self.count("malformed_messages", bad)
-            self.log.warning("dropped %d malformed message(s)", bad)
-        return events
+    def _receive(self, timeout_ms: int) -> list[Event | EndTracks]:
+        messages, errors = receive_pending(self.inbox, timeout_ms, expect=(Event, EndTracks))
+        self.refuse("events", errors)
+        return [message for _, message, _ in messages if isinstance(message, (Event, EndTracks))]
 
-    def _handle(self, events: list[Event]) -> None:
+    def _handle(self, events: list[Event | EndTracks]) -> None:
+        events, ended = self.open_tracks.follow(events)
+        self.count("tracks_ended_for_a_dead_stage", ended)
         numbered = self.journal.number([e.to_json() for e in events])
-        self.unwritten.extend(numbered)
+        self.last_seq.set(self.journal.seq)
+        self._keep(numbered)
         self._flush_backlog()
         for item in numbered:
             event = Event(**item)
-            send(self.outbox, event.type, event)
+            for outbox in self.outboxes:
+                outbox.send(event.type, event)
             self.count(f"events_{event.type}")
             if event.capture_ts:
                 self.observe("capture_to_event", time.time() - event.capture_ts)
 
-    def _flush_backlog(self) -> None:
-        if not self.unwritten:
+    def _keep(self, numbered: list[dict[str, Any]]) -> None:
+        """Queue events for the journal; those that find the backlog full are counted instead."""
+        room = max(0, self.backlog - len(self.unwritten))
+        self.unwritten.extend(numbered[:room])
+        over = numbered[room:]
+        if not over:
             return
+        if not self._lost:
+            self.log.warning(
+                "the event backlog is full (%d events): newer events are published but not journaled until the journal "
+                "can be written", self.backlog,
+            )
+            self._lost = [over[0]["seq"], 0, 0]
+        self._lost[1:] = [over[-1]["seq"], self._lost[2] + len(over)]
+        self.count("journal_dropped", len(over))
+
+    def _flush_backlog(self, force: bool = False) -> None:
+        """Write the waiting events, oldest first, as far as the journal takes them."""
+        if not self.unwritten or (not force and time.monotonic() < self._retry_at):
+            return
+        failing = bool(self.gauges.get("journal_failing"))
+        written = 0
         try:
-            self.journal.write(self.unwritten)
+            while self.unwritten:
+                chunk = self.unwritten[:_WRITE_CHUNK]
+                self.journal.write(chunk)
+                del self.unwritten[: len(chunk)]
+                written += len(chunk)
         except OSError as exc:
-            if not self.gauges.get("journal_failing"):
-                self.log.error("cannot write the event journal in %s: %s; keeping events in memory", self.journal_dir, exc.strerror or exc)
+            self._retry_at = time.monotonic() + JOURNAL_RETRY_S
+            if not failing:
+                self.log.error(
+                    "cannot write the event journal in %s: %s; keeping up to %d events in memory", self.journal_dir,
+                    exc.strerror or exc, self.backlog,
+                )
             self.gauges["journal_failing"] = 1.0
-            del self.unwritten[:-_BACKLOG]
-            return
-        if self.gauges.get("journal_failing"):
-            self.log.info("event journal writable again")
+        self.count("journaled", written)
+        self.gauges["journal_backlog"] = float(len(self.unwritten))
+        if failing:
+            self._caught_up += written
+            if not self.unwritten:
+                self._writable_again()
+
+    def _writable_again(self) -> None:
+        self.log.info("the event journal is writable again: wrote the %d events kept in memory", self._caught_up)
+        if self._lost:
+            first, last, count = self._lost
+            self.log.warning("%d events were not journaled (seq %d-%d): the backlog was full", count, first, last)
         self.gauges["journal_failing"] = 0.0
-        self.count("journaled", len(self.unwritten))
-        self.unwritten.clear()
+        self._caught_up = 0
+        self._lost = []

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -218,10 +218,12 @@ def open_set_rates(
     face, one_view, views, views_people, enrolled_face, enrolled_track, wrong = measure(config)
     sweep = []
     for threshold in SWEEP:
-        rule = replace(config, threshold=threshold, sure_distance=min(config.sure_distance, threshold))
+        rule = MatcherConfig.model_validate(
+            {**config.model_dump(), "threshold": threshold, "sure_distance": min(config.sure_distance, threshold)}
+        )
         row = measure(rule)
         sweep.append(SweepRow(threshold, row[0], row[1], row[2], row[5]))
     return OpenSetReport(
-        asdict(config), track_length, draws, len(people), len(vectors), len(s_people), len(s_vectors),
+        config.model_dump(), track_length, draws, len(people), len(vectors), len(s_people), len(s_vectors),
         face, one_view, views, views_people, enrolled_face, enrolled_track, wrong, sweep,
     )

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.bus.messages import MAX_NAME
 from streamrec.embed.facenet import EMBEDDING_SIZE
 
 __all__ = [
@@ -129,6 +130,8 @@ def _clean_name(name: str) -> str:
     cleaned = " ".join(str(name).split())
     if not cleaned:
         raise WatchlistError("a person's name must not be empty")
+    if len(cleaned) > MAX_NAME:  # it travels in every event and overlay about them
+        raise WatchlistError(f"a person's name must be at most {MAX_NAME} characters (got {len(cleaned)})")
     return cleaned
 
 

@@ -34,12 +34,13 @@ def stage_factories(
     from streamrec.web.stage import WebStage
 
     journal = journal_dir if journal_dir is not None else data_dir / "events"
+    sources = [s.label for s in config.sources]
     factories: dict[str, Callable[[], Stage]] = {
-        "events": functools.partial(EventsStage, endpoints.events_in, endpoints.events_pub, journal, endpoints.stats, log_file),
-        "render": functools.partial(RenderStage, config.outputs, endpoints, log_file),
+        "events": functools.partial(EventsStage, endpoints, journal, log_file),
+        "render": functools.partial(RenderStage, config.outputs, endpoints, log_file, sources),
     }
     if config.outputs.http:
-        factories["web"] = functools.partial(WebStage, config.outputs, endpoints, log_file, [s.label for s in config.sources])
+        factories["web"] = functools.partial(WebStage, config.outputs, endpoints, log_file, sources)
     factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
     for source in config.sources:
         factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from streamrec.bus.messages import FrameHeader, SourceStatus
+from streamrec.bus.messages import MAX_TEXT, FrameHeader, SourceStatus
 from streamrec.bus.ring import FrameRing
 from streamrec.bus.sockets import Endpoints, push_socket, send, send_frame
 from streamrec.capture import (
@@ -31,12 +31,17 @@ from streamrec.capture import (
     Status,
     parse_source,
 )
+from streamrec.capture.opencv import quiet_library_logs
 from streamrec.config.model import SourceConfig
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["CaptureStage", "EXIT_SOURCE_FAILED"]
+__all__ = ["EXIT_SOURCE_FAILED", "STATUS_LINGER_MS", "CaptureStage"]
 
 EXIT_SOURCE_FAILED = 3
+#: how long a capture that ends waits for its last statuses to reach the inference stage, which
+#: binds its sockets only once its models are loaded (a camera that does not exist fails sooner)
+STATUS_LINGER_MS = 30_000
+
 
 class CaptureStage(Stage):
     def __init__(self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None) -> None:
@@ -46,16 +51,20 @@ class CaptureStage(Stage):
         self.name = f"capture:{self.label}"
         self.send_dropped = 0
         self.unsent: Frame | None = None  #: a ``fast`` file's frame that did not fit yet
+        self.opened_before = False  #: an open was logged: later ones are told by their ``reconnecting`` line
 
     def setup(self) -> None:
         assert self.ctx is not None
+        quiet_library_logs()  # this stage logs every status change itself, in one line
         self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
         options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
         spec = parse_source(self.source.url)
         self.ring = FrameRing(Path(self.endpoints.rings), self.label)
         self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=self.ring.claim)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
-        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=2000)
+        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
+        self.link_events = self.status_out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.linked = False  #: the status link to the batcher has been made (see :meth:`_status_linked`)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 
     def step(self) -> bool:
@@ -72,9 +81,11 @@ class CaptureStage(Stage):
         counters = self.reader.counters
         dropped = counters.dropped + self.latest.dropped + self.send_dropped
         self.unsent = None
-        place = self.ring.publish(frame.rgb)  # None: every slot is in use
+        height, width = frame.rgb.shape[:2]
+        linked = self._status_linked()
+        place = self.ring.publish(frame.rgb) if linked else None  # None: every slot is in use, or no batcher yet
         sent = place is not None and send_frame(
-            self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, *frame.rgb.shape[:2], dropped, *place), block=False
+            self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, height, width, dropped, *place), block=False
         )
         if place is not None and not sent:
             self.ring.withdraw(place[1])
@@ -82,7 +93,9 @@ class CaptureStage(Stage):
             self.count("frames_sent")
         elif self.source.fast:  # keep it and wait (briefly, to keep hearing SIGTERM) for room
             self.unsent = frame
-            if place is not None:
+            if not linked:
+                self.link_events.poll(100)
+            elif place is not None:
                 self.frames_out.poll(100, zmq.POLLOUT)
             else:
                 time.sleep(0.005)  # for the batcher to read a slot
@@ -93,6 +106,18 @@ class CaptureStage(Stage):
         self.gauges["capture_age_s"] = time.time() - frame.wall_time
         return True
 
+    def _status_linked(self) -> bool:
+        """Whether the status link to the batcher has been made. Frames are sent only from then
+        on: statuses and frames travel on separate sockets, which the batcher binds once its
+        models are loaded, and a frame that got there first could be decided about before the
+        batcher heard that its source had opened. Once made, the link stays counted as made (a
+        restarted batcher has the source's earlier statuses in the journal already)."""
+        if not self.linked and self.link_events.poll(0):
+            self.linked = True
+            self.status_out.disable_monitor()
+            self.link_events.close(linger=0)
+        return self.linked
+
     def _forward_statuses(self) -> None:
         while True:
             try:
@@ -102,9 +127,11 @@ class CaptureStage(Stage):
             if status.state is State.STOPPED:  # our own shutdown: nothing to tell
                 continue
             state = status.state.value
-            level = self.log.warning if state in ("lost", "failed") else self.log.info
-            level("%s", status)
-            reason = status.reason if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
+            if status.state is not State.OPENING or not self.opened_before:
+                level = self.log.warning if state in ("lost", "failed") else self.log.info
+                level("%s", status)
+            self.opened_before |= status.state is State.OPENING
+            reason = status.reason[:MAX_TEXT] if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
             c = status.counters
             send(self.status_out, "status", SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects))
 

@@ -13,7 +13,9 @@ batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done)
 file read ``fast``, whose frames carry the file's own time line. Counters include
 ``frames[SOURCE]`` (processed), ``skipped[SOURCE]`` (passed over for a newer frame; all
 sources: ``frames_skipped``), ``frames_stale`` (their ring slot was reused before they were
-read), ``faces``, ``embeddings``, ``batches``.
+read), ``faces``, ``embeddings``, ``batches``; refused input: ``malformed_frames``,
+``malformed_status`` (both in ``malformed_messages``), ``frames_unknown_source`` and
+``statuses_unknown_source`` (well-formed, about a source that is not configured).
 """
 
 from __future__ import annotations
@@ -25,12 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.bus.messages import Event, FrameHeader, Overlay, SourceStatus
+from streamrec.bus.messages import (
+    MAX_FACES,
+    MAX_NAME,
+    MAX_TEXT,
+    Event,
+    FaceOverlay,
+    FrameHeader,
+    Overlay,
+    SourceStatus,
+)
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
+from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 from streamrec.track.identity import Decision, Observation, TrackIdentity
 from streamrec.track.policy import EmbedPolicy
@@ -97,7 +109,7 @@ class InferenceStage(Stage):
 
         assert self.ctx is not None
         cfg = self.config
-        options = BackendOptions(threads=cfg.pipeline.threads or None)
+        options = BackendOptions(threads=cfg.pipeline.threads or None, device=cfg.pipeline.device)
         models = FaceModels(
             ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),  # type: ignore[arg-type]
             self.engine_dir,
@@ -105,35 +117,47 @@ class InferenceStage(Stage):
         )
         self.nets = (models.detector.pnet, models.detector.rnet, models.detector.onet)
         self.detectors: dict[float, MTCNN] = {}
+        self.cascade = type(models.detector)  # the torch backend's runs on its device
         self.embedder = models.embedder
         self.matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
         self.policy = EmbedPolicy(cfg.tracker)
+        # the run's last track id outlives this process: a restarted stage continues after it
+        self.last_track_id = RunCounter(self.run_dir / "track-ids" if self.run_dir is not None else None, "track ids")
         for source in cfg.sources:
             self.sources[source.label] = _Source(
-                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s),
+                IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed_s, self._new_track_id),
                 source.min_face_size or cfg.detector.min_face_size,
                 lossless=source.fast,
             )
-        self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4)
+        self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4, accepts=FrameHeader)
         self.rings = RingReader(Path(self.endpoints.rings))
-        self.status_in = pull_socket(self.ctx, self.endpoints.status)
+        self.status_in = pull_socket(self.ctx, self.endpoints.status, accepts=SourceStatus)
         self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
         self.log.info("ready: %d source(s), watchlist in %s", len(self.sources), self.data_dir)
 
+    def _new_track_id(self) -> int:
+        """The next track id of the run, recorded before it is used."""
+        self.last_track_id.set(self.last_track_id.value + 1)
+        return self.last_track_id.value
+
     def _detector(self, min_face: float) -> MTCNN:
         if min_face not in self.detectors:
             thresholds = tuple(self.config.detector.thresholds)
-            self.detectors[min_face] = MTCNN(*self.nets, MTCNNConfig(min_face_size=min_face, thresholds=thresholds))  # type: ignore[arg-type]
+            self.detectors[min_face] = self.cascade(*self.nets, MTCNNConfig(min_face_size=min_face, thresholds=thresholds))  # type: ignore[arg-type]
         return self.detectors[min_face]
 
     # -- loop --------------------------------------------------------------------------------
     def step(self) -> bool:
-        self._statuses()
         wait = self.config.batch.max_wait_ms / 1000.0
         timeout = wait if not self.batch.frames else max(0.0, self.batch.started + wait - time.monotonic())
         if not self._backlogged():
             self._receive(timeout)
+        # after the wait for frames, before they are used: a capture sends a status change (the
+        # camera opened) before the frames that follow it, but on another socket, so the status
+        # arrives while this stage waits for frames; handled later, the decisions made on those
+        # frames would be published before it
+        self._statuses()
         for name, source in self.sources.items():
             if source.waiting and not (source.lossless and name in self.batch.frames):
                 if not self.batch.frames:
@@ -149,14 +173,13 @@ class InferenceStage(Stage):
     def _receive(self, timeout: float) -> set[str]:
         """Take the frames that arrive within ``timeout`` s into the sources' waiting lines (a
         camera keeps only its newest). Returns the sources that sent any."""
-        received, malformed, stale = drain_frames(self.frames_in, self.rings, int(timeout * 1000))
-        self.count("malformed_messages", malformed)
+        received, errors, stale, unknown = drain_frames(self.frames_in, self.rings, int(timeout * 1000), self.sources)
+        self.refuse("frames", errors)
         self.count("frames_stale", stale)
+        self.count("frames_unknown_source", unknown)
         for name, frames in received.items():
-            source = self.sources.get(name)
-            if source is None:
-                self.count("frames_unknown_source", len(frames))
-            elif source.lossless:
+            source = self.sources[name]
+            if source.lossless:
                 source.waiting.extend(frames)
             else:
                 self._skipped(name, len(source.waiting) + len(frames) - 1)
@@ -180,17 +203,18 @@ class InferenceStage(Stage):
         return live <= frames.keys() or len(frames) >= self.config.batch.max_frames or waited or self._backlogged()
 
     def _statuses(self) -> None:
-        messages, malformed = receive_pending(self.status_in)
-        self.count("malformed_messages", malformed)
+        messages, errors = receive_pending(self.status_in, expect=SourceStatus)
+        self.refuse("status", errors)
         for _, message, _ in messages:
             if isinstance(message, SourceStatus) and message.source in self.sources:
                 self._on_status(message)
             else:
-                self.count("malformed_messages")
+                self.count("statuses_unknown_source")
 
     def _on_status(self, status: SourceStatus) -> None:
         source = self.sources[status.source]
-        self._emit(Event("source_status", status.source, time.time(), detail=f"{status.state}: {status.reason}".rstrip(": ")))
+        detail = f"{status.state}: {status.reason}".rstrip(": ")[:MAX_TEXT]
+        self._emit(Event("source_status", status.source, time.time(), detail=detail))
         if status.state in ("ended", "failed"):
             source.live = False
             self._finish(status.source, source)
@@ -285,7 +309,9 @@ class InferenceStage(Stage):
                 self._split(item)
             item.track.state["last_vector"] = vector
             identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
-            observation = Observation(result.person_id, result.name, result.distance, item.quality.score, result.runner_up)
+            # a watchlist made before names were limited may hold longer ones than a message carries
+            name = result.name[:MAX_NAME] if result.name else result.name
+            observation = Observation(result.person_id, name, result.distance, item.quality.score, result.runner_up)
             decision = identity.add(observation)
             if decision is not None:
                 self._decision(item, decision)
@@ -305,7 +331,7 @@ class InferenceStage(Stage):
             Event(
                 decision.type, item.source, time.time(), track_id=item.track.id, person_id=decision.person_id,
                 name=decision.name, distance=_round(decision.distance), score=decision.score,
-                box=[round(float(v), 1) for v in item.track.box], frame_index=item.header.index,
+                box=tuple(round(float(v), 1) for v in item.track.box), frame_index=item.header.index,
                 capture_ts=item.header.ts,
             )
         )
@@ -321,7 +347,7 @@ class InferenceStage(Stage):
             Event(
                 "track_end", source, time.time(), track_id=track.id,
                 person_id=decision.person_id, name=decision.name, distance=_round(decision.distance), score=decision.score,
-                box=[round(float(v), 1) for v in track.box],
+                box=tuple(round(float(v), 1) for v in track.box),
                 detail=f"seen {track.last_ts - track.first_ts:.1f} s in {track.hits} frames",
             )
         )
@@ -360,10 +386,14 @@ class InferenceStage(Stage):
             decision = identity.decision if identity else None
             label = decision.name if decision and decision.type == "match" else ("unknown" if decision else "...")
             faces.append(
-                {"box": [float(v) for v in track.box], "track_id": track.id, "label": label or "?",
-                 "score": decision.score if decision else 0.0, "known": bool(decision and decision.type == "match")}
+                FaceOverlay(
+                    tuple(float(v) for v in track.box), track.id, label or "?",
+                    decision.score if decision else 0.0, bool(decision and decision.type == "match"),
+                )
             )
-        overlay = Overlay(name, header.index, header.ts, header.height, header.width, round(source.fps, 1), faces)
+        if len(faces) > MAX_FACES:  # a crowd: the message has room for the first ones only
+            self.count("faces_not_drawn", len(faces) - MAX_FACES)
+        overlay = Overlay(name, header.index, header.ts, header.height, header.width, round(source.fps, 1), tuple(faces[:MAX_FACES]))
         if not send(self.overlays_out, name, overlay, pixels, block=False):
             self.count("overlays_dropped")
 

@@ -7,22 +7,35 @@ per source. They start consumers first, so no producer sends into the void, and 
 reverse. A stage that dies is restarted (at most ``MAX_RESTARTS`` times per ``RESTART_WINDOW_S``;
 beyond that the run stops with an error), every child asks the kernel to end it if the
 supervisor itself dies, and the run directory with the ipc endpoints is removed at the end.
+Every process of the run holds a claim on the run directory while it lives
+(:mod:`streamrec.pipeline.rundir`), so that what a killed run leaves behind is recognised and
+removed by the next one, and a live run's never is. When the inference stage dies, the tracks
+it had announced are ended by the events stage, with the reason (see
+:mod:`streamrec.events.stage`); the restarted stage continues the run's track ids. Nothing the
+supervisor writes (``run.json``, its log) can end the run: a write that fails is logged once
+and retried.
 
 A capture stage that exits 0 has finished its source (a file ended); one that exits with
 ``EXIT_SOURCE_FAILED`` failed for good after saying why (a camera that does not exist), and
 neither is restarted. When every source has finished, the inference stage ends its tracks and
 exits, the outputs are flushed and the run ends: exit status 0, or 1 if a source failed.
+
+Every stage's ``StageStats`` report is forwarded on the monitor publisher (to the web stage's
+``/metrics``), and about once a second a report of its own, stage ``supervisor``: counters
+``malformed_stats`` (messages on the stats socket that are no valid report, also in
+``malformed_messages``), ``stats_unknown_stage`` (valid reports from no stage of this run) and
+the monitor publisher's figures (``subscriptions_refused_monitor``...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,17 +45,22 @@ from typing import Any
 
 import zmq
 
-from streamrec.bus.messages import StageStats
-from streamrec.bus.sockets import Endpoints, pub_socket, pull_socket, receive_pending, send
+from streamrec.bus.messages import EndTracks, StageStats
+from streamrec.bus.sockets import DropLog, Endpoints, Publisher, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
-from streamrec.pipeline.stage import Stage, run_stage
+from streamrec.pipeline.logs import console
+from streamrec.pipeline.rundir import own
+from streamrec.pipeline.stage import STATS_INTERVAL_S, Stage, count_refused, run_stage
 
-__all__ = ["Supervisor", "MAX_RESTARTS", "RESTART_WINDOW_S"]
+__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor"]
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 STOP_TIMEOUT_S = 10.0
+#: how often ``run.json`` is tried again after a write failed (a full disk)
+STATE_RETRY_S = 5.0
+STATS_HWM = 16  #: reports queued for the supervisor (of up to 2 MB each, were they all malformed)
 
 log = logging.getLogger("supervisor")
 
@@ -69,21 +87,28 @@ class Supervisor:
     ) -> None:
         self.config, self.data_dir, self.endpoints, self.run_dir = config, data_dir, endpoints, run_dir
         self.show_status = status_line
+        self.console = console()  #: log lines and the status line share it, so they never overlap
         self.children = [_Child(name, factory) for name, factory in factories.items()]
         self.stopping = False
         self.failed_sources: list[str] = []
         self.stats: dict[str, StageStats] = {}
+        self.counters: dict[str, int] = {"malformed_stats": 0, "malformed_messages": 0, "stats_unknown_stage": 0}
         self.ctx = multiprocessing.get_context("spawn")
         self._last_status = 0.0
+        self._state_retry: float | None = None  #: when to try ``run.json`` again, after a failed write
+        self._last_report = 0.0
+        self._drops = DropLog(log)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
         """Start every stage and supervise until the sources end or a stop is requested."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        claim = own(self.run_dir)  # held until this process ends
         zctx = zmq.Context()
-        stats_in = pull_socket(zctx, self.endpoints.stats)
-        monitor = pub_socket(zctx, self.endpoints.monitor, hwm=100)
+        stats_in = pull_socket(zctx, self.endpoints.stats, hwm=STATS_HWM, accepts=StageStats)
+        monitor = Publisher(zctx, self.endpoints.monitor, ["stats"], hwm=100)
+        self.events_out = push_socket(zctx, self.endpoints.events_in, linger_ms=2000)
         status = 0
         try:
             for child in self.children:
@@ -92,10 +117,12 @@ class Supervisor:
             status = self._supervise(stats_in, monitor)
         finally:
             self._stop_all()
-            zctx.destroy(linger=0)
+            zctx.destroy()  # each socket lingers as long as it was made to
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            (self.data_dir / "run.json").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (self.data_dir / "run.json").unlink(missing_ok=True)
             self._status_line(final=True)
+            os.close(claim)
         return status
 
     def _request_stop(self, *_: Any) -> None:
@@ -110,11 +137,13 @@ class Supervisor:
         return {c.name: c.process.pid for c in self.children if c.process is not None and c.process.pid is not None}
 
     def _start(self, child: _Child) -> None:
-        child.process = self.ctx.Process(target=run_stage, args=(child.factory(),), name=f"streamrec.{child.name}", daemon=False)
+        stage = child.factory()
+        stage.run_dir = self.run_dir
+        child.process = self.ctx.Process(target=run_stage, args=(stage,), name=f"streamrec.{child.name}", daemon=False)
         child.process.start()
         log.info("started %s (pid %s)", child.name, child.process.pid)
 
-    def _supervise(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> int:
+    def _supervise(self, stats_in: zmq.Socket, monitor: Publisher) -> int:
         while not self.stopping:
             self._collect(stats_in, monitor)
             for child in self.children:
@@ -127,18 +156,34 @@ class Supervisor:
                     if code == EXIT_SOURCE_FAILED:
                         self.failed_sources.append(child.name)
                     if child.name == "inference":
+                        self._reap_captures()
                         return 1 if self.failed_sources else 0
                     continue
                 if not self._restart(child, code):
                     return 1
+            if self._state_retry is not None and time.monotonic() >= self._state_retry:
+                self._write_state()
             self._status_line()
         return 0
+
+    def _reap_captures(self) -> None:
+        """The inference stage has ended because every source has: wait for the capture stages
+        still finishing (sending their last statuses), and note the sources that failed, whichever
+        order the processes happened to end in."""
+        for child in self.children:
+            if not child.name.startswith("capture:") or child.process is None:
+                continue
+            child.process.join(STOP_TIMEOUT_S)
+            if child.process.exitcode == EXIT_SOURCE_FAILED and child.name not in self.failed_sources:
+                self.failed_sources.append(child.name)
 
     def _restart(self, child: _Child, code: int | None) -> bool:
         now = time.monotonic()
         while child.restarts and now - child.restarts[0] > RESTART_WINDOW_S:
             child.restarts.popleft()
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        if child.name == "inference":
+            self._end_tracks(f"ended when the inference stage died ({how})")
         if len(child.restarts) >= MAX_RESTARTS:
             log.error("%s died (%s) %d times within %.0f s; giving up", child.name, how, MAX_RESTARTS, RESTART_WINDOW_S)
             return False
@@ -157,16 +202,45 @@ class Supervisor:
                 log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
                 child.process.kill()
                 child.process.join()
+                if child.name == "inference":
+                    self._end_tracks(f"ended when the inference stage was killed (it did not stop within {STOP_TIMEOUT_S:.0f} s)")
+
+    def _end_tracks(self, why: str) -> None:
+        """The inference stage is gone without ending its tracks: ask the events stage, which saw
+        every decision and track end, to end the tracks still open with ``why``: an
+        :class:`EndTracks` request per source, which it turns into one ``track_end`` per open track."""
+        for source in self.config.sources:
+            if not send(self.events_out, "end_tracks", EndTracks(source.label, time.time(), why), block=False):
+                log.error("could not ask the events stage to end the open tracks of %s (%s)", source.label, why)
 
     # -- monitoring --------------------------------------------------------------------------
-    def _collect(self, stats_in: zmq.Socket, monitor: zmq.Socket) -> None:
-        messages, _ = receive_pending(stats_in, timeout_ms=200)
+    def _collect(self, stats_in: zmq.Socket, monitor: Publisher) -> None:
+        """Forward the stages' reports (only those of this run's stages, so that what /metrics
+        shows is bounded), count the rest, and send a report of the supervisor's own."""
+        messages, errors = receive_pending(stats_in, timeout_ms=200, expect=StageStats)
+        count_refused(self.counters, self._drops, "stats", errors)
+        stages = {child.name for child in self.children}
         for _, message, _ in messages:
-            if isinstance(message, StageStats):
+            assert isinstance(message, StageStats)  # what receive gives with expect=StageStats
+            if message.stage in stages:
                 self.stats[message.stage] = message
-                send(monitor, "stats", message, block=False)
+                monitor.send("stats", message)
+            else:
+                self.counters["stats_unknown_stage"] += 1
+                self._drops.dropped("report(s) from no stage of this run", 1, f"stage {message.stage!r}")
+        monitor.service()
+        now = time.monotonic()
+        if now - self._last_report >= STATS_INTERVAL_S:
+            self._last_report = now
+            self._drops.flush()
+            counters = {**self.counters, "subscriptions_refused_monitor": monitor.refused, "publisher_resets_monitor": monitor.resets}
+            gauges = {"subscribers_monitor": float(monitor.subscribers)}
+            monitor.send("stats", StageStats("supervisor", os.getpid(), time.time(), counters, gauges))
 
     def _write_state(self) -> None:
+        """Rewrite ``run.json`` (the stage pids change with every restart). A write that fails
+        (a full disk) is logged once and tried again every ``STATE_RETRY_S``: it never ends the
+        run."""
         state = {
             "pid": os.getpid(),
             "stages": self.stage_pids(),
@@ -176,16 +250,27 @@ class Supervisor:
             "run_dir": str(self.run_dir),
         }
         path = self.data_dir / "run.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if self._state_retry is None:
+                log.error("cannot write %s (%s); the run goes on, and it is tried again every %.0f s", path, exc.strerror or exc, STATE_RETRY_S)
+            self._state_retry = time.monotonic() + STATE_RETRY_S
+            return
+        if self._state_retry is not None:
+            log.info("wrote %s again", path)
+        self._state_retry = None
 
     def _status_line(self, final: bool = False) -> None:
         if not self.show_status:
             return
         now = time.monotonic()
-        interactive = sys.stderr.isatty()
+        interactive = self.console.live
         if not final and now - self._last_status < (1.0 if interactive else 10.0):
             return
         self._last_status = now
@@ -199,8 +284,4 @@ class Supervisor:
             dropped = (capture.counters.get("frames_dropped", 0) if capture else 0) + inference.counters.get(f"skipped[{name}]", 0)
             parts.append(f"{name} {inference.gauges.get(f'fps[{name}]', 0.0):.1f} fps, {dropped} dropped")
         parts.append(f"{inference.counters.get('faces', 0)} faces, {inference.counters.get('decisions_match', 0)} matches")
-        line = " | ".join(parts)
-        if interactive and not final:
-            print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        self.console.status(" | ".join(parts), final)

@@ -18,7 +18,7 @@ import numpy as np
 
 from streamrec.bus.messages import FaceOverlay, Overlay
 
-__all__ = ["KNOWN", "UNKNOWN", "UNDECIDED", "Style", "annotate", "face_colour", "tag_text"]
+__all__ = ["KNOWN", "UNDECIDED", "UNKNOWN", "Style", "annotate", "face_colour", "tag_text"]
 
 #: RGB box and tag colours.
 KNOWN = (40, 200, 70)
@@ -77,7 +77,7 @@ def annotate(frame: np.ndarray, overlay: Overlay) -> np.ndarray:
     style = Style.for_frame(image.shape[0], image.shape[1])
     clock = time.strftime("%H:%M:%S", time.localtime(overlay.ts))
     _draw_info(image, f"{overlay.source}  {clock}  {overlay.fps:.1f} fps", style)
-    for face in overlay.face_overlays():  # after the corner: a face's tag matters more
+    for face in overlay.faces:  # after the corner: a face's tag matters more
         _draw_face(image, face, style)
     return image
 

@@ -31,6 +31,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from streamrec.bus.messages import DecisionType
 from streamrec.config.model import MatcherConfig
 from streamrec.embed.facenet import DEFAULT_THRESHOLD
 
@@ -69,7 +70,7 @@ class Decision:
     or for unknown the closest of the embeddings that did not vote (``None`` with an empty
     watchlist). ``score``: 0-1 on the scale of the module docstring."""
 
-    type: str
+    type: DecisionType
     person_id: str | None
     name: str | None
     distance: float | None

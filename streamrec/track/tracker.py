@@ -9,6 +9,8 @@ can, and :meth:`IoUTracker.split` then gives the new face a track of its own.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from streamrec.detect.types import FaceDetections
 
-__all__ = ["Track", "IoUTracker", "iou_matrix"]
+__all__ = ["IoUTracker", "Track", "iou_matrix"]
 
 
 @dataclass
@@ -52,13 +54,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class IoUTracker:
-    """Assigns the faces of each frame of one source to tracks."""
+    """Assigns the faces of each frame of one source to tracks. ``new_id``: where track ids come
+    from (the inference stage keeps them unique for a whole run; the default counts from 1)."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0) -> None:
+    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0, new_id: Callable[[], int] | None = None) -> None:
         self.iou_threshold = iou_threshold
         self.max_missed_s = max_missed_s
         self.tracks: dict[int, Track] = {}
-        self._next_id = 1
+        self._new_id = new_id if new_id is not None else itertools.count(1).__next__
 
     def update(self, faces: FaceDetections, ts: float) -> tuple[list[tuple[Track, int]], list[Track]]:
         """Feed one frame's faces (taken at ``ts``). Returns ``(matched, ended)``: each face's
@@ -78,8 +81,7 @@ class IoUTracker:
             used.add(f)
         for f in range(len(faces)):
             if f not in used:
-                track = Track(self._next_id, faces.boxes[f].astype(np.float32), faces.landmarks[f], float(faces.scores[f]), ts, ts)
-                self._next_id += 1
+                track = Track(self._new_id(), faces.boxes[f].astype(np.float32), faces.landmarks[f], float(faces.scores[f]), ts, ts)
                 self.tracks[track.id] = track
                 matched.append((track, f))
         ended = [t for t in self.tracks.values() if ts - t.last_ts > self.max_missed_s]
@@ -91,8 +93,7 @@ class IoUTracker:
         """End ``track`` and continue its current face on a new track (another person has taken
         its place, e.g. at a scene cut). Returns the new track; the caller closes the old one."""
         del self.tracks[track.id]
-        new = Track(self._next_id, track.box, track.landmarks, track.score, track.last_ts, track.last_ts)
-        self._next_id += 1
+        new = Track(self._new_id(), track.box, track.landmarks, track.score, track.last_ts, track.last_ts)
         self.tracks[new.id] = new
         return new
 
@@ -107,7 +108,7 @@ class IoUTracker:
             return []
         predicted = np.stack([t.predicted(ts) for t in tracks])
         overlap = iou_matrix(predicted, faces.boxes)
-        pairs = []
+        pairs: list[tuple[int, int]] = []
         while True:
             t, f = np.unravel_index(int(np.argmax(overlap)), overlap.shape)
             if overlap[t, f] < self.iou_threshold:

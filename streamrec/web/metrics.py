@@ -1,7 +1,9 @@
 """Prometheus metrics built from the stages' ``StageStats`` reports (served at ``/metrics``).
 
 Every stage reports its counters (running totals), gauges and latency samples about once a
-second; the supervisor forwards each report to the web stage unchanged. Counters and gauges
+second; the supervisor forwards each report to the web stage unchanged, with a report of its
+own (stage ``supervisor``). Reports are validated on the way in (every value a finite number,
+bounded names and lengths: :class:`~streamrec.bus.messages.StageStats`). Counters and gauges
 are exposed as the latest values of each stage by a custom collector (a restarted stage starts
 again from 0, which Prometheus reads as a counter reset); latency samples are fed into a real
 histogram, since each sample is reported only once.
@@ -23,9 +25,18 @@ Metrics:
   ``frames{source}`` (inference); ``frames_dropped``, ``reconnects``, ``frames_sent``
   (``capture:<source>``); ``events_match``, ``events_unknown``, ``journaled`` (events);
   ``frames_rendered``, ``frames_dropped`` (render); ``http_requests`` (web);
-  ``malformed_messages`` (any).
+  ``malformed_<socket>`` (messages refused on one input socket: ``frames`` and ``status``
+  (inference), ``overlays`` (render), ``events`` (events), ``stats`` (supervisor), ``jpeg``,
+  ``events`` and ``monitor`` (web)) and their sum per stage, ``malformed_messages``;
+  ``frames_unknown_source`` (inference, render), ``statuses_unknown_source`` (inference),
+  ``stats_unknown_stage`` (supervisor), ``pictures_unknown_source`` and
+  ``decisions_unknown_source`` (web): well-formed messages about nothing configured;
+  ``subscriptions_refused_<output>`` and ``publisher_resets_<output>`` (events: ``events``,
+  ``events_feed``; render: ``frames``, ``frames_feed``; supervisor: ``monitor``): subscriptions
+  that can match nothing the output publishes, and the times it dropped every subscriber to
+  free them (see :mod:`streamrec.bus.sockets`).
 * ``streamrec_<gauge>{stage,source}`` (gauge): every other gauge, e.g. ``capture_age_s``,
-  ``journal_failing``, ``mjpeg_clients``.
+  ``journal_failing``, ``mjpeg_clients``, ``subscribers_<output>``.
 * ``streamrec_stage_latency_seconds{stage,step,source}`` (histogram): every latency sample,
   e.g. steps ``detect``, ``embed``, ``batch``, ``capture_to_detect{source}`` (inference),
   ``capture_to_event`` (events), ``annotate``, ``encode`` (render).
@@ -35,7 +46,6 @@ Metrics:
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections.abc import Iterator
@@ -56,6 +66,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 _RENAMED_GAUGES = {"fps": "source_fps", "dropped": "source_dropped_frames"}
 _LABELS = ["stage", "source"]
 _FIGURE = re.compile(r"^(?P<name>[^\[]*)\[(?P<arg>.*)\]$")
+_Family = CounterMetricFamily | GaugeMetricFamily
 
 
 def split_figure(stage: str, figure: str) -> tuple[str, str]:
@@ -72,14 +83,6 @@ def metric_name(name: str) -> str:
     return PREFIX + (re.sub(r"[^a-zA-Z0-9_]+", "_", name).strip("_") or "unnamed")
 
 
-def _number(value: object) -> float | None:
-    """A finite number from a report, or None (reports are only checked shallowly, and one
-    bad value must not break the whole page)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 class _LatestFigures(Collector):
     """Exposes the latest counters and gauges of each stage."""
 
@@ -94,30 +97,31 @@ class _LatestFigures(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             reports = sorted(self._latest.items())
-        families: dict[str, Metric] = {}
+        families: dict[str, _Family] = {}
         reported = GaugeMetricFamily(
             PREFIX + "stage_last_report_timestamp_seconds", "When the stage last reported (Unix time)", labels=["stage"]
         )
         for stage, stats in reports:
             reported.add_metric([stage], stats.ts)
-            for figure, value in stats.counters.items():
-                self._add(families, CounterMetricFamily, stage, figure, value)
+            for figure, count in stats.counters.items():
+                self._add(families, CounterMetricFamily, stage, figure, count)
             for figure, value in stats.gauges.items():
                 self._add(families, GaugeMetricFamily, stage, figure, value)
         yield reported
         yield from families.values()
 
     @staticmethod
-    def _add(families: dict[str, Metric], kind: type[Metric], stage: str, figure: str, value: object) -> None:
-        number = _number(value)
+    def _add(
+        families: dict[str, _Family], kind: type[_Family], stage: str, figure: str,
+        value: float,
+    ) -> None:
         name, source = split_figure(stage, figure)
         if kind is GaugeMetricFamily:
             name = _RENAMED_GAUGES.get(name, name)
         family_name = metric_name(name)
         family = families.setdefault(family_name, kind(family_name, f"{name} reported by the stages", labels=_LABELS))
-        if number is None or not isinstance(family, kind):  # a counter and a gauge of one name: keep the first
-            return
-        family.add_metric([stage, source], number)
+        if isinstance(family, kind):  # a counter and a gauge of one name: keep the first
+            family.add_metric([stage, source], float(value))
 
 
 class StageMetrics:
@@ -139,10 +143,8 @@ class StageMetrics:
         for figure, samples in stats.latencies.items():
             step, source = split_figure(stats.stage, figure)
             child = self.latency.labels(stats.stage, step, source)
-            for sample in samples if isinstance(samples, list) else []:
-                seconds = _number(sample)
-                if seconds is not None:
-                    child.observe(max(0.0, seconds))  # clocks of two processes may disagree slightly
+            for seconds in samples:
+                child.observe(max(0.0, seconds))  # clocks of two processes may disagree slightly
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -1,20 +1,23 @@
-"""The door-display page served at ``/``: the live overlaid video and, large, who was last
-recognised at that camera.
+"""The door-display page served at ``/``: the live overlaid video of one camera and, large,
+what the door should know now.
+
+The page shows what ``/api/state`` says the camera's door shows (:mod:`streamrec.web.door`),
+polled twice a second: "Waiting for a face" while nobody is there; "Checking" on a neutral
+panel while a face is on screen and not decided yet, so a newcomer is never greeted with the
+previous person's name; the name on green, or "Unknown" on red, while that face is on screen
+and for the configured hold time (``[outputs] door_hold_s``) after it left. ``?source=NAME``
+picks the camera (without it, the first one); a name that is no camera gets a message listing
+the cameras, as links, instead of a video that cannot load. The video reconnects by itself
+after an error, hidden meanwhile rather than shown as a broken image.
 
 Everything is inline (no external script, style sheet or font), so the page works on a
-display without internet access and in a kiosk browser. It shows the MJPEG stream in an
-``<img>`` (reconnecting after an error), and polls ``/api/state`` twice a second for the last
-decision of its camera: the person's name on green, "Unknown" on red, with the time and the
-camera; a decision older than a minute is dimmed so a passer-by is not mistaken for the person
-at the door now. ``?source=NAME`` picks the camera; without it, the first one. Names are set
-as text, never as HTML.
+display without internet access and in a kiosk browser, in landscape and on a portrait
+tablet. Names are set as text, never as HTML.
 """
 
 from __future__ import annotations
 
-__all__ = ["PAGE", "STALE_AFTER_S"]
-
-STALE_AFTER_S = 60  #: a decision older than this is shown dimmed
+__all__ = ["PAGE"]
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -28,81 +31,124 @@ PAGE = """<!DOCTYPE html>
   main { display: flex; flex-direction: column; height: 100%; }
   #live { flex: 1 1 auto; min-height: 0; display: flex; align-items: center; justify-content: center; }
   #video { width: 100%; height: 100%; object-fit: contain; }
-  #decision { padding: 2vh 3vw; text-align: center; background: #333; transition: opacity 0.5s; }
-  #decision.known { background: #1b7f3b; }
-  #decision.unknown { background: #b3261e; }
-  #decision.stale { opacity: 0.45; }
+  #video.lost { visibility: hidden; }
+  #message { padding: 4vh 6vw; text-align: center; font-size: clamp(1.2rem, 4vw, 2.4rem); }
+  #cameras { display: flex; flex-wrap: wrap; gap: 1rem; justify-content: center; margin-top: 1.5rem; }
+  #cameras a { color: #eee; background: #2b4a6f; padding: 0.5em 1em; border-radius: 0.4em; text-decoration: none; }
+  #decision { padding: 2vh 3vw; text-align: center; background: #333; }
+  #decision[data-state="checking"] { background: #45505e; }
+  #decision[data-state="match"] { background: #1b7f3b; }
+  #decision[data-state="unknown"] { background: #b3261e; }
   #name { font-size: clamp(2.5rem, 9vw, 8rem); font-weight: 700; line-height: 1.1; overflow-wrap: anywhere; }
-  #detail { font-size: clamp(1rem, 3vw, 2.2rem); margin-top: 0.5vh; }
-  #status { font-size: 0.9rem; padding: 0.4rem 1rem; color: #aaa; }
+  #detail { font-size: clamp(1rem, 3vw, 2.2rem); margin-top: 0.5vh; min-height: 1.2em; }
+  #status { font-size: 0.9rem; padding: 0.4rem 1rem; color: #aaa; overflow-wrap: anywhere; }
 </style>
 </head>
 <body>
 <main>
-  <section id="live"><img id="video" alt="live video"></section>
-  <section id="decision"><div id="name">Waiting for a face</div><div id="detail"></div></section>
+  <section id="live">
+    <img id="video" alt="live video" hidden>
+    <div id="message" hidden><div id="missing"></div><nav id="cameras"></nav></div>
+  </section>
+  <section id="decision" data-state="waiting"><div id="name">Waiting for a face</div><div id="detail"></div></section>
   <footer id="status">connecting</footer>
 </main>
 <script>
 "use strict";
-const STALE_AFTER_S = __STALE_AFTER_S__;
 const video = document.getElementById("video");
+const message = document.getElementById("message");
 const panel = document.getElementById("decision");
 const nameBox = document.getElementById("name");
 const detailBox = document.getElementById("detail");
 const statusBox = document.getElementById("status");
-let source = new URLSearchParams(location.search).get("source") || "";
+const asked = new URLSearchParams(location.search).get("source") || "";
+let streaming = "";  // the camera the video shows
 
-function connect() {
-  video.src = "/stream.mjpg?source=" + encodeURIComponent(source) + "&t=" + Date.now();
+function stream(name) {
+  if (streaming === name) return;
+  streaming = name;
+  message.hidden = true;
+  video.hidden = false;
+  video.src = "/stream.mjpg?source=" + encodeURIComponent(name) + "&t=" + Date.now();
 }
-video.addEventListener("error", () => setTimeout(connect, 1000));
+video.addEventListener("load", () => video.classList.remove("lost"));
+video.addEventListener("error", () => {
+  if (!streaming) return;
+  video.classList.add("lost");
+  const name = streaming;
+  streaming = "";
+  setTimeout(() => stream(name), 1000);
+});
 
-function showDecision(event, now) {
-  if (!event) {
-    panel.className = "";
-    nameBox.textContent = "Waiting for a face";
-    detailBox.textContent = "";
-    return;
-  }
-  const known = event.type === "match";
-  const age = Math.max(0, now - event.ts);
-  panel.className = (known ? "known" : "unknown") + (age > STALE_AFTER_S ? " stale" : "");
-  nameBox.textContent = known ? (event.name || event.person_id || "Known") : "Unknown";
-  const when = new Date(event.ts * 1000).toLocaleTimeString();
-  detailBox.textContent = when + " \\u00b7 " + event.source + " \\u00b7 " + Math.round(age) + " s ago";
+function show(state, name, detail) {
+  panel.dataset.state = state;
+  nameBox.textContent = name;
+  detailBox.textContent = detail;
 }
 
-function showStatus(state) {
-  const here = state.sources.find((s) => s.name === source);
-  if (!here) {
-    statusBox.textContent = "waiting for camera " + source;
+function showNoCamera(name, cameras) {
+  streaming = "";
+  video.removeAttribute("src");
+  video.hidden = true;
+  message.hidden = false;
+  document.getElementById("missing").textContent = cameras.length
+    ? "There is no camera named \\u201c" + name + "\\u201d. Cameras:"
+    : "There is no camera named \\u201c" + name + "\\u201d, and no camera yet.";
+  const links = cameras.map((camera) => {
+    const link = document.createElement("a");
+    link.href = "?source=" + encodeURIComponent(camera);
+    link.textContent = camera;
+    return link;
+  });
+  document.getElementById("cameras").replaceChildren(...links);
+  show("nocamera", "No such camera", "");
+  statusBox.textContent = "cameras: " + (cameras.join(", ") || "none yet");
+}
+
+function showDoor(door, camera) {
+  if (door.state === "match" || door.state === "unknown") {
+    const event = door.event;
+    const when = new Date(event.ts * 1000).toLocaleTimeString();
+    const name = door.state === "match" ? (event.name || event.person_id || "Known") : "Unknown";
+    show(door.state, name, when + " \\u00b7 " + camera);
+  } else if (door.state === "checking") {
+    show("checking", "Checking\\u2026", "a face is in view");
   } else {
-    const fps = here.fps === null ? "no frame yet" : here.fps.toFixed(1) + " fps";
-    const others = state.sources.length > 1 ? " (cameras: " + state.sources.map((s) => s.name).join(", ") + ")" : "";
-    statusBox.textContent = source + " \\u00b7 " + fps + others;
+    show("waiting", "Waiting for a face", camera);
   }
+}
+
+function showStatus(state, camera) {
+  const here = state.sources.find((s) => s.name === camera);
+  const fps = here.fps === null ? "no frame yet" : here.fps.toFixed(1) + " fps";
+  const others = state.sources.length > 1 ? " (cameras: " + state.sources.map((s) => s.name).join(", ") + ")" : "";
+  statusBox.textContent = camera + " \\u00b7 " + fps + others;
 }
 
 async function poll() {
   try {
     const response = await fetch("/api/state", { cache: "no-store" });
     const state = await response.json();
-    if (!source && state.default_source) {
-      source = state.default_source;
-      connect();
+    const cameras = state.sources.map((s) => s.name);
+    const camera = asked || state.default_source || "";
+    if (!camera) {
+      show("waiting", "Waiting for a camera", "");
+      statusBox.textContent = "no camera has sent a picture yet";
+    } else if (!cameras.includes(camera)) {
+      showNoCamera(camera, cameras);
+    } else {
+      stream(camera);
+      showDoor(state.door[camera], camera);
+      showStatus(state, camera);
     }
-    showDecision(state.decisions[source], state.time);
-    showStatus(state);
   } catch (error) {
     statusBox.textContent = "connection to the server lost; retrying";
   }
   setTimeout(poll, 500);
 }
 
-if (source) connect();
 poll();
 </script>
 </body>
 </html>
-""".replace("__STALE_AFTER_S__", str(STALE_AFTER_S))
+"""

@@ -3,13 +3,17 @@
 It subscribes to three feeds and keeps what the pages need: overlaid JPEG frames from the
 render stage (the newest per source), published events from the events stage (the recent
 ones, and the last decision per source), and every ``StageStats`` the supervisor forwards on
-the monitor socket (for ``/metrics``). HTTP runs in a threaded server beside the ZeroMQ loop.
+the monitor socket (for ``/metrics``). The first two are the outputs' feeds in the run
+directory, not their public addresses, so that no stranger subscribed there can disturb the
+door page. HTTP runs in a threaded server beside the ZeroMQ loop.
 
 A port already in use is reported in one log line and the stage exits with
 ``EXIT_HTTP_FAILED``, rather than with a traceback.
 
 Counters: ``http_requests``, ``frames_received``, ``events_received``, ``stats_received``,
-``malformed_messages``. Gauge: ``mjpeg_clients``.
+``malformed_<feed>`` for feeds ``jpeg``, ``events`` and ``monitor`` (all in
+``malformed_messages``), ``refused_<what>`` (see :class:`~streamrec.web.state.WebState`).
+Gauge: ``mjpeg_clients``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from streamrec.web.metrics import StageMetrics
 from streamrec.web.server import WebError, WebServer, serve_http
 from streamrec.web.state import WebState
 
-__all__ = ["WebStage", "EXIT_HTTP_FAILED"]
+__all__ = ["EXIT_HTTP_FAILED", "WebStage"]
 
 EXIT_HTTP_FAILED = 2
 POLL_MS = 200  #: how long a step waits for input; bounds how late a stop request is seen
@@ -52,7 +56,7 @@ class WebStage(Stage):
 
     def setup(self) -> None:
         assert self.ctx is not None
-        self.state = WebState(self.sources)
+        self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s)
         self.metrics = StageMetrics()
         try:
             self.server = serve_http(self.outputs.http, self.state, self.metrics)
@@ -63,8 +67,15 @@ class WebStage(Stage):
         self._serving = threading.Thread(target=self.server.serve_forever, args=(0.2,), name="http", daemon=True)
         self._serving.start()
         self.poller = zmq.Poller()
-        for address, hwm in ((self.endpoints.jpeg_pub, JPEG_HWM), (self.endpoints.events_pub, None), (self.endpoints.monitor, 100)):
-            self.poller.register(sub_socket(self.ctx, address, hwm=hwm), zmq.POLLIN)
+        self.feeds: dict[zmq.Socket, tuple[str, type[Message]]] = {}
+        for feed, address, kind, hwm in (
+            ("jpeg", self.endpoints.jpeg_feed, JpegFrame, JPEG_HWM),
+            ("events", self.endpoints.events_feed, Event, None),
+            ("monitor", self.endpoints.monitor, StageStats, 100),
+        ):
+            sock = sub_socket(self.ctx, address, hwm=hwm, accepts=kind)
+            self.feeds[sock] = (feed, kind)
+            self.poller.register(sock, zmq.POLLIN)
         host, port = self.server.server_address[:2]
         self.log.info("serving http://%s:%s/ (door page), /stream.mjpg, /metrics", host, port)
 
@@ -72,11 +83,13 @@ class WebStage(Stage):
         if self.server is None:
             return False
         for sock, _ in self.poller.poll(POLL_MS):
-            messages, malformed = receive_pending(sock)
-            self.count("malformed_messages", malformed)
+            feed, kind = self.feeds[sock]
+            messages, errors = receive_pending(sock, expect=kind)
+            self.refuse(feed, errors)
             for _, message, payload in messages:
                 self._take(message, payload)
         self.counters["http_requests"] = self.state.requests
+        self.counters.update(self.state.refused)
         self.gauges["mjpeg_clients"] = float(self.state.streams)
         return True
 
@@ -90,8 +103,6 @@ class WebStage(Stage):
         elif isinstance(message, StageStats):
             self.metrics.update(message)
             self.count("stats_received")
-        else:
-            self.count("malformed_messages")
 
     def teardown(self) -> None:
         if self.server is None:

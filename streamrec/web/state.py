@@ -1,26 +1,35 @@
-"""What the web stage knows: the newest JPEG of each source and the recent decisions.
+"""What the web stage knows: the newest JPEG of each source, the recent decisions, and what
+each camera's door display shows (:mod:`streamrec.web.door`).
 
 One writer (the stage's ZeroMQ loop) and many readers (one HTTP thread per client) share it
 under one condition variable, which also wakes the MJPEG streams when a new picture arrives.
 Only the newest picture of a source is kept, so a slow client skips frames instead of
 falling behind: each client always gets the present.
+
+What it holds is bounded whatever the feeds bring: the configured sources and at most
+``MAX_OTHER_SOURCES`` others (pictures and last decisions of any further source are refused and
+counted in ``refused``), ``recent`` events, and messages whose every field the schema bounds
+(:mod:`streamrec.bus.messages`). So ``/api/state`` is about a kilobyte per camera, and at most
+(cameras + ``MAX_OTHER_SOURCES``) x ``MAX_FACES`` labels of ``MAX_NAME`` characters plus
+``recent`` events of at most 16 KB each, whatever a sender puts in its messages.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from streamrec.bus.messages import Event, JpegFrame
+from streamrec.bus.messages import DECISION_TYPES, Event, JpegFrame
+from streamrec.web.door import Door
 
-__all__ = ["DECISION_TYPES", "Picture", "WebState"]
+__all__ = ["MAX_OTHER_SOURCES", "Picture", "WebState"]
 
-DECISION_TYPES = ("match", "unknown")  #: the events that name who is at the door
+MAX_OTHER_SOURCES = 8  #: sources not configured whose pictures and decisions are kept
 
 
 @dataclass(frozen=True)
@@ -36,25 +45,38 @@ class Picture:
 
 class WebState:
     """Shared, thread-safe state. ``sources``: the configured camera names, listed first (in
-    that order) even before they deliver a frame; others appear as their frames arrive."""
+    that order) even before they deliver a frame; others appear as their frames arrive.
+    ``hold_s``: how long a door display keeps a decision after its face left."""
 
-    def __init__(self, sources: Sequence[str] = (), recent: int = 20) -> None:
+    def __init__(self, sources: Sequence[str] = (), *, hold_s: float, recent: int = 20) -> None:
         self._changed = threading.Condition()
         self._configured = list(sources)
+        self._hold_s = hold_s
+        self._doors: dict[str, Door] = {}
         self._pictures: dict[str, Picture] = {}
         self._decisions: dict[str, Event] = {}
         self._last_decision: Event | None = None
         self._events: deque[Event] = deque(maxlen=recent)
         self._seq = 0
+        self.refused: Counter[str] = Counter()  #: ``pictures_unknown_source``, ``decisions_unknown_source``
         self.closed = False
         self.requests = 0  #: HTTP requests served so far
         self.streams = 0  #: MJPEG clients connected now
 
     # -- writers ------------------------------------------------------------------------------
+    def _room_for(self, source: str) -> bool:
+        """Whether ``source`` is configured, already known, or one of the few others kept."""
+        known = self._pictures.keys() | self._decisions.keys() | self._doors.keys()
+        return source in self._configured or source in known or len(known - set(self._configured)) < MAX_OTHER_SOURCES
+
     def add_picture(self, header: JpegFrame, jpeg: bytes) -> None:
         with self._changed:
+            if not self._room_for(header.source):
+                self.refused["pictures_unknown_source"] += 1
+                return
             self._seq += 1
-            self._pictures[header.source] = Picture(header, jpeg, self._seq, time.time())
+            picture = self._pictures[header.source] = Picture(header, jpeg, self._seq, time.time())
+            self._door(header.source).saw_frame(header, picture.received)
             self._changed.notify_all()
 
     def add_event(self, event: Event) -> None:
@@ -62,10 +84,18 @@ class WebState:
         (and the last overall, unless a later decision is already known)."""
         with self._changed:
             self._events.append(event)
+            if not self._room_for(event.source):
+                if event.type in DECISION_TYPES:
+                    self.refused["decisions_unknown_source"] += 1
+                return
+            self._door(event.source).saw_event(event)
             if event.type in DECISION_TYPES:
                 self._decisions[event.source] = event
                 if self._last_decision is None or event.ts >= self._last_decision.ts:
                     self._last_decision = event
+
+    def _door(self, source: str) -> Door:
+        return self._doors.setdefault(source, Door(self._hold_s))
 
     def close(self) -> None:
         """Wake every stream so its thread can end."""
@@ -113,8 +143,9 @@ class WebState:
             return self._pictures[source]
 
     def snapshot(self) -> dict[str, Any]:
-        """The JSON of ``/api/state``: sources with their rate and newest frame, the last
-        decision of each source and overall, and the recent events (newest first)."""
+        """The JSON of ``/api/state``: sources with their rate and newest frame, what each
+        source's door display shows, the last decision of each source and overall, and the
+        recent events (newest first)."""
         sources = self.sources()
         now = time.time()
         with self._changed:
@@ -122,6 +153,7 @@ class WebState:
                 "time": now,
                 "default_source": sources[0] if sources else None,
                 "sources": [self._source_json(name, now) for name in sources],
+                "door": {name: self._door(name).view(now).to_json() for name in sources},
                 "last_decision": self._last_decision.to_json() if self._last_decision else None,
                 "decisions": {name: event.to_json() for name, event in self._decisions.items()},
                 "events": [event.to_json() for event in reversed(self._events)],

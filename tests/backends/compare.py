@@ -1,10 +1,20 @@
-"""Comparing two detectors' results on the same frame."""
+"""Comparing two backends: their detections on the same frame, their LFW View 1 accuracy."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from streamrec.detect.types import FaceDetections
+
+#: LFW View 1 accuracy of one engine may differ between the backends by this much (2 of 1,000 pairs)
+LFW_TOLERANCE = 0.002
+
+#: Crowds, faces cut off by the border, a tiny face, an RGBA file, portraits.
+PARITY_PHOTOS = [
+    *(f"scenes/{n}.jpg" for n in ("cf_016_8", "cf_013_4", "fapi_bbt1", "fapi_bbt4", "fnp_multiface", "fr_obama_and_biden")),
+    *(f"edge_cases/{n}" for n in ("fr_obama_partial_face.jpg", "fr_obama_partial_face2.jpg", "fr_obama_small.jpg", "fr_32bit_rgba.png")),
+    "faces/barack_obama/1.jpg", "faces/joe_biden/2.jpg", "faces/kit_harington/1.jpg",
+]
 
 
 def assert_same_faces(ours: FaceDetections, reference: FaceDetections, where: str) -> None:

@@ -1,8 +1,10 @@
 """Shared fixtures of the backend tests: the torch backend on the CPU beside the ONNX Runtime
-path, and real frames to run them on."""
+path, real frames to run them on, and LFW View 1 accuracy per backend and precision."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -11,15 +13,16 @@ import pytest
 
 from streamrec.faces import FaceModels, ModelsConfig
 from streamrec.images import load_image
+from tests.conftest import run_cli
 
 #: Every readable photo of the shared data with a face or, for nonfaces, without one.
 PHOTO_FOLDERS = ("faces/*/*", "scenes/*", "edge_cases/*.*", "nonfaces/*")
 
 
 @pytest.fixture(scope="session")
-def torch_models() -> FaceModels:
+def torch_models(engine_dir: Path) -> FaceModels:
     """Detector and embedder of the torch backend on the CPU, every other setting default."""
-    return FaceModels(ModelsConfig(backend="torch"))
+    return FaceModels(ModelsConfig(backend="torch"), engine_dir)
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +45,28 @@ def clip_frames(hamilton_clip: Path) -> np.ndarray:
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     capture.release()
     return np.stack(frames)
+
+
+@pytest.fixture(scope="session")
+def lfw_accuracy(lfw_view1: Path) -> Callable[[str, str], float]:
+    """``streamrec eval-pairs`` on LFW View 1, run once per backend and precision the tests ask for.
+
+    Each run detects and embeds all 1,549 images: 2-3 minutes on an idle 2-core machine, up to
+    4 on a loaded one. Caching them here, for every backend's tests, keeps it at one run each
+    (ONNX Runtime fp32, the reference of them all, runs once) however many tests compare them.
+    """
+    results: dict[tuple[str, str], float] = {}
+
+    def accuracy(backend: str, precision: str) -> float:
+        if (backend, precision) not in results:
+            run = run_cli(
+                "eval-pairs", "--pairs", str(lfw_view1 / "pairsDevTest.txt"), "--images", str(lfw_view1 / "deepfunneled"),
+                "--backend", backend, "--precision", precision, "--json", timeout=1800,
+            )
+            assert run.returncode == 0, run.stderr
+            report = json.loads(run.stdout)
+            assert report["pairs_scored"] == 1000
+            results[backend, precision] = report["accuracy"]
+        return results[backend, precision]
+
+    return accuracy

@@ -5,10 +5,13 @@ Skipped where no CUDA device is visible (the CPU tests beside this file cover th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from streamrec.backends import BackendOptions
 from streamrec.backends.torch import TorchFaceEmbedder, TorchMTCNN
 from streamrec.backends.torch.crops import box_crops, warp_crops
 from streamrec.embed import align
@@ -21,8 +24,8 @@ PHOTOS = ["scenes/cf_016_8.jpg", "scenes/fnp_multiface.jpg", "scenes/fr_two_peop
 
 
 @pytest.fixture(scope="module")
-def cuda_models() -> FaceModels:
-    return FaceModels(ModelsConfig(backend="torch", device="cuda"))
+def cuda_models(engine_dir: Path) -> FaceModels:
+    return FaceModels(ModelsConfig(backend="torch", backend_options=BackendOptions(device="cuda")), engine_dir)
 
 
 def test_detections_on_cuda_match_onnx_runtime(photos, clip_frames, models, cuda_models):
@@ -68,10 +71,11 @@ def test_fp32_embeddings_on_cuda_match_onnx_runtime(photos, models, cuda_models)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_reduced_precision_stays_close_to_fp32(photos, models, precision):
+def test_reduced_precision_stays_close_to_fp32(photos, models, engine_dir, precision):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip(f"{torch.cuda.get_device_name()} has no bf16 arithmetic")
-    reduced = FaceModels(ModelsConfig(backend="torch", device="cuda", precision=precision)).embedder
+    options = BackendOptions(device="cuda")
+    reduced = FaceModels(ModelsConfig(backend="torch", backend_options=options, precision=precision), engine_dir).embedder
     assert isinstance(reduced, TorchFaceEmbedder)
     crops = _crops(photos, models)
     vectors = reduced.embed_crops(crops)

@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from streamrec.backends import BACKEND_PRECISIONS
-from streamrec.backends.base import BackendOptions
+from streamrec.backends import BackendOptions, backend_class
+from streamrec.backends.cpu import cpu_info
+from streamrec.backends.torch import TorchNet
 from streamrec.backends.torch import device as dev
-from streamrec.backends.torch.nets import load_nets
+from streamrec.engines import ENGINE_FILES
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -50,29 +51,34 @@ def test_precisions_on_the_cpu():
     assert dev.reduced_dtype(cpu, "fp32") is None
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         dev.reduced_dtype(cpu, "fp16")
-    with pytest.raises(ValueError, match=r"the torch backend computes in fp32, fp16, bf16 \(got 'int8'\)"):
-        dev.reduced_dtype(cpu, "int8")
-    if dev.cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if cpu_info().bf16:
         assert dev.reduced_dtype(cpu, "bf16") == torch.bfloat16
     else:
-        with pytest.raises(ValueError, match="bf16 on the CPU needs AVX-512 BF16 or AMX, and .* has neither; use fp32"):
+        with pytest.raises(ValueError, match=r"bf16 needs a CPU with AVX-512 BF16 or AMX \(avx512_bf16 or amx_bf16\)"):
             dev.reduced_dtype(cpu, "bf16")
 
 
-def test_every_precision_offered_is_computed():
-    """What the commands offer for the torch backend it computes, where the device can: a
-    precision it offers is never refused as unknown."""
-    for precision in BACKEND_PRECISIONS["torch"]:
-        try:
-            dev.reduced_dtype(torch.device("cpu"), precision)
-        except ValueError as exc:
-            assert "needs" in str(exc), exc
+def test_the_registry_opens_the_torch_backend_and_its_checks():
+    """``torch`` is a backend like the others: its class from the registry, its precisions,
+    and the check every command makes before loading anything."""
+    cls = backend_class("torch")
+    assert cls is TorchNet and cls.precisions == ("fp32", "bf16", "fp16")
+    cls.check_options(BackendOptions())
+    with pytest.raises(ValueError, match=r"the torch backend runs fp32 and bf16 and fp16 only \(got precision 'int8'\)"):
+        cls.check_options(BackendOptions(precision="int8"))
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        cls.check_options(BackendOptions(device="tpu"))
 
 
-def test_the_thread_budget_is_applied():
+def test_only_the_networks_of_the_engines_are_opened(engine_dir):
+    with pytest.raises(ValueError, match="facenet_int8.onnx: the torch backend runs the networks of pnet.onnx, "):
+        TorchNet(engine_dir / ENGINE_FILES["facenet_int8"], BackendOptions())
+
+
+def test_the_thread_budget_is_applied(engine_dir):
     before = torch.get_num_threads()
     try:
-        load_nets(torch.device("cpu"), "fp32", BackendOptions(threads=1))
+        TorchNet(engine_dir / ENGINE_FILES["rnet"], BackendOptions(threads=1))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -80,12 +86,10 @@ def test_the_thread_budget_is_applied():
 
 def test_openmp_waits_passively_unless_told_otherwise():
     """PyTorch's OpenMP threads spinning on busy shared cores stall each other (see the
-    package's docstring): the backend asks for passive waiting, before torch loads."""
+    package's docstring): the backend asks for passive waiting, before torch loads (a policy the
+    environment sets is left alone: ``os.environ.setdefault``)."""
     probe = "import os, streamrec.backends.torch; print(os.environ['OMP_WAIT_POLICY'])"
-    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        if preset:
-            env["OMP_WAIT_POLICY"] = preset
-        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300, check=False)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == expected
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "PASSIVE"

@@ -8,13 +8,15 @@ ONNX Runtime round inside the networks (about 1e-6).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from streamrec.backends.torch import TorchMTCNN
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
-from tests.backends.compare import assert_same_faces
+from tests.backends.compare import PARITY_PHOTOS, assert_same_faces
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +28,22 @@ def detectors(models, torch_models) -> tuple[MTCNN, TorchMTCNN]:
 def test_photos_give_the_faces_of_the_onnx_runtime_path(photos, detectors):
     reference, ours = detectors
     found = 0
-    for name, image in photos.items():
+    nonfaces = [name for name in photos if name.startswith("nonfaces/")][:2]
+    for name in PARITY_PHOTOS + nonfaces:
+        image = photos[name]
         (expected,), (got,) = reference.detect(image), ours.detect(image)
         assert_same_faces(got, expected, name)
         found += len(got)
-    assert found >= 80  # the scenes hold crowds: the comparison covers many faces
+    assert found >= 40  # the scenes hold crowds: the comparison covers many faces
 
 
-def test_video_frames_in_batches_of_eight(clip_frames, detectors):
+def test_video_frames_in_a_batch_of_eight(clip_frames, detectors):
     reference, ours = detectors
+    batch = clip_frames[::2]
     found = 0
-    for start in (0, 8):
-        batch = clip_frames[start : start + 8]
-        for i, (got, expected) in enumerate(zip(ours.detect(batch), reference.detect(batch))):
-            assert_same_faces(got, expected, f"clip frame {start + i}")
-            found += len(got)
+    for i, (got, expected) in enumerate(zip(ours.detect(batch), reference.detect(batch))):
+        assert_same_faces(got, expected, f"clip frame {2 * i}")
+        found += len(got)
     assert found >= 10
 
 
@@ -49,7 +52,7 @@ def test_the_cascade_repeats_the_host_arithmetic_exactly(photos, torch_models):
     the device pyramid, suppression, regression and crops add no difference of their own."""
     device = torch_models.detector
     host = MTCNN(device.pnet, device.rnet, device.onet, device.config)
-    for name in ("scenes/cf_016_8.jpg", "scenes/fnp_multiface.jpg", "faces/joe_biden/2.jpg"):
+    for name in ("scenes/cf_016_8.jpg", "faces/joe_biden/2.jpg"):
         (expected,), (got,) = host.detect(photos[name]), device.detect(photos[name])
         np.testing.assert_array_equal(got.boxes, expected.boxes, err_msg=name)
         np.testing.assert_array_equal(got.landmarks, expected.landmarks, err_msg=name)
@@ -119,8 +122,24 @@ def test_bad_frames_are_refused(detectors, frames):
         ours.detect(frames)
 
 
-def test_nets_on_different_devices_are_refused(torch_models):
+def test_another_config_from_the_same_nets(photos, torch_models):
+    """A detector per minimum face size, as the pipeline makes them: the class of the one it was
+    given, around the same nets, with another config; it runs the cascade on the device."""
+    detector = torch_models.detector
+    crowd = photos["scenes/cf_016_8.jpg"]
+    other = type(detector)(detector.pnet, detector.rnet, detector.onet, MTCNNConfig(min_face_size=120))
+    assert isinstance(other, TorchMTCNN) and other.nets == detector.nets
+    (expected,) = TorchMTCNN(*detector.nets, MTCNNConfig(min_face_size=120)).detect(crowd)
+    (got,) = other.detect(crowd)
+    np.testing.assert_array_equal(got.boxes, expected.boxes)
+    assert len(got) < len(detector.detect(crowd)[0])
+
+
+def test_nets_on_different_devices_or_of_another_backend_are_refused(models, torch_models):
     pnet, rnet, onet = torch_models.detector.nets
-    moved = type(rnet)(rnet.module, rnet.model_path, (rnet.inputs[0], rnet.outputs), torch.device("meta"), rnet.options)
+    moved = copy.copy(rnet)
+    moved.device = torch.device("meta")
     with pytest.raises(ValueError, match="share one device"):
         TorchMTCNN(pnet, moved, onet)
+    with pytest.raises(TypeError, match=r"needs the torch backend's nets \(got torch, onnxruntime, torch\)"):
+        TorchMTCNN(pnet, models.detector.rnet, onet)

@@ -54,13 +54,17 @@ def test_pipeline_two_streams(hamilton_clip: Path, engine_dir: Path, tmp_path: P
 
     assert set(report["sources"]) == {"cam1", "cam2"}
     for row in report["sources"].values():
-        assert row["fps"] > 0 and row["frames"] > 0 and row["dropped"] >= 0 and row["skipped"] >= 0
-        assert abs(row["fps"] - row["frames"] / report["measured_s"]) < 1e-6
+        # a file played at its own 29.97 fps: no stream can be processed faster than that
+        assert 0 < row["fps"] <= 29.97 * 1.05 and 0 < row["frames"] <= 29.97 * 1.05 * report["measured_s"] + 2
+        # every frame its capture sent was processed or skipped by the batcher, give or take the
+        # frames of a report or two (~1 s each at 30 fps): the two stages report their counters apart
+        assert abs(row["sent"] - (row["frames"] + row["skipped"])) <= 60, row
         _ordered(row["capture_to_detect_ms"])
         _ordered(row["capture_to_result_ms"])
         # results come after detections, frame by frame, so the distribution lies above
         assert row["capture_to_result_ms"]["p50"] >= row["capture_to_detect_ms"]["p50"]
-    assert abs(report["fps"] - sum(r["fps"] for r in report["sources"].values())) < 1e-6
+    per_source = [r["fps"] for r in report["sources"].values()]
+    assert max(per_source) < report["fps"] <= 2 * 29.97 * 1.05
     latency = report["latency_ms"]
     for name in ("capture_to_detect", "capture_to_result"):
         _ordered(latency[name])
@@ -77,8 +81,10 @@ def test_pipeline_two_streams(hamilton_clip: Path, engine_dir: Path, tmp_path: P
 
     stages = {"events", "render", "inference", "capture:cam1", "capture:cam2"}
     assert set(report["cpu"]["stages"]) == stages and set(report["peak_rss_mb"]) == stages and set(report["pids"]) == stages
-    assert report["cpu"]["percent"] > 0 and report["cpu"]["stages"]["inference"] > 0
-    assert abs(report["cpu"]["percent"] - sum(report["cpu"]["stages"].values())) < 1e-6
+    cpu = report["cpu"]
+    assert cpu["stages"]["inference"] > 0
+    # all the stages together: more than the busiest, and no more than the cores can give
+    assert max(cpu["stages"].values()) < cpu["percent"] <= 100 * cpu["cores"] * 1.1
     assert report["peak_rss_mb"]["inference"] > report["peak_rss_mb"]["events"] > 0
     assert report["restarted"] == []
     # every stage process has ended with the command
@@ -101,7 +107,7 @@ def test_pipeline_human_table(hamilton_clip: Path, engine_dir: Path):
         (["--source", "{tmp}/missing.mp4"], "missing.mp4: no such file"),
         (["--source", "{tmp}/not_a_video.mp4"], "not_a_video.mp4: not a readable video file"),
         (["--source", "{clip}", "--data-dir", "{tmp}"], "no watchlist there"),
-        (["--source", "{clip}", "--streams", "0"], "--streams must be >= 1"),
+        (["--source", "{clip}", "--threads", "100000"], "--threads: must be a whole number between 0 and"),
     ],
 )
 def test_pipeline_bad_input(args: list[str], message: str, hamilton_clip: Path, tmp_path: Path):
@@ -170,7 +176,7 @@ def test_pipeline_expect_must_name_someone_enrolled(hamilton_clip: Path, tmp_pat
     for args, message in (
         (["--expect", "Bob"], f"--expect Bob: no one of that name or id in the watchlist in {tmp_path}"),
         # a name and an id of someone enrolled pass, and the run stops at the next check
-        (["--expect", "Ann Lee", "--expect", "ann-lee", "--config", str(bad_config)], "matcher.votes: must be > 0"),
+        (["--expect", "Ann Lee", "--expect", "ann-lee", "--config", str(bad_config)], "matcher.votes: must be a whole number between 1 and 1000 (got 0)"),
     ):
         result = run_cli("bench", "pipeline", "--source", str(hamilton_clip), "--data-dir", str(tmp_path), *args, timeout=120)
         lines = result.stderr.strip().splitlines()
@@ -185,8 +191,8 @@ def test_transport_quick(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["frame"] == "640x480" and report["frame_bytes"] == 640 * 480 * 3
-    budget = report["budget_ms"]
-    assert abs(budget - 1000 / 30) < 1e-9 and report["goal_percent"] == 2.0
+    assert report["budget_ms"] == pytest.approx(33.333, abs=1e-3) and report["goal_percent"] == 2.0
+    per_ms = 3.0  #: percent of the 33.3 ms budget per millisecond
     rows = {(r["transport"], r["rate"]): r for r in report["rows"]}
     assert set(rows) == {(t, rate) for t in ("ring", "multipart", "mp_queue") for rate in ("max", 30.0)}
     for (_, rate), row in rows.items():
@@ -196,13 +202,16 @@ def test_transport_quick(tmp_path: Path):
             assert row["pacing_cpu_per_frame_ms"] == 0
         else:
             assert row["pacing_cpu_per_frame_ms"] > 0 and 20 < row["fps"] < 40
-        assert abs(row["transport_cpu_per_frame_ms"] - max(row["cpu_per_frame_ms"] - row["pacing_cpu_per_frame_ms"], 0)) < 1e-9
-        assert abs(row["budget_percent"] - 100 * row["transport_cpu_per_frame_ms"] / budget) < 1e-9
+        # the transport's share: what is left of the frame's CPU once the pacing loop's is taken out
+        assert 0 <= row["transport_cpu_per_frame_ms"] <= row["cpu_per_frame_ms"]
+        if rate == "max":
+            assert row["transport_cpu_per_frame_ms"] == row["cpu_per_frame_ms"]
+        assert row["budget_percent"] == pytest.approx(per_ms * row["transport_cpu_per_frame_ms"])
         assert 0 < row["call_cpu_ms"]["median"] <= row["call_cpu_ms"]["p95"]
-        assert abs(row["call_cpu_budget_percent"]["median"] - 100 * row["call_cpu_ms"]["median"] / budget) < 1e-9
+        assert row["call_cpu_budget_percent"]["median"] == pytest.approx(per_ms * row["call_cpu_ms"]["median"])
         assert 0 < row["send_wall_ms"]["median"] <= row["send_wall_ms"]["p95"]
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
-        assert abs(row["latency_budget_percent"] - 100 * row["latency_ms"]["p95"] / budget) < 1e-9
+        assert row["latency_budget_percent"] == pytest.approx(per_ms * row["latency_ms"]["p95"])
     verdict = report["verdict"]
     assert verdict["percent"] == rows[("ring", 30.0)]["budget_percent"]
     assert verdict["meets_goal"] == (verdict["percent"] < 2.0)
@@ -210,10 +219,10 @@ def test_transport_quick(tmp_path: Path):
     assert verdict["calls_meet_goal"] == (verdict["call_percent"] < 2.0)
     assert verdict["multipart_percent"] == rows[("multipart", 30.0)]["budget_percent"]
     ring, queue = rows[("ring", 30.0)], rows[("mp_queue", 30.0)]
-    assert abs(verdict["queue_cpu_ratio"] - queue["transport_cpu_per_frame_ms"] / max(ring["transport_cpu_per_frame_ms"], 1e-9)) < 1e-9
+    assert (verdict["queue_cpu_ratio"] > 1) == (queue["transport_cpu_per_frame_ms"] > ring["transport_cpu_per_frame_ms"])
     assert "ring" in result.stdout and "mp_queue" in result.stdout and "% of the frame budget" in result.stdout
 
 
 def test_transport_bad_size():
     result = run_cli("bench", "transport", "--size", "0x480", timeout=60)
-    assert result.returncode == 1 and "--size" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "argument --size" in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import resource
 import shutil
@@ -60,8 +61,8 @@ def test_frames_cross_processes_through_the_ring(run_dir: Path):
         received: list[tuple[FrameHeader, np.ndarray]] = []
         deadline = time.monotonic() + 60
         while len(received) < count and time.monotonic() < deadline:
-            frames, malformed, stale = drain_frames(pull, reader, 500)
-            assert (malformed, stale) == (0, 0)
+            frames, errors, stale, unknown = drain_frames(pull, reader, 500, ["cam"])
+            assert (errors, stale, unknown) == ([], 0, 0)
             # keep copies: a frame used in place holds its slot, and the publisher waits for slots
             received += [(header, pixels.copy()) for header, pixels in frames.get("cam", [])]
             del frames
@@ -209,3 +210,31 @@ def test_no_room_for_a_ring_is_a_clear_error(run_dir: Path):
         process.join(30)
     assert message.startswith("[Errno") and f"cannot create a frame ring in {run_dir}" in message
     assert not list(run_dir.glob("ring-*"))
+
+
+def test_a_malformed_message_beside_a_frame_does_not_keep_its_slot(run_dir: Path):
+    """The batcher lets go of a frame as soon as it drops the array, even when a malformed
+    message came in the same call (its error must not keep the call's frames alive until
+    Python's cycle collector runs: a camera once ran out of slots that way)."""
+    endpoints = Endpoints.for_run(run_dir, "tcp://127.0.0.1:1", "tcp://127.0.0.1:2")
+    ring, reader = FrameRing(run_dir, "cam"), RingReader(run_dir)
+    ctx = zmq.Context()
+    gc.disable()
+    try:
+        pull = pull_socket(ctx, endpoints.frames, accepts=FrameHeader)
+        push = push_socket(ctx, endpoints.frames)
+        place = ring.publish(_frame(1))
+        assert place is not None
+        send_frame(push, FrameHeader("cam", 1, time.time(), *SIZE, 0, *place))
+        push.send(b"not a frame")
+        taken, errors = 0, 0
+        deadline = time.monotonic() + 10
+        while (taken, errors) != (1, 1) and time.monotonic() < deadline:
+            drained = drain_frames(pull, reader, 500, ["cam"])
+            taken, errors = taken + len(drained.frames.get("cam", [])), errors + len(drained.errors)
+            del drained
+        assert (taken, errors) == (1, 1)
+        assert all(ring.publish(_frame(i)) is not None for i in range(RING_SLOTS))  # the first slot is free again
+    finally:
+        gc.enable()
+        ctx.destroy(linger=0)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
 import pytest
 
 from streamrec.capture import CaptureError, FrameReader, LatestFrame, ReaderOptions, State
-from tests.capture.recorder import StatusLog
+from tests.capture.recorder import StatusLog, wait_until
 
 
 def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(hamilton_clip: Path) -> None:
@@ -22,7 +23,7 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(hamilton_clip
             taken.append((frame.index, time.time() - frame.wall_time, behind, latest.dropped))
             time.sleep(0.25)  # a consumer at 4 fps
     indices = [index for index, *_ in taken]
-    assert all(later - earlier >= 3 for earlier, later in zip(indices, indices[1:]))
+    assert all(later - earlier >= 3 for earlier, later in itertools.pairwise(indices))
     assert max(age for _, age, _, _ in taken) < 0.5
     assert max(behind for _, _, behind, _ in taken) <= 1
     drops = [dropped for *_, dropped in taken]
@@ -31,7 +32,8 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(hamilton_clip
 
 def test_a_frame_is_handed_out_once_and_the_end_is_seen(hamilton_clip: Path) -> None:
     with LatestFrame(FrameReader(hamilton_clip, ReaderOptions(fast=True))) as latest:
-        time.sleep(1.0)  # the whole file is read meanwhile; only its last frame is kept
+        # the whole file is read (none taken meanwhile): only its last frame is kept
+        wait_until(lambda: latest.reader.status.state is State.ENDED, 30, "the reader reaching the end of the file")
         last = latest.get(timeout=5)
         assert latest.get(timeout=0.2) is None
         assert latest.finished
@@ -42,13 +44,13 @@ def test_a_frame_is_handed_out_once_and_the_end_is_seen(hamilton_clip: Path) -> 
 
 def test_lossless_hands_out_every_frame_of_a_fast_file_in_order(hamilton_clip: Path) -> None:
     with LatestFrame(FrameReader(hamilton_clip, ReaderOptions(fast=True)), lossless=True) as latest:
-        time.sleep(0.5)  # the reader waits for the consumer instead of racing ahead
+        time.sleep(0.5)  # a consumer that starts late: a reader racing ahead would drop frames meanwhile
         frames = []
         while (frame := latest.get(timeout=5)) is not None:
             frames.append(frame)
     assert [f.index for f in frames] == list(range(275)) and latest.dropped == 0
     stamps = [f.wall_time for f in frames]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert abs(min(gaps) - 1 / 29.97) < 0.005 and abs(max(gaps) - 1 / 29.97) < 0.005  # the file's time line
 
 

@@ -11,7 +11,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,7 @@ def test_reads_the_live_stream(shared_rtsp_server: RtspServer, transport: str) -
     udp_before = _udp_sockets()
     started = time.time()
     stream = iter(FrameReader(source, on_status=log))
+    assert isinstance(stream, Generator)  # closed below, which closes the stream
     frames = list(itertools.islice(stream, 60))
     udp_opened = _udp_sockets() - udp_before  # while the stream is still open
     stream.close()
@@ -58,23 +59,52 @@ def test_reads_the_live_stream(shared_rtsp_server: RtspServer, transport: str) -
     assert all(frame.rgb.shape == (360, 640, 3) and frame.rgb.dtype == np.uint8 for frame in frames)
     assert [frame.index for frame in frames] == list(range(60))
     assert np.diff([frame.wall_time for frame in frames]).min() >= 0
-    stream_times = [frame.stream_time for frame in frames]
+    stream_times = [_stream_time(frame) for frame in frames]
     assert np.diff(stream_times).min() >= 0 and stream_times[-1] > stream_times[0] + 0.5
     assert frames[0].source == shared_rtsp_server.url
     assert log.of(State.OPEN)[0].reason.startswith("640x360")
     assert frames[-1].rgb.std() > 10  # real picture content, not a grey decoder placeholder
 
 
+def _stream_time(frame: Frame | None) -> float:
+    """A frame's position in the stream (an RTSP stream has one)."""
+    assert frame is not None and frame.stream_time is not None
+    return frame.stream_time
+
+
+def _lag(frame: Frame | None) -> float:
+    """How far behind the stream a frame was received."""
+    assert frame is not None
+    return frame.wall_time - _stream_time(frame)
+
+
+def _live(latest: LatestFrame, timeout_s: float = 20.0) -> None:
+    """Return once frames come at the camera's pace: past the burst of frames FFmpeg buffered
+    while opening, which come faster than their stream time, so their lag (wall time less
+    stream time) shrinks. At the camera's pace it holds still: within 50 ms over 0.3 s."""
+    deadline = time.monotonic() + timeout_s
+    start = latest.get(timeout=10)
+    assert start is not None, "no first frame"
+    while True:
+        frame = latest.get(timeout=5)
+        assert frame is not None and time.monotonic() < deadline, "the stream never reached the camera's pace"
+        if _stream_time(frame) - _stream_time(start) >= 0.3:
+            if _lag(start) - _lag(frame) < 0.05:
+                return
+            start = frame
+
+
 def test_slow_consumer_of_a_live_stream_sees_no_growing_lag(shared_rtsp_server: RtspServer) -> None:
     reader = FrameReader(shared_rtsp_server.url)
     with LatestFrame(reader) as latest:
-        assert latest.get(timeout=10) is not None
-        time.sleep(1.0)  # past the burst of frames FFmpeg buffered while opening
-        frames = []
+        _live(latest)
+        frames: list[Frame] = []
         for _ in range(10):
-            frames.append(latest.get(timeout=5))
+            frame = latest.get(timeout=5)
+            assert frame is not None
+            frames.append(frame)
             time.sleep(0.3)  # a consumer at 3 fps, a tenth of the camera's rate
-    lags = [frame.wall_time - frame.stream_time for frame in frames]
+    lags = [_lag(frame) for frame in frames]
     # Reading the queue instead would fall 0.27 s further behind with every frame taken.
     assert max(lags) - min(lags) < 0.3
     indices = [frame.index for frame in frames]
@@ -136,7 +166,10 @@ def test_stop_is_prompt_while_a_read_hangs(rtsp_server: RtspServer) -> None:
     latest = LatestFrame(FrameReader(rtsp_server.url, QUICK, on_status=log)).start()
     assert latest.get(timeout=10) is not None
     rtsp_server.freeze()
-    time.sleep(0.3)  # the reader now waits inside OpenCV for a frame that does not come
+    # the frames sent before the freeze are taken; then the reader waits inside OpenCV for one
+    # that does not come (at 30 fps, 0.5 s without a frame is 15 missing)
+    while latest.get(timeout=0.5) is not None:
+        pass
     started = time.monotonic()
     latest.stop(timeout=10)
     took = time.monotonic() - started
@@ -161,7 +194,7 @@ def test_dead_url_is_retried_with_growing_delays_until_stopped() -> None:
     retries = log.of(State.RECONNECTING)
     assert [status.attempt for status in retries[:5]] == [1, 2, 3, 4, 5]
     delays = [status.delay for status in retries]
-    assert all(later > earlier for earlier, later in zip(delays, delays[1:]))
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays))
     assert all("cannot open" in status.reason for status in retries)
     assert all("pw" not in str(status) for status in log.statuses)
     assert log.statuses[-1].state is State.STOPPED

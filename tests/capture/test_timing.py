@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -14,10 +15,10 @@ from streamrec.capture.timing import Backoff, Pacer, RateCap, StallWatch
 def test_backoff_grows_to_its_maximum_with_bounded_jitter() -> None:
     backoff = Backoff(base=0.5, maximum=8.0, jitter=0.25, rng=random.Random(7))
     delays = [backoff.next_delay() for _ in range(8)]
-    assert all(later > earlier for earlier, later in zip(delays[:4], delays[1:5]))
-    for attempt, delay in enumerate(delays, start=1):
-        raw = min(8.0, 0.5 * 2 ** (attempt - 1))
-        assert 0.75 * raw <= delay <= raw
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays[:5]))
+    # doubling from 0.5 s up to 8 s, each cut by up to a quarter
+    for delay, full in zip(delays, [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0], strict=True):
+        assert 0.75 * full <= delay <= full
     assert len({round(d, 6) for d in delays[5:]}) == 3  # jittered even at the cap
     backoff.reset()
     assert backoff.next_delay() <= 0.5 and backoff.attempt == 1

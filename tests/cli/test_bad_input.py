@@ -24,7 +24,8 @@ def odd_images(tmp_path_factory, faces_dir: Path) -> dict[str, Path]:
     """Real photos re-encoded as the formats people actually feed in."""
     folder = tmp_path_factory.mktemp("odd")
     bgr = cv2.imread(str(faces_dir / "barack_obama" / "2.jpg"))
-    made = {
+    assert bgr is not None
+    made: dict[str, tuple[Path, np.ndarray]] = {
         "gray": (folder / "gray.png", cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)),
         "sixteen_bit": (folder / "sixteen.png", bgr.astype(np.uint16) * 257),
         "bmp": (folder / "photo.bmp", bgr),
@@ -56,14 +57,14 @@ def odd_images(tmp_path_factory, faces_dir: Path) -> dict[str, Path]:
 def test_broken_files(shared_data: Path, name: str, message: str):
     result = run_cli("detect", str(shared_data / "edge_cases" / "broken" / name))
     assert result.returncode == 1
-    assert message in result.stdout
+    assert message in result.stderr and result.stdout == ""
     _no_traceback(result)
 
 
 def test_missing_file_and_directory(tmp_path: Path):
     result = run_cli("detect", str(tmp_path / "nope.jpg"), str(tmp_path))
     assert result.returncode == 1
-    assert "nope.jpg: no such file" in result.stdout and "is a directory" in result.stdout
+    assert "nope.jpg: no such file" in result.stderr and "is a directory" in result.stderr
     _no_traceback(result)
     result = run_cli("compare", str(tmp_path / "nope.jpg"), str(tmp_path / "nope2.jpg"))
     assert result.returncode == 1 and result.stderr.startswith("streamrec: error:") and "no such file" in result.stderr
@@ -90,6 +91,21 @@ def test_unusual_formats_work(odd_images, kind: str):
     import json
 
     assert len(json.loads(result.stdout)[0]["faces"]) == 1
+
+
+def test_detect_and_embed_report_unusable_files_on_stderr(tmp_path: Path, shared_data: Path, faces_dir: Path):
+    good, broken = str(faces_dir / "joe_biden" / "1.jpg"), str(shared_data / "edge_cases" / "broken" / "cf_truncated.jpg")
+    detect = run_cli("detect", broken, good)
+    assert detect.returncode == 1
+    assert detect.stdout.splitlines()[0] == f"{good}: 1 face (970x2204)" and "truncated" not in detect.stdout
+    assert detect.stderr.splitlines() == [f"error: {broken}: truncated JPEG (the file ends before the image data does)"]
+    embed = run_cli("embed", broken, good, "--out", str(tmp_path / "v.npy"))
+    assert embed.returncode == 1
+    first, last = embed.stdout.splitlines()
+    assert first.startswith(f"{good}: row 1: box ") and last == f"wrote 2 embeddings (512-d) to {tmp_path / 'v.npy'}"
+    assert embed.stderr.splitlines() == [f"{broken}: row 0: error: {broken}: truncated JPEG (the file ends before the image data does)"]
+    _no_traceback(detect)
+    _no_traceback(embed)
 
 
 def test_rgba_png(shared_data: Path):
@@ -125,7 +141,7 @@ def test_huge_jpeg_is_decoded_small(odd_images, faces_dir: Path):
 
 def test_decompression_bomb_is_refused(odd_images):
     result = run_cli("detect", str(odd_images["bomb"]))
-    assert result.returncode == 1 and "20000x20000 is too large" in result.stdout
+    assert result.returncode == 1 and "20000x20000 is too large" in result.stderr
     _no_traceback(result)
 
 
@@ -141,10 +157,11 @@ def test_no_face_is_not_an_error_for_detect_but_is_for_compare(shared_data: Path
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["detect", "x.jpg", "--min-face-size", "3"], "min_face_size must be >= 12"),
-        (["detect", "x.jpg", "--margin", "2"], "margin must be in [0, 1]"),
-        (["detect", "x.jpg", "--threads", "0"], "must be >= 1"),
+        (["detect", "x.jpg", "--min-face-size", "3"], "argument --min-face-size: must be a finite number between 12 and 8192 (got 3)"),
+        (["detect", "x.jpg", "--margin", "2"], "argument --margin: must be a finite number between 0 and 1 (got 2)"),
+        (["detect", "x.jpg", "--threads", "0"], "argument --threads: must be a whole number between 1 and"),
         (["detect", "x.jpg", "--backend", "tpu"], "invalid choice: 'tpu'"),
+        (["detect", "x.jpg", "--precision", "bf16"], "error: the onnxruntime backend runs fp32 and int8 only (got precision 'bf16')"),
     ],
 )
 def test_bad_options(args, message):

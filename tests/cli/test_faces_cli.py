@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import run_cli
 
 VERBS = [
-    ["demo"], ["run"], ["events"], ["enroll"], ["watchlist", "list"], ["calibrate"], ["engines", "build"], ["engines", "info"],
+    ["demo"], ["run"], ["config", "check"], ["config", "defaults"], ["config", "reference"], ["events"], ["enroll"], ["watchlist", "list"], ["calibrate"], ["engines", "build"], ["engines", "info"],
     ["detect"], ["embed"], ["compare"], ["eval-pairs"], ["bench", "models"], ["bench", "pipeline"], ["bench", "transport"], ["bench", "peers"],
     ["bench", "report"],
 ]

@@ -78,7 +78,10 @@ def test_min_face_size_prunes_the_pyramid_and_small_faces(faces_dir: Path, engin
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"min_face_size": 5}, "min_face_size"), ({"thresholds": (0.6, 1.5, 0.7)}, "thresholds"), ({"factor": 1.2}, "factor")],
+    [
+        ({"min_face_size": 5}, "min_face_size"), ({"min_face_size": float("nan")}, "min_face_size"),
+        ({"min_face_size": float("inf")}, "min_face_size"), ({"thresholds": (0.6, 1.5, 0.7)}, "thresholds"), ({"factor": 1.2}, "factor"),
+    ],
 )
 def test_bad_detector_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

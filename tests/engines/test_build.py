@@ -76,15 +76,17 @@ def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
     first, _, _ = two_builds
     sources = locate_sources()
     model = facenet_from_graph(read_graph(sources["facenet"].path))
+    conv = model.get_submodule("stem.0.conv")
+    assert isinstance(conv, torch.nn.Conv2d)
     with torch.no_grad():
-        model.stem[0].conv.weight.mul_(1.5)  # a wrong conversion
+        conv.weight.mul_(1.5)  # a wrong conversion
     for name in ("pnet", "rnet", "onet"):  # the crops come from the MTCNN of the good build
         (tmp_path / ENGINE_FILES[name]).write_bytes((first / ENGINE_FILES[name]).read_bytes())
     (tmp_path / ENGINE_FILES["facenet"]).write_bytes(
         build._export(model, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
     )
     with pytest.raises(BuildError, match="min cosine"):
-        build._facenet_parity(model, sources["facenet"].path, tmp_path, build._face_crops(first, build._sample_photos()))
+        build._facenet_parity(model, sources["facenet"].path, tmp_path, build.face_crops(first, build.sample_photos()))
 
 
 def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):

@@ -126,8 +126,8 @@ def test_calibrate_open_set_command(faces_dir: Path, tmp_path: Path):
         (["--open-set", "--images", "{faces}"], "--open-set needs --strangers DIR"),
         (["--images", "{faces}", "--strangers", "{faces}"], "--strangers needs --open-set"),
         (["--open-set", "--images", "{faces}", "--strangers", "{tmp}/nowhere"], "nowhere: not a folder"),
-        (["--open-set", "--images", "{faces}", "--strangers", "{faces}", "--config", "{tmp}/bad.toml"], "matcher.min_score: must be between 0 and 1"),
-        (["--open-set", "--images", "{faces}", "--strangers", "{faces}", "--draws", "0"], "--draws: must be >= 1"),
+        (["--open-set", "--images", "{faces}", "--strangers", "{faces}", "--config", "{tmp}/bad.toml"], "matcher.min_score: must be a finite number between 0 and 1 (got 2)"),
+        (["--open-set", "--images", "{faces}", "--strangers", "{faces}", "--draws", "0"], "argument --draws: must be a whole number >= 1 (got 0)"),
     ],
 )
 def test_calibrate_open_set_bad_input(args: list[str], message: str, faces_dir: Path, tmp_path: Path):

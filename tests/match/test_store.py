@@ -67,6 +67,7 @@ def test_a_taken_slug_gets_a_suffix(tmp_path: Path):
     ("call", "message"),
     [
         (lambda s: s.enroll(" ", [_face(1)]), "name must not be empty"),
+        (lambda s: s.enroll("B" * 201, [_face(1)]), r"name must be at most 200 characters \(got 201\)"),
         (lambda s: s.enroll("Bo", [_face(1)], person_id="Bad Id"), "bad person id 'Bad Id'"),
         (lambda s: s.enroll("Bo", [_face(1)], person_id="ada"), "id 'ada' belongs to 'Ada', not 'Bo'"),
         (lambda s: s.enroll("Bo", []), "nothing to enroll"),
@@ -75,7 +76,7 @@ def test_a_taken_slug_gets_a_suffix(tmp_path: Path):
         (lambda s: s.enroll("Bo", [NewEmbedding(2 * _unit(1), "x", (0, 0, 1, 1))]), r"L2-normalised \(norm 2.0000\)"),
         (lambda s: s.remove("nobody"), "no person with id 'nobody'"),
     ],
-    ids=["empty name", "bad id", "id of another", "no embeddings", "wrong size", "nan after a good one", "not unit", "remove unknown"],
+    ids=["empty name", "name too long", "bad id", "id of another", "no embeddings", "wrong size", "nan after a good one", "not unit", "remove unknown"],
 )
 def test_refusals_change_nothing(tmp_path: Path, call, message: str):
     with Watchlist(tmp_path) as store:

@@ -30,6 +30,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def quiet_outputs() -> list[str]:
+    """``run`` options for a test's own run: no web server, events and frames on free ports."""
+    return ["--http", "", "--events", f"tcp://127.0.0.1:{free_port()}", "--frames", f"tcp://127.0.0.1:{free_port()}"]
+
+
 def enroll_people(faces_dir: Path, data_dir: Path, models) -> None:
     """Enroll every person of ``faces_dir`` (the main face of each photo) into ``data_dir``."""
     from streamrec.match.store import NewEmbedding, Watchlist
@@ -38,11 +43,11 @@ def enroll_people(faces_dir: Path, data_dir: Path, models) -> None:
     try:
         for person in sorted(p for p in faces_dir.iterdir() if p.is_dir()):
             results = models.analyse(sorted(person.iterdir()))
-            items = [
-                NewEmbedding(r.embeddings[0], str(r.path), tuple(float(v) for v in r.faces.boxes[r.main]))
-                for r in results
-                if r.main is not None
-            ]
+            items = []
+            for r in results:
+                if r.main is not None:
+                    x1, y1, x2, y2 = (float(v) for v in r.faces.boxes[r.main])
+                    items.append(NewEmbedding(r.embeddings[0], str(r.path), (x1, y1, x2, y2)))
             watchlist.enroll(person.name, items)
     finally:
         watchlist.close()
@@ -104,17 +109,21 @@ class Pipeline:
     def stage_pid(self, name: str) -> int:
         return int(self.state()["stages"][name])
 
+    def close(self) -> None:
+        """SIGTERM the pipeline and the subscriber (SIGKILL if one does not stop), stop the camera."""
+        for child in (self.events.process, self.process):
+            stop_process(child)
+        self.server.stop()
 
-@pytest.fixture(scope="module")
-def pipeline(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    folder = tmp_path_factory.mktemp("pipeline")
-    data_dir = folder / "data"
-    enroll_people(faces_dir, data_dir, models)
+
+def start_pipeline(rtsp_clip: Path, data_dir: Path, folder: Path) -> Pipeline:
+    """``streamrec run`` on a new RTSP camera serving ``rtsp_clip``, with ``streamrec events``
+    subscribed, once the pipeline has written ``run.json`` and serves HTTP."""
     server = RtspServer(rtsp_clip, folder / "rtsp_server.log").start()
     http, events, frames = f"127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     log = folder / "run.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
+    with open(log, "a") as out:
         process = subprocess.Popen(
             [*cli_command(), "run", "--source", server.url, "--data-dir", str(data_dir), "--http", http, "--events", events, "--frames", frames],
             stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -125,17 +134,55 @@ def pipeline(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.
     )
     running = Pipeline(process, data_dir, http, events, server, Events(subscriber).start(), log)
     deadline = time.monotonic() + 60
-    while not (data_dir / "run.json").exists():
+    while not ((data_dir / "run.json").exists() and _listening(http)):
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
+    return running
+
+
+def _listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def pipelines(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Pipeline]]:
+    """A running pipeline on demand: the same one for every test of the module, and a new one
+    (same data directory, new camera and addresses) after a test stopped it."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    data_dir = folder / "data"
+    enroll_people(faces_dir, data_dir, models)
+    started: list[Pipeline] = []
+
+    def running() -> Pipeline:
+        if not started or started[-1].process.poll() is not None:
+            if started:
+                started[-1].close()
+            started.append(start_pipeline(rtsp_clip, data_dir, folder))
+        return started[-1]
+
     try:
         yield running
     finally:
-        for child in (subscriber, process):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-        server.stop()
+        for pipeline in started:
+            pipeline.close()
+
+
+@pytest.fixture
+def pipeline(pipelines: Callable[[], Pipeline]) -> Pipeline:
+    """The module's running pipeline (see :func:`pipelines`)."""
+    return pipelines()
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM (a clean stop), then SIGKILL if it has not ended within ``timeout_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -3,6 +3,7 @@ on its PUB socket, statistics on the supervisor's socket."""
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import zmq
 
-from streamrec.bus.messages import JpegFrame, Overlay, StageStats
+from streamrec.bus.messages import Event, JpegFrame, Overlay, StageStats
 from streamrec.bus.sockets import Endpoints, new_run_dir, pull_socket, push_socket, receive, send, sub_socket
 from streamrec.config.model import OutputsConfig
 from streamrec.render.annotate import KNOWN, UNDECIDED, UNKNOWN
@@ -29,6 +30,7 @@ class Rig:
     """A running render stage and the test's ends of its sockets."""
 
     endpoints: Endpoints
+    process: multiprocessing.process.BaseProcess
     overlays: zmq.Socket  #: PUSH into the stage
     jpegs: zmq.Socket  #: SUB on its output
     stats: zmq.Socket  #: PULL, the supervisor's end
@@ -69,9 +71,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     ctx = zmq.Context()
     stats = pull_socket(ctx, endpoints.stats)
     log_file = tmp_path_factory.mktemp("render") / "render.log"
-    process = start_stage(RenderStage(OutputsConfig(jpeg_quality=90), endpoints, log_file))
+    process = start_stage(RenderStage(OutputsConfig(jpeg_quality=90), endpoints, log_file, sources=["front", "hall", "porch"]))
     try:
-        yield Rig(endpoints, push_socket(ctx, endpoints.overlays), sub_socket(ctx, endpoints.jpeg_pub), stats)
+        yield Rig(endpoints, process, push_socket(ctx, endpoints.overlays), sub_socket(ctx, endpoints.jpeg_pub), stats)
     finally:
         stop_stage(process)
         ctx.destroy(linger=0)
@@ -107,15 +109,15 @@ def test_overlays_come_out_as_labelled_jpeg_frames_per_source(rig: Rig, faces_di
         height, width = pixels.shape[:2]
         calm = (slice(int(0.8 * height), height), slice(int(0.7 * width), width))
         assert np.abs(image[calm].astype(int) - pixels[calm]).mean() < 6
-    assert out["front"][1].labels == ["Barack Obama"]  # "..." is no name
-    assert out["hall"][1].labels == ["unknown"]
+    assert out["front"][1].labels == ("Barack Obama", "...")  # "...": a face on screen, undecided
+    assert out["hall"][1].labels == ("unknown",)
 
 
 def test_counts_and_times_its_work_and_survives_malformed_messages(rig: Rig, faces_dir: Path):
     frame = video_frame(faces_dir / "kit_harington" / "1.jpg", 640, 360)
     rig.overlays.send_multipart([b"front", b"{not a header"])
-    faceless = overlay("porch", 1, frame, [{"box": [1, 2, 30, 40], "label": "x"}])  # passes the schema, lacks score
-    send(rig.overlays, "porch", faceless, frame)
+    faceless = overlay("porch", 1, frame, []).header().replace(b'"faces":[]', b'"faces":[{"box":[1,2,30,40],"label":"x"}]')
+    rig.overlays.send_multipart([b"porch", faceless, frame])  # a face without score, track and decision
     rig.render([(overlay("front", 1, frame, []), frame)])
     counters = rig.counters_when(
         lambda report, reports: report.counters.get("malformed_messages", 0) >= 2
@@ -129,12 +131,43 @@ def test_counts_and_times_its_work_and_survives_malformed_messages(rig: Rig, fac
     assert samples and all(0 < s < 5 for s in samples)
 
 
+def _hostile(frame: np.ndarray) -> list[list[bytes]]:
+    """Overlays that once crashed the stage or slipped through, and other ways to be wrong."""
+    good = overlay("front", 1, frame, [face([1, 2, 30, 40], "Ann", True)])
+    header, pixels = good.header(), frame.tobytes()
+    return [
+        [b"front", header.replace(b'"height":360,"width":640', b'"height":-1,"width":-1'), b"abc"],  # -1 x -1 = 3 bytes
+        [b"front", header.replace(b'"height":360', b'"height":0').replace(b'"width":640', b'"width":5'), b""],
+        [b"x", b"[" * 100_000],  # RecursionError in the stage, once
+        [b"front", header.replace(b'"score":0.9', b'"score":"high"'), pixels],
+        [b"front", header.replace(b'"box":[1.0,2.0,30.0,40.0]', b'"box":[1.0,2.0,30.0]'), pixels],
+        [b"front", header.replace(b'"ts":', b'"ts":1e300,"was":'), pixels],
+        [b"front", header, pixels[:-1]],
+        [b"front", header, pixels, b"one frame too many"],
+        [b"front", header],
+        [b"front", Event("match", "front", 1.0).header()],
+        [b"\xff\xfe", header, pixels],
+    ]
+
+
+def test_hostile_overlays_are_all_counted_and_never_stop_it(rig: Rig, faces_dir: Path):
+    frame = video_frame(faces_dir / "kit_harington" / "1.jpg", 640, 360)
+    before = rig.counters_when(lambda report, _: True).get("malformed_overlays", 0)
+    hostile = _hostile(frame) * 20
+    for parts in hostile:
+        rig.overlays.send_multipart(parts)  # waits while the stage's queue is full: nothing is lost on the way
+    rig.render([(overlay("front", 2, frame, []), frame)])
+    counters = rig.counters_when(lambda report, _: report.counters.get("malformed_overlays", 0) >= before + len(hostile))
+    assert counters["malformed_overlays"] == before + len(hostile)
+    assert rig.process.is_alive() and rig.process.exitcode is None
+
+
 def test_only_the_newest_overlay_of_a_source_is_rendered(faces_dir: Path):
     """Stepped in this process: every overlay is either rendered or counted as dropped, and
     the newest one is always rendered."""
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/events-pub", f"ipc://{run_dir}/jpeg-pub")
-    stage = RenderStage(OutputsConfig(), endpoints)
+    stage = RenderStage(OutputsConfig(), endpoints, sources=["front"])
     stage.ctx = zmq.Context()
     try:
         stage.setup()
@@ -149,12 +182,14 @@ def test_only_the_newest_overlay_of_a_source_is_rendered(faces_dir: Path):
         before = stage.counters["frames_rendered"] + stage.counters["frames_dropped"]
         for index in (10, 11, 12):
             send(push, "front", overlay("front", index, frame, []), frame)
-        time.sleep(0.2)  # let all three reach the stage's queue, so one step sees them together
+        # one step takes whatever has arrived, one to three of them; each step renders its newest
         while stage.counters["frames_rendered"] + stage.counters["frames_dropped"] < before + 3:
             stage.step()
         published = []
         while jpegs.poll(100):
-            published.append(receive(jpegs)[1].index)
+            header = receive(jpegs)[1]
+            assert isinstance(header, JpegFrame)
+            published.append(header.index)
         assert stage.counters["frames_rendered"] + stage.counters["frames_dropped"] == before + 3
         assert published and published[-1] == 12 and published == sorted(published)
     finally:

@@ -1,12 +1,12 @@
 """Headless Chromium for page tests, driven by Playwright with Debian's own browser.
 
-Needs Debian's ``chromium`` and the ``playwright`` Python package (never ``playwright install``:
-the system browser is used). Without them a test skips, or fails when ``CI`` is set.
+Needs Debian's ``chromium`` (``tools/system-deps`` installs it) and the ``playwright`` Python
+package (never ``playwright install``: the system browser is used). Without them a test skips,
+or fails when ``CI`` is set (:mod:`tests.support.needs`).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
+
+from tests.support.needs import missing, require
 
 __all__ = ["CHROMIUM_ARGS", "browser", "pixels", "video_changes"]
 
@@ -23,22 +25,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason + "; CI must have it")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """Headless Chromium (Playwright gives it a fresh temporary profile, --user-data-dir)."""
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        _missing("Chromium is not installed (Debian: apt-get install chromium)")
+    require("chromium")
+    executable = shutil.which("chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("Playwright is not installed (pip install playwright; the system Chromium is used)")
+        missing("Playwright is not installed (make setup installs it; the system Chromium is used)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield browser
@@ -46,7 +41,9 @@ def browser() -> Iterator[object]:
 
 
 def pixels(png: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a decodable screenshot"
+    return image.astype(int)
 
 
 def video_changes(video, tries: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -2,73 +2,40 @@
 and break it on purpose: kill -9 and restart on the same port, freeze with SIGSTOP, thaw.
 
 The server needs GStreamer's RTSP library through Debian's ``/usr/bin/python3`` (``gi`` does not
-import in the project's venv). Where that is missing, :func:`require_rtsp_server` skips the test
-with the ``apt-get`` line that fixes it, and fails instead when ``CI`` is set: CI installs it, so
-a skip there would hide a broken set-up.
+import in the project's venv), and its clip is re-encoded by ffmpeg; where either is missing,
+:func:`require_rtsp_server` skips the test (fails it under ``CI``) with the command that installs
+them (:mod:`tests.support.needs`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import IO
 
-import pytest
+from tests.support.needs import require
 
-__all__ = ["DEBIAN_PACKAGES", "RtspServer", "camera_clip", "require_rtsp_server"]
+__all__ = ["RtspServer", "camera_clip", "require_rtsp_server"]
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-DEBIAN_PACKAGES = (
-    "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
-    "gstreamer1.0-plugins-bad"
-)
-_PROBE = """
-import gi
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import Gst, GstRtspServer
-Gst.init(None)
-missing = [n for n in ("qtdemux", "h264parse", "rtph264pay", "appsrc", "appsink") if not Gst.ElementFactory.find(n)]
-assert not missing, "missing GStreamer elements: " + " ".join(missing)
-"""
-
-
-@functools.cache
-def _missing_reason() -> str | None:
-    if not SYSTEM_PYTHON.exists():
-        return f"{SYSTEM_PYTHON} not found"
-    probe = subprocess.run([str(SYSTEM_PYTHON), "-c", _PROBE], capture_output=True, text=True, timeout=60)
-    if probe.returncode == 0:
-        return None
-    lines = probe.stderr.strip().splitlines() or ["no output"]
-    return f"GStreamer's RTSP server does not load in {SYSTEM_PYTHON} ({lines[-1]})"
 
 
 def require_rtsp_server() -> None:
-    """Skip (fail under ``CI``) when the RTSP server cannot run on this machine."""
-    reason = _missing_reason()
-    if reason is None:
-        return
-    message = f"{reason}; install it with: apt-get install -y --no-install-recommends {DEBIAN_PACKAGES}"
-    if os.environ.get("CI"):
-        pytest.fail(message + "; CI must have it")
-    pytest.skip(message)
+    """Skip (fail under ``CI``) when the RTSP server or ffmpeg cannot run on this machine."""
+    require("rtsp")
+    require("ffmpeg")
 
 
 def camera_clip(video: Path, folder: Path) -> Path:
-    """``video`` re-encoded with a keyframe every 30 frames, so that an RTSP client's first
-    picture comes within ~1 s of joining (the server passes H.264 through, and a decoder must wait
-    for a keyframe). Without ffmpeg the original is served: it works, only starts slower."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        return video
+    """``video`` re-encoded by ffmpeg with a keyframe every 30 frames, so that an RTSP client's
+    first picture comes within ~1 s of joining (the server passes H.264 through, and a decoder
+    must wait for a keyframe)."""
     out = folder / f"{video.stem}_gop30.mp4"
-    command = [ffmpeg, "-v", "error", "-y", "-i", str(video), "-an", "-fps_mode", "passthrough"]
+    command = ["ffmpeg", "-v", "error", "-y", "-i", str(video), "-an", "-fps_mode", "passthrough"]
     command += ["-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-keyint_min", "30"]
     command += ["-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p", str(out)]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
@@ -91,6 +58,12 @@ class RtspServer:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}{self.path}"
 
+    @property
+    def _process(self) -> subprocess.Popen:
+        """The server's process (started)."""
+        assert self.process is not None, "the server was never started"
+        return self.process
+
     def start(self, timeout: float = 20.0) -> RtspServer:
         """Launch the server and return once it listens (it prints ``READY <port>``)."""
         command = [str(SYSTEM_PYTHON), str(SERVER_SCRIPT), str(self.video), "--port", str(self.port)]
@@ -99,7 +72,7 @@ class RtspServer:
                 [*command, "--path", self.path], stdout=subprocess.PIPE, stderr=log
             )
         line = self._first_line(timeout)
-        self.process.stdout.close()  # the server writes nothing else there
+        self._output().close()  # the server writes nothing else there
         if not line.startswith(b"READY "):
             self.stop()
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -107,17 +80,22 @@ class RtspServer:
         self.port = int(line.split()[1])
         return self
 
+    def _output(self) -> IO[bytes]:
+        output = self._process.stdout
+        assert output is not None, "started with stdout=PIPE"
+        return output
+
     def _first_line(self, timeout: float) -> bytes:
         with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
+            selector.register(self._output(), selectors.EVENT_READ)
             if not selector.select(timeout):
                 return b"(no answer within %.0f s)" % timeout
-        return self.process.stdout.readline().strip()
+        return self._output().readline().strip()
 
     def kill(self) -> None:
         """Crash it: SIGKILL, no goodbye to the clients."""
         self._signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        self._process.wait(timeout=10)
 
     def restart(self) -> RtspServer:
         """Start it again on the same port after :meth:`kill`."""
@@ -143,5 +121,5 @@ class RtspServer:
             self.kill()
 
     def _signal(self, number: signal.Signals) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, number)
+        if self._process.poll() is None:
+            os.kill(self._process.pid, number)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from streamrec.config import ConfigError, parse_config
 from streamrec.config.model import MatcherConfig
 from streamrec.track.identity import Observation, TrackIdentity, match_score
 
@@ -94,12 +95,13 @@ def test_the_match_score_scale(distance: float, score: float):
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [({"margin": -0.1}, "margin: must be >= 0"), ({"min_score": 1.5}, "min_score: must be between 0 and 1"),
-     ({"threshold": 0.8, "sure_distance": 0.85}, "sure_distance: must be <= threshold")],
+    [({"margin": -0.1}, r"margin: must be a finite number between 0 and 2 \(got -0.1\)"),
+     ({"min_score": 1.5}, r"min_score: must be a finite number between 0 and 1 \(got 1.5\)"),
+     ({"threshold": 0.8, "sure_distance": 0.85}, r"sure_distance: must be at most threshold \(0.8\)")],
 )
 def test_bad_matcher_settings(bad: dict, message: str):
-    with pytest.raises(ValueError, match=message):
-        MatcherConfig(**bad).check()
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"matcher": bad})
 
 
 def test_the_shipped_configurations_state_the_rule_they_claim():

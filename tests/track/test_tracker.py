@@ -139,7 +139,7 @@ def test_empty_watchlist_gives_unknown_without_a_distance():
 @pytest.mark.parametrize("bad", [{"iou_threshold": 1.5}, {"improve_factor": 0.5}, {"max_embeddings": 0}])
 def test_bad_tracker_settings(bad):
     with pytest.raises(ValueError):
-        TrackerConfig(**bad).check()
+        TrackerConfig(**bad)
 
 
 def test_split_continues_the_face_on_a_new_track():

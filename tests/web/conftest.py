@@ -1,8 +1,8 @@
 """One real output pipeline for the web tests: a render stage and a web stage as processes,
 fed by a thread of the test that plays the stages upstream of them (the inference stage's
-overlays, the events stage's published events) and the supervisor (which forwards every stage's
-statistics to the monitor socket), over real ZeroMQ sockets; the web stage serves HTTP on a
-loopback port."""
+overlays, the events stage's feed of published events) and the supervisor (which forwards every
+stage's statistics to the monitor socket), over real ZeroMQ sockets; the web stage serves HTTP
+on a loopback port."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message as Headers
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import zmq
 
-from streamrec.bus.messages import Event, MessageError, StageStats
-from streamrec.bus.sockets import Endpoints, new_run_dir, pub_socket, pull_socket, push_socket, receive, send
+from streamrec.bus.messages import EVENT_TYPES, Event, MessageError, StageStats
+from streamrec.bus.sockets import Endpoints, Publisher, new_run_dir, pull_socket, push_socket, receive, send
 from streamrec.config.model import OutputsConfig
 from streamrec.render.stage import RenderStage
 from streamrec.web.stage import WebStage
@@ -31,6 +32,10 @@ from tests.render.frames import centre_box, face, overlay, photo_frames, start_s
 
 TICK_S = 0.1  #: the feeder's pace: 10 frames per second, like a slow camera
 SOURCES = ["front", "side"]  #: configured cameras; "side" never delivers a frame
+HOLD_S = 1.0  #: the door page's hold time, short to keep the tests quick
+
+
+OBAMA = face(centre_box(640, 360), "Barack Obama", True, 0.97)  #: the face on the frames unless a test says otherwise
 
 
 def free_port() -> int:
@@ -41,11 +46,13 @@ def free_port() -> int:
 
 @dataclass
 class Feeder:
-    """Sends a new overlaid photo of ``front`` every tick, and republishes ``events`` and
-    ``stats`` every tick (a subscriber misses what was published before it subscribed)."""
+    """Sends a new overlaid photo of ``front`` every tick, with ``faces`` on it, and
+    republishes ``events`` and ``stats`` every tick (a subscriber misses what was published
+    before it subscribed)."""
 
     endpoints: Endpoints
     frames: list[np.ndarray]
+    faces: list[dict[str, Any]]
     events: list[Event] = field(default_factory=list)
     stats: list[StageStats] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -55,19 +62,18 @@ class Feeder:
         ctx = zmq.Context()
         try:
             overlays = push_socket(ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
-            events = pub_socket(ctx, self.endpoints.events_pub)
-            monitor = pub_socket(ctx, self.endpoints.monitor)
-            reports = pull_socket(ctx, self.endpoints.stats)
+            events = Publisher(ctx, self.endpoints.events_feed, EVENT_TYPES, hwm=1000)
+            monitor = Publisher(ctx, self.endpoints.monitor, ["stats"], hwm=100)
+            reports = pull_socket(ctx, self.endpoints.stats, accepts=StageStats)
             for tick in range(10**9):
                 if self.stop.wait(TICK_S):
                     return
                 frame = self.frames[tick % len(self.frames)]
-                faces = [face(centre_box(frame.shape[1], frame.shape[0]), "Barack Obama", True, 0.97)]
-                send(overlays, "front", overlay("front", tick, frame, faces), frame, block=False)
+                send(overlays, "front", overlay("front", tick, frame, list(self.faces)), frame, block=False)
                 for event in list(self.events):
-                    send(events, event.type, event)
+                    events.send(event.type, event)
                 for stats in [*self.stats, *self._reports(reports)]:
-                    send(monitor, "stats", stats, block=False)
+                    monitor.send("stats", stats)
         finally:
             ctx.destroy(linger=0)
 
@@ -132,12 +138,12 @@ def web(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/events-pub", f"ipc://{run_dir}/jpeg-pub")
     log_dir = tmp_path_factory.mktemp("outputs")
-    outputs = OutputsConfig(http=f"127.0.0.1:{free_port()}")
-    feeder = Feeder(endpoints, photo_frames(faces_dir, 640, 360))
+    outputs = OutputsConfig(http=f"127.0.0.1:{free_port()}", door_hold_s=HOLD_S)
+    feeder = Feeder(endpoints, photo_frames(faces_dir, 640, 360), [OBAMA])
     thread = threading.Thread(target=feeder.run, name="feeder", daemon=True)
     thread.start()
     stages = [
-        start_stage(RenderStage(outputs, endpoints, log_dir / "render.log")),
+        start_stage(RenderStage(outputs, endpoints, log_dir / "render.log", sources=SOURCES)),
         start_stage(WebStage(outputs, endpoints, log_dir / "web.log", sources=SOURCES)),
     ]
     try:

@@ -43,20 +43,21 @@ def test_counters_keep_the_latest_totals_and_the_histogram_every_sample():
     assert reported == {("streamrec_stage_last_report_timestamp_seconds", (("stage", "inference"),)): 101.0}
 
 
-def test_odd_values_and_clashing_names_never_break_the_page():
+def test_odd_names_and_clashing_names_never_break_the_page():
+    """Odd values cannot reach here (a report is validated when built and when received, see
+    tests/bus); odd names and a counter and a gauge of one name can."""
     metrics = StageMetrics()
     metrics.update(
         StageStats(
             "capture:front", 1, 1.0,
-            counters={"reconnects": "many", "odd-name.x[cam 1]": 3, "both": 1},  # type: ignore[dict-item]
-            gauges={"both": 2.0, "age": float("nan"), "fps[front]": 9.5},
-            latencies={"read": "slow", "decode": [0.004, "x", None]},  # type: ignore[dict-item]
+            counters={"reconnects": 2, "odd-name.x[cam 1]": 3, "both": 1},
+            gauges={"both": 2.0, "fps[front]": 9.5},
+            latencies={"decode": [0.004, -0.001]},
         )
     )
     families = _families(metrics)
     assert families["streamrec_odd_name_x"][1] == {("streamrec_odd_name_x_total", (("source", "cam 1"), ("stage", "capture:front"))): 3.0}
     assert families["streamrec_both"][0] == "counter"  # the gauge of the same name is left out
-    assert families["streamrec_reconnects"][1] == {} and families["streamrec_age"][1] == {}
     assert families["streamrec_source_fps"][1] == {("streamrec_source_fps", (("source", "front"), ("stage", "capture:front"))): 9.5}
     decode = (("source", "front"), ("stage", "capture:front"), ("step", "decode"))
-    assert families["streamrec_stage_latency_seconds"][1][("streamrec_stage_latency_seconds_count", decode)] == 1
+    assert families["streamrec_stage_latency_seconds"][1][("streamrec_stage_latency_seconds_count", decode)] == 2

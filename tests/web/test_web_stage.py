@@ -34,8 +34,10 @@ def _decode(jpeg: bytes) -> np.ndarray:
 
 def _parts(response, count: int) -> list[bytes]:
     """The first ``count`` JPEG parts of a ``multipart/x-mixed-replace`` response."""
-    boundary = re.search(r"boundary=(\S+)", response.headers["Content-Type"])[1].encode()
-    parts = []
+    found = re.search(r"boundary=(\S+)", response.headers["Content-Type"])
+    assert found is not None, "no boundary"
+    boundary = found[1].encode()
+    parts: list[bytes] = []
     while len(parts) < count:
         assert response.readline().strip() == b"--" + boundary
         headers = {}
@@ -103,6 +105,9 @@ def test_api_state_has_sources_and_the_last_decisions(web: Web):
     assert front["fps"] == 12.5 and front["frame"]["width"] == 640 and front["frame"]["labels"] == ["Barack Obama"]
     assert side == {"name": "side", "fps": None, "frame": None}
     assert state["decisions"]["front"]["name"] == "Barack Obama"
+    assert state["door"]["front"]["state"] == "match" and state["door"]["front"]["on_screen"] is True
+    assert state["door"]["front"]["event"]["seq"] == 22
+    assert state["door"]["side"] == {"state": "waiting", "event": None, "on_screen": False}
     assert state["last_decision"]["type"] == "match" and state["last_decision"]["ts"] == now
     assert {e["type"] for e in state["events"]} == {"match", "unknown"}
 
@@ -131,9 +136,15 @@ def _samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 def test_metrics_expose_what_the_stages_report(web: Web):
     web.feeder.stats = _STATS
-    text = web.wait_for(
-        "/metrics", lambda _, body: b"streamrec_reconnects_total" in body and b'stage="render"' in body and b'stage="web"' in body
-    ).decode()
+
+    def reported(_: int, body: bytes) -> bool:
+        """Every stage has reported, the render stage after rendering a frame."""
+        if b"streamrec_reconnects_total" not in body or b'stage="web"' not in body:
+            return False
+        rendered = frozenset({"stage": "render", "source": ""}.items())
+        return _samples(body.decode()).get(("streamrec_frames_rendered_total", rendered), 0) > 0
+
+    text = web.wait_for("/metrics", reported).decode()
     assert web.get("/metrics")[1]["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = _samples(text)
 

@@ -12,18 +12,22 @@ a GPU every step would also mean a copy each way. This backend keeps it all on t
 * :mod:`.mtcnn`: :class:`TorchMTCNN`, the cascade over a batch of frames;
 * :mod:`.crops`: FaceNet crops by box and margin or by landmark warp, equal to OpenCV's;
 * :mod:`.facenet`: :class:`TorchFaceEmbedder`, embeddings from frames and their detections;
-* :mod:`.nets`: the networks, loaded from the published weights by the engine build's code;
+* :mod:`.nets`: :class:`TorchNet`, the backend (one network, loaded from the published weights
+  by the engine build's code), registered as ``torch`` in :data:`streamrec.backends.REGISTRY`;
 * :mod:`.device`: which devices and precisions are usable here, each refusal one line.
 
 :class:`TorchMTCNN` and :class:`TorchFaceEmbedder` subclass the host classes and keep their
-interfaces, so :class:`~streamrec.faces.FaceModels` and anything written against
+interfaces and constructors (``TorchMTCNN(pnet, rnet, onet, config)`` as ``MTCNN``'s), so
+:class:`~streamrec.faces.FaceModels` opens them around the backend's nets
+(:func:`streamrec.faces.face_engine`), and anything written against
 :class:`~streamrec.detect.mtcnn.MTCNN` or :class:`~streamrec.embed.facenet.FaceEmbedder` takes
 them unchanged. Results equal the host path's up to the networks' own rounding (PyTorch's
 kernels against ONNX Runtime's, about 1e-6).
 
 Precision: FaceNet runs in fp32, fp16 (CUDA) or bf16 (CUDA, or a CPU with AVX-512 BF16 or AMX);
-the detector always runs in fp32, because its nets are a small part of the work and reduced
-precision moves face probabilities across the stage thresholds.
+the detector always runs in fp32 (:class:`~streamrec.faces.FaceModels` opens its nets so),
+because its nets are a small part of the work and reduced precision moves face probabilities
+across the stage thresholds.
 
 Threads: PyTorch's CPU kernels run on an OpenMP pool whose idle threads spin at every barrier
 by default. On a machine whose cores are shared (other processes of the pipeline, other users)
@@ -33,59 +37,25 @@ asks for passive waiting (``OMP_WAIT_POLICY=PASSIVE``, the counterpart of the ON
 backend's spinning switched off) unless the environment already says otherwise. OpenMP reads
 it once, when PyTorch loads: a process that imported ``torch`` earlier keeps its policy.
 
-Importing this package needs ``torch`` and ``torchvision`` (``pip install 'streamrec[torch]'``).
+Importing this package needs ``torch`` and ``torchvision`` (``pip install 'streamrec[torch]'``);
+the weights come from the packages the engine build reads (engines/README.md).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import cast
 
 # Before torch loads OpenMP (see above): every import below may load torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch
-from torch import nn
+try:
+    import torch  # noqa: F401
+    import torchvision  # type: ignore[import-untyped]  # noqa: F401
+except ImportError as exc:
+    raise ImportError(f"it needs PyTorch and torchvision ({exc}): pip install 'streamrec[torch]'") from None
 
-from streamrec.backends.base import BackendOptions
-from streamrec.backends.torch.device import open_device
 from streamrec.backends.torch.facenet import TorchFaceEmbedder
 from streamrec.backends.torch.mtcnn import TorchMTCNN
-from streamrec.backends.torch.nets import TorchNet, TorchNets, load_nets
-from streamrec.detect.mtcnn import MTCNNConfig
-from streamrec.embed.facenet import EmbedConfig
+from streamrec.backends.torch.nets import TorchNet
 
-__all__ = ["TorchFaceEmbedder", "TorchMTCNN", "TorchNet", "TorchNets", "TorchSettings", "load_nets", "open_face_engine"]
-
-
-@dataclass(frozen=True)
-class TorchSettings:
-    """Where and how the torch backend runs.
-
-    ``device``: ``cpu``, ``cuda`` or ``cuda:N``. ``precision``: FaceNet's arithmetic (``fp32``,
-    ``fp16``, ``bf16``). ``compile``: run FaceNet through ``torch.compile`` (measured on a
-    2-core CPU: about 13% faster per face once compiled, but each new batch size costs minutes of
-    compiling, so it is off unless a long-running process asks for it).
-    """
-
-    device: str = "cpu"
-    precision: str = "fp32"
-    compile: bool = False
-
-
-def open_face_engine(
-    settings: TorchSettings,
-    options: BackendOptions | None = None,
-    detector: MTCNNConfig | None = None,
-    embed: EmbedConfig | None = None,
-) -> tuple[TorchMTCNN, TorchFaceEmbedder]:
-    """The detector and the embedder on ``settings.device``, from the published weights.
-
-    Raises ``ValueError`` (device or precision not usable here) or
-    :class:`~streamrec.engines.sources.SourceError` (weights packages missing), with one line.
-    """
-    nets = load_nets(open_device(settings.device), settings.precision, options)
-    if settings.compile:
-        nets.facenet.module = cast(nn.Module, torch.compile(nets.facenet.module))
-    return TorchMTCNN(nets.pnet, nets.rnet, nets.onet, detector), TorchFaceEmbedder(nets.facenet, embed)
+__all__ = ["TorchFaceEmbedder", "TorchMTCNN", "TorchNet"]

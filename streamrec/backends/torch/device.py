@@ -7,40 +7,14 @@ through fp32 and it is slower than fp32 itself, so it is refused rather than off
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import torch
 
-from streamrec.backends import BACKEND_PRECISIONS
 from streamrec.backends.base import default_threads
+from streamrec.backends.cpu import require_bf16
 
-__all__ = ["cpu_flags", "open_device", "reduced_dtype", "set_cpu_threads"]
+__all__ = ["open_device", "reduced_dtype", "set_cpu_threads"]
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "this CPU"
 
 
 def open_device(name: str) -> torch.device:
@@ -63,21 +37,17 @@ def open_device(name: str) -> torch.device:
 
 
 def reduced_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (``None`` for fp32); ``ValueError``
-    with the reason when the device cannot compute in it."""
+    """The autocast dtype for ``precision`` (``fp32``, ``fp16``, ``bf16``) on ``device``
+    (``None`` for fp32); ``ValueError`` with the reason when the device cannot compute in it."""
     if precision == "fp32":
         return None
-    if precision not in _DTYPES:
-        offered = ", ".join(BACKEND_PRECISIONS["torch"])
-        raise ValueError(f"the torch backend computes in {offered} (got {precision!r})")
     if device.type == "cuda":
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise ValueError(f"{torch.cuda.get_device_name(device)} has no bf16 arithmetic; use fp16 or fp32")
         return _DTYPES[precision]
     if precision == "fp16":
         raise ValueError("fp16 needs a CUDA device; on the CPU use fp32 (or bf16 on a CPU with AVX-512 BF16 or AMX)")
-    if not cpu_flags() & set(_CPU_BF16_FLAGS):
-        raise ValueError(f"bf16 on the CPU needs AVX-512 BF16 or AMX, and {_cpu_name()} has neither; use fp32")
+    require_bf16()
     return _DTYPES[precision]
 
 

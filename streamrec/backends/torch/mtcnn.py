@@ -131,6 +131,9 @@ class TorchMTCNN(MTCNN):
 
     def __init__(self, pnet: TorchNet, rnet: TorchNet, onet: TorchNet, config: MTCNNConfig | None = None) -> None:
         super().__init__(pnet, rnet, onet, config)
+        if not all(isinstance(net, TorchNet) for net in (pnet, rnet, onet)):
+            kinds = ", ".join(net.kind for net in (pnet, rnet, onet))
+            raise TypeError(f"the cascade on the device needs the torch backend's nets (got {kinds})")
         if not pnet.device == rnet.device == onet.device:
             raise ValueError(f"the three nets must share one device (got {pnet.device}, {rnet.device}, {onet.device})")
         self.nets = (pnet, rnet, onet)

@@ -1,17 +1,18 @@
-"""The four networks as PyTorch modules on one device, each usable as a plain
-:class:`~streamrec.backends.base.Backend` (NumPy in, NumPy out) and, by the cascade and the
-embedder, on tensors that never leave the device.
+"""The four networks as PyTorch modules on one device: :class:`TorchNet`, the torch backend's
+:class:`~streamrec.backends.base.Backend` (NumPy in, NumPy out, as every backend), whose
+:meth:`TorchNet.forward` the cascade and the embedder call on tensors that never leave the device.
 
 The modules are the project's own (:mod:`streamrec.detect.nets`, :mod:`streamrec.embed.nets`)
-holding the published weights, loaded by the code the engine build uses
-(:mod:`streamrec.engines.weights`): no second converter, and nothing from the ONNX files.
+holding the published weights, loaded by the code the engine build exports them with
+(:mod:`streamrec.engines.weights`). The engine file a :class:`TorchNet` is opened with names the
+network (``pnet.onnx`` ... ``facenet.onnx``); its weights come from the published packages, not
+from the ONNX file, so there is no second converter.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,38 +20,79 @@ import torch
 from torch import nn
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec
-from streamrec.backends.torch.device import reduced_dtype, set_cpu_threads
+from streamrec.backends.torch.device import open_device, reduced_dtype, set_cpu_threads
+from streamrec.engines import ENGINE_FILES
 from streamrec.engines.sources import locate_sources
 
-__all__ = ["TorchNet", "TorchNets", "load_nets"]
+__all__ = ["TorchNet"]
 
 _F32, _U8 = np.dtype(np.float32), np.dtype(np.uint8)
 
 
+def _spec(name: str, shape: tuple[int | None, ...], dtype: np.dtype = _F32) -> TensorSpec:
+    return TensorSpec(name, shape, dtype)
+
+
+#: net name -> (input spec, output specs): the contract of the ONNX engines (engines/README.md).
+_SPECS: dict[str, tuple[TensorSpec, list[TensorSpec]]] = {
+    "pnet": (
+        _spec("image", (None, None, None, 3)),
+        [_spec("prob", (None, None, None)), _spec("reg", (None, None, None, 4))],
+    ),
+    "rnet": (_spec("image", (None, 24, 24, 3)), [_spec("prob", (None,)), _spec("reg", (None, 4))]),
+    "onet": (
+        _spec("image", (None, 48, 48, 3)),
+        [_spec("prob", (None,)), _spec("reg", (None, 4)), _spec("landmarks", (None, 10))],
+    ),
+    "facenet": (_spec("image", (None, 160, 160, 3), _U8), [_spec("embedding", (None, 512))]),
+}
+
+
+def _network(model_path: Path) -> str:
+    """The network an engine file holds, by its name; ``ValueError`` for any other file."""
+    for name in _SPECS:
+        if model_path.name == ENGINE_FILES[name]:
+            return name
+    names = ", ".join(ENGINE_FILES[n] for n in _SPECS)
+    raise ValueError(f"{model_path.name}: the torch backend runs the networks of {names} only")
+
+
+def _load(name: str) -> nn.Module:
+    """The published weights of one network as a module in eval mode (FaceNet: a few seconds,
+    its 94 MB graph is parsed and checked)."""
+    from streamrec.engines.weights import load_facenet, load_mtcnn
+
+    sources = locate_sources()
+    return load_facenet(sources) if name == "facenet" else load_mtcnn(sources)[name]
+
+
 class TorchNet(Backend):
-    """One module on ``device``; ``autocast`` (fp16/bf16) or ``None`` for fp32.
+    """One network on ``options.device`` (``cpu``, ``cuda``, ``cuda:N``), computing in
+    ``options.precision`` (``fp32``; ``fp16`` or ``bf16`` by autocast where the device has it).
 
     :meth:`forward` takes and returns device tensors, in chunks of ``options.max_batch`` so
     memory stays bounded; outputs are always float32.
     """
 
     kind = "torch"
+    library = "torch"
+    precisions = ("fp32", "bf16", "fp16")
 
-    def __init__(
-        self,
-        module: nn.Module,
-        source: Path,
-        specs: tuple[TensorSpec, list[TensorSpec]],
-        device: torch.device,
-        options: BackendOptions,
-        autocast: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(source, options)
-        self.module = module.to(device).eval()
-        self.device = device
-        self.autocast = autocast
-        self.inputs = [specs[0]]
-        self.outputs = specs[1]
+    @classmethod
+    def check_options(cls, options: BackendOptions) -> None:
+        super().check_options(options)
+        reduced_dtype(open_device(options.device), options.precision)
+
+    def __init__(self, model_path: Path, options: BackendOptions) -> None:
+        super().__init__(model_path, options)
+        name = _network(self.model_path)
+        self.device = open_device(options.device)
+        self.autocast = reduced_dtype(self.device, options.precision)
+        if self.device.type == "cpu":
+            set_cpu_threads(options.threads)
+        self.module = _load(name).to(self.device).eval()
+        self.inputs = [_SPECS[name][0]]
+        self.outputs = _SPECS[name][1]
 
     @contextlib.contextmanager
     def _arithmetic(self) -> Iterator[None]:
@@ -79,53 +121,3 @@ class TorchNet(Backend):
 
     def close(self) -> None:
         del self.module
-
-
-def _spec(name: str, shape: tuple[int | None, ...], dtype: np.dtype = _F32) -> TensorSpec:
-    return TensorSpec(name, shape, dtype)
-
-
-#: net name -> (input spec, output specs): the contract of the ONNX engines (engines/README.md).
-_SPECS: dict[str, tuple[TensorSpec, list[TensorSpec]]] = {
-    "pnet": (
-        _spec("image", (None, None, None, 3)),
-        [_spec("prob", (None, None, None)), _spec("reg", (None, None, None, 4))],
-    ),
-    "rnet": (_spec("image", (None, 24, 24, 3)), [_spec("prob", (None,)), _spec("reg", (None, 4))]),
-    "onet": (
-        _spec("image", (None, 48, 48, 3)),
-        [_spec("prob", (None,)), _spec("reg", (None, 4)), _spec("landmarks", (None, 10))],
-    ),
-    "facenet": (_spec("image", (None, 160, 160, 3), _U8), [_spec("embedding", (None, 512))]),
-}
-
-
-@dataclass(frozen=True)
-class TorchNets:
-    """The three MTCNN nets (always fp32) and FaceNet (in the chosen precision), on one device."""
-
-    pnet: TorchNet
-    rnet: TorchNet
-    onet: TorchNet
-    facenet: TorchNet
-
-
-def load_nets(device: torch.device, precision: str = "fp32", options: BackendOptions | None = None) -> TorchNets:
-    """Load the published weights onto ``device``.
-
-    Raises ``ValueError`` when ``device`` cannot compute in ``precision``, and
-    :class:`~streamrec.engines.sources.SourceError` when the weights packages are missing.
-    """
-    from streamrec.engines.weights import load_facenet, load_mtcnn
-
-    options = options or BackendOptions()
-    autocast = reduced_dtype(device, precision)
-    if device.type == "cpu":
-        set_cpu_threads(options.threads)
-    sources = locate_sources()
-    mtcnn = load_mtcnn(sources)
-    nets = {
-        name: TorchNet(mtcnn[name], sources[name].path, _SPECS[name], device, options) for name in ("pnet", "rnet", "onet")
-    }
-    facenet = TorchNet(load_facenet(sources), sources["facenet"].path, _SPECS["facenet"], device, options, autocast)
-    return TorchNets(nets["pnet"], nets["rnet"], nets["onet"], facenet)

@@ -1,0 +1,177 @@
+"""OpenVINO on the CPU (or an Intel GPU): the same ONNX engines, with bf16 where the CPU has it.
+
+OpenVINO reads the project's ONNX files directly, so nothing is converted or added to engines/.
+
+Threads. On the CPU, ``INFERENCE_NUM_THREADS`` is ``threads``, with one stream, the latency hint
+and CPU pinning off. Pinned, the engine's worker threads took about 10% of the CPU time of the
+NumPy work that runs between calls (the MTCNN pyramid, crops, NMS), against 1-2% unpinned
+(measured on 2 cores; a pool that spins takes most of it, tests/backends/test_openvino.py
+watches for that). Between calls the workers sleep: an idle process uses no CPU.
+
+Shapes. Each model is compiled once as read, with its dynamic dimensions (the batch; P-Net's
+height and width), so any input runs at once. A model compiled for one fixed shape runs the
+small MTCNN nets faster (whole-frame MTCNN on 640x480 frames took a fifth less time than with
+dynamic shapes, docs/speed.md), so a shape that recurs gets a compiled model of its own, kept in
+a bounded least-recently-used cache. The batch is rounded up to a power of two (and padded with
+zeros), so the candidate counts of R-Net and O-Net, which change every frame, fall on a few
+shapes; a shape seen only once (the pyramid of a photo of a one-off size) runs dynamic and never
+waits for a compile (0.1-0.3 s each on 2 cores). Models over :data:`STATIC_MAX_BYTES` (FaceNet) stay
+dynamic: every compiled shape holds its own repacked copy of the weights (about 100 MiB for
+FaceNet fp32) and FaceNet's time per face measured the same both ways.
+
+Precision. ``fp32`` compiles with ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` with ``bf16``, and
+only on a device that computes in bf16 (a CPU with AVX-512 BF16 or AMX): elsewhere OpenVINO
+would quietly compute in f32, so it is refused instead; ``int8`` runs a quantized (QDQ) model,
+its quantized layers in int8 and the rest in f32. After compiling, the precision the
+convolutions actually run in is read back from the compiled model and must be the one asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter, OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import openvino as ov  # type: ignore[import-untyped]
+except ImportError:
+    raise ImportError("OpenVINO is not installed: pip install 'streamrec[openvino]'") from None
+
+from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
+from streamrec.backends.cpu import require_bf16
+
+__all__ = ["STATIC_MAX_BYTES", "OpenVinoBackend", "runtime_precisions"]
+
+#: model files up to this size get compiled models per recurring shape; larger ones stay dynamic
+STATIC_MAX_BYTES = 8 * 2**20
+#: compiled fixed-shape models kept per backend (P-Net needs about ten per frame size)
+_CACHE_SIZE = 32
+#: a shape gets its own compiled model when it is seen this many times
+_PROMOTE_AFTER = 2
+#: what the convolutions of a compiled model must run in, per precision asked for
+_RUNTIME = {"fp32": {"f32"}, "bf16": {"bf16"}, "int8": {"u8", "i8"}}
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+@functools.cache
+def _core() -> ov.Core:
+    """One OpenVINO runtime per process: it owns the plugins and their thread pools."""
+    return ov.Core()
+
+
+def _spec(port: ov.Output) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()))
+
+
+def _is_quantized(model: ov.Model) -> bool:
+    """Whether the model has quantized layers (ONNX QDQ pairs read as ``FakeQuantize``)."""
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def runtime_precisions(compiled: ov.CompiledModel) -> set[str]:
+    """The precisions (``f32``, ``bf16``, ``u8``...) the compiled model's convolutions and
+    matrix products run in, as the device reports them."""
+    found = set()
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "runtimePrecision" in info and info["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul"):
+            found.add(info["runtimePrecision"].astype(str))
+    return found
+
+
+def _bucket(batch: int, limit: int) -> int:
+    """``batch`` rounded up to a power of two, at most ``limit`` (which is >= ``batch``)."""
+    return min(1 << (batch - 1).bit_length(), limit)
+
+
+class OpenVinoBackend(Backend):
+    """Runs an ONNX file with OpenVINO on ``options.device`` (``cpu`` or ``gpu``)."""
+
+    kind = "openvino"
+    library = "openvino"
+    precisions = ("fp32", "bf16", "int8")
+
+    @classmethod
+    def check_options(cls, options: BackendOptions) -> None:
+        super().check_options(options)
+        device = options.device.upper()
+        available = _core().available_devices
+        if not any(d == device or d.startswith(device + ".") for d in available):
+            raise ValueError(f"OpenVINO has no {device} device here (it has: {', '.join(available)})")
+        if options.precision == "bf16" and "BF16" not in _core().get_property(device, "OPTIMIZATION_CAPABILITIES"):
+            if device == "CPU":
+                require_bf16()
+            raise ValueError(f"OpenVINO's {device} device does not compute in bf16")
+
+    def __init__(self, model_path: Path, options: BackendOptions) -> None:
+        super().__init__(model_path, options)
+        self._device = options.device.upper()
+        self._model = _core().read_model(self.model_path)
+        quantized = _is_quantized(self._model)
+        if quantized != (options.precision == "int8"):
+            raise ValueError(
+                f"{self.model_path.name} is quantized: it runs with precision int8 only" if quantized
+                else f"{self.model_path.name} is not quantized: precision int8 needs a quantized model"
+            )
+        self.inputs = [_spec(port) for port in self._model.inputs]
+        self.outputs = [_spec(port) for port in self._model.outputs]
+        self._config: dict[str, object] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": _HINT[options.precision],
+        }
+        if self._device == "CPU":
+            self._config.update(
+                INFERENCE_NUM_THREADS=options.threads or default_threads(), NUM_STREAMS=1, ENABLE_CPU_PINNING=False
+            )
+        compiled = _core().compile_model(self._model, self._device, self._config)
+        ran = runtime_precisions(compiled)
+        if not ran & _RUNTIME[options.precision]:
+            raise ValueError(
+                f"{self.model_path.name}: OpenVINO on {self._device} computes in {', '.join(sorted(ran))}, "
+                f"not {options.precision}; refusing to label its results {options.precision}"
+            )
+        self._dynamic = compiled.create_infer_request()
+        self._static_shapes = self._model.is_dynamic() and self.model_path.stat().st_size <= STATIC_MAX_BYTES
+        self._static: OrderedDict[tuple[int, ...], ov.InferRequest] = OrderedDict()
+        self._seen: Counter[tuple[int, ...]] = Counter()
+
+    def _request(self, shape: tuple[int, ...]) -> tuple[ov.InferRequest, int]:
+        """The request to run an input of ``shape`` with, and the batch it expects."""
+        if not self._static_shapes:
+            return self._dynamic, shape[0]
+        key = (_bucket(shape[0], self.options.max_batch), *shape[1:])
+        request = self._static.get(key)
+        if request is None:
+            self._seen[key] += 1
+            if self._seen[key] < _PROMOTE_AFTER:
+                if len(self._seen) > 8 * _CACHE_SIZE:  # one-off shapes must not pile up
+                    self._seen.clear()
+                return self._dynamic, shape[0]
+            model = self._model.clone()
+            model.reshape({0: ov.PartialShape(list(key))})
+            request = _core().compile_model(model, self._device, self._config).create_infer_request()
+            self._static[key] = request
+            if len(self._static) > _CACHE_SIZE:
+                self._static.popitem(last=False)
+        self._static.move_to_end(key)
+        return request, key[0]
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        count = len(batch)
+        request, size = self._request(batch.shape)
+        if size > count:
+            batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), batch.dtype)])
+        request.infer({0: batch}, share_inputs=True)
+        return [request.get_output_tensor(i).data[:count].copy() for i in range(len(self.outputs))]
+
+    @property
+    def compiled_shapes(self) -> list[tuple[int, ...]]:
+        """The fixed input shapes that have a compiled model of their own, oldest use first."""
+        return list(self._static)
+
+    def close(self) -> None:
+        self._static.clear()
+        del self._dynamic

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamrec.backends import BackendOptions, backend_class, default_threads, open_backend
+from streamrec.backends import BackendName, BackendOptions, backend_class, default_threads, open_backend
 from streamrec.backends.cpu import cpu_info
 from streamrec.bench.timing import alternate, interleave, summary
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
@@ -99,7 +99,9 @@ def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> 
     return [frames[i % len(frames)] for i in range(max(count, len(frames)))][: max(count, 1)]
 
 
-def engine_choices(backends: list[str], precisions: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+def engine_choices(
+    backends: list[BackendName], precisions: list[str]
+) -> tuple[list[tuple[BackendName, str]], list[str]]:
     """The (backend, precision) pairs that can run here, and one line for each that cannot (a
     precision the backend does not offer, or this CPU cannot compute in)."""
     runnable, refused = [], []
@@ -120,7 +122,7 @@ def bench_nets(
     batches: list[int],
     seconds: float,
     report: Callable[[str], None],
-    engines: list[tuple[str, str]],
+    engines: list[tuple[BackendName, str]],
 ) -> list[dict[str, Any]]:
     """Latency per batch and per item, and items per second, at each batch size: FaceNet for
     each (backend, precision) of ``engines``, R-Net and O-Net in fp32 (as detection always
@@ -163,7 +165,7 @@ def bench_nets(
 def _facenet_pytorch_detector(min_face: float, threads: int) -> tuple[Callable[[np.ndarray], object] | None, str]:
     try:
         import torch
-        from facenet_pytorch import MTCNN as ReferenceMTCNN  # type: ignore[import-untyped]
+        from facenet_pytorch import MTCNN as ReferenceMTCNN
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available here"
         return None, f"facenet-pytorch not available: {type(exc).__name__}: {exc}"
     torch.set_num_threads(threads)
@@ -179,7 +181,7 @@ def bench_detection(
     min_faces: list[float],
     rounds: int,
     report: Callable[[str], None],
-    backends: list[str],
+    backends: list[BackendName],
 ) -> list[dict[str, Any]]:
     """Whole-frame MTCNN time on each backend vs facenet-pytorch's ``detect()``, interleaved per
     frame. Every detector first runs over the frames twice, untimed, so a backend that compiles

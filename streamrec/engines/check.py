@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.backends import BackendOptions, backend_class, open_backend
+from streamrec.backends import BackendName, BackendOptions, backend_class, open_backend
 from streamrec.backends.cpu import cpu_info
 from streamrec.engines import ENGINE_FILES, facenet_engine
 from streamrec.engines.build import (
@@ -57,7 +57,7 @@ def read_parity(engine_dir: Path) -> dict[str, dict[str, Any]]:
     return {path.stem.removeprefix("parity-"): json.loads(path.read_text()) for path in sorted(engine_dir.glob("parity-*.json"))}
 
 
-def _facenet(engine_dir: Path, backend: str, crops: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+def _facenet(engine_dir: Path, backend: BackendName, crops: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for precision in backend_class(backend).precisions:
         options = BackendOptions(precision=precision)
@@ -77,7 +77,7 @@ def _facenet(engine_dir: Path, backend: str, crops: np.ndarray, reference: np.nd
     return result
 
 
-def _mtcnn(engine_dir: Path, backend: str, photos: list[np.ndarray]) -> dict[str, float]:
+def _mtcnn(engine_dir: Path, backend: BackendName, photos: list[np.ndarray]) -> dict[str, float]:
     result = {}
     for name, batches in mtcnn_inputs(photos).items():
         ours = open_backend(backend, engine_dir / ENGINE_FILES[name])
@@ -103,7 +103,7 @@ def failures(record: dict[str, Any]) -> list[str]:
     return missed
 
 
-def check_backend(engine_dir: Path, backend: str, report: Callable[[str], None] = print) -> dict[str, Any]:
+def check_backend(engine_dir: Path, backend: BackendName, report: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure ``backend`` against ONNX Runtime fp32 on the engines in ``engine_dir``, write the
     record there and return it. Raises ``ValueError`` for an unknown or unavailable backend."""
     cls = backend_class(backend)

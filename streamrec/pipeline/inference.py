@@ -111,7 +111,7 @@ class InferenceStage(Stage):
         cfg = self.config
         options = BackendOptions(threads=cfg.pipeline.threads or None)
         models = FaceModels(
-            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),  # type: ignore[arg-type]
+            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),
             self.engine_dir,
             report=self.log.info,
         )

@@ -26,7 +26,7 @@ from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_ima
 
 __all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision"]
 
-Precision = Literal["fp32", "bf16", "int8"]
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
@@ -37,8 +37,9 @@ class ModelsConfig:
     backend: BackendName = "onnxruntime"
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     #: How FaceNet computes: ``fp32`` (the published model as converted), ``bf16`` (the same
-    #: file in bfloat16 arithmetic: OpenVINO on CPUs with AVX-512 BF16 or AMX) or ``int8`` (the
-    #: quantized file, ~3x faster on CPUs; docs/accuracy.md). MTCNN computes in fp32 whatever
+    #: file in bfloat16 arithmetic: OpenVINO on CPUs with AVX-512 BF16 or AMX), ``fp16`` (the same
+    #: file in half precision: TensorRT) or ``int8`` (the quantized file, ~3x faster on CPUs;
+    #: docs/accuracy.md). MTCNN computes in fp32 whatever
     #: this says: its nets are a small part of a frame's time, and bf16 moves P-Net's face
     #: probabilities by a few hundredths (measured on a CPU with AMX), enough to move candidates
     #: across its threshold.

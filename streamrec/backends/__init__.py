@@ -21,12 +21,13 @@ __all__ = [
     "open_backend",
 ]
 
-BackendName = Literal["onnxruntime", "openvino"]
+BackendName = Literal["onnxruntime", "openvino", "tensorrt"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 
 REGISTRY: dict[BackendName, str] = {
     "onnxruntime": "streamrec.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "streamrec.backends.openvino:OpenVinoBackend",
+    "tensorrt": "streamrec.backends.tensorrt:TensorRtBackend",
 }
 
 

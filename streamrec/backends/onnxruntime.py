@@ -40,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
         super().check_options(options)
-        if options.device.lower() != "cpu":
+        if (options.device or "cpu").lower() != "cpu":
             raise ValueError(f"the onnxruntime backend runs on the CPU only (got device {options.device!r})")
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:

@@ -105,8 +105,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--backend", default="onnxruntime", choices=BACKENDS,
-        help="inference backend: onnxruntime, or openvino (the 'openvino' extra; the one that computes "
-        "in bf16, on CPUs with AVX-512 BF16 or AMX) (default: %(default)s)",
+        help="inference backend: onnxruntime, openvino (the 'openvino' extra; the one that computes "
+        "in bf16, on CPUs with AVX-512 BF16 or AMX), or tensorrt (the 'tensorrt' extra, on an NVIDIA GPU; "
+        "engines compiled once, see 'streamrec engines build --help') (default: %(default)s)",
     )
     group.add_argument(
         "--threads", type=thread_count, metavar="N",
@@ -115,7 +116,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
         help="how FaceNet computes: fp32 (the published model), bf16 (--backend openvino on a CPU with "
-        "AVX-512 BF16 or AMX) or int8 (the quantized engine, 2-3x faster on CPUs, slightly less "
+        "AVX-512 BF16 or AMX), fp16 (--backend tensorrt) or int8 (the quantized engine, 2-3x faster on CPUs, slightly less "
         "accurate; docs/accuracy.md); MTCNN computes in fp32 (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")

@@ -118,8 +118,9 @@ class PipelineConfig(Section):
     )
     backend: BackendName = Field(
         default="onnxruntime",
-        description="Inference backend that runs the MTCNN and FaceNet engines: onnxruntime, or openvino "
-        "(the 'openvino' extra; the one that computes in bf16).",
+        description="Inference backend that runs the MTCNN and FaceNet engines: onnxruntime, openvino "
+        "(the 'openvino' extra; the one that computes in bf16), or tensorrt (the 'tensorrt' extra, on an "
+        "NVIDIA GPU; not yet run on a GPU by the project).",
     )
     threads: Annotated[int, AfterValidator(_threads)] = Field(
         default=0, ge=0,
@@ -131,7 +132,7 @@ class PipelineConfig(Section):
     precision: Precision = Field(
         default="fp32",
         description="How FaceNet computes: fp32 (the published model), bf16 (backend openvino on a CPU with "
-        "AVX-512 BF16 or AMX) or int8 (the quantized engine, 2-3x faster on CPUs, slightly less accurate; "
+        "AVX-512 BF16 or AMX), fp16 (backend tensorrt) or int8 (the quantized engine, 2-3x faster on CPUs, slightly less accurate; "
         "docs/accuracy.md).",
     )
 

@@ -8,8 +8,9 @@ Install: ``pip install 'streamrec[tensorrt]'`` (TensorRT 10 and PyCUDA), on a ma
 NVIDIA driver and CUDA. Without them, or without a CUDA device, :meth:`TensorRtBackend.check_options`
 refuses in one line naming what is missing, before any engine is built.
 
-Precision. ``fp32``, or ``fp16`` (TensorRT may then run layers in half precision; inputs and
-outputs stay as the ONNX file declares them). ``int8`` is refused: TensorRT's int8 needs a
+Precision. ``fp32`` (with TensorRT's TF32, on by default, switched off: it rounds the inputs of
+products to 10-bit mantissas), or ``fp16`` (TensorRT may then run layers in half precision;
+inputs and outputs stay as the ONNX file declares them). ``int8`` is refused: TensorRT's int8 needs a
 calibration of its own, which this backend does not do; ``bf16`` is refused too.
 
 Engines. Compiling takes minutes, so an engine is compiled once and cached under the engines
@@ -271,6 +272,8 @@ def _compile(trt: Any, key: EngineKey, onnx_path: Path, folder: Path) -> Path:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if key.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
+    else:  # TF32 is on by default and rounds products to 10-bit mantissas: not what fp32 promises
+        config.clear_flag(trt.BuilderFlag.TF32)
     trt_profile = builder.create_optimization_profile()
     trt_profile.set_shape(tensor.name, profile.min, profile.opt, profile.max)
     config.add_optimization_profile(trt_profile)

@@ -42,7 +42,7 @@ def test_shipped_configs_exist():
         ({"batch": {"max_frames": 2.5}}, "batch.max_frames: must be a whole number between 1 and 256 (got 2.5)"),
         ({"batch": {"max_frames": True}}, "batch.max_frames: must be a whole number between 1 and 256 (got true)"),
         ({"matcher": {"sure_distance": 2.0}}, "matcher.sure_distance: must be at most threshold (0.9)"),
-        ({"pipeline": {"precision": "fp16"}}, 'pipeline.precision: must be one of "fp32", "bf16", "int8" (got "fp16")'),
+        ({"pipeline": {"precision": "fp8"}}, 'pipeline.precision: must be one of "fp32", "bf16", "fp16", "int8" (got "fp8")'),
         ({"outputs": "loud"}, 'outputs: must be a table of settings (got "loud")'),
         ({"sources": {"url": "0"}}, "sources: must be [[sources]] tables, one per source, at most 256"),
         ({"sources": [{"url": "0", "name": "door\nway"}]}, 'sources[0].name: must not contain control characters'),

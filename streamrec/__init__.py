@@ -9,5 +9,5 @@ from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
 from streamrec.faces import FaceModels, ModelsConfig
 
-__all__ = ["FaceDetections", "FaceEmbedder", "FaceModels", "EmbedConfig", "MTCNN", "MTCNNConfig", "ModelsConfig"]
+__all__ = ["MTCNN", "EmbedConfig", "FaceDetections", "FaceEmbedder", "FaceModels", "MTCNNConfig", "ModelsConfig"]
 __version__ = "0.1.0"

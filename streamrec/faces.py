@@ -38,9 +38,10 @@ class ModelsConfig:
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     #: How FaceNet computes: ``fp32`` (the published model as converted), ``bf16`` (the same
     #: file in bfloat16 arithmetic: OpenVINO or torch on CPUs with AVX-512 BF16 or AMX, torch on
-    #: CUDA), ``fp16`` (torch on CUDA) or ``int8`` (the quantized file, ~3x faster on CPUs;
-    #: docs/accuracy.md); each backend says which it runs (:attr:`Backend.precisions`). MTCNN
-    #: computes in fp32 whatever this says: its nets are a small part of a frame's time, and bf16 moves P-Net's face
+    #: CUDA), ``fp16`` (half precision: TensorRT, torch on CUDA) or ``int8`` (the quantized file,
+    #: ~3x faster on CPUs; docs/accuracy.md); each backend says which it runs
+    #: (:attr:`Backend.precisions`). MTCNN computes in fp32 whatever
+    #: this says: its nets are a small part of a frame's time, and bf16 moves P-Net's face
     #: probabilities by a few hundredths (measured on a CPU with AMX), enough to move candidates
     #: across its threshold.
     precision: Precision = "fp32"

@@ -25,12 +25,13 @@ __all__ = [
     "open_backend",
 ]
 
-BackendName = Literal["onnxruntime", "openvino", "torch"]
+BackendName = Literal["onnxruntime", "openvino", "tensorrt", "torch"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 
 REGISTRY: dict[BackendName, str] = {
     "onnxruntime": "streamrec.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "streamrec.backends.openvino:OpenVinoBackend",
+    "tensorrt": "streamrec.backends.tensorrt:TensorRtBackend",
     "torch": "streamrec.backends.torch:TorchNet",
 }
 

@@ -35,17 +35,19 @@ class BackendOptions:
     ``max_batch``: the largest batch one call sends to the engine; bigger requests are split, so
     memory stays bounded however many faces or frames arrive at once.
     ``precision``: how the model computes: ``fp32``; ``bf16`` (fp32 weights, bfloat16
-    arithmetic); ``int8`` (a model file quantized to int8, whose other layers compute in fp32).
+    arithmetic); ``fp16`` (half-precision arithmetic where the engine chooses it: TensorRT);
+    ``int8`` (a model file quantized to int8, whose other layers compute in fp32).
     Each backend lists the ones it runs in :attr:`Backend.precisions` and refuses the others, so
     a result never claims a precision it was not computed in.
-    ``device``: where the model runs, as the backend names its devices (``cpu`` for every
-    backend; ``gpu`` for OpenVINO on an Intel GPU).
+    ``device``: where the model runs, as the backend names its devices (``cpu`` for ONNX
+    Runtime and OpenVINO; ``gpu`` for OpenVINO on an Intel GPU; ``cuda:N`` for TensorRT);
+    ``None``: the backend's own default (``cpu``; ``cuda:0`` for TensorRT).
     """
 
     threads: int | None = None
     max_batch: int = 64
     precision: str = "fp32"
-    device: str = "cpu"
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 
@@ -40,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
         super().check_options(options)
-        if options.device.lower() != "cpu":
+        if (options.device or "cpu").lower() != "cpu":
             raise ValueError(f"the onnxruntime backend runs on the CPU only (got device {options.device!r})")
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:

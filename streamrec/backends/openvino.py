@@ -97,7 +97,7 @@ class OpenVinoBackend(Backend):
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
         super().check_options(options)
-        device = options.device.upper()
+        device = (options.device or "cpu").upper()
         available = _core().available_devices
         if not any(d == device or d.startswith(device + ".") for d in available):
             raise ValueError(f"OpenVINO has no {device} device here (it has: {', '.join(available)})")
@@ -108,7 +108,7 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         super().__init__(model_path, options)
-        self._device = options.device.upper()
+        self._device = (options.device or "cpu").upper()
         self._model = _core().read_model(self.model_path)
         quantized = _is_quantized(self._model)
         if quantized != (options.precision == "int8"):

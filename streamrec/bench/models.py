@@ -167,7 +167,7 @@ def bench_nets(
 def _facenet_pytorch_detector(min_face: float, threads: int) -> tuple[Callable[[np.ndarray], object] | None, str]:
     try:
         import torch
-        from facenet_pytorch import MTCNN as ReferenceMTCNN  # type: ignore[import-untyped]
+        from facenet_pytorch import MTCNN as ReferenceMTCNN
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available here"
         return None, f"facenet-pytorch not available: {type(exc).__name__}: {exc}"
     torch.set_num_threads(threads)

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,8 @@ def facenet_pytorch_state_dict(ours: Any, theirs: Any) -> dict[str, Any]:
                 f"{name}: facenet-pytorch has {tuple(their_conv.weight.shape)} stride {their_conv.stride} padding "
                 f"{their_conv.padding}, ours {tuple(conv.weight.shape)} stride {conv.stride} padding {conv.padding}"
             )
+        if conv.bias is None:  # every converted convolution carries its folded batch norm as a bias
+            raise ValueError(f"{name}: our convolution has no bias")
         bias = conv.bias.detach().clone()
         if bn is None:
             state[f"{name}.weight"] = conv.weight.detach().clone()
@@ -393,7 +395,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _frames(source: str, limit: int | None) -> Iterator[np.ndarray]:
+def _frames(source: str, limit: int | None) -> Generator[np.ndarray, None, None]:
     import cv2
 
     capture = cv2.VideoCapture(source)
@@ -473,7 +475,7 @@ def _ms(seconds: list[float]) -> dict[str, float] | None:
         "median": float(np.median(ordered)),
         "mean": float(ordered.mean()),
         "p10": float(ordered[int(0.1 * (len(ordered) - 1))]),
-        "p90": float(ordered[int(round(0.9 * (len(ordered) - 1)))]),
+        "p90": float(ordered[round(0.9 * (len(ordered) - 1))]),
     }
 
 
@@ -490,7 +492,10 @@ def _load(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     import cv2
 
     cv2.setNumThreads(spec["threads"])
-    factory = {"face_recognition": _FaceRecognition, "facenet_pytorch": _FacenetPytorch, "streamrec": _Streamrec}[spec["system"]]
+    factories: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "face_recognition": _FaceRecognition, "facenet_pytorch": _FacenetPytorch, "streamrec": _Streamrec,
+    }
+    factory = factories[spec["system"]]
     start = time.perf_counter()
     try:
         system = factory(spec)

@@ -181,7 +181,7 @@ def facenet_pytorch_weights(report: Report, cache_dir: Path | None = None) -> tu
     report(f"converting FaceNet 20180408-102900 for facenet-pytorch's InceptionResnetV1 into {path} (once)")
     done = subprocess.run(
         [sys.executable, "-m", "streamrec.bench.peer_workers", "--convert-facenet", str(path)],
-        capture_output=True, text=True, env=_worker_env(None),
+        check=False, capture_output=True, text=True, env=_worker_env(None),
     )
     if done.returncode != 0 or not path.is_file():
         lines = (done.stderr or "").strip().splitlines()

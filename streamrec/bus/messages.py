@@ -37,8 +37,6 @@ __all__ = [
     "FRAME_MESSAGE_MAX",
     "FRAME_VERSION",
     "HEADER_LIMITS",
-    "EndTracks",
-    "Expect",
     "MAX_FACES",
     "MAX_FIGURE",
     "MAX_FIGURES",
@@ -53,8 +51,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "SOURCE_STATES",
     "DecisionType",
+    "EndTracks",
     "Event",
     "EventType",
+    "Expect",
     "FaceOverlay",
     "FrameHeader",
     "JpegFrame",
@@ -157,7 +157,7 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         """The message as a JSON-ready dict (without the framing fields)."""
-        return _adapter(type(self)).dump_python(self, mode="json")  # type: ignore[no-any-return]
+        return _adapter(type(self)).dump_python(self, mode="json")
 
 
 FRAME_VERSION = 1

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FrameRing", "RingReader", "StaleFrame", "RING_SLOTS"]
+__all__ = ["RING_SLOTS", "FrameRing", "RingReader", "StaleFrame"]
 
 MAGIC = b"streamrec-ring\0\0"
 VERSION = 1

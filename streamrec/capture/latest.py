@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from typing_extensions import Self
+
 from streamrec.capture.events import Frame
 from streamrec.capture.reader import FrameReader
 
@@ -38,7 +40,7 @@ class LatestFrame:
         self._done = False
         self._thread = threading.Thread(target=self._run, name=f"capture {reader.spec.label}", daemon=True)
 
-    def start(self) -> LatestFrame:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -52,7 +54,7 @@ class LatestFrame:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def __enter__(self) -> LatestFrame:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -79,8 +81,8 @@ class LatestFrame:
         """
         with self._ready:
             self._ready.wait_for(lambda: self._fresh() or self._done, timeout)
-            if self._fresh():
-                frame = self._frame
+            frame = self._frame
+            if frame is not None and self._fresh():
                 self._taken = frame.index
                 self._ready.notify_all()  # a lossless reader waits for this
                 return frame
@@ -101,7 +103,7 @@ class LatestFrame:
                         self._dropped += 1
                     self._frame = frame
                     self._ready.notify_all()
-        except Exception as exc:  # handed to the consumer by get()
+        except Exception as exc:  # noqa: BLE001 - whatever ended the reader is handed to the consumer by get()
             self._error = exc
         finally:
             with self._ready:

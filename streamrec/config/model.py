@@ -119,13 +119,15 @@ class PipelineConfig(Section):
     backend: BackendName = Field(
         default="onnxruntime",
         description="Inference backend that runs the MTCNN and FaceNet engines: onnxruntime; openvino (the "
-        "'openvino' extra; bf16 on CPUs with AVX-512 BF16 or AMX); or torch (the 'torch' extra: the whole "
-        "detector and embedder, crops included, in PyTorch on the device).",
+        "'openvino' extra; bf16 on CPUs with AVX-512 BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA "
+        "GPU; not yet run on a GPU by the project); or torch (the 'torch' extra: the whole detector and "
+        "embedder, crops included, in PyTorch on the device).",
     )
     device: str = Field(
-        default="cpu", min_length=1,
-        description="Where the backend runs: cpu for every backend; cuda or cuda:N (an NVIDIA GPU) for torch; "
-        "gpu (an Intel GPU) for openvino. Whether this machine has it is checked when the pipeline starts.",
+        default="",
+        description="Where the backend runs: cpu (onnxruntime, openvino, torch); gpu (openvino on an Intel GPU); "
+        "cuda or cuda:N (tensorrt, torch: an NVIDIA GPU). \"\": the backend's own (cuda:0 for tensorrt, else "
+        "cpu). Whether this machine has it is checked when the pipeline starts.",
     )
     threads: Annotated[int, AfterValidator(_threads)] = Field(
         default=0, ge=0,
@@ -137,9 +139,9 @@ class PipelineConfig(Section):
     precision: Precision = Field(
         default="fp32",
         description="How FaceNet computes: fp32 (the published model); bf16 (openvino or torch on a CPU with "
-        "AVX-512 BF16 or AMX, torch on CUDA); fp16 (torch on CUDA); or int8 (onnxruntime or openvino: the "
-        "quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the backend "
-        "and this machine compute in it is checked when the pipeline starts.",
+        "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or openvino: "
+        "the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the "
+        "backend and this machine compute in it is checked when the pipeline starts.",
     )
 
 

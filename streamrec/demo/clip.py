@@ -18,7 +18,7 @@ import numpy as np
 from streamrec.images import load_image
 from streamrec.samples import sample_path
 
-__all__ = ["render_clip", "enrollment_photo", "CLIP_SIZE"]
+__all__ = ["CLIP_SIZE", "enrollment_photo", "render_clip"]
 
 CLIP_SIZE = (640, 360)
 
@@ -51,7 +51,7 @@ def render_clip(path: Path, fps: int = 25, seconds_each: float = 4.0) -> Path:
     frames += _camera_move(hopper, frames_each, CLIP_SIZE, (1.0, 1.2), -0.1)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, CLIP_SIZE)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, CLIP_SIZE)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write MPEG-4 video to {tmp}")
     try:

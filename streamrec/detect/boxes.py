@@ -13,7 +13,7 @@ import numpy as np
 
 Suppressor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
-__all__ = ["nms", "nms_min", "batched", "regress", "square", "crop_regions"]
+__all__ = ["batched", "crop_regions", "nms", "nms_min", "regress", "square"]
 
 
 #: Up to this many boxes, suppression runs on the full overlap matrix; beyond, box by box.
@@ -43,7 +43,7 @@ def _suppress(boxes: np.ndarray, order: np.ndarray, threshold: float, inclusive:
         # "all kept", each pass settles at least one more box in order; real detections settle
         # in a few passes.
         suppresses = np.triu(_overlap(b, b, extra, by_min) > threshold, k=1)
-        keep = np.ones(len(b), bool)
+        keep: np.ndarray = np.ones(len(b), bool)
         while True:
             updated = ~(suppresses & keep[:, None]).any(axis=0)
             if np.array_equal(updated, keep):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PNet", "RNet", "ONet", "FaceProbability", "FlattenWHC", "normalise_nhwc"]
+__all__ = ["FaceProbability", "FlattenWHC", "ONet", "PNet", "RNet", "normalise_nhwc"]
 
 
 def normalise_nhwc(x: torch.Tensor) -> torch.Tensor:

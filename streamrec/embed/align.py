@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["FACE_SIZE", "TEMPLATE_160", "box_crops", "warp_crops", "margin_regions"]
+__all__ = ["FACE_SIZE", "TEMPLATE_160", "box_crops", "margin_regions", "warp_crops"]
 
 FACE_SIZE = 160
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from streamrec.detect.nets import normalise_nhwc
 
-__all__ = ["InceptionResnetV1", "ConvUnit", "UpProjection"]
+__all__ = ["ConvUnit", "InceptionResnetV1", "UpProjection"]
 
 
 class ConvUnit(nn.Module):

@@ -233,7 +233,7 @@ def _describe(path: Path) -> dict[str, Any]:
 
 def _tool_versions() -> dict[str, str]:
     import onnx
-    import onnxruntime  # type: ignore[import-untyped]
+    import onnxruntime
     import torch
 
     return {

@@ -39,13 +39,14 @@ from streamrec.engines.build import (
     sample_photos,
 )
 
-__all__ = ["BF16_MIN_COSINE", "MIN_COSINE", "check_backend", "failures", "parity_path", "read_parity"]
+__all__ = ["BF16_MIN_COSINE", "FP16_MIN_COSINE", "MIN_COSINE", "check_backend", "failures", "parity_path", "read_parity"]
 
 #: bf16 keeps 8 bits of mantissa: each embedding must still agree with fp32 this well
 BF16_MIN_COSINE = 0.999
+#: fp16 keeps 11 bits of mantissa, and is held to the bound of bf16
+FP16_MIN_COSINE = BF16_MIN_COSINE
 #: the least cosine to ONNX Runtime fp32 each precision must reach on every crop
-#: (fp16 keeps more of the mantissa than bf16 and is held to bf16's bound)
-MIN_COSINE = {"fp32": FACENET_MIN_COSINE, "bf16": BF16_MIN_COSINE, "fp16": BF16_MIN_COSINE, "int8": INT8_MIN_COSINE}
+MIN_COSINE = {"fp32": FACENET_MIN_COSINE, "bf16": BF16_MIN_COSINE, "fp16": FP16_MIN_COSINE, "int8": INT8_MIN_COSINE}
 
 
 def parity_path(engine_dir: Path, backend: str) -> Path:

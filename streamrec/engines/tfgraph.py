@@ -85,21 +85,22 @@ def _shape(buf: memoryview) -> tuple[int, ...]:
 
 
 def _tensor(buf: memoryview) -> np.ndarray:
-    dtype_code, shape, content = 0, (), None
+    dtype_code, content = 0, None
+    shape: tuple[int, ...] = ()
     floats: list[float] = []
     ints: list[int] = []
     for number, wire, value in _fields(buf):
         if number == 1:
-            dtype_code = int(value)  # type: ignore[arg-type]
+            dtype_code = int(value)
         elif number == 2:
             shape = _shape(value)  # type: ignore[arg-type]
         elif number == 4:
-            content = bytes(value)  # type: ignore[arg-type]
+            content = bytes(value)
         elif number == 5:  # float_val, packed or not
             if wire == _BYTES:
                 floats.extend(np.frombuffer(value, "<f4").tolist())  # type: ignore[arg-type]
             else:
-                floats.append(struct.unpack("<f", struct.pack("<I", value))[0])  # type: ignore[arg-type]
+                floats.append(struct.unpack("<f", struct.pack("<I", value))[0])
         elif number in (7, 10):  # int_val / int64_val
             if wire == _BYTES:
                 pos, raw = 0, value
@@ -107,7 +108,7 @@ def _tensor(buf: memoryview) -> np.ndarray:
                     item, pos = _varint(raw, pos)  # type: ignore[arg-type]
                     ints.append(item)
             else:
-                ints.append(int(value))  # type: ignore[arg-type]
+                ints.append(int(value))
     if dtype_code not in _DTYPES:
         raise GraphFormatError(f"unsupported tensor dtype code {dtype_code}")
     dtype = _DTYPES[dtype_code]
@@ -141,17 +142,17 @@ def _node(buf: memoryview) -> Node:
     node = Node(name="", op="")
     for number, _, value in _fields(buf):
         if number == 1:
-            node.name = bytes(value).decode()  # type: ignore[arg-type]
+            node.name = bytes(value).decode()
         elif number == 2:
-            node.op = bytes(value).decode()  # type: ignore[arg-type]
+            node.op = bytes(value).decode()
         elif number == 3:
-            node.inputs.append(bytes(value).decode())  # type: ignore[arg-type]
+            node.inputs.append(bytes(value).decode())
         elif number == 5:  # attr map entry: key=1, value=2 (AttrValue)
             key, attr = "", None
             for enum, _, evalue in _fields(value):  # type: ignore[arg-type]
                 if enum == 1:
-                    key = bytes(evalue).decode()  # type: ignore[arg-type]
-                elif enum == 2:
+                    key = bytes(evalue).decode()
+                elif enum == 2 and isinstance(evalue, memoryview):
                     attr = evalue
             if attr is not None:
                 _attr(node, key, attr)
@@ -163,9 +164,9 @@ def _attr(node: Node, key: str, buf: memoryview) -> None:
         if number == 8:  # tensor
             node.value = _tensor(value)  # type: ignore[arg-type]
         elif number == 2:  # s
-            node.attrs[key] = bytes(value).decode(errors="replace")  # type: ignore[arg-type]
+            node.attrs[key] = bytes(value).decode(errors="replace")
         elif number in (3, 5, 6):  # i, b, type
-            node.attrs[key] = int(value)  # type: ignore[arg-type]
+            node.attrs[key] = int(value)
         elif number == 4 and wire == _FIXED32:  # f
             node.attrs[key] = struct.unpack("<f", struct.pack("<I", value))[0]
         elif number == 1:  # list: only its int values (strides, ksize) are needed
@@ -182,7 +183,7 @@ def _int_list(buf: memoryview) -> list[int]:
                     item, pos = _varint(value, pos)  # type: ignore[arg-type]
                     items.append(item)
             else:
-                items.append(int(value))  # type: ignore[arg-type]
+                items.append(int(value))
     return items
 
 

@@ -120,9 +120,9 @@ class EventsStage(Stage):
         return [message for _, message, _ in messages if isinstance(message, (Event, EndTracks))]
 
     def _handle(self, events: list[Event | EndTracks]) -> None:
-        events, ended = self.open_tracks.follow(events)
+        kept, ended = self.open_tracks.follow(events)
         self.count("tracks_ended_for_a_dead_stage", ended)
-        numbered = self.journal.number([e.to_json() for e in events])
+        numbered = self.journal.number([e.to_json() for e in kept])
         self.last_seq.set(self.journal.seq)
         self._keep(numbered)
         self._flush_backlog()

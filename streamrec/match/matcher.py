@@ -192,7 +192,7 @@ class Matcher:
         try:
             with Watchlist(self.data_dir) as store:
                 build_index(store, self.settings)
-        except Exception:  # noqa: BLE001 - a failed build only costs speed; the exact layer still answers
+        except Exception:
             log.exception("index build failed")
             return
         with self._lock:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import Self
 
 from streamrec.bus.messages import MAX_NAME
 from streamrec.embed.facenet import EMBEDDING_SIZE
@@ -278,7 +279,7 @@ class Watchlist:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> Watchlist:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

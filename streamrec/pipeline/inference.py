@@ -109,9 +109,9 @@ class InferenceStage(Stage):
 
         assert self.ctx is not None
         cfg = self.config
-        options = BackendOptions(threads=cfg.pipeline.threads or None, device=cfg.pipeline.device)
+        options = BackendOptions(threads=cfg.pipeline.threads or None, device=cfg.pipeline.device or None)
         models = FaceModels(
-            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),  # type: ignore[arg-type]
+            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),
             self.engine_dir,
             report=self.log.info,
         )

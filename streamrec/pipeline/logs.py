@@ -32,7 +32,7 @@ _CLEAR_LINE = "\r\x1b[K"
 _console: ConsoleHandler | None = None
 
 
-class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class ConsoleHandler(logging.StreamHandler):
     """Log lines to ``stream`` (stderr), and the status line (:meth:`status`). On a terminal,
     a log line replaces the status line shown, which is drawn again below it."""
 

@@ -46,7 +46,15 @@ from typing import Any
 import zmq
 
 from streamrec.bus.messages import EndTracks, StageStats
-from streamrec.bus.sockets import DropLog, Endpoints, Publisher, pull_socket, push_socket, receive_pending, send
+from streamrec.bus.sockets import (
+    DropLog,
+    Endpoints,
+    Publisher,
+    pull_socket,
+    push_socket,
+    receive_pending,
+    send,
+)
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
 from streamrec.pipeline.logs import console

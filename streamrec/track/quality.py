@@ -45,7 +45,7 @@ def face_quality(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> F
     """Quality of the face at ``box`` (x1, y1, x2, y2) with ``landmarks`` (5, 2) in ``image``
     (RGB uint8)."""
     h, w = image.shape[:2]
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = (round(float(v)) for v in box)
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
     size = float(min(box[2] - box[0], box[3] - box[1]))
     if x2 - x1 < 4 or y2 - y1 < 4:

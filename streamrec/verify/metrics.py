@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["THRESHOLDS", "KFoldResult", "kfold_accuracy", "val_at_far", "roc_summary", "best_threshold"]
+__all__ = ["THRESHOLDS", "KFoldResult", "best_threshold", "kfold_accuracy", "roc_summary", "val_at_far"]
 
 THRESHOLDS = np.round(np.arange(0.0, 4.0, 0.01), 2)
 

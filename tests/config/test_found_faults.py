@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.backends import default_threads
+from streamrec.backends import BACKENDS, default_threads
 from streamrec.config import ConfigError, load_config
 
+_BACKENDS = ", ".join(f'"{name}"' for name in BACKENDS)
 # The faults found in use: (the file, the whole line load_config must raise).
 FOUND = [
     (b"[matcher]\nthreshold = nan\n", "matcher.threshold: must be a finite number > 0 and <= 2 (got nan)"),
@@ -22,7 +23,7 @@ FOUND = [
     (b"[pipeline]\nthreads = 100000\n", (f"pipeline.threads: must be a whole number between 0 and {default_threads()}, "
      "the cores this process may use (got 100000)")),
     (b"[matcher]\nthreshold = 1e308\n", "matcher.threshold: must be a finite number > 0 and <= 2 (got 1e+308)"),
-    (b'[pipeline]\nbackend = "onnxruntim"\n', 'pipeline.backend: must be one of "onnxruntime", "openvino", "torch" (got "onnxruntim")'),
+    (b'[pipeline]\nbackend = "onnxruntim"\n', f'pipeline.backend: must be one of {_BACKENDS} (got "onnxruntim")'),
     (b'[[sources]]\nname = "caf\xe9"\nurl = "0"\n', "not UTF-8 text (byte 0xe9 on line 2); TOML files are UTF-8"),
 ]
 NAMES = [line.split(":")[0] for _, line in FOUND]

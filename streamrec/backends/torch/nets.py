@@ -67,7 +67,7 @@ def _load(name: str) -> nn.Module:
 
 
 class TorchNet(Backend):
-    """One network on ``options.device`` (``cpu``, ``cuda``, ``cuda:N``), computing in
+    """One network on ``options.device`` (``cpu``, the default; ``cuda``, ``cuda:N``), computing in
     ``options.precision`` (``fp32``; ``fp16`` or ``bf16`` by autocast where the device has it).
 
     :meth:`forward` takes and returns device tensors, in chunks of ``options.max_batch`` so
@@ -81,12 +81,12 @@ class TorchNet(Backend):
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
         super().check_options(options)
-        reduced_dtype(open_device(options.device), options.precision)
+        reduced_dtype(open_device(options.device or "cpu"), options.precision)
 
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         super().__init__(model_path, options)
         name = _network(self.model_path)
-        self.device = open_device(options.device)
+        self.device = open_device(options.device or "cpu")
         self.autocast = reduced_dtype(self.device, options.precision)
         if self.device.type == "cpu":
             set_cpu_threads(options.threads)

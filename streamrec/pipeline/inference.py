@@ -40,7 +40,7 @@ from streamrec.bus.messages import (
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
-from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
+from streamrec.detect.mtcnn import MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
@@ -83,7 +83,8 @@ class _Pending:
     track: Track
     quality: FaceQuality
     header: FrameHeader
-    crop: np.ndarray
+    pixels: np.ndarray  #: its frame
+    face: FaceDetections  #: the face alone
 
 
 @dataclass
@@ -110,14 +111,13 @@ class InferenceStage(Stage):
         assert self.ctx is not None
         cfg = self.config
         options = BackendOptions(threads=cfg.pipeline.threads or None)
-        models = FaceModels(
-            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision),
+        pnet, rnet, onet = cfg.detector.thresholds
+        detector = MTCNNConfig(min_face_size=cfg.detector.min_face_size, thresholds=(pnet, rnet, onet))
+        self.models = FaceModels(
+            ModelsConfig(backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision, detector=detector),
             self.engine_dir,
             report=self.log.info,
         )
-        self.nets = (models.detector.pnet, models.detector.rnet, models.detector.onet)
-        self.detectors: dict[float, MTCNN] = {}
-        self.embedder = models.embedder
         self.matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
         self.policy = EmbedPolicy(cfg.tracker)
         # the run's last track id outlives this process: a restarted stage continues after it
@@ -139,12 +139,6 @@ class InferenceStage(Stage):
         """The next track id of the run, recorded before it is used."""
         self.last_track_id.set(self.last_track_id.value + 1)
         return self.last_track_id.value
-
-    def _detector(self, min_face: float) -> MTCNN:
-        if min_face not in self.detectors:
-            thresholds = tuple(self.config.detector.thresholds)
-            self.detectors[min_face] = MTCNN(*self.nets, MTCNNConfig(min_face_size=min_face, thresholds=thresholds))  # type: ignore[arg-type]
-        return self.detectors[min_face]
 
     # -- loop --------------------------------------------------------------------------------
     def step(self) -> bool:
@@ -255,8 +249,7 @@ class InferenceStage(Stage):
                 quality = face_quality(pixels, faces.boxes[index], faces.landmarks[index])
                 if self.policy.wants(track, quality, header.ts):
                     self.policy.record(track, quality, header.ts)
-                    crop = self.embedder.crops(pixels, faces[[index]])
-                    pending.append(_Pending(name, track, quality, header, crop))
+                    pending.append(_Pending(name, track, quality, header, pixels, faces[[index]]))
             self.count("faces", len(faces))
         if pending:
             self._embed(pending)
@@ -285,18 +278,18 @@ class InferenceStage(Stage):
         result: dict[str, FaceDetections] = {}
         for (_, _, min_face), names in full.items():
             stack = np.stack([frames[n][1] for n in names])
-            result.update(zip(names, self._detector(min_face).detect(stack)))
+            result.update(zip(names, self.models.detect(stack, min_face)))
             self.count("detections_full", len(names))
         for names in tracked.values():
             stack = np.stack([frames[n][1] for n in names])
             boxes = [np.stack([t.predicted(frames[n][0].ts) for t in self.sources[n].tracker.tracks.values()]) for n in names]
-            result.update(zip(names, self._detector(self.config.detector.min_face_size).refine(stack, boxes)))
+            result.update(zip(names, self.models.refine(stack, boxes)))
             self.count("detections_tracked", len(names))
         return result
 
     def _embed(self, pending: list[_Pending]) -> None:
         start = time.monotonic()
-        vectors = self.embedder.embed_crops(np.concatenate([p.crop for p in pending]))
+        vectors = self.models.embed([p.pixels for p in pending], [p.face for p in pending])
         self.observe("embed", time.monotonic() - start)
         self.count("embeddings", len(pending))
         start = time.monotonic()

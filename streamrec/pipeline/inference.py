@@ -296,15 +296,17 @@ class InferenceStage(Stage):
         results = self.matcher.match(vectors)
         self.observe("match", time.monotonic() - start)
         for item, vector, result in zip(pending, vectors, results):
-            last = item.track.state.get("last_vector")
+            last = item.track.state.last_vector
             if last is not None and float(np.linalg.norm(vector - last)) > self.config.tracker.switch_distance:
                 self._split(item)
-            item.track.state["last_vector"] = vector
-            identity = item.track.state.setdefault("identity", TrackIdentity(self.config.matcher))
+            state = item.track.state
+            state.last_vector = vector
+            if state.identity is None:
+                state.identity = TrackIdentity(self.config.matcher)
             # a watchlist made before names were limited may hold longer ones than a message carries
             name = result.name[:MAX_NAME] if result.name else result.name
             observation = Observation(result.person_id, name, result.distance, item.quality.score, result.runner_up)
-            decision = identity.add(observation)
+            decision = state.identity.add(observation)
             if decision is not None:
                 self._decision(item, decision)
 
@@ -331,8 +333,7 @@ class InferenceStage(Stage):
     def _track_end(self, source: str, track: Track) -> None:
         """Close a track that was announced (had a decision); tracks that never got one, such
         as a face seen for a frame or two, end silently."""
-        identity: TrackIdentity | None = track.state.get("identity")
-        decision = identity.decision if identity else None
+        decision = track.state.decision
         if decision is None:
             return
         self._emit(
@@ -374,8 +375,7 @@ class InferenceStage(Stage):
         for track in source.tracker.tracks.values():
             if track.last_ts != header.ts:
                 continue
-            identity: TrackIdentity | None = track.state.get("identity")
-            decision = identity.decision if identity else None
+            decision = track.state.decision
             label = decision.name if decision and decision.type == "match" else ("unknown" if decision else "...")
             faces.append(
                 FaceOverlay(

@@ -24,7 +24,7 @@ import numpy as np
 from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
-from streamrec.embed.facenet import EMBEDDING_SIZE, EmbedConfig, FaceEmbedder
+from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
 from streamrec.embed.select import Selection, main_face
 from streamrec.engines import ENGINE_FILES, ensure_engines, facenet_engine
 from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
@@ -109,10 +109,7 @@ class FaceModels:
     def embed(self, images: Sequence[np.ndarray], faces: Sequence[FaceDetections]) -> np.ndarray:
         """``(k, 512)`` float32 unit vectors of the faces ``faces[i]`` found in ``images[i]``
         (uint8 RGB), every face of every image in order, embedded as one FaceNet batch."""
-        crops = [self.embedder.crops(image, found) for image, found in zip(images, faces) if len(found)]
-        if not crops:
-            return np.zeros((0, EMBEDDING_SIZE), np.float32)
-        return self.embedder.embed_crops(np.concatenate(crops))
+        return self.embedder.embed_images(images, faces)
 
     def detect_images(self, images: Sequence[np.ndarray], batch: int = 16) -> list[FaceDetections]:
         """Faces in each image, whatever their sizes; images of equal shape share MTCNN batches

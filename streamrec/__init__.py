@@ -1,7 +1,8 @@
 """streamrec: real-time face recognition on live video.
 
-The still-image API: :class:`FaceModels` (detector + embedder over built engines), with
-:class:`MTCNN`, :class:`FaceEmbedder` and :class:`FaceDetections` underneath.
+The face API: :class:`FaceModels` (detector + embedder over built engines, what the pipeline
+and every command detect and embed through), with :class:`MTCNN`, :class:`FaceEmbedder` and
+:class:`FaceDetections` underneath.
 """
 
 from streamrec.detect.mtcnn import MTCNN, MTCNNConfig

@@ -1,9 +1,13 @@
-"""Detector and embedder together, for still images: what ``detect``, ``embed``, ``compare`` and
-``eval-pairs`` share.
+"""Detector and embedder together: the one face engine that the inference stage, the still-image
+commands (``detect``, ``embed``, ``compare``, ``eval-pairs``, enrollment) and the benchmarks go
+through.
 
-:class:`FaceModels` opens the engines (building them on first use) and processes images in
-chunks: images of equal size go through MTCNN as one batch, and every face of a chunk goes through
-FaceNet as one batch.
+:class:`FaceModels` opens the engines (building them on first use). Its callers hand it pixels
+and boxes and get detections and embeddings back (:meth:`~FaceModels.detect`,
+:meth:`~FaceModels.refine`, :meth:`~FaceModels.embed`); how the cascade, the crops and FaceNet
+run is the detector's and the embedder's business, so a backend that keeps all of it on its
+device serves every caller unchanged. Still images go in chunks: images of equal size go through
+MTCNN as one batch, and every face of a chunk goes through FaceNet as one batch.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -91,8 +96,27 @@ class FaceModels:
         self.detector = detector(pnet, rnet, onet, self.config.detector)
         self.embedder = embedder(facenet, self.config.embed)
 
-    def detect(self, images: Sequence[np.ndarray], batch: int = 16) -> list[FaceDetections]:
-        """Faces in each image; images of equal shape share MTCNN batches of up to ``batch``."""
+    def detect(self, frames: np.ndarray, min_face_size: float | None = None) -> list[FaceDetections]:
+        """Faces in ``(N, H, W, 3)`` uint8 RGB frames of one shape (or one ``(H, W, 3)`` frame),
+        one :class:`FaceDetections` per frame, highest score first: the whole cascade, looking
+        for faces from ``min_face_size`` px up (default: the configured size). A detector per
+        size is made on first use and kept: cameras may each set their own."""
+        return self._detector(min_face_size).detect(frames)
+
+    def refine(self, frames: np.ndarray, boxes: Sequence[np.ndarray]) -> list[FaceDetections]:
+        """Re-detect known faces only: the cascade's last stage on ``boxes[i]`` ``(k, 4)`` of
+        frame ``i`` (where tracked faces are predicted to be), at a fraction of :meth:`detect`'s
+        cost. Boxes it rejects are missing from the result; the rest come back corrected."""
+        return self.detector.refine(frames, list(boxes))
+
+    def embed(self, images: Sequence[np.ndarray], faces: Sequence[FaceDetections]) -> np.ndarray:
+        """``(k, 512)`` float32 unit vectors of the faces ``faces[i]`` found in ``images[i]``
+        (uint8 RGB), every face of every image in order, embedded as one FaceNet batch."""
+        return self.embedder.embed_images(images, faces)
+
+    def detect_images(self, images: Sequence[np.ndarray], batch: int = 16) -> list[FaceDetections]:
+        """Faces in each image, whatever their sizes; images of equal shape share MTCNN batches
+        of up to ``batch``."""
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
             groups[image.shape].append(i)
@@ -100,9 +124,22 @@ class FaceModels:
         for members in groups.values():
             for start in range(0, len(members), batch):
                 chunk = members[start : start + batch]
-                for i, faces in zip(chunk, self.detector.detect(np.stack([images[i] for i in chunk]))):
+                for i, faces in zip(chunk, self.detect(np.stack([images[i] for i in chunk]))):
                     result[i] = faces
         return result
+
+    @cached_property
+    def _detectors(self) -> dict[float, MTCNN]:
+        """Detectors by min face size, beside the configured one, made as they are asked for."""
+        return {}
+
+    def _detector(self, min_face_size: float | None) -> MTCNN:
+        if min_face_size is None or min_face_size == self.detector.config.min_face_size:
+            return self.detector
+        if min_face_size not in self._detectors:
+            config = replace(self.detector.config, min_face_size=min_face_size)
+            self._detectors[min_face_size] = self.detector.with_config(config)
+        return self._detectors[min_face_size]
 
     def analyse(
         self, paths: Iterable[Path], embed: str = "main", chunk: int = 32
@@ -132,23 +169,21 @@ class FaceModels:
                 continue
             loaded.append(image)
             results.append(ImageFaces(path, size=image.original_size))
-        found = self.detect([image.rgb for image in loaded])
+        found = self.detect_images([image.rgb for image in loaded])
         usable = [r for r in results if r.error is None]
-        crops, owners = [], []
+        owners: list[tuple[ImageFaces, LoadedImage, FaceDetections]] = []
         for result, image, faces in zip(usable, loaded, found):
             h, w = image.rgb.shape[:2]
             result.main = main_face(faces, w, h, self.config.selection)
             result.faces = faces.scaled(1.0 / image.scale)
             chosen = faces if embed == "all" else faces[[result.main]] if result.main is not None else None
             if embed != "none" and chosen is not None and len(chosen):
-                crops.append(self.embedder.crops(image.rgb, chosen))
-                owners.append((result, len(chosen)))
-        if crops:
-            vectors = self.embedder.embed_crops(np.concatenate(crops))
-            start = 0
-            for result, count in owners:
-                result.embeddings = vectors[start : start + count]
-                start += count
+                owners.append((result, image, chosen))
+        vectors = self.embed([image.rgb for _, image, _ in owners], [chosen for _, _, chosen in owners])
+        start = 0
+        for result, _, chosen in owners:
+            result.embeddings = vectors[start : start + len(chosen)]
+            start += len(chosen)
         return results
 
 

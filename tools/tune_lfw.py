@@ -44,7 +44,7 @@ class Study:
         self.paths = pair_list.images
         self.images = [load_image(p).rgb for p in self.paths]
         start = time.monotonic()
-        self.faces = models.detect(self.images)
+        self.faces = models.detect_images(self.images)
         print(f"detected {len(self.images)} images in {time.monotonic() - start:.1f} s", file=sys.stderr)
         index = {p: i for i, p in enumerate(self.paths)}
         self.a = np.array([index[p.a] for p in pair_list.pairs])

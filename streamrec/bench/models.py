@@ -24,9 +24,8 @@ import numpy as np
 from streamrec.backends import BackendName, BackendOptions, backend_class, default_threads, open_backend
 from streamrec.backends.cpu import cpu_info
 from streamrec.bench.timing import alternate, interleave, summary
-from streamrec.detect.mtcnn import MTCNNConfig
 from streamrec.engines import ENGINE_FILES, facenet_engine
-from streamrec.faces import face_engine
+from streamrec.faces import FaceModels, ModelsConfig
 
 __all__ = ["bench_detection", "bench_frames", "bench_nets", "engine_choices", "machine"]
 
@@ -186,17 +185,16 @@ def bench_detection(
     backends: list[BackendName],
 ) -> list[dict[str, Any]]:
     """Whole-frame MTCNN time on each backend vs facenet-pytorch's ``detect()``, interleaved per
-    frame; each backend's detector is the one the commands use (the torch backend's runs the
-    whole cascade on its device). Every detector first runs over the frames twice, untimed, so a backend that compiles
-    per input shape (OpenVINO) has compiled them all before the timing starts."""
+    frame, each backend through :class:`~streamrec.faces.FaceModels` as the pipeline uses it.
+    Every detector first runs over the frames twice, untimed, so a backend that compiles per
+    input shape (OpenVINO) has compiled them all before the timing starts."""
     options = BackendOptions(threads=threads)
-    nets = {b: [open_backend(b, engine_dir / ENGINE_FILES[n], options) for n in ("pnet", "rnet", "onet")] for b in backends}
+    engines = {b: FaceModels(ModelsConfig(backend=b, backend_options=options), engine_dir, report) for b in backends}
     rows = []
     for min_face in min_faces:
-        config = MTCNNConfig(min_face_size=min_face)
-        ours = {b: face_engine(b)[0](pnet, rnet, onet, config) for b, (pnet, rnet, onet) in nets.items()}
+        ours = {b: functools.partial(models.detect, min_face_size=min_face) for b, models in engines.items()}
         reference, label = _facenet_pytorch_detector(min_face, threads)
-        competitors: dict[str, Callable[[np.ndarray], object]] = {b: detector.detect for b, detector in ours.items()}
+        competitors: dict[str, Callable[[np.ndarray], object]] = {b: detect for b, detect in ours.items()}
         if reference is not None:
             competitors["facenet-pytorch"] = reference
         times = interleave(competitors, frames, rounds, warmup=2 * len(frames))
@@ -205,7 +203,7 @@ def bench_detection(
             "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
             "frames": len(frames),
             "streamrec": {b: summary(times[b]) for b in backends},
-            "faces_found": {b: sum(len(d) for d in detector.detect(np.stack(frames))) for b, detector in ours.items()},
+            "faces_found": {b: sum(len(d) for d in detect(np.stack(frames))) for b, detect in ours.items()},
             "reference": label,
         }
         line = ", ".join(f"streamrec on {b} {row['streamrec'][b]['median_ms']:.1f} ms" for b in backends)

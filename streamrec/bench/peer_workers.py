@@ -344,9 +344,9 @@ class _Streamrec:
 
     def process(self, rgb: np.ndarray) -> tuple[list[tuple[str | None, float]], dict[str, float]]:
         t0 = time.perf_counter()
-        found = self.models.detector.detect(rgb)[0]
+        found = self.models.detect(rgb)[0]
         t1 = time.perf_counter()
-        vectors = self.models.embedder.embed(rgb, found)
+        vectors = self.models.embed([rgb], [found])
         t2 = time.perf_counter()
         if self.matcher is not None and len(vectors):
             faces = [(m.name, m.distance) for m in self.matcher.match(vectors)]

@@ -117,6 +117,11 @@ class MTCNN:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.config = config or MTCNNConfig()
 
+    def with_config(self, config: MTCNNConfig) -> MTCNN:
+        """The same nets under other settings (another min face size, say). A subclass gets its
+        own type back, so a detector that keeps its cascade on a device stays on it."""
+        return type(self)(self.pnet, self.rnet, self.onet, config)
+
     def detect(self, frames: np.ndarray) -> list[FaceDetections]:
         """Detect faces in ``(N, H, W, 3)`` uint8 RGB frames (or one ``(H, W, 3)`` frame).
 

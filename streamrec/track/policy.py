@@ -37,21 +37,19 @@ class EmbedPolicy:
         if not self.usable(quality):
             return False
         state = track.state
-        if state.get("embedded", 0) >= self.config.max_embeddings:
+        if state.embeddings >= self.config.max_embeddings:
             return False
-        last = state.get("last_embed_ts")
-        if last is None:
+        if state.last_embed_ts is None:
             return True
-        if ts - last < self.config.min_gap_s:
+        if ts - state.last_embed_ts < self.config.min_gap_s:
             return False
-        better = quality.score >= state.get("best_quality", 0.0) * self.config.improve_factor
-        identity = state.get("identity")  # the track's TrackIdentity, once it has one
-        decided = identity is not None and identity.decision is not None
-        return better or not decided or ts - last >= self.config.embed_interval_s
+        better = quality.score >= state.best_quality * self.config.improve_factor
+        decided = state.decision is not None
+        return better or not decided or ts - state.last_embed_ts >= self.config.embed_interval_s
 
     def record(self, track: Track, quality: FaceQuality, ts: float) -> None:
         """Note that ``track`` was embedded at ``ts``."""
         state = track.state
-        state["embedded"] = state.get("embedded", 0) + 1
-        state["last_embed_ts"] = ts
-        state["best_quality"] = max(state.get("best_quality", 0.0), quality.score)
+        state.embeddings += 1
+        state.last_embed_ts = ts
+        state.best_quality = max(state.best_quality, quality.score)

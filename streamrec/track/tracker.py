@@ -12,11 +12,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from streamrec.detect.types import FaceDetections
+from streamrec.track.state import TrackState
 
 __all__ = ["IoUTracker", "Track", "iou_matrix"]
 
@@ -34,7 +34,7 @@ class Track:
     last_ts: float
     hits: int = 1
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
-    state: dict[str, Any] = field(default_factory=dict)
+    state: TrackState = field(default_factory=TrackState)
 
     def predicted(self, ts: float) -> np.ndarray:
         """Where the box is expected at ``ts``, moving at its recent velocity (px per second)."""

@@ -10,6 +10,7 @@ from streamrec.detect.types import FaceDetections
 from streamrec.track.identity import Observation, TrackIdentity
 from streamrec.track.policy import EmbedPolicy
 from streamrec.track.quality import FaceQuality, face_quality
+from streamrec.track.state import TrackState
 from streamrec.track.tracker import IoUTracker
 
 
@@ -82,7 +83,7 @@ def test_policy_embeds_on_appearance_improvement_and_interval_only():
     assert not policy.wants(track, good, 0.1)  # too soon
     assert policy.wants(track, good, 0.25)  # undecided: as often as min_gap_s allows
     policy.record(track, good, 0.25)
-    identity = track.state["identity"] = TrackIdentity(MATCHER)
+    identity = track.state.identity = TrackIdentity(MATCHER)
     for distance in (0.7, 0.75):
         identity.add(Observation("ann", "Ann", distance, 1.0))
     assert identity.decision is not None
@@ -145,9 +146,9 @@ def test_bad_tracker_settings(bad):
 def test_split_continues_the_face_on_a_new_track():
     tracker = IoUTracker()
     (old, _), = tracker.update(_faces([0, 0, 100, 100]), 0.0)[0]
-    old.state["identity"] = "someone"
+    old.state.identity = TrackIdentity(MATCHER)
     new = tracker.split(old)
     assert new.id != old.id and list(tracker.tracks) == [new.id]
-    assert np.array_equal(new.box, old.box) and new.state == {} and new.first_ts == old.last_ts
+    assert np.array_equal(new.box, old.box) and new.state == TrackState() and new.first_ts == old.last_ts
     (again, _), = tracker.update(_faces([2, 0, 102, 100]), 0.04)[0]
     assert again is new  # the face goes on on the new track

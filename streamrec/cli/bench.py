@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends import BACKENDS, backend_class, default_threads
+from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES
 from streamrec.bench.models import (
     bench_detection,
     bench_frames,
@@ -23,7 +24,15 @@ from streamrec.bench.models import (
     probe_video,
 )
 from streamrec.cli.bench_peers import register_peers
-from streamrec.cli.common import UserError, emit_result, number, number_list, stderr, thread_count
+from streamrec.cli.common import (
+    UserError,
+    emit_result,
+    number,
+    number_list,
+    resolve_pipeline,
+    stderr,
+    thread_count,
+)
 from streamrec.config.model import MAX_FACE, MAX_SOURCES, MIN_FACE
 from streamrec.engines import ensure_engines
 from streamrec.faces import PRECISIONS
@@ -172,8 +181,9 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
                         "from this configuration (its sources and outputs are not used)")
     parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use "
                         "(default: the configuration's, else every core)")
-    parser.add_argument("--precision", choices=PRECISIONS, help="FaceNet engine (default: the configuration's, else fp32)")
-    parser.add_argument("--backend", choices=BACKENDS, help="inference backend (default: the configuration's, else onnxruntime)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help="how FaceNet computes (default: the configuration's, else auto)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="inference backend (default: the configuration's, else auto: "
+                        "the fastest this machine runs whose accuracy holds, said on stderr)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="match against the watchlist in DIR (read as `streamrec run` reads it; "
                         "events and logs go to a temporary folder) (default: an empty temporary watchlist)")
@@ -320,6 +330,8 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         }, {f"pipeline.{option}": f"--{option}" for option in options} | {"sources": "--source"}, str(args.config or ""))
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+    config, inference = resolve_pipeline(config, ", ".join(f"--{option}" for option in options) or str(args.config or "pipeline"))
+    stderr(f"streamrec bench pipeline: inference on {inference.describe()}")
     try:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:

@@ -13,15 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BACKENDS, BackendOptions, default_threads
-from streamrec.config.model import MAX_FACE, MIN_FACE
+from streamrec.backends import BackendOptions, backend_class, default_threads
+from streamrec.backends.choose import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    BackendChoice,
+    Choice,
+    PrecisionChoice,
+    choose,
+)
+from streamrec.config.load import override
+from streamrec.config.model import MAX_FACE, MIN_FACE, RunConfig
 from streamrec.config.schema import number_text
 from streamrec.detect.mtcnn import MTCNNConfig
 from streamrec.embed.facenet import ALIGNMENTS, EmbedConfig
 from streamrec.embed.select import SELECTIONS
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
-from streamrec.faces import PRECISIONS, FaceModels, ModelsConfig
+from streamrec.faces import FaceModels, ModelsConfig
 from streamrec.images import DEFAULT_MAX_SIDE
 
 __all__ = [
@@ -33,6 +42,8 @@ __all__ = [
     "number_list",
     "open_models",
     "print_json",
+    "resolve_engine",
+    "resolve_pipeline",
     "stderr",
     "thread_count",
     "write_atomic",
@@ -95,8 +106,15 @@ def thread_count(text: str) -> int:
     return parse(text)
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """``--engines``, ``--backend``, ``--device``, ``--threads``, ``--precision``, ``--json``."""
+def add_engine_options(
+    parser: argparse.ArgumentParser, default: tuple[BackendChoice, PrecisionChoice] = ("onnxruntime", "fp32")
+) -> None:
+    """``--engines``, ``--backend``, ``--device``, ``--threads``, ``--precision``, ``--json``.
+
+    ``default``: the backend and precision when none is given: ONNX Runtime fp32, the reference
+    every result is measured against, for the commands whose output is a measurement; ``auto``
+    for those that show the product running (the demo)."""
+    backend, precision = default
     group = parser.add_argument_group("engine options")
     group.add_argument(
         "--engines", type=Path, metavar="DIR",
@@ -104,8 +122,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "checkout, else DATA_DIR/engines); built there on first use",
     )
     group.add_argument(
-        "--backend", default="onnxruntime", choices=BACKENDS,
-        help="inference backend: onnxruntime; openvino (the 'openvino' extra; bf16 on CPUs with AVX-512 "
+        "--backend", default=backend, choices=BACKEND_CHOICES,
+        help="inference backend: auto (the fastest this machine runs whose accuracy holds, said on stderr; "
+        "streamrec/backends/choose.py); onnxruntime; openvino (the 'openvino' extra; bf16 on CPUs with AVX-512 "
         "BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA GPU; engines compiled once, see "
         "'streamrec engines build --help'); or torch (the 'torch' extra: the whole detector and embedder, "
         "crops included, in PyTorch on --device) (default: %(default)s)",
@@ -121,8 +140,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for inference, at most the cores this process may use (default: all of them)",
     )
     group.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32",
-        help="how FaceNet computes: fp32 (the published model); bf16 (openvino or torch on a CPU with "
+        "--precision", choices=PRECISION_CHOICES, default=precision,
+        help="how FaceNet computes: auto (the fastest the backend runs here whose accuracy holds; never int8); fp32 (the published model); bf16 (openvino or torch on a CPU with "
         "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or "
         "openvino: the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md); "
         "MTCNN computes in fp32 (default: %(default)s)",
@@ -160,13 +179,40 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_engine(backend: BackendChoice, precision: PrecisionChoice, device: str | None, where: str) -> Choice:
+    """The backend, precision and device to run (``auto`` resolved), checked against this machine
+    before any engine is built or loaded; :class:`UserError` naming ``where`` (the options or
+    keys that asked) when it cannot run here."""
+    try:
+        choice = choose(backend, precision, device)
+        backend_class(choice.backend).check_options(BackendOptions(device=choice.device, precision=choice.precision))
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return choice
+
+
+def resolve_pipeline(
+    config: RunConfig, where: str, names: dict[str, str] | None = None, origin: str = ""
+) -> tuple[RunConfig, Choice]:
+    """``config`` with its ``[pipeline]`` backend, precision and device resolved by
+    :func:`resolve_engine`, so that every stage (and a restarted one) runs what is said at the
+    start, and the choice, to say it."""
+    pipeline = config.pipeline
+    choice = resolve_engine(pipeline.backend, pipeline.precision, pipeline.device or None, where)
+    resolved = {"backend": choice.backend, "precision": choice.precision, "device": choice.device or ""}
+    return override(config, {"pipeline": resolved}, names, origin), choice
+
+
 def open_models(args: argparse.Namespace) -> FaceModels:
     """Build the detector and embedder the options describe, building engines if needed."""
+    choice = resolve_engine(args.backend, args.precision, args.device, "--backend, --precision, --device")
+    if choice.automatic:
+        stderr(f"streamrec: inference on {choice.describe()}")
     try:
         config = ModelsConfig(
-            backend=args.backend,
-            backend_options=BackendOptions(threads=args.threads, device=args.device),
-            precision=args.precision,
+            backend=choice.backend,
+            backend_options=BackendOptions(threads=args.threads, device=choice.device),
+            precision=choice.precision,
             detector=MTCNNConfig(min_face_size=getattr(args, "min_face_size", MTCNNConfig.min_face_size)),
             embed=EmbedConfig(
                 alignment=getattr(args, "alignment", EmbedConfig.alignment),

@@ -45,7 +45,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "looping, like a camera: the events are printed as they come and the door display is "
         "served on --http. Exit status 0 when she was recognised and no one was named wrongly.",
     )
-    add_engine_options(parser)
+    add_engine_options(parser, default=("auto", "auto"))
     parser.add_argument("--seconds", type=number(gt=0), default=20.0, metavar="S", help="how long to run (default: %(default)g)")
     parser.add_argument("--forever", action="store_true", help="run until Ctrl-C or SIGTERM (keep the door display up)")
     parser.add_argument("--http", type=_http_option, default=DEFAULT_HTTP, metavar="HOST:PORT",
@@ -149,7 +149,8 @@ def run_demo(args: argparse.Namespace) -> int:
     folder = data_dir(args.data_dir) / "demo"
     args.engines = ensure_engines(args.engines, stderr)
     try:
-        files = prepare_demo(folder, open_models(args))
+        models = open_models(args)
+        files = prepare_demo(folder, models)
     except (MissingSampleError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     door = _http_address(args.http)
@@ -157,8 +158,11 @@ def run_demo(args: argparse.Namespace) -> int:
     command = [
         sys.executable, "-m", "streamrec", "run", "--source", str(files.clip), "--loop",
         "--data-dir", str(files.data_dir), "--engines", str(args.engines), "--http", door,
-        "--events", events_address, "--frames", f"tcp://127.0.0.1:{_free_port()}", "--precision", args.precision,
+        "--events", events_address, "--frames", f"tcp://127.0.0.1:{_free_port()}",
+        "--backend", models.config.backend, "--precision", models.config.precision,
     ]
+    if models.config.backend_options.device:
+        command += ["--device", models.config.backend_options.device]
     if args.threads:
         command += ["--threads", str(args.threads)]
     log = files.data_dir / "logs" / "demo-run.log"

@@ -10,18 +10,17 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BACKENDS, BackendOptions, backend_class
+from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES, Choice
 from streamrec.bus.messages import MAX_NAME
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
 from streamrec.capture import parse_source
-from streamrec.cli.common import UserError, stderr
-from streamrec.config import ConfigError, OutputsConfig, PipelineConfig, RunConfig, load_config, override
+from streamrec.cli.common import UserError, resolve_pipeline, stderr
+from streamrec.config import ConfigError, OutputsConfig, RunConfig, load_config, override
 from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
 from streamrec.engines import ensure_engines
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
-from streamrec.faces import PRECISIONS
 from streamrec.paths import data_dir
 from streamrec.pipeline.logs import configure_logging
 from streamrec.pipeline.rundir import alive, lock_data_dir, remove_leftovers, wait_for_end
@@ -54,10 +53,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", metavar="ADDR", help="ZeroMQ address publishing events, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5571)")
     parser.add_argument("--frames", metavar="ADDR", help="ZeroMQ address publishing overlaid JPEG frames, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5572)")
     parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use (default from the config: 0)")
-    parser.add_argument("--backend", choices=BACKENDS, help="inference backend (default from the config: onnxruntime)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="inference backend; auto: the fastest this machine runs whose "
+                        "accuracy holds, said when the run starts (default from the config: auto)")
     parser.add_argument("--device", metavar="DEVICE", help="where the backend runs: cpu, gpu (openvino), cuda or cuda:N "
                         "(tensorrt, torch) (default from the config: the backend's own)")
-    parser.add_argument("--precision", choices=PRECISIONS, help="how FaceNet computes (default from the config: fp32)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help="how FaceNet computes; auto: the fastest the backend "
+                        "runs here whose accuracy holds, never int8 (default from the config: auto)")
     parser.set_defaults(handler=run_pipeline)
 
 
@@ -74,9 +75,10 @@ _OPTION_KEYS = {
 }
 
 
-def _configure(args: argparse.Namespace) -> RunConfig:
-    """The configuration file with the options applied, checked as one: a bad option value is
-    reported under the option's name exactly as a bad file value is under its key."""
+def _configure(args: argparse.Namespace) -> tuple[RunConfig, Choice]:
+    """The configuration file with the options applied, checked as one (a bad option value is
+    reported under the option's name exactly as a bad file value is under its key), and the
+    inference it resolves to on this machine."""
     origin = str(args.config) if args.config else ""
     changes: dict[str, Any] = {}
     names: dict[str, str] = {}
@@ -102,24 +104,22 @@ def _configure(args: argparse.Namespace) -> RunConfig:
         except SourceSpecError as exc:
             where = names.get(f"sources[{index}]") or ": ".join(filter(None, (origin, f"sources[{index}].url")))
             raise UserError(f"{where}: {exc}") from None
-    _check_backend(config.pipeline, names, origin)
+    config, inference = _resolve_backend(config, names, origin)
     for source in config.sources:
         if len(source.label) > MAX_NAME:  # it names the source in every message about its frames
             raise UserError(f"{origin or '--source'}: the source name {source.label[:40]!r}... is {len(source.label)} "
                             f"characters, at most {MAX_NAME}: give it a shorter name")
-    return config
+    return config, inference
 
 
-def _check_backend(pipeline: PipelineConfig, names: dict[str, str], origin: str) -> None:
-    """Fail with one line now, rather than in an inference stage restarted in vain: the backend
-    must be installed here, and have the device and compute in the precision asked for."""
-    options = BackendOptions(device=pipeline.device or None, precision=pipeline.precision)
-    try:
-        backend_class(pipeline.backend).check_options(options)
-    except ValueError as exc:
-        given = [names.get(f"pipeline.{key}", "") for key in ("backend", "device", "precision")]
-        where = ", ".join(filter(None, given)) or ": ".join(filter(None, (origin, "pipeline")))
-        raise UserError(f"{where}: {exc}") from None
+def _resolve_backend(config: RunConfig, names: dict[str, str], origin: str) -> tuple[RunConfig, Choice]:
+    """The configuration with ``auto`` resolved for this machine, so that every stage (and a
+    restarted one) runs what was said at the start. Fails with one line now, rather than in an
+    inference stage restarted in vain: the backend must be installed here, and have the device
+    and compute in the precision asked for."""
+    given = [names.get(f"pipeline.{key}", "") for key in ("backend", "device", "precision")]
+    where = ", ".join(filter(None, given)) or ": ".join(filter(None, (origin, "pipeline")))
+    return resolve_pipeline(config, where, names, origin)
 
 
 def _can_listen(family: socket.AddressFamily, host: str, port: int, key: str, address: str) -> None:
@@ -196,7 +196,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from streamrec.pipeline.assemble import stage_factories
     from streamrec.pipeline.supervisor import Supervisor
 
-    config = _configure(args)
+    config, inference = _configure(args)
     warning = exposure_warning(list(config.outputs.beyond_loopback()))
     if warning:
         stderr(f"streamrec: warning: {warning}")
@@ -217,6 +217,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         log_file = folder / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         factories = stage_factories(config, folder, engines, endpoints, log_file)
+        stderr(f"streamrec: inference on {inference.describe()}")
         stderr(f"streamrec: {len(config.sources)} source(s); events on {config.outputs.events}; "
                f"{'web on http://' + config.outputs.http if config.outputs.http else 'no web server'}; data in {folder}")
         return Supervisor(config, folder, factories, endpoints, run_dir).run()

@@ -27,7 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from streamrec.backends import BackendName, default_threads
+from streamrec.backends import default_threads
+from streamrec.backends.choose import BackendChoice, PrecisionChoice
 from streamrec.capture.source import SourceError, parse_source
 from streamrec.config.addresses import (
     HttpAddress,
@@ -38,7 +39,6 @@ from streamrec.config.addresses import (
     parse_zmq_endpoint,
 )
 from streamrec.embed.facenet import MAX_DISTANCE
-from streamrec.faces import Precision
 
 __all__ = [
     "MAX_FACE",
@@ -116,9 +116,11 @@ class PipelineConfig(Section):
         description="Folder of the watchlist, the event journal and the logs; a leading ~ is your home. "
         '"": --data-dir, else $STREAMREC_DATA, else ~/.local/share/streamrec.',
     )
-    backend: BackendName = Field(
-        default="onnxruntime",
-        description="Inference backend that runs the MTCNN and FaceNet engines: onnxruntime; openvino (the "
+    backend: BackendChoice = Field(
+        default="auto",
+        description="Inference backend that runs the MTCNN and FaceNet engines: auto (the fastest this machine "
+        "runs whose accuracy holds: torch on an NVIDIA GPU, openvino with bf16 on a CPU with AVX-512 BF16 or AMX, "
+        "else onnxruntime; `streamrec run` says which it took and why); onnxruntime; openvino (the "
         "'openvino' extra; bf16 on CPUs with AVX-512 BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA "
         "GPU; not yet run on a GPU by the project); or torch (the 'torch' extra: the whole detector and "
         "embedder, crops included, in PyTorch on the device).",
@@ -136,9 +138,10 @@ class PipelineConfig(Section):
         "thousands keep the engines from ever loading.",
         json_schema_extra={"allowed": "a whole number from 0 to the number of cores this process may use"},
     )
-    precision: Precision = Field(
-        default="fp32",
-        description="How FaceNet computes: fp32 (the published model); bf16 (openvino or torch on a CPU with "
+    precision: PrecisionChoice = Field(
+        default="auto",
+        description="How FaceNet computes: auto (the fastest the backend runs here whose accuracy holds; never "
+        "int8); fp32 (the published model); bf16 (openvino or torch on a CPU with "
         "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or openvino: "
         "the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the "
         "backend and this machine compute in it is checked when the pipeline starts.",

@@ -57,17 +57,20 @@ class InferenceStage(Stage):
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> None:
         from streamrec.backends import BackendOptions
+        from streamrec.backends.choose import choose
         from streamrec.detect.mtcnn import MTCNNConfig
         from streamrec.faces import FaceModels, ModelsConfig
         from streamrec.match.matcher import Matcher
 
         assert self.ctx is not None
         cfg = self.config
-        options = BackendOptions(threads=cfg.pipeline.threads or None, device=cfg.pipeline.device or None)
+        # `streamrec run` resolved "auto" before the start; resolved here too for other callers
+        choice = choose(cfg.pipeline.backend, cfg.pipeline.precision, cfg.pipeline.device or None)
+        options = BackendOptions(threads=cfg.pipeline.threads or None, device=choice.device)
         pnet, rnet, onet = cfg.detector.thresholds
         detector = MTCNNConfig(min_face_size=cfg.detector.min_face_size, thresholds=(pnet, rnet, onet))
         settings = ModelsConfig(
-            backend=cfg.pipeline.backend, backend_options=options, precision=cfg.pipeline.precision,
+            backend=choice.backend, backend_options=options, precision=choice.precision,
             detector=detector,
         )
         models = FaceModels(settings, self.engine_dir, report=self.log.info)

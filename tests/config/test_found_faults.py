@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.backends import BACKENDS, default_threads
+from streamrec.backends import default_threads
+from streamrec.backends.choose import BACKEND_CHOICES
 from streamrec.config import ConfigError, load_config
 
-_BACKENDS = ", ".join(f'"{name}"' for name in BACKENDS)
+_BACKENDS = ", ".join(f'"{name}"' for name in BACKEND_CHOICES)
 # The faults found in use: (the file, the whole line load_config must raise).
 FOUND = [
     (b"[matcher]\nthreshold = nan\n", "matcher.threshold: must be a finite number > 0 and <= 2 (got nan)"),

@@ -115,12 +115,16 @@ def _inference_refusals() -> list[tuple[str, list[str], str]]:
     import torch
 
     cases = [
-        ("", ["--precision", "fp16"], "--precision: the onnxruntime backend runs fp32 and int8 only (got precision 'fp16')"),
-        ('[pipeline]\ndevice = "cuda:1"\n', [], "pipeline: the onnxruntime backend runs on the CPU only (got device 'cuda:1')"),
+        ("", ["--backend", "onnxruntime", "--precision", "fp16"],
+         "--backend, --precision: the onnxruntime backend runs fp32 and int8 only (got precision 'fp16')"),
+        ('[pipeline]\nbackend = "onnxruntime"\ndevice = "cuda:1"\n', [],
+         "pipeline: the onnxruntime backend runs on the CPU only (got device 'cuda:1')"),
         ("", ["--backend", "torch", "--device", "tpu"], "--backend, --device: unknown device 'tpu'; use cpu, cuda or cuda:N"),
     ]
     if not torch.cuda.is_available():
         cases.append(("", ["--backend", "torch", "--device", "cuda"], "device 'cuda': no CUDA device is visible"))
+        # what auto would take is not here: the line says what was tried and why each was passed over
+        cases.append(("", ["--precision", "fp16"], "--precision: nothing here runs backend auto precision fp16: "))
     if not cpu_info().bf16:
         cases.append(('[pipeline]\nbackend = "torch"\nprecision = "bf16"\n', [], "pipeline: bf16 needs a CPU with AVX-512 BF16 or AMX"))
     return cases

@@ -1,0 +1,153 @@
+"""What ``--backend auto`` and ``--precision auto`` mean on this machine, and why.
+
+``auto`` takes the first entry of :data:`CANDIDATES` that this machine runs: the fastest
+FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW View 1 within
+0.002, tests/backends). So:
+
+* an NVIDIA GPU with PyTorch's CUDA build: the ``torch`` backend (the whole cascade on the GPU)
+  in fp16, then fp32;
+* a CPU that computes in bf16 (AVX-512 BF16 or AMX) with OpenVINO installed: ``openvino`` in
+  bf16, about 5x faster per face than fp32 on such a CPU;
+* anything else: ``onnxruntime`` in fp32.
+
+int8 is never picked by ``auto``: on an AVX2-only CPU its LFW View 1 accuracy is 0.004 below
+fp32's (docs/accuracy.md), over that bound; ask for it by name. TensorRT is never picked
+either: its engines take minutes to compile on first use, so it runs only when asked for.
+
+Every entry passed over is kept with the backend's own one-line reason, so the caller can say
+what was picked and why. The probes are cheap: a GPU entry is passed over without importing
+PyTorch where no NVIDIA driver is loaded, and a bf16 one without importing OpenVINO on a CPU
+without bf16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, get_args
+
+from streamrec.backends import BackendName, BackendOptions, backend_class
+from streamrec.backends.cpu import cpu_info
+from streamrec.faces import Precision
+
+__all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "BackendChoice", "Choice", "PrecisionChoice",
+           "choose"]
+
+AUTO: Final = "auto"
+#: what ``--backend`` and ``[pipeline] backend`` accept
+BackendChoice = Literal["auto", BackendName]
+BACKEND_CHOICES: tuple[BackendChoice, ...] = get_args(BackendChoice)
+#: what ``--precision`` and ``[pipeline] precision`` accept
+PrecisionChoice = Literal["auto", Precision]
+PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
+#: run only when named: TensorRT compiles its engines for minutes on first use; int8 loses more
+#: LFW accuracy than the bound on an AVX2-only CPU
+_NAMED_ONLY = {"backend": ("tensorrt",), "precision": ("int8",)}
+#: where the kernel says an NVIDIA driver is loaded
+_NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    backend: BackendName
+    precision: Precision
+    device: str  #: ``cpu`` or ``cuda``
+
+    def __str__(self) -> str:
+        return f"{self.backend} {self.precision} on {self.device}"
+
+
+#: fastest first; see the module's docstring for the order
+CANDIDATES: tuple[_Candidate, ...] = (
+    _Candidate("tensorrt", "fp16", "cuda"),
+    _Candidate("torch", "fp16", "cuda"),
+    _Candidate("torch", "bf16", "cuda"),
+    _Candidate("tensorrt", "fp32", "cuda"),
+    _Candidate("torch", "fp32", "cuda"),
+    _Candidate("openvino", "bf16", "cpu"),
+    _Candidate("torch", "bf16", "cpu"),
+    _Candidate("onnxruntime", "int8", "cpu"),
+    _Candidate("openvino", "int8", "cpu"),
+    _Candidate("onnxruntime", "fp32", "cpu"),
+    _Candidate("openvino", "fp32", "cpu"),
+    _Candidate("torch", "fp32", "cpu"),
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A backend, a precision and a device (``None``: the backend's own), and what ``auto``
+    passed over to get there: each reason with the entries it ruled out."""
+
+    backend: BackendName
+    precision: Precision
+    device: str | None
+    passed_over: tuple[str, ...] = field(default=())  #: "REASON (ENTRY, ENTRY)" each
+    automatic: bool = False
+
+    def describe(self) -> str:
+        """One line: what runs, and why when ``auto`` chose it."""
+        where = self.device or "cpu"
+        line = f"{self.backend} {self.precision} on {where}"
+        if not self.automatic:
+            return line
+        return f"{line} (auto; passed over: {'; '.join(self.passed_over)})" if self.passed_over else f"{line} (auto)"
+
+
+def _device_kind(device: str | None) -> str | None:
+    return None if not device else device.split(":", 1)[0]
+
+
+def _refusal(candidate: _Candidate, device: str | None) -> str | None:
+    """Why ``candidate`` cannot run here (one line), or ``None`` when it can."""
+    if candidate.device == "cuda" and not _NVIDIA_DRIVER.exists():
+        return "no NVIDIA driver loaded"
+    if candidate.device == "cpu" and candidate.precision == "bf16" and not cpu_info().bf16:
+        return "this CPU has neither AVX-512 BF16 nor AMX"
+    try:
+        backend_class(candidate.backend).check_options(
+            BackendOptions(precision=candidate.precision, device=device or candidate.device)
+        )
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def choose(backend: BackendChoice, precision: PrecisionChoice, device: str | None = None) -> Choice:
+    """The backend, precision and device to run, ``auto`` in either resolved for this machine.
+
+    Named values are kept as given (whether they run here is the backend's to say when it
+    opens), and so is a named backend on a device none of the entries is on (an Intel GPU for
+    OpenVINO), in fp32. Raises ``ValueError`` (one line) when nothing runs that matches what was
+    named.
+    """
+    if backend != AUTO and precision != AUTO:
+        return Choice(backend, precision, device)
+    kind = _device_kind(device)
+    passed: list[tuple[str, str]] = []
+    for candidate in CANDIDATES:
+        if (backend == AUTO and candidate.backend in _NAMED_ONLY["backend"]) or (
+            precision == AUTO and candidate.precision in _NAMED_ONLY["precision"]
+        ):
+            continue
+        if backend not in (AUTO, candidate.backend) or precision not in (AUTO, candidate.precision):
+            continue
+        if kind is not None and kind != candidate.device:
+            continue
+        reason = _refusal(candidate, device)
+        if reason is None:
+            return Choice(candidate.backend, candidate.precision, device or candidate.device, _grouped(passed), True)
+        passed.append((reason, str(candidate)))
+    if not passed and backend != AUTO:
+        return Choice(backend, "fp32" if precision == AUTO else precision, device, automatic=True)
+    asked = " ".join(f"{name} {value}" for name, value in (("backend", backend), ("precision", precision),
+                                                           ("device", device)) if value)
+    raise ValueError(f"nothing here runs {asked}: {'; '.join(_grouped(passed)) or 'no backend offers it'}")
+
+
+def _grouped(passed: list[tuple[str, str]]) -> tuple[str, ...]:
+    """``(reason, entry)`` pairs as one ``"reason (entry, entry)"`` per reason, in first-seen order."""
+    entries: dict[str, list[str]] = {}
+    for reason, entry in passed:
+        entries.setdefault(reason, []).append(entry)
+    return tuple(f"{reason} ({', '.join(names)})" for reason, names in entries.items())

@@ -1,0 +1,95 @@
+"""``auto``: the backend, precision and device this machine runs fastest within the accuracy
+bound, and the reasons for what it passed over; named values are kept as given."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from streamrec.backends import BackendOptions, backend_class
+from streamrec.backends.choose import CANDIDATES, Choice, choose
+from streamrec.backends.cpu import cpu_info
+from tests.conftest import run_cli
+
+HAS_NVIDIA_DRIVER = Path("/proc/driver/nvidia/version").exists()
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
+def _cuda() -> bool:
+    if not HAS_NVIDIA_DRIVER:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _expected_auto() -> tuple[str, str, str]:
+    """What auto must take on each kind of machine this project runs on (module docstring of
+    streamrec/backends/choose.py)."""
+    if _cuda():
+        return ("torch", "fp16", "cuda")
+    if cpu_info().bf16 and HAS_OPENVINO:
+        return ("openvino", "bf16", "cpu")
+    return ("onnxruntime", "fp32", "cpu")
+
+
+def test_named_values_are_kept_as_given_without_probing():
+    choice = choose("openvino", "int8", "cpu")
+    assert choice == Choice("openvino", "int8", "cpu")
+    assert choice.describe() == "openvino int8 on cpu"
+
+
+def test_auto_takes_the_fastest_this_machine_runs_and_says_why():
+    choice = choose("auto", "auto")
+    assert (choice.backend, choice.precision, choice.device) == _expected_auto()
+    assert choice.automatic
+    backend_class(choice.backend).check_options(BackendOptions(precision=choice.precision, device=choice.device))
+    line = choice.describe()
+    assert line.startswith(f"{choice.backend} {choice.precision} on {choice.device} (auto")
+    if not HAS_NVIDIA_DRIVER:
+        assert "no NVIDIA driver loaded (torch fp16 on cuda" in line
+    if not cpu_info().bf16:
+        assert "this CPU has neither AVX-512 BF16 nor AMX (openvino bf16 on cpu" in line
+
+
+def test_auto_never_takes_int8_or_tensorrt():
+    assert all(choose(backend, "auto").precision != "int8" for backend in ("onnxruntime", "openvino"))
+    assert choose("auto", "auto").backend != "tensorrt"
+    assert choose("auto", "int8") == Choice("onnxruntime", "int8", "cpu", automatic=True)  # named: then it runs
+
+
+def test_auto_precision_of_a_named_backend():
+    assert choose("onnxruntime", "auto").precision == "fp32"
+    bf16 = cpu_info().bf16
+    openvino = choose("openvino", "auto")
+    assert openvino.precision == ("bf16" if bf16 else "fp32")
+    assert ("neither AVX-512 BF16 nor AMX (openvino bf16 on cpu)" in openvino.describe()) == (not bf16)
+
+
+def test_a_device_narrows_what_auto_may_take():
+    assert choose("auto", "auto", "cpu").device == "cpu"
+    assert choose("openvino", "auto", "gpu") == Choice("openvino", "fp32", "gpu", automatic=True)  # the backend checks it
+    with pytest.raises(ValueError, match="^nothing here runs backend auto precision auto device tpu: no backend offers it$"):
+        choose("auto", "auto", "tpu")
+
+
+@pytest.mark.skipif(HAS_NVIDIA_DRIVER, reason="this machine has an NVIDIA driver: fp16 may run here")
+def test_what_cannot_run_here_is_one_line_with_every_reason():
+    with pytest.raises(ValueError) as caught:
+        choose("auto", "fp16")
+    assert str(caught.value) == "nothing here runs backend auto precision fp16: no NVIDIA driver loaded (torch fp16 on cuda)"
+
+
+def test_every_entry_names_a_backend_and_precision_it_offers():
+    for candidate in CANDIDATES:
+        assert candidate.precision in backend_class(candidate.backend).precisions, candidate
+
+
+def test_the_still_image_commands_say_what_auto_took(faces_dir: Path):
+    photo = min(faces_dir.glob("*/*.jpg"))
+    result = run_cli("detect", "--backend", "auto", "--precision", "auto", str(photo), timeout=300)
+    assert result.returncode == 0, result.stderr
+    backend, precision, device = _expected_auto()
+    assert f"streamrec: inference on {backend} {precision} on {device} (auto" in result.stderr

@@ -117,9 +117,8 @@ def choose(backend: BackendChoice, precision: PrecisionChoice, device: str | Non
     """The backend, precision and device to run, ``auto`` in either resolved for this machine.
 
     Named values are kept as given (whether they run here is the backend's to say when it
-    opens), and so is a named backend on a device none of the entries is on (an Intel GPU for
-    OpenVINO), in fp32. Raises ``ValueError`` (one line) when nothing runs that matches what was
-    named.
+    opens), and so is a named backend none of whose entries runs here (on an Intel GPU, for
+    OpenVINO), in fp32. Raises ``ValueError`` (one line) when no backend runs what was named.
     """
     if backend != AUTO and precision != AUTO:
         return Choice(backend, precision, device)
@@ -138,7 +137,7 @@ def choose(backend: BackendChoice, precision: PrecisionChoice, device: str | Non
         if reason is None:
             return Choice(candidate.backend, candidate.precision, device or candidate.device, _grouped(passed), True)
         passed.append((reason, str(candidate)))
-    if not passed and backend != AUTO:
+    if backend != AUTO:  # its own check, when it opens, says best why it cannot run here
         return Choice(backend, "fp32" if precision == AUTO else precision, device, automatic=True)
     asked = " ".join(f"{name} {value}" for name, value in (("backend", backend), ("precision", precision),
                                                            ("device", device)) if value)

@@ -42,7 +42,7 @@ def test_shipped_configs_exist():
         ({"batch": {"max_frames": 2.5}}, "batch.max_frames: must be a whole number between 1 and 256 (got 2.5)"),
         ({"batch": {"max_frames": True}}, "batch.max_frames: must be a whole number between 1 and 256 (got true)"),
         ({"matcher": {"sure_distance": 2.0}}, "matcher.sure_distance: must be at most threshold (0.9)"),
-        ({"pipeline": {"precision": "fp8"}}, 'pipeline.precision: must be one of "fp32", "bf16", "fp16", "int8" (got "fp8")'),
+        ({"pipeline": {"precision": "fp8"}}, 'pipeline.precision: must be one of "auto", "fp32", "bf16", "fp16", "int8" (got "fp8")'),
         ({"outputs": "loud"}, 'outputs: must be a table of settings (got "loud")'),
         ({"sources": {"url": "0"}}, "sources: must be [[sources]] tables, one per source, at most 256"),
         ({"sources": [{"url": "0", "name": "door\nway"}]}, 'sources[0].name: must not contain control characters'),
@@ -119,7 +119,7 @@ def test_an_override_is_checked_like_the_file_and_named_after_its_option():
     config = parse_config({"pipeline": {"threads": 1}})
     changed = override(config, {"pipeline": {"precision": "int8"}, "outputs": {"http": ""}})
     assert (changed.pipeline.threads, changed.pipeline.precision, changed.outputs.http) == (1, "int8", "")
-    assert config.pipeline.precision == "fp32"  # the original is untouched
+    assert config.pipeline.precision == "auto"  # the original is untouched
     with pytest.raises(ConfigError) as caught:
         override(config, {"detector": {"min_face_size": float("nan")}}, {"detector.min_face_size": "--min-face-size"}, "x.toml")
     assert str(caught.value) == "--min-face-size: must be a finite number between 12 and 8192 (got nan)"

@@ -182,12 +182,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def resolve_engine(backend: BackendChoice, precision: PrecisionChoice, device: str | None, where: str) -> Choice:
     """The backend, precision and device to run (``auto`` resolved), checked against this machine
     before any engine is built or loaded; :class:`UserError` naming ``where`` (the options or
-    keys that asked) when it cannot run here."""
+    keys that asked, if known) when it cannot run here."""
     try:
         choice = choose(backend, precision, device)
         backend_class(choice.backend).check_options(BackendOptions(device=choice.device, precision=choice.precision))
     except ValueError as exc:
-        raise UserError(f"{where}: {exc}") from None
+        raise UserError(f"{where}: {exc}" if where else str(exc)) from None
     return choice
 
 
@@ -205,7 +205,7 @@ def resolve_pipeline(
 
 def open_models(args: argparse.Namespace) -> FaceModels:
     """Build the detector and embedder the options describe, building engines if needed."""
-    choice = resolve_engine(args.backend, args.precision, args.device, "--backend, --precision, --device")
+    choice = resolve_engine(args.backend, args.precision, args.device, "")  # the line names the value
     if choice.automatic:
         stderr(f"streamrec: inference on {choice.describe()}")
     try:

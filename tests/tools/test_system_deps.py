@@ -18,11 +18,17 @@ import pytest
 from tests.support.needs import SYSTEM_DEPS, require
 
 
-def _run(*args: str, path: Path | str, as_nobody: bool = False) -> subprocess.CompletedProcess:
-    """The script with ``PATH=path`` (no other command is found), as ``nobody`` if asked."""
-    prefix = ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if as_nobody else []
+def _run(*args: str, path: Path | str, as_nobody: Path | None = None) -> subprocess.CompletedProcess:
+    """The script with ``PATH=path`` (no other command is found); as ``nobody`` if given a folder
+    anyone may read, from a copy there (the checkout itself may sit in a folder only its owner
+    can enter)."""
+    script = SYSTEM_DEPS
+    prefix: list[str] = []
+    if as_nobody is not None:
+        script = Path(shutil.copy2(SYSTEM_DEPS, as_nobody / SYSTEM_DEPS.name))
+        prefix = ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
     env = {"PATH": str(path), "LANG": "C.UTF-8"}
-    return subprocess.run([*prefix, str(SYSTEM_DEPS), *args], check=False, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([*prefix, str(script), *args], check=False, capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture
@@ -70,7 +76,12 @@ def test_check_passes_where_everything_is_installed():
 def test_a_user_who_cannot_install_gets_the_one_command_and_nothing_is_run(bare_path: Path):
     (bare_path / "apt-get").symlink_to("/usr/bin/apt-get")  # a Debian system, but not ours to change
     (bare_path / "id").symlink_to("/usr/bin/id")
-    result = _run("ffmpeg", "chromium", path=bare_path, as_nobody=os.geteuid() == 0)
+    readable = Path(tempfile.mkdtemp(prefix="system-deps-script-"))
+    readable.chmod(0o755)
+    try:
+        result = _run("ffmpeg", "chromium", path=bare_path, as_nobody=readable if os.geteuid() == 0 else None)
+    finally:
+        shutil.rmtree(readable)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"system-deps: cannot install as \S+ without a password; run this, then make again:", lines[-2])

@@ -1,4 +1,4 @@
-"""``enroll``, ``watchlist list|show|remove|rebuild`` and ``calibrate``: the people to recognise."""
+"""``enroll``, ``watchlist list|show|remove|negative|rebuild`` and ``calibrate``: the people to recognise."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ from streamrec.cli.common import (
 from streamrec.embed.facenet import EMBEDDING_SIZE
 from streamrec.faces import FaceModels
 from streamrec.match.calibrate import Calibration, CalibrationError, Rates, calibrate, person_folders
-from streamrec.match.enroll import MIN_FACE_PX, MIN_SCORE, SIMILAR_AREA, EnrollReport, Photo, enroll_photos
+from streamrec.match.enroll import (
+    MIN_FACE_PX,
+    MIN_SCORE,
+    SIMILAR_AREA,
+    EnrollReport,
+    Photo,
+    choose_face,
+    enroll_photos,
+)
 from streamrec.match.index import IndexSettings, build_index
 from streamrec.match.openset import OpenSetReport, Rate, open_set_rates
 from streamrec.match.store import Person, Watchlist, WatchlistError
@@ -98,6 +106,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
     remove = _plain_verb(actions, "remove", "remove a person", "Remove a person and all their embeddings (running matchers notice at once).")
     remove.add_argument("person_id", metavar="ID")
     remove.set_defaults(handler=run_remove)
+    negative = actions.add_parser(
+        "negative", help="mark faces as not a person",
+        description="Mark the face of each photo as not person ID (\"not this person\"): the matcher no "
+        "longer names ID for a face closer to one of these than to ID's own nearest photo. Each photo "
+        "must show one clear face, as for enroll.",
+    )
+    negative.add_argument("person_id", metavar="ID")
+    negative.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    _add_data_dir(negative)
+    add_model_options(negative)
+    add_engine_options(negative)
+    negative.set_defaults(handler=run_negative)
+    _redefault(negative, "selection", "largest_clipped", "which face of a photo is taken (default: %(default)s)")
     _plain_verb(
         actions, "rebuild", "build the nearest-neighbour index now",
         "Build the Annoy index of the watchlist now (running matchers build it themselves in the "
@@ -232,6 +253,24 @@ def run_remove(args: argparse.Namespace) -> int:
         plural = "s" if person.embeddings != 1 else ""
         print(f"removed {person.name} (id {person.id}) and {person.embeddings} embedding{plural}")
     return 0
+
+
+def run_negative(args: argparse.Namespace) -> int:
+    with _watchlist(args) as store:
+        with store.read() as view:
+            person = view.person(args.person_id)
+        if person is None:  # before the models load
+            raise UserError(f"no person with id {args.person_id!r} in the watchlist")
+        photos = [choose_face(result) for result in open_models(args).analyse(args.images, embed="main")]
+        for photo in photos:
+            if photo.face is None:
+                print(f"{photo.image}: refused: {photo.refused}")
+                continue
+            store.add_negative(person.id, photo.face.vector, photo.face.image)
+            print(f"{photo.image}: marked as not {person.name} (id {person.id})")
+    if all(photo.face is None for photo in photos):
+        raise UserError(f"nothing marked: none of the {len(photos)} photos has a usable face")
+    return 1 if any(photo.refused for photo in photos) else 0
 
 
 def run_rebuild(args: argparse.Namespace) -> int:

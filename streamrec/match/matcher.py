@@ -8,6 +8,12 @@ with a higher id, and the id list when something was removed) and swaps in a new
 Past ``IndexSettings.exact_limit`` embeddings a background thread builds an Annoy index whenever
 the watchlist has moved past the newest build; until it is done, queries use the previous build
 plus exact search over the embeddings it lacks.
+
+Negatives ("not this person", :meth:`~streamrec.match.store.Watchlist.add_negative`) veto a
+name: a face whose nearest person is P is not named P when it is closer to one of P's negatives
+than to P's own nearest embedding. It is then unknown (not the next person: a face between P and
+someone else names neither, as the margin rule has it). Negatives are few, so they are searched
+exactly.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ class Match:
     """One embedding's verdict. ``person_id``/``name``: the nearest person when ``distance`` is
     under the threshold, else ``None`` (unknown). ``distance``: to the nearest enrolled
     embedding (``inf`` with an empty watchlist). ``runner_up``: to the nearest embedding of
-    anyone else (``inf`` if nobody else); a small gap means an ambiguous match."""
+    anyone else (``inf`` if nobody else); a small gap means an ambiguous match. ``vetoed``: the
+    nearest person, when one of their negatives kept them from being named."""
 
     person_id: str | None
     name: str | None
     distance: float
     runner_up: float
+    vetoed: str | None = None
 
     @property
     def known(self) -> bool:
@@ -73,6 +81,7 @@ class _State:
     exact: Vectors
     build: AnnoyBuild | None
     search: SearchSet
+    negatives: dict[int, np.ndarray]  #: person label -> ``(k, 512)`` faces that are not them
 
     @property
     def indexed(self) -> int:
@@ -82,7 +91,7 @@ class _State:
 
 def _empty_state() -> _State:
     nothing = Vectors(np.zeros(0, np.int64), np.zeros(0, object), np.zeros((0, EMBEDDING_SIZE), np.float32))
-    return _State(-1, -1, 0, nothing.ids, nothing.people, {}, [], nothing, None, SearchSet(nothing.ids, nothing.vectors))
+    return _State(-1, -1, 0, nothing.ids, nothing.people, {}, [], nothing, None, SearchSet(nothing.ids, nothing.vectors), {})
 
 
 class Matcher:
@@ -117,8 +126,11 @@ class Matcher:
         results = [Match(None, None, float("inf"), float("inf"))] * len(queries)
         for i, label, distance, runner_up in zip(np.flatnonzero(valid), found.label, found.distance, found.runner_up):
             person = state.by_label[label] if label >= 0 and distance < self.threshold else None
+            vetoed = None
+            if person is not None and _vetoed(queries[i] / norms[i], state.negatives.get(int(label)), distance):
+                person, vetoed = None, person
             name = state.names[person] if person is not None else None
-            results[i] = Match(person, name, float(distance), float(runner_up))
+            results[i] = Match(person, name, float(distance), float(runner_up), vetoed)
         return results
 
     def _current(self) -> _State:
@@ -161,7 +173,9 @@ class Matcher:
         label_of = np.array([order[p] for p in people], np.int64)
         search = SearchSet(label_of[~covered], exact.vectors, build, _build_labels(build, ids, label_of), self.settings)
         last_id = int(max(old.last_id, added.ids[-1] if len(added.ids) else 0))
-        return _State(view.generation(), stamp, last_id, ids, people, names, by_label, exact, build, search)
+        negative = view.negative_vectors()
+        negatives = {order[p]: negative.vectors[negative.people == p] for p in set(negative.people) if p in order}
+        return _State(view.generation(), stamp, last_id, ids, people, names, by_label, exact, build, search, negatives)
 
     def _choose_build(self, size: int) -> AnnoyBuild | None:
         """The newest build on disk when the watchlist is big enough to want one."""
@@ -197,6 +211,14 @@ class Matcher:
             return
         with self._lock:
             self._build_done = True
+
+
+def _vetoed(query: np.ndarray, negatives: np.ndarray | None, distance: float) -> bool:
+    """Whether ``query`` is closer to one of a person's ``negatives`` than ``distance`` (to
+    that person's nearest embedding)."""
+    if negatives is None or not len(negatives):
+        return False
+    return bool(np.linalg.norm(negatives - query, axis=1).min() < distance)
 
 
 def _locate(sorted_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 On disk: ``<data_dir>/watchlist.sqlite3``, in WAL mode with ``synchronous=FULL``. Every change is
 one transaction, so a crash mid-write leaves the file as it was before that change, and a reader
 in another process always sees a consistent state (WAL readers never block the writer). Schema
-version ``1``, kept in ``PRAGMA user_version`` (a file with a higher one is refused)::
+version ``2``, kept in ``PRAGMA user_version`` (a file with a higher one is refused; a version-1
+file, which lacks ``negatives``, gets the table added in one transaction when it is opened)::
 
     meta(key TEXT PRIMARY KEY, value INTEGER)       -- 'generation': +1 in every write transaction
     persons(id TEXT PRIMARY KEY, name TEXT, metadata TEXT /* JSON object of strings */,
@@ -13,6 +14,9 @@ version ``1``, kept in ``PRAGMA user_version`` (a file with a higher one is refu
                vector BLOB /* 512 little-endian float32, L2 norm 1 */,
                image TEXT, x1 REAL, y1 REAL, x2 REAL, y2 REAL /* face box in the image's pixels */,
                created REAL)
+    negatives(id INTEGER PRIMARY KEY AUTOINCREMENT,
+              person_id TEXT REFERENCES persons(id) ON DELETE CASCADE,
+              vector BLOB /* a face marked "not this person" */, image TEXT, created REAL)
 
 The ``generation`` counter lets other processes notice a change with one cheap query; embedding
 ids only grow, so "added since" is ``id > last seen`` (see docs/watchlist.md).
@@ -39,12 +43,12 @@ from streamrec.bus.messages import MAX_NAME
 from streamrec.embed.facenet import EMBEDDING_SIZE
 
 __all__ = [
-    "DB_NAME", "SCHEMA_VERSION", "EmbeddingInfo", "Enrolled", "NewEmbedding", "Person", "Vectors",
+    "DB_NAME", "SCHEMA_VERSION", "EmbeddingInfo", "Enrolled", "NegativeInfo", "NewEmbedding", "Person", "Vectors",
     "Watchlist", "WatchlistError", "WatchlistView", "slugify",
 ]
 
 DB_NAME = "watchlist.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -61,7 +65,17 @@ CREATE TABLE embeddings (
     created REAL NOT NULL
 );
 CREATE INDEX embeddings_by_person ON embeddings(person_id);
-PRAGMA user_version = {SCHEMA_VERSION};
+"""
+#: what version 2 adds to version 1: faces marked "not this person"
+_NEGATIVES = f"""
+CREATE TABLE negatives (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    person_id TEXT NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL CHECK (length(vector) = {4 * EMBEDDING_SIZE}),
+    image TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX negatives_by_person ON negatives(person_id);
 """
 
 
@@ -97,6 +111,17 @@ class EmbeddingInfo:
     person_id: str
     image: str
     box: tuple[float, float, float, float]
+    created: float
+
+
+@dataclass(frozen=True)
+class NegativeInfo:
+    """A face marked "not this person" for ``person_id``, without its vector; ``image`` says
+    where it came from (a kept face crop, a photo)."""
+
+    id: int
+    person_id: str
+    image: str
     created: float
 
 
@@ -219,6 +244,16 @@ class WatchlistView:
         ).fetchall()
         return [EmbeddingInfo(r[0], r[1], r[2], (r[3], r[4], r[5], r[6]), r[7]) for r in rows]
 
+    def negatives(self, person_id: str | None = None) -> list[NegativeInfo]:
+        """The faces marked "not this person" (a person's, or everyone's), oldest first."""
+        where, params = ("WHERE person_id = ?", (person_id,)) if person_id is not None else ("", ())
+        sql = f"SELECT id, person_id, image, created FROM negatives {where} ORDER BY id"
+        return [NegativeInfo(*row) for row in self._db.execute(sql, params).fetchall()]
+
+    def negative_vectors(self) -> Vectors:
+        """Every negative with its vector (``people``: whom each face is not)."""
+        return _vectors(self._db.execute("SELECT id, person_id, vector FROM negatives ORDER BY id").fetchall())
+
     def vectors(self, after_id: int = 0) -> Vectors:
         """Every embedding with ``id > after_id``, vectors included."""
         sql = "SELECT id, person_id, vector FROM embeddings WHERE id > ? ORDER BY id"
@@ -270,9 +305,10 @@ class Watchlist:
                 raise WatchlistError(
                     f"{self.path}: watchlist schema {version} is newer than this streamrec's ({SCHEMA_VERSION})"
                 )
-            if version == 0:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    db.execute(statement)
+            script = (_SCHEMA if version == 0 else "") + (_NEGATIVES if version < 2 else "")
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection (further use raises)."""
@@ -371,12 +407,43 @@ class Watchlist:
         return int(cursor.lastrowid or 0)
 
     def remove(self, person_id: str) -> Person:
-        """Remove a person and all their embeddings; returns the person as they were."""
+        """Remove a person, all their embeddings and their negatives; returns the person as they were."""
         with self._transaction() as db:
-            person = WatchlistView(db).person(person_id)
-            if person is None:
-                raise WatchlistError(f"no person with id {person_id!r} in the watchlist")
+            person = self._existing(db, person_id)
+            db.execute("DELETE FROM negatives WHERE person_id = ?", (person_id,))
             db.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
             db.execute("DELETE FROM persons WHERE id = ?", (person_id,))
             _bump(db)
+        return person
+
+    def remove_embedding(self, embedding_id: int) -> EmbeddingInfo:
+        """Remove one embedding (one photo of a person); returns it as it was. The person stays,
+        even with no embedding left (they can be given new photos)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id, person_id, image, x1, y1, x2, y2, created FROM embeddings WHERE id = ?", (embedding_id,)
+            ).fetchone()
+            if row is None:
+                raise WatchlistError(f"no embedding with id {embedding_id} in the watchlist")
+            db.execute("DELETE FROM embeddings WHERE id = ?", (embedding_id,))
+            _bump(db)
+        return EmbeddingInfo(row[0], row[1], row[2], (row[3], row[4], row[5], row[6]), row[7])
+
+    def add_negative(self, person_id: str, vector: np.ndarray, image: str) -> int:
+        """Mark a face as not ``person_id``: the matcher no longer names that person for faces
+        closer to it than to the person's own nearest embedding. Returns the negative's id."""
+        with self._transaction() as db:
+            self._existing(db, person_id)
+            cursor = db.execute(
+                "INSERT INTO negatives (person_id, vector, image, created) VALUES (?, ?, ?, ?)",
+                (person_id, _blob(vector), str(image), time.time()),
+            )
+            _bump(db)
+        return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def _existing(db: sqlite3.Connection, person_id: str) -> Person:
+        person = WatchlistView(db).person(person_id)
+        if person is None:
+            raise WatchlistError(f"no person with id {person_id!r} in the watchlist")
         return person

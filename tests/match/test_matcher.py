@@ -94,3 +94,28 @@ def test_matching_from_many_threads_while_the_watchlist_changes(tmp_path: Path, 
     assert not errors
     assert len(seen) == 600
     assert set(seen) <= {("barack-obama", None), ("barack-obama", "joe-biden")}
+
+
+def test_a_negative_stops_a_stranger_being_named_and_keeps_the_person_named(tmp_path: Path, faces_dir: Path, face_photos):
+    """The figures of docs/watchlist.md ("Not this person"): at a lax threshold, half the photos
+    of a person not enrolled are named as one who is; one of them marked "not this person"
+    (through the CLI, by another process) and none is, while every enrolled person's held-out
+    photo is still named."""
+    enrolled = [p for p in ENROLLED if p != "compreface_person_a"]
+    with Watchlist(tmp_path) as store:
+        enroll_real(store, face_photos, enrolled)
+    matcher = Matcher(tmp_path, threshold=1.25)
+    stranger = np.stack([v for _, v in face_photos["compreface_person_a"]])
+    held_out = np.stack([face_photos[p][-1][1] for p in enrolled if len(face_photos[p]) > 1])
+    expected = [p.replace("_", "-") for p in enrolled if len(face_photos[p]) > 1]
+    before = matcher.match(stranger)
+    assert [m.person_id for m in before] == ["compreface-person-b"] * 3 + [None] * 3
+    assert [m.person_id for m in matcher.match(held_out)] == expected
+    marked = run_cli("watchlist", "negative", "compreface-person-b", str(faces_dir / "compreface_person_a" / "1.jpg"),
+                     "--data-dir", str(tmp_path))
+    assert marked.returncode == 0, marked.stderr
+    assert "not Compreface Person B" in marked.stdout
+    after = matcher.match(stranger)
+    assert [m.person_id for m in after] == [None] * 6
+    assert [m.vetoed for m in after] == ["compreface-person-b"] * 3 + [None] * 3
+    assert [m.person_id for m in matcher.match(held_out)] == expected

@@ -31,7 +31,7 @@ def test_on_disk_format_is_the_documented_one(tmp_path: Path):
     with Watchlist(tmp_path) as store:
         result = store.enroll("Ada Lovelace", [_face(1, "ada.jpg")], metadata={"team": "analytical"})
     db = sqlite3.connect(tmp_path / DB_NAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0] == 1
     assert db.execute("SELECT id, name, metadata FROM persons").fetchall() == [("ada-lovelace", "Ada Lovelace", '{"team": "analytical"}')]
@@ -104,15 +104,72 @@ def test_every_change_moves_the_generation_and_ids_are_never_reused(tmp_path: Pa
 def test_refuses_a_newer_schema_and_a_file_that_is_no_database(tmp_path: Path):
     Watchlist(tmp_path).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
-    db.execute("PRAGMA user_version = 2")
+    db.execute("PRAGMA user_version = 3")
     db.close()
-    with pytest.raises(WatchlistError, match="schema 2 is newer than this streamrec's"):
+    with pytest.raises(WatchlistError, match="schema 3 is newer than this streamrec's"):
         Watchlist(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     (other / DB_NAME).write_text("name,photo\nada,ada.jpg\n" * 100)
     with pytest.raises(WatchlistError, match="not a readable watchlist"):
         Watchlist(other)
+
+
+def test_a_version_1_file_is_migrated_and_loses_nothing(tmp_path: Path):
+    Watchlist(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DB_NAME)  # version 1 is version 2 without negatives
+    db.executescript("DROP TABLE negatives; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO persons VALUES ('ada', 'Ada', '{\"team\": \"x\"}', 1.5)")
+    db.execute("INSERT INTO embeddings VALUES (7, 'ada', ?, 'ada.jpg', 1, 2, 3, 4, 2.5)", (_unit(1).astype("<f4").tobytes(),))
+    db.execute("UPDATE meta SET value = 5")
+    db.commit()
+    db.close()
+    with Watchlist(tmp_path) as store, store.read() as view:
+        assert view.generation() == 5
+        assert [(p.id, p.name, p.metadata, p.created, p.embeddings) for p in view.persons()] == [("ada", "Ada", {"team": "x"}, 1.5, 1)]
+        (info,) = view.embeddings("ada")
+        assert (info.id, info.image, info.box, info.created) == (7, "ada.jpg", (1.0, 2.0, 3.0, 4.0), 2.5)
+        np.testing.assert_array_equal(view.vectors().vectors[0], _unit(1))
+        assert view.negatives() == []
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    with Watchlist(tmp_path) as store:  # migrated files open as they are, and take negatives
+        negative = store.add_negative("ada", _unit(2), "stranger.jpg")
+        with store.read() as view:
+            assert view.negatives("ada")[0].id == negative
+
+
+def test_negatives_belong_to_a_person_and_go_with_them(tmp_path: Path):
+    with Watchlist(tmp_path) as store:
+        store.enroll("Ada", [_face(1)])
+        store.enroll("Bo", [_face(2)])
+        before = store.generation()
+        first = store.add_negative("ada", _unit(3), "kept/1.jpg")
+        store.add_negative("bo", _unit(4), "kept/2.jpg")
+        assert store.generation() == before + 2
+        with pytest.raises(WatchlistError, match="no person with id 'cy'"):
+            store.add_negative("cy", _unit(5), "x.jpg")
+        with pytest.raises(WatchlistError, match="L2-normalised"):
+            store.add_negative("ada", _unit(5) * 2, "x.jpg")
+        with store.read() as view:
+            assert [(n.id, n.person_id, n.image) for n in view.negatives("ada")] == [(first, "ada", "kept/1.jpg")]
+            negatives = view.negative_vectors()
+            assert list(negatives.people) == ["ada", "bo"]
+            np.testing.assert_allclose(negatives.vectors[0], _unit(3), atol=1e-6)
+        store.remove("ada")
+        with store.read() as view:
+            assert [n.person_id for n in view.negatives()] == ["bo"]
+
+
+def test_one_photo_can_be_removed(tmp_path: Path):
+    with Watchlist(tmp_path) as store:
+        enrolled = store.enroll("Ada", [_face(1, "a.jpg"), _face(2, "b.jpg")])
+        removed = store.remove_embedding(enrolled.embedding_ids[0])
+        assert removed.image == "a.jpg" and removed.person_id == "ada"
+        with store.read() as view:
+            assert [e.image for e in view.embeddings("ada")] == ["b.jpg"]
+        with pytest.raises(WatchlistError, match="no embedding with id"):
+            store.remove_embedding(enrolled.embedding_ids[0])
 
 
 # A writer that enrolls COUNT random embeddings in one transaction; with "stop" it then waits,

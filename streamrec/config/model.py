@@ -49,6 +49,7 @@ __all__ = [
     "MatcherConfig",
     "OutputsConfig",
     "PipelineConfig",
+    "PrivacyConfig",
     "RuleError",
     "RunConfig",
     "SourceConfig",
@@ -328,6 +329,29 @@ class OutputsConfig(Section):
             yield "http", self.http
 
 
+class PrivacyConfig(Section):
+    """[privacy]: how long faces and events are kept (README.md, "Privacy")."""
+
+    unknown_days: float = Field(
+        default=30.0, ge=0, le=36500,
+        description="Days a kept face crop (of a track decided unknown, or of a match, for the face library) is "
+        "kept before the running pipeline removes it; 0: no face crop is kept.",
+    )
+    kept_faces: int = Field(
+        default=1000, ge=0, le=1_000_000,
+        description="Face crops kept at most, of each kind (unknown, match); the oldest go first.",
+    )
+    kept_mb: float = Field(
+        default=100.0, gt=0, le=1_000_000,
+        description="Megabytes of face crops kept at most, of each kind; the oldest go first.",
+    )
+    journal_days: float = Field(
+        default=0.0, ge=0, le=36500,
+        description="Days of events the journal keeps (whole UTC days: a day's file goes once its last event is "
+        "older); 0: kept for ever.",
+    )
+
+
 def _source_url(url: str) -> str:
     if not url.strip():
         raise ValueError("must not be empty")
@@ -404,6 +428,7 @@ class RunConfig(BaseModel):
     tracker: TrackerConfig = TrackerConfig()
     matcher: MatcherConfig = MatcherConfig()
     outputs: OutputsConfig = OutputsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     sources: list[SourceConfig] = Field(
         default=[], max_length=MAX_SOURCES,
         json_schema_extra={"allowed": f"[[sources]] tables, one per source, at most {MAX_SOURCES}"},

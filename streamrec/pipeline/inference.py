@@ -18,7 +18,12 @@ read), ``faces``, ``embeddings``, ``batches``, ``detections_full`` and ``detecti
 ``decisions_match`` and ``decisions_unknown``, ``overlays_dropped`` and ``faces_not_drawn``;
 refused input: ``malformed_frames``, ``malformed_status`` (both in ``malformed_messages``),
 ``frames_unknown_source`` and ``statuses_unknown_source`` (well-formed, about a source that is
-not configured). Gauges: ``fps[SOURCE]`` and ``dropped[SOURCE]`` (frames its capture dropped).
+not configured), ``faces_kept`` and ``faces_pruned``. Gauges: ``fps[SOURCE]`` and
+``dropped[SOURCE]`` (frames its capture dropped).
+
+Each decision keeps a face for the face library (:mod:`streamrec.match.kept`): a track decided
+unknown its best-quality face, a match the face that made it; faces past ``[privacy]
+unknown_days`` are pruned at the start and every ``PRUNE_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from streamrec.bus.messages import Event, FrameHeader, SourceStatus
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
+from streamrec.match.kept import KeptFaces
 from streamrec.pipeline.batching import Frame, FrameBatcher
 from streamrec.pipeline.outputs import SourceOutput, decision_event, overlay, status_event, track_end_event
 from streamrec.pipeline.recognition import Chosen, Decided, Outcome, Recognition
@@ -41,6 +47,8 @@ __all__ = ["InferenceStage"]
 
 #: how long the frames a source sent before it ended may take to arrive
 END_GRACE_S = 2.0
+#: how often kept faces past their days are removed
+PRUNE_EVERY_S = 60.0
 
 
 class InferenceStage(Stage):
@@ -53,6 +61,9 @@ class InferenceStage(Stage):
         max_wait_s = config.batch.max_wait_ms / 1000.0
         self.batcher = FrameBatcher(lossless, config.batch.max_frames, max_wait_s, self._skipped)
         self.outputs = {name: SourceOutput() for name in lossless}
+        privacy = config.privacy
+        self.kept = KeptFaces(data_dir, privacy.kept_faces, int(privacy.kept_mb * 2**20), privacy.unknown_days)
+        self._prune_at = 0.0
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -93,6 +104,9 @@ class InferenceStage(Stage):
 
     # -- loop --------------------------------------------------------------------------------
     def step(self) -> bool:
+        if time.monotonic() >= self._prune_at:
+            self._prune_at = time.monotonic() + PRUNE_EVERY_S
+            self.count("faces_pruned", self.kept.prune())
         if not self.batcher.backlogged():
             self._receive(self.batcher.wait_s(time.monotonic()))
         # after the wait for frames, before they are used: a capture sends a status change (the
@@ -204,8 +218,19 @@ class InferenceStage(Stage):
             if isinstance(outcome, Decided):
                 self.count(f"decisions_{outcome.decision.type}")
                 self._emit(decision_event(outcome))
+                self._keep(outcome)
             elif (event := track_end_event(outcome)) is not None:
                 self._emit(event)
+
+    def _keep(self, decided: Decided) -> None:
+        """Keep the face of a decision for the face library."""
+        decision = decided.decision
+        face = decided.face if decision.type == "match" else decided.track.state.best_face
+        if face is None:
+            return
+        kept = self.kept.keep(decision.type, decided.source, decided.track.id, face.ts, face.crop, face.vector,
+                              face.quality, decision.person_id, decision.name)
+        self.count("faces_kept", kept is not None)
 
     def _emit(self, event: Event) -> None:
         send(self.events_out, event.type, event)

@@ -31,11 +31,13 @@ from streamrec.bus.messages import MAX_NAME, FrameHeader
 from streamrec.config.model import RunConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.faces import FaceModels
+from streamrec.match.kept import face_crop
 from streamrec.match.matcher import Matcher
 from streamrec.pipeline.batching import Frame
 from streamrec.track.identity import Decision, Observation, TrackIdentity
 from streamrec.track.policy import EmbedPolicy
 from streamrec.track.quality import FaceQuality, face_quality
+from streamrec.track.state import FaceSample
 from streamrec.track.tracker import IoUTracker, Track
 
 __all__ = ["Chosen", "Decided", "Ended", "Meter", "Outcome", "Recognition", "SourceFaces"]
@@ -68,12 +70,14 @@ class SourceFaces:
 
 @dataclass(frozen=True)
 class Decided:
-    """``track`` of ``source`` reached a decision, or changed it, on the frame of ``header``."""
+    """``track`` of ``source`` reached a decision, or changed it, on the frame of ``header``;
+    ``face``: the face whose embedding made it."""
 
     source: str
     track: Track
     decision: Decision
     header: FrameHeader
+    face: FaceSample | None = None
 
 
 @dataclass(frozen=True)
@@ -189,10 +193,13 @@ class Recognition:
             # a watchlist made before names were limited may hold longer ones than a message carries
             name = result.name[:MAX_NAME] if result.name else result.name
             quality = item.quality.score
+            sample = FaceSample(face_crop(item.pixels, item.face.boxes[0]), vector, quality, item.header.ts)
+            if state.best_face is None or quality > state.best_face.quality:
+                state.best_face = sample
             observation = Observation(result.person_id, name, result.distance, quality, result.runner_up)
             decision = state.identity.add(observation)
             if decision is not None:
-                outcomes.append(Decided(item.source, item.track, decision, item.header))
+                outcomes.append(Decided(item.source, item.track, decision, item.header, sample))
         return outcomes
 
     def _split(self, item: Chosen) -> Ended:

@@ -12,7 +12,18 @@ import numpy as np
 
 from streamrec.track.identity import Decision, TrackIdentity
 
-__all__ = ["TrackState"]
+__all__ = ["FaceSample", "TrackState"]
+
+
+@dataclass(frozen=True)
+class FaceSample:
+    """One embedded face of a track: its ``crop`` (RGB uint8, with a margin), ``vector``
+    ``(512,)``, face ``quality`` and its frame's capture time ``ts``."""
+
+    crop: np.ndarray
+    vector: np.ndarray
+    quality: float
+    ts: float
 
 
 @dataclass
@@ -21,13 +32,15 @@ class TrackState:
     frame's capture time), ``best_quality`` the best face score embedded so far (what a better
     face must beat). ``last_vector``: the latest embedding (a jump away from it means another
     person took the track's place). ``identity``: the decision so far, once there is an
-    embedding to base it on."""
+    embedding to base it on. ``best_face``: the best-quality face embedded so far (what the
+    face library keeps of a track decided unknown)."""
 
     embeddings: int = 0
     last_embed_ts: float | None = None
     best_quality: float = 0.0
     last_vector: np.ndarray | None = None
     identity: TrackIdentity | None = None
+    best_face: FaceSample | None = None
 
     @property
     def decision(self) -> Decision | None:

@@ -101,6 +101,11 @@ def test_a_scene_cut_splits_the_track_and_the_new_face_is_decided_afresh(shared_
     named = [o for o in first if isinstance(o, Decided) and o.decision.type == "match"]
     assert [o.decision.name for o in named] == ["barack_obama"]
     old = named[0].track
+    # the face that made the decision, for the face library: a crop of the face and its embedding
+    sample = named[0].face
+    assert sample is not None and sample.ts == 0.0 and sample.crop.dtype == np.uint8 and sample.crop.shape[2] == 3
+    assert Matcher(watchlist).match(sample.vector[None])[0].name == "barack_obama"
+    assert old.state.best_face is sample
     for i, ts in enumerate((0.4, 0.8), start=1):  # the same face: no embedding is due, nothing new
         assert _batch(work, {"door": _frame("door", i, ts, obama)}) == []
     # the cut, while the track lives (max_missed_s) and its next embedding is due (embed_interval_s)

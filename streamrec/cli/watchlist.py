@@ -33,6 +33,7 @@ from streamrec.match.enroll import (
     choose_face,
     enroll_photos,
 )
+from streamrec.match.erase import erase_person
 from streamrec.match.index import IndexSettings, build_index
 from streamrec.match.openset import OpenSetReport, Rate, open_set_rates
 from streamrec.match.store import Person, Watchlist, WatchlistError
@@ -103,8 +104,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     show = _plain_verb(actions, "show", "one person and their photos", "One person: name, metadata and each enrolled photo with its face box.")
     show.add_argument("person_id", metavar="ID")
     show.set_defaults(handler=run_show)
-    remove = _plain_verb(actions, "remove", "remove a person", "Remove a person and all their embeddings (running matchers notice at once).")
+    remove = _plain_verb(
+        actions, "remove", "remove a person",
+        "Remove a person, all their embeddings and their negatives (running matchers notice at once). "
+        "With --purge, erase them: also their photos uploaded through the face library, the face crops "
+        "kept of their matches, and their name in the event journal (replaced by their id; the events stay).",
+    )
     remove.add_argument("person_id", metavar="ID")
+    remove.add_argument("--purge", action="store_true", help="erase everything kept about the person (see above)")
     remove.set_defaults(handler=run_remove)
     negative = actions.add_parser(
         "negative", help="mark faces as not a person",
@@ -245,6 +252,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
+    if args.purge:
+        return _run_purge(args)
     with _watchlist(args) as store:
         person = store.remove(args.person_id)
     if args.json:
@@ -252,6 +261,20 @@ def run_remove(args: argparse.Namespace) -> int:
     else:
         plural = "s" if person.embeddings != 1 else ""
         print(f"removed {person.name} (id {person.id}) and {person.embeddings} embedding{plural}")
+    return 0
+
+
+def _run_purge(args: argparse.Namespace) -> int:
+    with _watchlist(args) as store:
+        erased = erase_person(store, args.person_id)
+    person = erased.person
+    if args.json:
+        print_json({"removed": person.id, "name": person.name, "embeddings": person.embeddings, "negatives": erased.negatives,
+                    "photos": erased.photos, "kept_faces": erased.kept_faces, "events_renamed": erased.events_renamed})
+    else:
+        print(f"erased {person.name} (id {person.id}): {person.embeddings} embeddings, {erased.negatives} negatives, "
+              f"{erased.photos} photo files, {erased.kept_faces} kept face crops; {erased.events_renamed} events "
+              f"now name {person.id}")
     return 0
 
 

@@ -10,12 +10,19 @@ its data and fail on the rest, so a write that does not finish is cut back to wh
 can still leave is a partial last line: readers skip it, and the writer cuts it off before it
 appends anything to that file (at start and before every write), so a new line never continues
 a broken one.
+
+Two changes rewrite what is written, both under an exclusive ``flock`` of ``<folder>/.lock`` that
+every write takes too, so none of them interleave: erasing a person replaces their name with
+their id in every event about them (:func:`rename_person`; each file rewritten under a temporary
+name and renamed into place), and retention removes the files of days past ``journal_days``
+(:func:`prune_journal`).
 """
 
 from __future__ import annotations
 
 import calendar
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -24,9 +31,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Journal", "read_journal"]
+__all__ = ["Journal", "prune_journal", "read_journal", "rename_person"]
 
 _PREFIX = "events-"
+_LOCK = ".lock"
 _TAIL_CHUNK = 4096
 
 log = logging.getLogger("events")
@@ -49,11 +57,83 @@ def _complete_lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield item
 
 
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the journal's lock (writers and rewriters take turns)."""
+    fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _day_end(path: Path) -> float:
+    return calendar.timegm(time.strptime(path.stem[len(_PREFIX) :], "%Y%m%d")) + 86400
+
+
+def rename_person(folder: Path, person_id: str) -> int:
+    """Replace the name in every event about ``person_id`` with the id (the person was erased);
+    returns how many events changed. Each file changes all at once or not at all."""
+    changed = 0
+    if not folder.is_dir():
+        return 0
+    with _locked(folder):
+        for path in _files(folder):
+            lines, count = [], 0
+            with open(path, "rb") as handle:
+                for raw in handle:
+                    item = _parse(raw)
+                    if isinstance(item, dict) and item.get("person_id") == person_id and item.get("name") != person_id:
+                        item["name"] = person_id
+                        raw = json.dumps(item, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+                        count += 1
+                    lines.append(raw)
+            if count:
+                _replace(path, b"".join(lines))
+                changed += count
+    return changed
+
+
+def _parse(raw: bytes) -> Any:
+    """A whole line's JSON, else ``None`` (a partial or damaged line stays as it is)."""
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def prune_journal(folder: Path, days: float, now: float | None = None) -> list[Path]:
+    """Remove the files of days whose last moment is more than ``days`` ago (0: none); returns them."""
+    if days <= 0 or not folder.is_dir():
+        return []
+    limit = (time.time() if now is None else now) - days * 86400
+    removed = []
+    with _locked(folder):
+        for path in _files(folder):
+            if _day_end(path) < limit:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def read_journal(folder: Path, since_ts: float | None = None, after_seq: int = 0) -> Iterator[dict[str, Any]]:
     """Events with ``ts >= since_ts`` (all if ``None``) and ``seq > after_seq``, oldest first."""
     for path in _files(folder):
-        day_end = calendar.timegm(time.strptime(path.stem[len(_PREFIX) :], "%Y%m%d")) + 86400
-        if since_ts is not None and day_end < since_ts:
+        if since_ts is not None and _day_end(path) < since_ts:
             continue
         for item in _complete_lines(path):
             if item["seq"] > after_seq and (since_ts is None or item.get("ts", 0) >= since_ts):
@@ -101,24 +181,30 @@ class Journal:
             day = time.strftime("%Y%m%d", time.gmtime(event.get("ts", time.time())))
             line = json.dumps(event, separators=(",", ":"), allow_nan=False).encode() + b"\n"
             by_file.setdefault(self.folder / f"{_PREFIX}{day}.jsonl", []).append(line)
-        descriptors: list[int] = []
-        sizes: list[tuple[int, int]] = []  #: (fd, its size before this call, all whole lines)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for path, lines in by_file.items():
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-                descriptors.append(fd)
-                sizes.append((fd, _cut_partial_line(fd, path)))
-                _write_all(fd, b"".join(lines))
-                os.fsync(fd)
-        except OSError:
-            for fd, size in sizes:
-                with contextlib.suppress(OSError):  # if this fails too, the next write cuts it
-                    os.ftruncate(fd, size)
-            raise
-        finally:
-            for fd in descriptors:
-                os.close(fd)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with _locked(self.folder):
+            _append(by_file)
+
+
+def _append(by_file: dict[Path, list[bytes]]) -> None:
+    """Append each file's lines, all or none (see :meth:`Journal.write`)."""
+    descriptors: list[int] = []
+    sizes: list[tuple[int, int]] = []  #: (fd, its size before this call, all whole lines)
+    try:
+        for path, lines in by_file.items():
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            descriptors.append(fd)
+            sizes.append((fd, _cut_partial_line(fd, path)))
+            _write_all(fd, b"".join(lines))
+            os.fsync(fd)
+    except OSError:
+        for fd, size in sizes:
+            with contextlib.suppress(OSError):  # if this fails too, the next write cuts it
+                os.ftruncate(fd, size)
+        raise
+    finally:
+        for fd in descriptors:
+            os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -15,6 +15,9 @@ predecessor that was killed with them still in memory: the last number given liv
 directory (:class:`~streamrec.pipeline.rundir.RunCounter`), and a restarted stage continues
 after it (a subscriber drops numbers it has seen).
 
+Retention: with ``journal_days`` set, the files of days past it are removed at the start and every
+``PRUNE_EVERY_S`` (``journal_files_pruned``).
+
 Counters: ``events_<type>``, ``journaled``, ``journal_dropped``, ``tracks_ended_for_a_dead_stage``,
 ``malformed_events`` (messages on its input that are not events, all in ``malformed_messages``),
 and its publishers' figures (``events``: public, ``events_feed``: to the web stage; see
@@ -29,7 +32,7 @@ from typing import Any
 
 from streamrec.bus.messages import EVENT_TYPES, EndTracks, Event
 from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
-from streamrec.events.journal import Journal
+from streamrec.events.journal import Journal, prune_journal
 from streamrec.events.tracks import OpenTracks
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
@@ -45,21 +48,25 @@ ORPHAN_QUIET_MS = 2000
 ORPHAN_DRAIN_S = 10.0
 #: events per write while catching up, so that a disk with a little room takes what fits
 _WRITE_CHUNK = 1000
+#: how often journal files past their days are removed
+PRUNE_EVERY_S = 60.0
 PUBLIC_HWM = 100  #: events queued per subscriber before publishing drops for it (the journal keeps them all)
 
 
 class EventsStage(Stage):
     """Events in at ``endpoints.events_in``, published at ``endpoints.events_pub`` and
-    ``endpoints.events_feed``, journaled in ``journal_dir``."""
+    ``endpoints.events_feed``, journaled in ``journal_dir`` for ``journal_days`` (0: for ever)."""
 
     name = "events"
 
     def __init__(
-        self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG
+        self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG,
+        journal_days: float = 0.0,
     ) -> None:
         super().__init__(endpoints.stats, log_file)
         self.endpoints, self.journal_dir = endpoints, journal_dir
-        self.backlog = backlog
+        self.backlog, self.journal_days = backlog, journal_days
+        self._prune_at = 0.0
         self.unwritten: list[dict[str, Any]] = []  #: numbered events not journaled yet, oldest first
         self._retry_at = 0.0
         self._caught_up = 0  #: events of the backlog written since the journal failed
@@ -87,12 +94,25 @@ class EventsStage(Stage):
         )
 
     def step(self) -> bool:
+        if self.journal_days and time.monotonic() >= self._prune_at:
+            self._prune_at = time.monotonic() + PRUNE_EVERY_S
+            self._prune()
         batch = self._receive(timeout_ms=200)
         if batch:
             self._handle(batch)
         elif self.unwritten:
             self._flush_backlog()
         return True
+
+    def _prune(self) -> None:
+        try:
+            removed = prune_journal(self.journal_dir, self.journal_days)
+        except OSError as exc:
+            self.log.warning("cannot remove old event journal files in %s: %s", self.journal_dir, exc.strerror or exc)
+            return
+        if removed:
+            self.log.info("removed %d event journal files older than %g days", len(removed), self.journal_days)
+            self.count("journal_files_pruned", len(removed))
 
     def teardown(self) -> None:
         # drain what the inference stage already sent, so nothing is lost on a clean stop; when

@@ -287,7 +287,8 @@ class Watchlist:
         except (OSError, sqlite3.Error) as exc:
             raise WatchlistError(f"{self.path}: cannot open the watchlist ({exc})") from None
         try:
-            for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON"):
+            # secure_delete: a removed person's rows are overwritten, not left in free pages
+            for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON", "secure_delete = ON"):
                 self._db.execute(f"PRAGMA {pragma}")
             self._create_schema()
         except (sqlite3.Error, WatchlistError) as exc:
@@ -428,6 +429,14 @@ class Watchlist:
             db.execute("DELETE FROM embeddings WHERE id = ?", (embedding_id,))
             _bump(db)
         return EmbeddingInfo(row[0], row[1], row[2], (row[3], row[4], row[5], row[6]), row[7])
+
+    def checkpoint(self) -> bool:
+        """Move every change into the main file and empty the write-ahead log, so that no old
+        copy of a removed row stays in it; ``False`` when a reader in another process kept part
+        of the log in use (the next checkpoint finishes it)."""
+        with self._lock:
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return not busy
 
     def add_negative(self, person_id: str, vector: np.ndarray, image: str) -> int:
         """Mark a face as not ``person_id``: the matcher no longer names that person for faces

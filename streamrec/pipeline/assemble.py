@@ -36,7 +36,7 @@ def stage_factories(
     journal = journal_dir if journal_dir is not None else data_dir / "events"
     sources = [s.label for s in config.sources]
     factories: dict[str, Callable[[], Stage]] = {
-        "events": functools.partial(EventsStage, endpoints, journal, log_file),
+        "events": functools.partial(EventsStage, endpoints, journal, log_file, journal_days=config.privacy.journal_days),
         "render": functools.partial(RenderStage, config.outputs, endpoints, log_file, sources),
     }
     if config.outputs.http:

@@ -78,13 +78,13 @@ def test_a_full_disk_loses_nothing(tmp_path: Path):
 
 @contextmanager
 def _running_stage(
-    journal_dir: Path, topics: list[str] | None = None, backlog: int = JOURNAL_BACKLOG
+    journal_dir: Path, topics: list[str] | None = None, backlog: int = JOURNAL_BACKLOG, journal_days: float = 0.0
 ) -> Iterator[tuple[EventsStage, zmq.Socket, zmq.Socket]]:
     """An events stage driven step by step in this process, on real sockets, with a producer
     and a subscriber to ``topics`` (all when None), connected."""
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/pub", "ipc://unused")
-    stage = EventsStage(endpoints, journal_dir, None, backlog=backlog)
+    stage = EventsStage(endpoints, journal_dir, None, backlog=backlog, journal_days=journal_days)
     stage.ctx = zmq.Context()
     stage.setup()
     producer = push_socket(stage.ctx, endpoints.events_in)

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import run_cli
 
-WATCHLIST_VERBS = [["enroll"], ["watchlist", "list"], ["watchlist", "show"], ["watchlist", "remove"], ["watchlist", "rebuild"]]
+WATCHLIST_VERBS = [["enroll"], ["watchlist", "list"], ["watchlist", "show"], ["watchlist", "remove"], ["watchlist", "negative"],
+                   ["watchlist", "rebuild"]]
 
 
 @pytest.mark.parametrize("verb", [*WATCHLIST_VERBS, ["calibrate"]], ids=" ".join)
@@ -86,3 +87,47 @@ def test_data_dir_defaults_to_streamrec_data(tmp_path: Path, faces_dir: Path):
     assert (tmp_path / "from-env" / "watchlist.sqlite3").is_file()
     listed = run_cli("watchlist", "list", env=env)
     assert listed.stdout.split()[:4] == ["joe-biden", "Joe", "Biden", "1"]
+
+
+def test_remove_purge_leaves_nothing_of_the_person_on_disk(tmp_path: Path):
+    import time
+
+    import numpy as np
+
+    from streamrec.bus.messages import Event
+    from streamrec.events.journal import Journal, read_journal
+    from streamrec.match.kept import KeptFaces
+    from streamrec.match.store import NewEmbedding, Watchlist
+
+    rng = np.random.default_rng(0)
+    units = [v / np.linalg.norm(v) for v in rng.standard_normal((4, 512)).astype(np.float32)]
+    photo = tmp_path / "photos" / "ada-lovelace" / "upload-1.jpg"
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(b"\xff\xd8 a photo of Ada Lovelace")
+    with Watchlist(tmp_path) as store:
+        store.enroll("Ada Lovelace", [NewEmbedding(units[0], str(photo), (0, 0, 1, 1))])
+        store.enroll("Bo Bell", [NewEmbedding(units[1], "bo.jpg", (0, 0, 1, 1))])
+        store.add_negative("ada-lovelace", units[2], "kept.jpg")
+    kept = KeptFaces(tmp_path)
+    crop = np.zeros((8, 8, 3), np.uint8)
+    kept.keep("match", "cam", 1, time.time(), crop, units[0], 0.9, "ada-lovelace", "Ada Lovelace")
+    bo_face = kept.keep("match", "cam", 2, time.time(), crop, units[1], 0.9, "bo-bell", "Bo Bell")
+    Journal(tmp_path / "events").append([
+        Event("match", "cam", time.time(), track_id=1, person_id="ada-lovelace", name="Ada Lovelace").to_json(),
+        Event("match", "cam", time.time(), track_id=2, person_id="bo-bell", name="Bo Bell").to_json(),
+    ])
+    erased = _cli_json("watchlist", "remove", "ada-lovelace", "--purge", "--data-dir", str(tmp_path))
+    assert erased == {"removed": "ada-lovelace", "name": "Ada Lovelace", "embeddings": 1, "negatives": 1, "photos": 1,
+                      "kept_faces": 1, "events_renamed": 1}
+    traces = [b"Ada Lovelace", units[0].astype("<f4").tobytes()[:64], units[2].astype("<f4").tobytes()[:64]]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [t for t in traces if t in data], f"{path} still holds the person"
+    assert not photo.parent.exists()
+    assert [(e["person_id"], e["name"]) for e in read_journal(tmp_path / "events")] == [("ada-lovelace", "ada-lovelace"), ("bo-bell", "Bo Bell")]
+    assert bo_face is not None and kept.get(bo_face.id) is not None
+    with Watchlist(tmp_path) as store, store.read() as view:
+        assert [p.id for p in view.persons()] == ["bo-bell"]
+    refused = run_cli("watchlist", "remove", "ada-lovelace", "--purge", "--data-dir", str(tmp_path))
+    assert refused.returncode != 0 and refused.stderr.strip().endswith("no person with id 'ada-lovelace' in the watchlist")

@@ -1,0 +1,54 @@
+"""Erasure: everything streamrec holds about one person, gone, except the fact that events happened.
+
+A person's embeddings and negatives go from the watchlist (running matchers stop naming them at
+once), their photos stored under the data directory (``<data_dir>/photos/<id>/``: those uploaded
+through the face library) and the face crops kept of their matches are deleted, and the event
+journal keeps its events but with the person's id in place of their name. Photos enrolled from
+elsewhere with ``streamrec enroll`` are the user's own files and are left where they are.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamrec.events.journal import rename_person
+from streamrec.match.kept import KeptFaces
+from streamrec.match.store import Person, Watchlist
+
+__all__ = ["Erased", "erase_person", "photo_dir"]
+
+
+def photo_dir(data_dir: Path, person_id: str) -> Path:
+    """Where the photos of ``person_id`` uploaded through the face library are stored."""
+    return Path(data_dir) / "photos" / person_id
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What :func:`erase_person` removed: the person (as they were, with their embeddings'
+    count), their negatives, photo files, kept face crops, and the events renamed."""
+
+    person: Person
+    negatives: int
+    photos: int
+    kept_faces: int
+    events_renamed: int
+
+
+def erase_person(store: Watchlist, person_id: str, journal_dir: Path | None = None) -> Erased:
+    """Erase ``person_id`` (see the module docstring); ``journal_dir`` defaults to
+    ``<data_dir>/events``. Raises :class:`~streamrec.match.store.WatchlistError` for an unknown
+    id, before anything is removed."""
+    data_dir = store.path.parent
+    with store.read() as view:
+        negatives = len(view.negatives(person_id))
+    person = store.remove(person_id)
+    store.checkpoint()
+    folder = photo_dir(data_dir, person_id)
+    photos = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    kept = KeptFaces(data_dir).remove_person(person_id)
+    renamed = rename_person(journal_dir if journal_dir is not None else data_dir / "events", person_id)
+    return Erased(person, negatives, photos, kept, renamed)

@@ -1,15 +1,15 @@
 """Erasure: everything streamrec holds about one person, gone, except the fact that events happened.
 
 A person's embeddings and negatives go from the watchlist (running matchers stop naming them at
-once), their photos stored under the data directory (``<data_dir>/photos/<id>/``: those uploaded
-through the face library) and the face crops kept of their matches are deleted, and the event
+once), their photos stored under the data directory (``<data_dir>/photos/``: those uploaded
+through the face library, or unknown faces assigned to them) and the face crops kept of their
+matches are deleted, and the event
 journal keeps its events but with the person's id in place of their name. Photos enrolled from
 elsewhere with ``streamrec enroll`` are the user's own files and are left where they are.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +17,19 @@ from streamrec.events.journal import rename_person
 from streamrec.match.kept import KeptFaces
 from streamrec.match.store import Person, Watchlist
 
-__all__ = ["Erased", "erase_person", "photo_dir"]
+__all__ = ["Erased", "erase_person", "photos_dir", "stored_photo"]
 
 
-def photo_dir(data_dir: Path, person_id: str) -> Path:
-    """Where the photos of ``person_id`` uploaded through the face library are stored."""
-    return Path(data_dir) / "photos" / person_id
+def photos_dir(data_dir: Path) -> Path:
+    """Where the photos uploaded through the face library are stored."""
+    return Path(data_dir) / "photos"
+
+
+def stored_photo(data_dir: Path, image: str) -> Path | None:
+    """The file of an embedding's ``image`` when it is a photo stored in :func:`photos_dir`
+    (and exists), else ``None``: photos enrolled from elsewhere are the user's own files."""
+    resolved = Path(image).resolve()
+    return resolved if resolved.parent == photos_dir(data_dir).resolve() and resolved.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,12 @@ def erase_person(store: Watchlist, person_id: str, journal_dir: Path | None = No
     data_dir = store.path.parent
     with store.read() as view:
         negatives = len(view.negatives(person_id))
+        images = [e.image for e in view.embeddings(person_id)]
     person = store.remove(person_id)
     store.checkpoint()
-    folder = photo_dir(data_dir, person_id)
-    photos = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-    shutil.rmtree(folder, ignore_errors=True)
+    photos = [path for path in (stored_photo(data_dir, image) for image in images) if path is not None]
+    for path in photos:
+        path.unlink(missing_ok=True)
     kept = KeptFaces(data_dir).remove_person(person_id)
     renamed = rename_person(journal_dir if journal_dir is not None else data_dir / "events", person_id)
-    return Erased(person, negatives, photos, kept, renamed)
+    return Erased(person, negatives, len(photos), kept, renamed)

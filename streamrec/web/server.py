@@ -12,6 +12,8 @@ Routes (``source``: a camera name; without it, the first camera):
 * ``/api/state``: JSON: sources with their rate and newest frame, the last decision of each
   source and overall, the recent events.
 * ``/metrics``: Prometheus text format (:mod:`streamrec.web.metrics`).
+* ``/faces``, ``/api/faces/...``, ``/api/unknown/...``, ``/api/feedback`` (GET, POST, DELETE): the
+  face library (:mod:`streamrec.web.library`), when the stage has one.
 
 Errors are short text bodies: 404 for an unknown path or camera, 503 while no frame has
 arrived yet.
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from streamrec.web.library import MAX_UPLOAD, Library
 from streamrec.web.metrics import CONTENT_TYPE, StageMetrics
 from streamrec.web.page import PAGE
 from streamrec.web.state import Picture, WebState
@@ -59,9 +62,9 @@ class WebServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], state: WebState, metrics: StageMetrics) -> None:
+    def __init__(self, address: tuple[str, int], state: WebState, metrics: StageMetrics, library: Library | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.state, self.metrics = state, metrics
+        self.state, self.metrics, self.library = state, metrics, library
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -78,12 +81,12 @@ class WebServer(ThreadingHTTPServer):
             log.exception("error serving %s", client_address)
 
 
-def serve_http(address: str, state: WebState, metrics: StageMetrics) -> WebServer:
+def serve_http(address: str, state: WebState, metrics: StageMetrics, library: Library | None = None) -> WebServer:
     """A server bound to ``address`` (not yet serving: call ``serve_forever`` in a thread).
     Raises :class:`WebError` when the address is malformed or the port is taken."""
     host, port = parse_address(address)
     try:
-        return WebServer((host, port), state, metrics)
+        return WebServer((host, port), state, metrics, library)
     except OSError as exc:
         raise WebError(f"http: cannot listen on {address} ({exc.strerror or exc})") from None
 
@@ -97,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self.server.state.count_request()
+        if self._library("GET", url.path, query):
+            return
         routes: dict[str, Callable[[dict[str, str]], None]] = {
             "/": self._page, "/stream.mjpg": self._stream, "/frame.jpg": self._frame,
             "/api/state": self._api_state, "/metrics": self._metrics,
@@ -106,6 +111,34 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, f"not found: {url.path} (try /, /stream.mjpg, /frame.jpg, /api/state, /metrics)")
             return
         route(query)
+
+    def do_POST(self) -> None:
+        self._changing("POST")
+
+    def do_DELETE(self) -> None:
+        self._changing("DELETE")
+
+    def _changing(self, method: str) -> None:
+        url = urlsplit(self.path)
+        self.server.state.count_request()
+        if not self._library(method, url.path, {key: values[-1] for key, values in parse_qs(url.query).items()}):
+            self.close_connection = True  # its body, if any, is not read
+            self._reply(405, json.dumps({"error": f"{method} is not allowed on {url.path}"}), "application/json")
+
+    def _library(self, method: str, path: str, query: dict[str, str]) -> bool:
+        """Answer a request for the face library; ``False`` if it is not one."""
+        library = self.server.library
+        if library is None or not library.handles(path):
+            return False
+        length = self.headers.get("Content-Length", "0")
+        if not length.isdigit() or int(length) > MAX_UPLOAD:
+            self.close_connection = True
+            error = f"the request body must be at most {MAX_UPLOAD // 2**20} MiB (Content-Length {length})"
+            self._reply(413, json.dumps({"error": error}), "application/json")
+            return True
+        response = library.respond(method, path, query, self.rfile.read(int(length)) if method != "GET" else b"")
+        self._reply(response.status, response.body, response.content_type)
+        return True
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)

@@ -21,16 +21,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
 from streamrec.bus.messages import Event, JpegFrame, Message, StageStats
 from streamrec.bus.sockets import Endpoints, receive_pending, sub_socket
 from streamrec.config.model import OutputsConfig
+from streamrec.match.store import WatchlistError
 from streamrec.pipeline.stage import Stage
+from streamrec.web.library import Library
 from streamrec.web.metrics import StageMetrics
 from streamrec.web.server import WebError, WebServer, serve_http
 from streamrec.web.state import WebState
+
+if TYPE_CHECKING:
+    from streamrec.faces import FaceModels
 
 __all__ = ["EXIT_HTTP_FAILED", "WebStage"]
 
@@ -41,16 +47,21 @@ JPEG_HWM = 4  #: JPEG frames queued before ZeroMQ drops older ones for us
 
 class WebStage(Stage):
     """Serves ``outputs.http`` (``HOST:PORT``). ``sources``: the configured camera names, so
-    the page and routes know them (and pick the first) before their first frame arrives."""
+    the page and routes know them (and pick the first) before their first frame arrives.
+    ``library``: the data directory and engine folder of the face library (``/faces``); without
+    it there is none."""
 
     name = "web"
 
     def __init__(
-        self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = ()
+        self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = (),
+        library: tuple[Path, Path | None] | None = None,
     ) -> None:
         super().__init__(endpoints.stats, log_file)
         self.outputs, self.endpoints = outputs, endpoints
         self.sources = list(sources)
+        self.library_dirs = library
+        self.library: Library | None = None
         self.server: WebServer | None = None
         self._serving: threading.Thread | None = None
 
@@ -58,8 +69,13 @@ class WebStage(Stage):
         assert self.ctx is not None
         self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s)
         self.metrics = StageMetrics()
+        if self.library_dirs is not None:
+            try:
+                self.library = Library(self.library_dirs[0], self._face_models)
+            except WatchlistError as exc:  # the door page and video still serve
+                self.log.error("no face library (/faces): %s", exc)
         try:
-            self.server = serve_http(self.outputs.http, self.state, self.metrics)
+            self.server = serve_http(self.outputs.http, self.state, self.metrics, self.library)
         except WebError as exc:
             self.log.error("%s", exc)
             self.exit_code = EXIT_HTTP_FAILED
@@ -78,6 +94,13 @@ class WebStage(Stage):
             self.poller.register(sock, zmq.POLLIN)
         host, port = self.server.server_address[:2]
         self.log.info("serving http://%s:%s/ (door page), /stream.mjpg, /metrics", host, port)
+
+    def _face_models(self) -> FaceModels:
+        """The engines that embed uploaded photos, with the face choice of ``streamrec enroll``."""
+        from streamrec.faces import FaceModels, ModelsConfig
+
+        assert self.library_dirs is not None
+        return FaceModels(ModelsConfig(selection="largest_clipped"), self.library_dirs[1], report=self.log.info)
 
     def step(self) -> bool:
         if self.server is None:
@@ -112,3 +135,5 @@ class WebStage(Stage):
         self.server.server_close()
         if self._serving is not None:
             self._serving.join(timeout=2.0)
+        if self.library is not None:
+            self.library.close()

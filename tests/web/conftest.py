@@ -28,6 +28,7 @@ from streamrec.bus.sockets import Endpoints, Publisher, new_run_dir, pull_socket
 from streamrec.config.model import OutputsConfig
 from streamrec.render.stage import RenderStage
 from streamrec.web.stage import WebStage
+from tests.match.conftest import face_photos  # noqa: F401 - a shared fixture
 from tests.render.frames import centre_box, face, overlay, photo_frames, start_stage, stop_stage
 
 TICK_S = 0.1  #: the feeder's pace: 10 frames per second, like a slow camera

@@ -187,6 +187,20 @@ class KeptFaces:
                         removed += 1
         return removed
 
+    def remove_near(self, vectors: np.ndarray, threshold: float, kind: KeptKind = "unknown") -> int:
+        """Remove every kept face of ``kind`` closer than ``threshold`` to one of ``vectors``
+        ``(n, 512)`` (a person's faces, kept while they were unknown); returns how many."""
+        removed = 0
+        if not len(vectors):
+            return 0
+        for path in list(self._records(kind)):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                face = self._load(path)
+                if float(np.linalg.norm(vectors - face.vector, axis=1).min()) < threshold:
+                    self.remove(face)
+                    removed += 1
+        return removed
+
     def prune(self, now: float | None = None) -> int:
         """Remove faces older than ``days``, crops left without a record, and what is over the
         bounds; returns how many faces went."""

@@ -144,6 +144,10 @@ class Matcher:
                 self._start_build_if_stale()
             return self._state
 
+    def names(self) -> dict[str, str]:
+        """Person id -> name of everyone in the watchlist now (after catching up)."""
+        return dict(self._current().names)
+
     def status(self) -> MatcherStatus:
         """Counts of what is searched now (after catching up)."""
         state = self._current()

@@ -430,13 +430,19 @@ class Watchlist:
             _bump(db)
         return EmbeddingInfo(row[0], row[1], row[2], (row[3], row[4], row[5], row[6]), row[7])
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self, tries: int = 50) -> bool:
         """Move every change into the main file and empty the write-ahead log, so that no old
-        copy of a removed row stays in it; ``False`` when a reader in another process kept part
-        of the log in use (the next checkpoint finishes it)."""
-        with self._lock:
-            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        return not busy
+        copy of a removed row stays in it. A reader in another process (a matcher catching up)
+        can hold part of the log for a moment: tried up to ``tries`` times, 20 ms apart;
+        ``False`` if it never finished (the next checkpoint does)."""
+        for attempt in range(tries):
+            with self._lock:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+            if attempt + 1 < tries:
+                time.sleep(0.02)
+        return False
 
     def add_negative(self, person_id: str, vector: np.ndarray, image: str) -> int:
         """Mark a face as not ``person_id``: the matcher no longer names that person for faces

@@ -28,6 +28,7 @@ unknown_days`` are pruned at the start and every ``PRUNE_EVERY_S``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,6 +221,8 @@ class InferenceStage(Stage):
                 self._emit(decision_event(outcome))
                 self._keep(outcome)
             elif (event := track_end_event(outcome)) is not None:
+                if event.person_id is not None and event.person_id not in self.faces.matcher.names():
+                    event = dataclasses.replace(event, name=event.person_id)  # erased while the track lived
                 self._emit(event)
 
     def _keep(self, decided: Decided) -> None:

@@ -80,8 +80,10 @@ function el(tag, text, cls) {
 function when(ts) { return new Date(ts * 1000).toLocaleString(); }
 
 async function act(work, done) {
-  try { const result = await work(); say(done(result), false); } catch (e) { say(e.message, true); }
-  await refresh();
+  let message, error = false;
+  try { message = done(await work()); } catch (e) { message = e.message; error = true; }
+  await refresh();  // the page shows the change before it says it is done
+  say(message, error);
 }
 
 function upload(url, file) {

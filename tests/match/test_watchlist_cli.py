@@ -112,13 +112,15 @@ def test_remove_purge_leaves_nothing_of_the_person_on_disk(tmp_path: Path):
     crop = np.zeros((8, 8, 3), np.uint8)
     kept.keep("match", "cam", 1, time.time(), crop, units[0], 0.9, "ada-lovelace", "Ada Lovelace")
     bo_face = kept.keep("match", "cam", 2, time.time(), crop, units[1], 0.9, "bo-bell", "Bo Bell")
+    kept.keep("unknown", "cam", 3, time.time(), crop, units[0], 0.9)  # Ada's face before she was enrolled
+    stranger = kept.keep("unknown", "cam", 4, time.time(), crop, units[3], 0.9)
     Journal(tmp_path / "events").append([
         Event("match", "cam", time.time(), track_id=1, person_id="ada-lovelace", name="Ada Lovelace").to_json(),
         Event("match", "cam", time.time(), track_id=2, person_id="bo-bell", name="Bo Bell").to_json(),
     ])
     erased = _cli_json("watchlist", "remove", "ada-lovelace", "--purge", "--data-dir", str(tmp_path))
     assert erased == {"removed": "ada-lovelace", "name": "Ada Lovelace", "embeddings": 1, "negatives": 1, "photos": 1,
-                      "kept_faces": 1, "events_renamed": 1}
+                      "kept_faces": 2, "events_renamed": 1}
     traces = [b"Ada Lovelace", units[0].astype("<f4").tobytes()[:64], units[2].astype("<f4").tobytes()[:64]]
     for path in tmp_path.rglob("*"):
         if path.is_file():
@@ -127,6 +129,7 @@ def test_remove_purge_leaves_nothing_of_the_person_on_disk(tmp_path: Path):
     assert not photo.exists()
     assert [(e["person_id"], e["name"]) for e in read_journal(tmp_path / "events")] == [("ada-lovelace", "ada-lovelace"), ("bo-bell", "Bo Bell")]
     assert bo_face is not None and kept.get(bo_face.id) is not None
+    assert [f.id for f in kept.recent("unknown")] == [stranger.id]
     with Watchlist(tmp_path) as store, store.read() as view:
         assert [p.id for p in view.persons()] == ["bo-bell"]
     refused = run_cli("watchlist", "remove", "ada-lovelace", "--purge", "--data-dir", str(tmp_path))

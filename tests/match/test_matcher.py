@@ -119,3 +119,55 @@ def test_a_negative_stops_a_stranger_being_named_and_keeps_the_person_named(tmp_
     assert [m.person_id for m in after] == [None] * 6
     assert [m.vetoed for m in after] == ["compreface-person-b"] * 3 + [None] * 3
     assert [m.person_id for m in matcher.match(held_out)] == expected
+
+
+def _clip_faces(clip: Path, models, every: int = 3) -> tuple[list[int], np.ndarray]:
+    """The frame index and embedding of every clear face (score >= 0.95, 40 px or more) of
+    every ``every``-th frame of the clip."""
+    import cv2
+
+    frames, vectors = [], []
+    capture = cv2.VideoCapture(str(clip))
+    index = 0
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            faces = models.detect(rgb[None])[0]
+            sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+            clear = np.flatnonzero((faces.scores >= 0.95) & (sides >= 40))
+            if len(clear):
+                vectors.append(models.embed([rgb], [faces[clear]]))
+                frames += [index] * len(clear)
+        index += 1
+    capture.release()
+    return frames, np.concatenate(vectors)
+
+
+def test_on_the_clip_a_negative_stops_lin_being_named_obama_and_obama_is_still_named(tmp_path: Path, hamilton_clip: Path, models, face_photos):
+    """The clip figures of docs/watchlist.md: with everyone but Lin-Manuel Miranda enrolled, at
+    the pair threshold (1.12), two faces of Lin (frames 141 and 144; he is on screen from frame
+    87 to 210) are named Barack Obama (in the audience from frame 231). One of them marked "not
+    Barack Obama" and neither is, while every face of Obama is still named."""
+    frames, vectors = _clip_faces(hamilton_clip, models)
+    with Watchlist(tmp_path) as store:
+        enroll_real(store, face_photos, [p for p in face_photos if p != "lin_manuel_miranda"], held_out=0)
+    matcher = Matcher(tmp_path, threshold=1.12)
+
+    def named() -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for frame, match in zip(frames, matcher.match(vectors)):
+            if match.known:
+                found.setdefault(str(match.person_id), []).append(frame)
+        return found
+
+    before = named()
+    assert list(before) == ["barack-obama"] and len(frames) == 132
+    lin_as_obama = [f for f in before["barack-obama"] if f <= 210]
+    obama = [f for f in before["barack-obama"] if f >= 231]
+    assert lin_as_obama == [141, 144] and len(obama) == 15
+    with Watchlist(tmp_path) as store:
+        store.add_negative("barack-obama", vectors[frames.index(141)], "clip frame 141")
+    assert named() == {"barack-obama": obama}

@@ -96,7 +96,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                "the largest, clipped to the image)")
 
     watchlist = verbs.add_parser(
-        "watchlist", help="list, show or remove enrolled people; rebuild the search index",
+        "watchlist", help="list, show or remove enrolled people; mark faces as not a person; rebuild the search index",
         description="Inspect and edit the watchlist in the data directory.",
     )
     actions = watchlist.add_subparsers(dest="action", metavar="ACTION", required=True)

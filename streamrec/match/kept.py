@@ -148,7 +148,8 @@ class KeptFaces:
         if self._failing:
             log.info("face crops are kept in %s again", folder)
             self._failing = False
-        self._bound(kind)
+        with contextlib.suppress(OSError):  # the next prune tries again
+            self._bound(kind)
         return self.get(face_id, kind)
 
     def get(self, face_id: str, kind: KeptKind | None = None) -> KeptFace | None:

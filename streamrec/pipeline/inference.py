@@ -107,7 +107,7 @@ class InferenceStage(Stage):
     def step(self) -> bool:
         if time.monotonic() >= self._prune_at:
             self._prune_at = time.monotonic() + PRUNE_EVERY_S
-            self.count("faces_pruned", self.kept.prune())
+            self._prune()
         if not self.batcher.backlogged():
             self._receive(self.batcher.wait_s(time.monotonic()))
         # after the wait for frames, before they are used: a capture sends a status change (the
@@ -224,6 +224,13 @@ class InferenceStage(Stage):
                 if event.person_id is not None and event.person_id not in self.faces.matcher.names():
                     event = dataclasses.replace(event, name=event.person_id)  # erased while the track lived
                 self._emit(event)
+
+    def _prune(self) -> None:
+        """Remove kept faces past their days (a failure is logged and tried again later)."""
+        try:
+            self.count("faces_pruned", self.kept.prune())
+        except OSError as exc:
+            self.log.warning("cannot remove old face crops in %s: %s", self.data_dir, exc.strerror or exc)
 
     def _keep(self, decided: Decided) -> None:
         """Keep the face of a decision for the face library."""

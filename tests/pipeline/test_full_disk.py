@@ -80,4 +80,5 @@ def test_a_stage_crash_on_a_full_disk_is_survived_and_no_event_is_lost(hamilton_
     complaints = re.findall(r"(\S+\[\d+\]): cannot write the log file", text)
     assert complaints and len(complaints) == len(set(complaints)), complaints  # once per process, not per line
     assert len(re.findall(r"cannot write .*run\.json", text)) == 1, text
+    assert len(re.findall(r"cannot keep face crops", text)) <= 1, text  # once, not once per face
     assert "internal error" not in text

@@ -31,8 +31,17 @@ LIN, LIN_ID = "Lin-Manuel Miranda", "lin-manuel-miranda"
 VISITOR, VISITOR_ID = "Visitor Kit", "visitor-kit"
 
 
+#: a face kept by an earlier run, past [privacy] unknown_days (30)
+OLD_FACE_DAYS = 31
+
+
 @pytest.fixture
 def running(browser, rtsp_clip: Path, tmp_path: Path) -> Iterator[Pipeline]:  # browser first: skip early
+    old = np.zeros(512, np.float32)
+    old[0] = 1.0
+    kept = KeptFaces(tmp_path / "data").keep("unknown", "cam", 1, time.time() - OLD_FACE_DAYS * 86400,
+                                              np.zeros((8, 8, 3), np.uint8), old, 0.5)
+    assert kept is not None and kept.jpeg.exists()
     pipeline = start_pipeline(rtsp_clip, tmp_path / "data", tmp_path)
     try:
         yield pipeline
@@ -104,16 +113,21 @@ def _assign_an_unknown_face(page: Page, pipeline: Pipeline) -> None:
 
 
 def _mark_not_this_person(page: Page, pipeline: Pipeline) -> None:
-    """Mark a match of Lin "not this person": the next time the clip shows that face, a new track
-    is decided unknown, and it is the negative that made it so (Lin's views that look less like
-    the marked face than like his photo may still be named: the rule acts only nearer the negative)."""
-    card = page.locator("#matches .card", has_text=LIN).first
-    card.wait_for(timeout=120_000)
+    """Mark the matches of Lin on the page "not this person": the next time the clip shows one
+    of those faces at the start of a track, the track is decided unknown, and it is a negative
+    that made it so (Lin's views that look less like a marked face than like his photo may still
+    be named: the rule acts only nearer a negative, and a track named stays named)."""
+    cards = page.locator("#matches .card", has_text=LIN)
+    cards.first.wait_for(timeout=120_000)
     last_track = max(((e.get("track_id") or 0) for e in _events(pipeline)), default=0)
-    card.locator(".not-this-person").click()
-    _said(page, f"Marked: not {LIN}")
+    marked = 0
+    while cards.count() and marked < 10:
+        cards.first.locator(".not-this-person").click()
+        marked += 1
+        _said(page, f"Marked: not {LIN}")
+        page.locator("#status").evaluate("node => node.textContent = ''")
     with Watchlist(pipeline.data_dir) as store, store.read() as view:
-        assert len(view.negatives(LIN_ID)) == 1
+        assert len(view.negatives(LIN_ID)) == marked
     # the threshold the pipeline matches at
     matcher, kept = Matcher(pipeline.data_dir, MatcherConfig().threshold), KeptFaces(pipeline.data_dir)
 
@@ -167,6 +181,9 @@ def test_the_face_library_against_a_running_pipeline(running: Pipeline, browser:
     try:
         log_in(page, base)
         page.goto(base + "/faces", wait_until="load")
+        # the running pipeline removed the face an earlier run kept past its days
+        _until(lambda: not any(f.ts < time.time() - 30 * 86400 for f in KeptFaces(running.data_dir).recent("unknown", 10_000)),
+               60, "the old face pruned", running)
         _enroll_by_upload(page, faces_dir)
         _assign_an_unknown_face(page, running)
         _mark_not_this_person(page, running)

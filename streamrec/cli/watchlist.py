@@ -285,13 +285,17 @@ def run_negative(args: argparse.Namespace) -> int:
         if person is None:  # before the models load
             raise UserError(f"no person with id {args.person_id!r} in the watchlist")
         photos = [choose_face(result) for result in open_models(args).analyse(args.images, embed="main")]
+        marked = {photo.image: store.add_negative(person.id, photo.face.vector, photo.face.image)
+                  for photo in photos if photo.face is not None}
+    if args.json:
+        print_json({"person_id": person.id, "photos": [
+            {"image": str(p.image), "negative": marked[p.image]} if p.face else {"image": str(p.image), "refused": p.refused}
+            for p in photos]})
+    else:
         for photo in photos:
-            if photo.face is None:
-                print(f"{photo.image}: refused: {photo.refused}")
-                continue
-            store.add_negative(person.id, photo.face.vector, photo.face.image)
-            print(f"{photo.image}: marked as not {person.name} (id {person.id})")
-    if all(photo.face is None for photo in photos):
+            print(f"{photo.image}: marked as not {person.name} (id {person.id})" if photo.face else
+                  f"{photo.image}: refused: {photo.refused}")
+    if not marked:
         raise UserError(f"nothing marked: none of the {len(photos)} photos has a usable face")
     return 1 if any(photo.refused for photo in photos) else 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -111,10 +112,12 @@ def test_a_negative_stops_a_stranger_being_named_and_keeps_the_person_named(tmp_
     before = matcher.match(stranger)
     assert [m.person_id for m in before] == ["compreface-person-b"] * 3 + [None] * 3
     assert [m.person_id for m in matcher.match(held_out)] == expected
-    marked = run_cli("watchlist", "negative", "compreface-person-b", str(faces_dir / "compreface_person_a" / "1.jpg"),
-                     "--data-dir", str(tmp_path))
-    assert marked.returncode == 0, marked.stderr
-    assert "not Compreface Person B" in marked.stdout
+    photo = faces_dir / "compreface_person_a" / "1.jpg"
+    marked = run_cli("watchlist", "negative", "compreface-person-b", str(photo), str(faces_dir / "nowhere.jpg"),
+                     "--data-dir", str(tmp_path), "--json")
+    assert marked.returncode == 1, marked.stderr  # one photo refused
+    assert json.loads(marked.stdout)["photos"] == [
+        {"image": str(photo), "negative": 1}, {"image": str(faces_dir / "nowhere.jpg"), "refused": "no such file"}]
     after = matcher.match(stranger)
     assert [m.person_id for m in after] == [None] * 6
     assert [m.vetoed for m in after] == ["compreface-person-b"] * 3 + [None] * 3

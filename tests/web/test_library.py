@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamrec.match.kept import KeptFaces
 from streamrec.match.matcher import Matcher
@@ -131,3 +133,44 @@ def test_the_page_is_self_contained_and_puts_names_in_as_text(server: WebServer)
     assert (status, kind) == (200, "text/html; charset=utf-8")
     assert "innerHTML" not in text and "http://" not in text and "https://" not in text
     assert "X-CSRF-Token" in text and "streamrec_csrf" in text
+
+
+_PATHS = st.sampled_from([
+    "/faces", "/api/faces", "/api/faces/ann", "/api/faces/ann/photos", "/api/faces/ann/photos/1", "/api/faces/../x",
+    "/api/unknown", "/api/unknown/0000000000001-cam-1.jpg", "/api/unknown/0000000000001-cam-1/assign", "/api/feedback",
+    "/api/feedback/x.jpg", "/api/faces/ANN", "/api/unknown/%2e%2e",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.sampled_from(["GET", "POST", "DELETE"]), path=_PATHS, name=st.text(max_size=80),
+       body=st.one_of(st.binary(max_size=300), st.builds(lambda v: json.dumps(v).encode(), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["person_id", "face", "source", "track_id"]), inner, max_size=4),
+           max_leaves=8))))
+def test_every_request_gets_an_answer_and_every_refusal_is_one_json_line(library_dir: Path, models, method, path, name, body):
+    library = Library(library_dir, lambda: models)
+    try:
+        answer = library.respond(method, path, {"name": name}, body)
+    finally:
+        library.close()
+    assert 200 <= answer.status < 500
+    if answer.status >= 400:
+        error = json.loads(answer.body)["error"]
+        assert error and "\n" not in error
+
+
+@pytest.fixture(scope="module")
+def library_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with one person and one kept face of each kind, for the fuzzing."""
+    folder = tmp_path_factory.mktemp("library")
+    rng = np.random.default_rng(0)
+    vectors = [v / np.linalg.norm(v) for v in rng.standard_normal((2, 512)).astype(np.float32)]
+    from streamrec.match.store import NewEmbedding
+
+    with Watchlist(folder) as store:
+        store.enroll("Ann", [NewEmbedding(vectors[0], "ann.jpg", (0, 0, 1, 1))])
+    kept = KeptFaces(folder)
+    kept.keep("unknown", "cam", 1, 0.001, np.zeros((8, 8, 3), np.uint8), vectors[1], 0.5)
+    kept.keep("match", "cam", 2, 0.002, np.zeros((8, 8, 3), np.uint8), vectors[0], 0.5, "ann", "Ann")
+    return folder

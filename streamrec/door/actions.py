@@ -22,6 +22,7 @@ deadline; the helper's own socket timeout ends it soon after.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -186,7 +187,8 @@ Action = Annotated[WebhookAction | CommandAction, Field(discriminator="type")]
 @dataclass(frozen=True)
 class ActionResult:
     """How one action went, to record beside the outcome: ``code`` is the HTTP status or the
-    exit status (``None`` when there was none: not reached, not started, timed out), ``detail``
+    exit status (minus the signal's number for a command a signal ended; ``None`` when there was
+    none: not reached, not started, timed out), ``detail``
     one printable line saying what happened, ``elapsed_s`` the wall time it took."""
 
     action: str
@@ -206,12 +208,13 @@ def perform(action: WebhookAction | CommandAction, outcome: Mapping[str, Any]) -
     start = time.monotonic()
     try:
         body = json.dumps(dict(outcome), allow_nan=False, ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        return ActionResult(action.label, False, None, _one_line(f"the outcome is not JSON: {exc}"), 0.0)
+    try:
         if isinstance(action, WebhookAction):
             ok, code, detail, timed_out = _call_webhook(action, body)
         else:
             ok, code, detail, timed_out = _run_command(action, body, _environment(outcome))
-    except (TypeError, ValueError) as exc:
-        ok, code, detail, timed_out = False, None, f"the outcome is not JSON: {exc}", False
     except Exception as exc:  # the contract above: a door action must never take its caller down
         log.exception("%s failed unexpectedly", action.label)
         ok, code, detail, timed_out = False, None, f"failed: {type(exc).__name__}: {exc}", False
@@ -266,6 +269,8 @@ def _exchange(action: WebhookAction, body: bytes) -> _Outcome:
         return False, None, f"cannot reach {where}: {_reason(exc.reason)}", timed_out
     except TimeoutError:
         return False, None, f"{where} stopped answering within {action.timeout_s:g} s", True
+    except http.client.HTTPException as exc:
+        return False, None, f"{where} did not answer in HTTP: {type(exc).__name__} {exc}", False
     except OSError as exc:  # the connection broke after it was made
         return False, None, f"{where}: {_reason(exc)}", False
 
@@ -304,7 +309,7 @@ def _run_command(action: CommandAction, body: bytes, env: dict[str, str]) -> _Ou
         status = process.returncode
         said = _first_line(_tail(output), last=True)
     if status < 0:
-        return False, status, f"killed by {signal.Signals(-status).name}{said}", False
+        return False, status, f"killed by {_signal_name(-status)}{said}", False
     return status == 0, status, f"exit status {status}{said}", False
 
 
@@ -316,6 +321,13 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:  # the whole group ended meanwhile
         pass
     process.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal, which has no name of its own
+        return f"signal {number}"
 
 
 def _tail(file: Any) -> bytes:
@@ -371,8 +383,9 @@ class ActionRunner:
         self.close()
 
     def submit(self, outcome: Mapping[str, Any]) -> int:
-        """Queue the actions ``outcome`` triggers; returns how many were queued."""
-        queued = 0
+        """Queue the actions ``outcome`` triggers; returns how many were queued. The actions
+        and ``on_result`` get a copy taken now: the caller may reuse its mapping."""
+        outcome, queued = dict(outcome), 0
         for action in self.actions:
             if not action.triggered_by(outcome):
                 continue

@@ -162,6 +162,25 @@ def test_webhook_to_a_server_that_never_answers_times_out():
     assert 0.4 <= result.elapsed_s < 0.5 + SLACK_S
 
 
+def test_webhook_to_a_server_that_does_not_speak_http_fails():
+    with socket.socket() as odd:
+        odd.bind(("127.0.0.1", 0))
+        odd.listen(1)
+
+        def answer() -> None:
+            peer, _ = odd.accept()
+            with peer:
+                peer.recv(65536)
+                peer.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        server = threading.Thread(target=answer)
+        server.start()
+        result = perform(_webhook(f"http://127.0.0.1:{odd.getsockname()[1]}/"), OUTCOME)
+        server.join()
+    _failed_in_one_line(result, "did not answer in HTTP: BadStatusLine")
+    assert not result.timed_out
+
+
 def test_outcome_that_is_not_json_fails(receiver: Receiver):
     result = perform(_webhook(receiver.url), {**OUTCOME, "score": float("nan")})
     _failed_in_one_line(result, "the outcome is not JSON")
@@ -224,10 +243,11 @@ def test_program_that_cannot_run_fails(tmp_path: Path):
     _failed_in_one_line(perform(_command(plain), OUTCOME), f"cannot run {plain}: permission denied")
 
 
-def test_command_killed_by_a_signal(tmp_path: Path):
-    result = perform(_command(_script(tmp_path / "crash", "kill -SEGV $$\n")), OUTCOME)
-    _failed_in_one_line(result, "killed by SIGSEGV")
-    assert result.code == -11
+@pytest.mark.parametrize("number, name", [(11, "SIGSEGV"), (40, "signal 40")])
+def test_command_killed_by_a_signal(tmp_path: Path, number: int, name: str):
+    result = perform(_command(_script(tmp_path / "crash", f"kill -{number} $$\n")), OUTCOME)
+    _failed_in_one_line(result, f"killed by {name}")
+    assert result.code == -number
 
 
 # The runner
@@ -253,8 +273,10 @@ def _gated(tmp_path: Path) -> CommandAction:
 def test_runner_performs_off_the_callers_thread(tmp_path: Path):
     results = _Results()
     with ActionRunner([_gated(tmp_path)], results) as runner:
-        assert runner.submit(OUTCOME) == 1
+        outcome = dict(OUTCOME)
+        assert runner.submit(outcome) == 1
         assert results.got == []  # submit returned while the relay still waits
+        outcome["outcome"] = "denied"  # the caller's mapping is its own again
         _until(lambda: (tmp_path / "started-Ann").exists(), "the relay starts")
         (tmp_path / "go").touch()
         _until(lambda: len(results.got) == 1, "the result arrives")

@@ -74,8 +74,10 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Action(Section):
-    """What every action has: a deadline and the outcomes that trigger it."""
+    """What every action has: its kind (first, as tables are written), a deadline and the
+    outcomes that trigger it."""
 
+    type: str
     timeout_s: float = Field(
         default=5.0, gt=0, le=MAX_TIMEOUT_S,
         description="Seconds the action may take; a command still running then is killed with its children.",

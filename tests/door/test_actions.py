@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import socket
 import stat
 import threading
@@ -359,7 +360,7 @@ RELAY = {"type": "command", "argv": ["relay"]}
         ({**RELAY, "outcomes": []}, "door.actions[0].outcomes: must be a list of values"),
         ({"type": "relay"}, 'door.actions[0]: must be a table with type = "webhook" or "command" (got { type = "relay" })'),
         ({"argv": ["x"]}, 'door.actions[0]: must be a table with type = "webhook" or "command"'),
-        ({**RELAY, "shell": True}, "door.actions[0].shell: unknown key (known: timeout_s, outcomes, type, argv)"),
+        ({**RELAY, "shell": True}, "door.actions[0].shell: unknown key (known: type, timeout_s, outcomes, argv)"),
         ({**HOOK, "url": "ftp://host/door"}, "door.actions[0].url: must be an http:// or https:// URL with a host"),
         ({**HOOK, "url": "http://ann:pw@host/door"}, "door.actions[0].url: must not hold a user name or password"),
         ({**HOOK, "url": "http://host:99999/"}, "door.actions[0].url: must be an http:// or https:// URL (Port out of range"),
@@ -375,3 +376,12 @@ def test_bad_actions_are_one_line_naming_the_key(action: dict[str, Any], message
     assert caught.value.problems == [str(caught.value)] and "\n" not in str(caught.value)
     assert str(caught.value).startswith("door.toml: door.actions[1]")
     assert message.replace("actions[0]", "actions[1]") in str(caught.value)
+
+
+@pytest.mark.parametrize("actions, message", [
+    ("relay on", 'door.actions: must be a list of values, each a table with type = "webhook" or "command" (got "relay on")'),
+    (["relay"], 'door.actions[0]: must be a table with type = "webhook" or "command" (got "relay")'),
+])
+def test_actions_that_are_not_tables(actions: object, message: str):
+    with pytest.raises(ConfigError, match=re.escape(f"door.toml: {message}")):
+        parse_config({"door": {"actions": actions}}, origin="door.toml", model=_WithDoor)

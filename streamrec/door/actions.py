@@ -40,10 +40,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import Self
-
-from streamrec.config.model import Section
 
 __all__ = [
     "MAX_TIMEOUT_S",
@@ -73,9 +71,16 @@ _FIXED_HEADERS = {"content-length", "host", "transfer-encoding", "connection"}
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class _Action(Section):
+class _Action(BaseModel):
     """What every action has: its kind (first, as tables are written), a deadline and the
-    outcomes that trigger it."""
+    outcomes that trigger it.
+
+    The rules are those of a configuration section (``streamrec.config.model.Section``: no
+    unknown key, TOML's types as written, finite numbers, frozen), restated here rather than
+    inherited because that module imports this one for ``[door] actions``; each text field
+    refuses control characters in its own validator."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, validate_default=True)
 
     type: str
     timeout_s: float = Field(
@@ -106,8 +111,8 @@ def _http_url(url: str) -> str:
         _ = parts.port  # raises ValueError for a port out of range
     except ValueError as exc:
         raise ValueError(f"must be an http:// or https:// URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
-        raise ValueError("must be an http:// or https:// URL with a host and no spaces")
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url or _CONTROL.search(url):
+        raise ValueError("must be an http:// or https:// URL with a host, without spaces or control characters")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not hold a user name or password: send credentials in headers (Authorization)")
     return url

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from streamrec.config import ConfigError, RunConfig, parse_config
 from streamrec.config.load import read_toml
@@ -362,6 +362,7 @@ RELAY = {"type": "command", "argv": ["relay"]}
         ({"argv": ["x"]}, 'door.actions[0]: must be a table with type = "webhook" or "command"'),
         ({**RELAY, "shell": True}, "door.actions[0].shell: unknown key (known: type, timeout_s, outcomes, argv)"),
         ({**HOOK, "url": "ftp://host/door"}, "door.actions[0].url: must be an http:// or https:// URL with a host"),
+        ({**HOOK, "url": "http://host/do\nor"}, "door.actions[0].url: must be an http:// or https:// URL with a host, "),
         ({**HOOK, "url": "http://ann:pw@host/door"}, "door.actions[0].url: must not hold a user name or password"),
         ({**HOOK, "url": "http://host:99999/"}, "door.actions[0].url: must be an http:// or https:// URL (Port out of range"),
         ({**HOOK, "method": "GET"}, 'door.actions[0].method: must be one of "POST", "PUT" (got "GET")'),
@@ -385,3 +386,8 @@ def test_bad_actions_are_one_line_naming_the_key(action: dict[str, Any], message
 def test_actions_that_are_not_tables(actions: object, message: str):
     with pytest.raises(ConfigError, match=re.escape(f"door.toml: {message}")):
         parse_config({"door": {"actions": actions}}, origin="door.toml", model=_WithDoor)
+
+
+@pytest.mark.parametrize("model", [WebhookAction, CommandAction])
+def test_actions_follow_the_rules_of_every_section(model: type[BaseModel]):
+    assert model.model_config == Section.model_config

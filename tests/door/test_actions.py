@@ -320,23 +320,26 @@ def test_runner_survives_a_failing_callback(receiver: Receiver):
 # Configuration
 
 
-class _Door(Section):
+class _Entrance(Section):
     actions: list[Action] = Field(default=[])
 
 
-class _WithDoor(RunConfig):
-    door: _Door = _Door()
+class _WithEntrance(RunConfig):
+    """A configuration with a section that holds actions, as ``[door]`` does (a name of its own,
+    so that this stays apart from the real section's other keys and rules)."""
+
+    entrance: _Entrance = _Entrance()
 
 
 def test_actions_from_a_toml_file(tmp_path: Path):
     path = tmp_path / "door.toml"
-    path.write_text('[[door.actions]]\ntype = "command"\nargv = ["/usr/local/bin/relay", "open"]\n'
+    path.write_text('[[entrance.actions]]\ntype = "command"\nargv = ["/usr/local/bin/relay", "open"]\n'
                     'timeout_s = 3\noutcomes = ["granted"]\n\n'
-                    '[[door.actions]]\ntype = "webhook"\nurl = "https://hooks.example.org/door"\n'
+                    '[[entrance.actions]]\ntype = "webhook"\nurl = "https://hooks.example.org/door"\n'
                     'headers = { Authorization = "Bearer abc" }\n')
-    config = parse_config(read_toml(path), origin=str(path), model=_WithDoor)
-    assert isinstance(config, _WithDoor)
-    relay, hook = config.door.actions
+    config = parse_config(read_toml(path), origin=str(path), model=_WithEntrance)
+    assert isinstance(config, _WithEntrance)
+    relay, hook = config.entrance.actions
     assert isinstance(relay, CommandAction) and relay.argv == ["/usr/local/bin/relay", "open"]
     assert relay.timeout_s == 3 and relay.outcomes == ["granted"]
     assert isinstance(hook, WebhookAction) and hook.method == "POST" and hook.outcomes == ["granted", "denied"]
@@ -349,43 +352,43 @@ RELAY = {"type": "command", "argv": ["relay"]}
 @pytest.mark.parametrize(
     "action, message",
     [
-        ({**HOOK, "timeout_s": float("nan")}, "door.actions[0].timeout_s: must be a finite number > 0 and <= 60 (got nan)"),
-        ({**RELAY, "timeout_s": 0}, "door.actions[0].timeout_s: must be a finite number > 0 and <= 60 (got 0)"),
-        ({**RELAY, "argv": "relay.sh --open now"}, "door.actions[0].argv: must be a list, the program and each argument "),
+        ({**HOOK, "timeout_s": float("nan")}, "entrance.actions[0].timeout_s: must be a finite number > 0 and <= 60 (got nan)"),
+        ({**RELAY, "timeout_s": 0}, "entrance.actions[0].timeout_s: must be a finite number > 0 and <= 60 (got 0)"),
+        ({**RELAY, "argv": "relay.sh --open now"}, "entrance.actions[0].argv: must be a list, the program and each argument "),
         ({**RELAY, "argv": "relay.sh  --open"}, '(it is not run by a shell): ["relay.sh", "--open"], say (got "relay.sh  --open")'),
-        ({**RELAY, "argv": []}, "door.actions[0].argv: must be a list of values, each a string"),
-        ({**RELAY, "argv": ["", "x"]}, "door.actions[0].argv: must begin with the program to run"),
-        ({**RELAY, "outcomes": ["opened"]}, 'door.actions[0].outcomes[0]: must be one of "granted", "denied" (got "opened")'),
-        ({**RELAY, "outcomes": ["granted", "granted"]}, "door.actions[0].outcomes: must name each outcome at most once"),
-        ({**RELAY, "outcomes": []}, "door.actions[0].outcomes: must be a list of values"),
-        ({"type": "relay"}, 'door.actions[0]: must be a table with type = "webhook" or "command" (got { type = "relay" })'),
-        ({"argv": ["x"]}, 'door.actions[0]: must be a table with type = "webhook" or "command"'),
-        ({**RELAY, "shell": True}, "door.actions[0].shell: unknown key (known: type, timeout_s, outcomes, argv)"),
-        ({**HOOK, "url": "ftp://host/door"}, "door.actions[0].url: must be an http:// or https:// URL with a host"),
-        ({**HOOK, "url": "http://host/do\nor"}, "door.actions[0].url: must be an http:// or https:// URL with a host, "),
-        ({**HOOK, "url": "http://ann:pw@host/door"}, "door.actions[0].url: must not hold a user name or password"),
-        ({**HOOK, "url": "http://host:99999/"}, "door.actions[0].url: must be an http:// or https:// URL (Port out of range"),
-        ({**HOOK, "method": "GET"}, 'door.actions[0].method: must be one of "POST", "PUT" (got "GET")'),
-        ({**HOOK, "headers": {"X-Token": "a\r\nX-Evil: 1"}}, "door.actions[0].headers: the value of X-Token must not "),
-        ({**HOOK, "headers": {"Bad Name": "1"}}, 'door.actions[0].headers: "Bad Name" is not a header name'),
-        ({**HOOK, "headers": {"Content-Length": "1"}}, "door.actions[0].headers: Content-Length is set from the request"),
+        ({**RELAY, "argv": []}, "entrance.actions[0].argv: must be a list of values, each a string"),
+        ({**RELAY, "argv": ["", "x"]}, "entrance.actions[0].argv: must begin with the program to run"),
+        ({**RELAY, "outcomes": ["opened"]}, 'entrance.actions[0].outcomes[0]: must be one of "granted", "denied" (got "opened")'),
+        ({**RELAY, "outcomes": ["granted", "granted"]}, "entrance.actions[0].outcomes: must name each outcome at most once"),
+        ({**RELAY, "outcomes": []}, "entrance.actions[0].outcomes: must be a list of values"),
+        ({"type": "relay"}, 'entrance.actions[0]: must be a table with type = "webhook" or "command" (got { type = "relay" })'),
+        ({"argv": ["x"]}, 'entrance.actions[0]: must be a table with type = "webhook" or "command"'),
+        ({**RELAY, "shell": True}, "entrance.actions[0].shell: unknown key (known: type, timeout_s, outcomes, argv)"),
+        ({**HOOK, "url": "ftp://host/door"}, "entrance.actions[0].url: must be an http:// or https:// URL with a host"),
+        ({**HOOK, "url": "http://host/do\nor"}, "entrance.actions[0].url: must be an http:// or https:// URL with a host, "),
+        ({**HOOK, "url": "http://ann:pw@host/door"}, "entrance.actions[0].url: must not hold a user name or password"),
+        ({**HOOK, "url": "http://host:99999/"}, "entrance.actions[0].url: must be an http:// or https:// URL (Port out of range"),
+        ({**HOOK, "method": "GET"}, 'entrance.actions[0].method: must be one of "POST", "PUT" (got "GET")'),
+        ({**HOOK, "headers": {"X-Token": "a\r\nX-Evil: 1"}}, "entrance.actions[0].headers: the value of X-Token must not "),
+        ({**HOOK, "headers": {"Bad Name": "1"}}, 'entrance.actions[0].headers: "Bad Name" is not a header name'),
+        ({**HOOK, "headers": {"Content-Length": "1"}}, "entrance.actions[0].headers: Content-Length is set from the request"),
     ],
 )
 def test_bad_actions_are_one_line_naming_the_key(action: dict[str, Any], message: str):
     with pytest.raises(ConfigError) as caught:  # the valid action before it is not reported
-        parse_config({"door": {"actions": [HOOK, action]}}, origin="door.toml", model=_WithDoor)
+        parse_config({"entrance": {"actions": [HOOK, action]}}, origin="door.toml", model=_WithEntrance)
     assert caught.value.problems == [str(caught.value)] and "\n" not in str(caught.value)
-    assert str(caught.value).startswith("door.toml: door.actions[1]")
+    assert str(caught.value).startswith("door.toml: entrance.actions[1]")
     assert message.replace("actions[0]", "actions[1]") in str(caught.value)
 
 
 @pytest.mark.parametrize("actions, message", [
-    ("relay on", 'door.actions: must be a list of values, each a table with type = "webhook" or "command" (got "relay on")'),
-    (["relay"], 'door.actions[0]: must be a table with type = "webhook" or "command" (got "relay")'),
+    ("relay on", 'entrance.actions: must be a list of values, each a table with type = "webhook" or "command" (got "relay on")'),
+    (["relay"], 'entrance.actions[0]: must be a table with type = "webhook" or "command" (got "relay")'),
 ])
 def test_actions_that_are_not_tables(actions: object, message: str):
     with pytest.raises(ConfigError, match=re.escape(f"door.toml: {message}")):
-        parse_config({"door": {"actions": actions}}, origin="door.toml", model=_WithDoor)
+        parse_config({"entrance": {"actions": actions}}, origin="door.toml", model=_WithEntrance)
 
 
 @pytest.mark.parametrize("model", [WebhookAction, CommandAction])

@@ -402,7 +402,8 @@ class ActionRunner:
                     self._jobs.put((action, outcome))
                     queued += 1
             if not room:
-                why = "the door is closing" if self._closed else f"{self._max_pending} actions already waiting"
+                waiting = f"{self._max_pending} action{'s' if self._max_pending > 1 else ''} already waiting"
+                why = "the door is closing" if self._closed else waiting
                 self._report(outcome, ActionResult(action.label, False, None, f"not run: {why}", 0.0))
         return queued
 

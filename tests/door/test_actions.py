@@ -293,7 +293,7 @@ def test_runner_refuses_beyond_its_queue_and_runs_only_triggered_actions(tmp_pat
         _until(lambda: (tmp_path / "started-Ann").exists(), "the first relay starts")
         assert runner.submit({**OUTCOME, "person": "Bob"}) == 1  # waits in the queue
         assert runner.submit({**OUTCOME, "person": "Cy"}) == 0  # no room: refused at once
-        assert [(o["person"], r.detail) for o, r, _ in results.got] == [("Cy", "not run: 1 actions already waiting")]
+        assert [(o["person"], r.detail) for o, r, _ in results.got] == [("Cy", "not run: 1 action already waiting")]
         (tmp_path / "go").touch()
         _until(lambda: len(results.got) == 3, "both relays finish")
         assert runner.submit({**OUTCOME, "outcome": "denied"}) == 1  # the webhook only

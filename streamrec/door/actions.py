@@ -193,10 +193,11 @@ Action = Annotated[WebhookAction | CommandAction, Field(discriminator="type")]
 
 @dataclass(frozen=True)
 class ActionResult:
-    """How one action went, to record beside the outcome: ``code`` is the HTTP status or the
-    exit status (minus the signal's number for a command a signal ended; ``None`` when there was
-    none: not reached, not started, timed out), ``detail``
-    one printable line saying what happened, ``elapsed_s`` the wall time it took."""
+    """How one action went, to record beside the outcome: ``action`` its label, ``code`` the HTTP
+    status or the exit status (minus the signal's number for a command a signal ended; ``None``
+    when there was none: not reached, not started, timed out), ``detail`` one printable line
+    saying what happened, ``elapsed_s`` the wall time it took, ``timed_out`` whether its
+    deadline ended it."""
 
     action: str
     ok: bool
@@ -229,7 +230,7 @@ def perform(action: WebhookAction | CommandAction, outcome: Mapping[str, Any]) -
 
 
 #: ok, code, detail, timed out: what perform makes an ActionResult of.
-_Outcome = tuple[bool, int | None, str, bool]
+_Report = tuple[bool, int | None, str, bool]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -242,8 +243,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def _call_webhook(action: WebhookAction, body: bytes) -> _Outcome:
-    done: list[_Outcome] = []
+def _call_webhook(action: WebhookAction, body: bytes) -> _Report:
+    done: list[_Report] = []
 
     def exchange() -> None:
         try:
@@ -259,7 +260,7 @@ def _call_webhook(action: WebhookAction, body: bytes) -> _Outcome:
     return False, None, f"no answer within {action.timeout_s:g} s", True
 
 
-def _exchange(action: WebhookAction, body: bytes) -> _Outcome:
+def _exchange(action: WebhookAction, body: bytes) -> _Report:
     headers = {"Content-Type": "application/json", "User-Agent": "streamrec", **action.headers}
     request = urllib.request.Request(action.url, data=body, method=action.method, headers=headers)
     where = urlsplit(action.url).netloc
@@ -298,7 +299,7 @@ def _environment(outcome: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def _run_command(action: CommandAction, body: bytes, env: dict[str, str]) -> _Outcome:
+def _run_command(action: CommandAction, body: bytes, env: dict[str, str]) -> _Report:
     program = action.argv[0]
     with tempfile.TemporaryFile() as output:  # a file, not a pipe: a child left running cannot hold us
         try:

@@ -149,6 +149,18 @@ def _check_outputs(outputs: OutputsConfig) -> None:
         _can_listen(family, web.host or "127.0.0.1", web.port, "http", outputs.http)
 
 
+def _check_web(config: RunConfig, folder: Path) -> None:
+    """Fail with one line now, rather than in a web stage restarted in vain: beyond loopback
+    someone must be able to log in; the user file and the TLS certificate must load."""
+    from streamrec.web.server import WebError, open_gate
+
+    if config.outputs.http:
+        try:
+            open_gate(config.auth, config.outputs.http, folder)
+        except WebError as exc:
+            raise UserError(str(exc)) from None
+
+
 #: how long ``run`` waits for the stages of a killed supervisor to stop (they stop cleanly on
 #: SIGTERM from the kernel: the inference stage ends its tracks, the events stage journals them)
 PREVIOUS_RUN_TIMEOUT_S = 60.0
@@ -197,10 +209,11 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from streamrec.pipeline.supervisor import Supervisor
 
     config, inference = _configure(args)
-    warning = exposure_warning(list(config.outputs.beyond_loopback()))
+    warning = exposure_warning(list(config.outputs.beyond_loopback()), tls=bool(config.auth.tls_cert))
     if warning:
         stderr(f"streamrec: warning: {warning}")
     folder = data_dir(args.data_dir or config.pipeline.data_dir or None)
+    _check_web(config, folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

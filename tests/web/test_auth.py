@@ -1,0 +1,245 @@
+"""The web server's gate over real HTTP: a real web stage (with a real render stage and feeds)
+bound to an address of this machine that another host reaches, a network namespace made by
+the test. From there, nothing that shows a face or changes anything answers without a login or
+a token; logging in opens it; failed logins are limited; changes need the CSRF token. Also:
+binding beyond loopback with nobody to log in is refused at start-up, in one line."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from streamrec.config.model import AuthConfig, OutputsConfig
+from streamrec.web.server import PUBLIC, ROUTES
+from tests.cli.test_bad_input import _no_traceback
+from tests.conftest import run_cli
+from tests.support.netns import RemoteHost, remote_host
+from tests.web.conftest import HOLD_S, Web, free_port, outputs_running, refused_start
+from tests.web.test_users import users
+
+PASSWORD = "door-keeper-2026"
+#: the face library's paths, which the gate must cover before they exist
+LIBRARY_PATHS = ["/faces", "/api/faces", "/api/faces/p1/photos", "/api/unknown/u1", "/api/feedback"]
+FAILURES = 3  #: failed logins allowed per address and per name, kept small to keep the test short
+
+
+@dataclass
+class Client:
+    """An HTTP client on ``host`` (None: this machine) with its own cookie jar."""
+
+    address: tuple[str, int]
+    host: RemoteHost | None = None
+    cookies: dict[str, str] = field(default_factory=dict)
+    set_cookies: list[str] = field(default_factory=list)
+
+    def connection(self) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(*self.address, timeout=10)
+        if self.host is not None:
+            host = self.host
+            conn._create_connection = lambda address, timeout, source=None: host.connect(address[1], timeout)  # type: ignore[attr-defined]
+        return conn
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+                cookies: bool = True) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """``(status, headers, body)``; cookies the server sets are kept (and sent with ``cookies``)."""
+        sent = dict(headers or {})
+        if cookies and self.cookies:
+            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        conn = self.connection()
+        try:
+            conn.request(method, path, body=body, headers=sent)
+            response = conn.getresponse()
+            data = response.read() if not path.startswith("/stream.mjpg") or response.status != 200 else response.read(4096)
+        finally:
+            conn.close()
+        self.set_cookies = response.headers.get_all("Set-Cookie") or []
+        for line in self.set_cookies:
+            name, _, value = line.split(";")[0].partition("=")
+            self.cookies[name] = value
+        return response.status, response.headers, data
+
+    def login(self, user: str, password: str, next_path: str = "/") -> tuple[int, http.client.HTTPMessage, bytes]:
+        form = urllib.parse.urlencode({"user": user, "password": password, "next": next_path}).encode()
+        return self.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"}, form, cookies=False)
+
+
+@dataclass
+class Door:
+    """The running outputs on the address other hosts reach, their user file, and that host."""
+
+    web: Web
+    data: Path
+    host: RemoteHost
+    port: int
+
+    def remote(self) -> Client:
+        return Client((self.host.server_ip, self.port), self.host)
+
+    def local(self) -> Client:
+        return Client((self.host.server_ip, self.port))
+
+
+def _user_file(data: Path) -> None:
+    for name in ("ann", "bob"):
+        assert users(data, "add", name, password=PASSWORD).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def other_host() -> Iterator[RemoteHost]:
+    with remote_host() as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def door(other_host: RemoteHost, faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
+    data = tmp_path_factory.mktemp("door-data")
+    _user_file(data)
+    port = free_port()
+    outputs = OutputsConfig(http=f"{other_host.server_ip}:{port}", door_hold_s=HOLD_S)
+    auth = AuthConfig(login_failures=FAILURES)
+    with outputs_running(outputs, faces_dir, data, auth=auth, data_dir=data) as web:
+        yield Door(web, data, other_host, port)
+
+
+def test_nothing_answers_another_host_without_a_login(door: Door):
+    client = door.remote()
+    assert PUBLIC == ("/login", "/logout")  # the documented public paths, and no other
+    for path in [*ROUTES, *LIBRARY_PATHS, "/no/such/path"]:
+        status, headers, body = client.request("GET", path)
+        assert status == 401, (path, status, body[:200])
+        assert b"Barack Obama" not in body and not body.startswith(b"\xff\xd8")  # no name, no JPEG
+        if path.startswith("/api/"):
+            assert json.loads(body) == {"error": "login required: log in at /login, or send Authorization: Bearer TOKEN"}
+        assert headers["WWW-Authenticate"] == 'Bearer realm="streamrec"'
+    for method in ("POST", "PUT", "DELETE"):
+        for path in ["/api/state", *LIBRARY_PATHS]:
+            assert client.request(method, path, body=b"x")[0] == 401, (method, path)
+    # a browser asking for a page gets the login form (status 401), which leads back to the page
+    status, headers, body = client.request("GET", "/?source=front", {"Accept": "text/html"})
+    assert status == 401 and b'action="/login"' in body and b'value="/?source=front"' in body
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    # forged credentials are no login
+    assert client.request("GET", "/api/state", {"Authorization": "Bearer not-a-token"})[0] == 401
+    assert client.request("GET", "/api/state", {"Cookie": "streamrec_session=forged"}, cookies=False)[0] == 401
+
+
+def test_a_login_from_another_host_opens_the_routes(door: Door):
+    client = door.remote()
+    status, headers, _ = client.login("ann", PASSWORD, "/api/state")
+    assert status == 303 and headers["Location"] == "/api/state"
+    csrf, session = sorted(client.set_cookies)  # streamrec_csrf=... sorts first
+    assert csrf.startswith("streamrec_csrf=") and "SameSite=Strict" in csrf and "HttpOnly" not in csrf
+    assert session.startswith("streamrec_session=") and "HttpOnly" in session and "SameSite=Strict" in session
+    assert "Secure" not in session  # plain HTTP here; see the TLS test
+    status, _, body = client.request("GET", "/api/state")
+    assert status == 200 and json.loads(body)["default_source"] == "front"
+    deadline = time.monotonic() + 20
+    while (status := client.request("GET", "/frame.jpg")[0]) != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, headers, body = client.request("GET", "/frame.jpg")
+    assert status == 200 and body.startswith(b"\xff\xd8")
+    status, headers, body = client.request("GET", "/stream.mjpg")
+    assert status == 200 and b"Content-Type: image/jpeg" in body
+    assert client.request("GET", "/metrics")[0] == 200
+    assert client.request("GET", "/")[0] == 200
+    # logging out ends the session on the server: the old cookie opens nothing
+    old = dict(client.cookies)
+    status, headers, _ = client.request("GET", "/logout")
+    assert status == 303 and headers["Location"] == "/login"
+    client.cookies = old
+    assert client.request("GET", "/api/state")[0] == 401
+
+
+def test_a_login_never_leads_to_another_site(door: Door):
+    client = door.remote()
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        status, headers, _ = client.login("bob", PASSWORD, target)
+        assert status == 303 and headers["Location"] == "/"
+
+
+def test_changes_need_the_csrf_token(door: Door):
+    client = door.remote()
+    assert client.login("bob", PASSWORD)[0] == 303
+    token = client.cookies["streamrec_csrf"]
+    for method, path in (("POST", "/api/state"), ("DELETE", "/api/faces"), ("POST", "/api/feedback")):
+        status, _, body = client.request(method, path, body=b"{}")
+        assert status == 403 and json.loads(body) == {
+            "error": "a change needs the header X-CSRF-Token with the value of the cookie streamrec_csrf"}
+        assert client.request(method, path, {"X-CSRF-Token": "wrong"}, b"{}")[0] == 403
+        # with the token, the request passes the gate and reaches the routes (none takes it yet)
+        assert client.request(method, path, {"X-CSRF-Token": token}, b"{}")[0] in (404, 405)
+    # a page of another site can make the browser send the cookies, never read the token; and
+    # whatever it sends, a change it asks for is refused
+    status, _, body = client.request("POST", "/api/state", {"X-CSRF-Token": token, "Origin": "https://evil.example"})
+    assert status == 403 and b"another site" in body
+
+
+def test_a_bearer_token_works_without_a_cookie(door: Door):
+    assert users(door.data, "add", "robot", password=PASSWORD).returncode == 0
+    token = users(door.data, "token", "robot").stdout.strip()
+    client = door.remote()
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, _, body = client.request("GET", "/api/state", bearer)
+    assert status == 200 and "sources" in json.loads(body) and not client.cookies
+    assert client.request("POST", "/api/state", bearer, b"{}")[0] == 405  # no CSRF header needed
+    browser = door.remote()
+    assert browser.login("robot", PASSWORD)[0] == 303
+    # a user removed while logged in: the token and the session stop working at once
+    assert users(door.data, "remove", "robot").returncode == 0
+    assert client.request("GET", "/api/state", bearer)[0] == 401
+    assert browser.request("GET", "/api/state")[0] == 401
+
+
+@pytest.fixture
+def fresh_door(other_host: RemoteHost, faces_dir: Path, tmp_path: Path) -> Iterator[Door]:
+    """A door of its own, for a test that locks an address out."""
+    _user_file(tmp_path)
+    port = free_port()
+    outputs = OutputsConfig(http=f"{other_host.server_ip}:{port}", door_hold_s=HOLD_S)
+    with outputs_running(outputs, faces_dir, tmp_path, auth=AuthConfig(login_failures=FAILURES), data_dir=tmp_path) as web:
+        yield Door(web, tmp_path, other_host, port)
+
+
+def test_wrong_passwords_are_rate_limited(fresh_door: Door):
+    remote, local = fresh_door.remote(), fresh_door.local()
+    for _ in range(FAILURES):
+        status, _, body = remote.login("ann", "guess-" + PASSWORD)
+        assert status == 401 and b"wrong user name or password" in body
+    # the address is locked out, the right password included
+    status, headers, body = remote.login("bob", PASSWORD)
+    assert status == 429 and int(headers["Retry-After"]) > 0
+    assert body.startswith(f"too many failed logins for address {fresh_door.host.client_ip}: try again in ".encode())
+    assert b"\n" not in body
+    # and so is the name, from any address; other names still log in from there
+    status, _, body = local.login("ann", PASSWORD)
+    assert status == 429 and body.startswith(b"too many failed logins for user 'ann'")
+    assert local.login("bob", PASSWORD)[0] == 303
+    errors = [line for line in (fresh_door.data / "web.log").read_text().splitlines() if "failed login as 'ann'" in line]
+    assert len(errors) == FAILURES
+
+
+def test_beyond_loopback_without_users_run_refuses_in_one_line(tmp_path: Path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 1024)
+    port = free_port()
+    result = run_cli("run", "--source", str(clip), "--data-dir", str(tmp_path / "data"), "--http", f"0.0.0.0:{port}",
+                     timeout=60)
+    _no_traceback(result)
+    assert result.returncode == 1
+    *_, error = result.stderr.splitlines()
+    assert error == (f"streamrec: error: outputs.http binds 0.0.0.0:{port}, beyond this machine, and nobody can log "
+                     f"in: the user file {tmp_path / 'data' / 'users.json'} has no user; add one with `streamrec "
+                     "users add NAME`, or bind 127.0.0.1")
+    assert not (tmp_path / "data" / "run.json").exists()
+
+
+def test_beyond_loopback_without_users_the_stage_refuses_in_one_line(other_host: RemoteHost, tmp_path: Path):
+    errors = refused_start(OutputsConfig(http=f"{other_host.server_ip}:{free_port()}"), tmp_path)
+    assert len(errors) == 1 and errors[0].endswith("has no user; add one with `streamrec users add NAME`, or bind 127.0.0.1")

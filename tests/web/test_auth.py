@@ -6,12 +6,10 @@ binding beyond loopback with nobody to log in is refused at start-up, in one lin
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from streamrec.web.server import PUBLIC, ROUTES
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
 from tests.support.netns import RemoteHost, remote_host
+from tests.web.client import Client
 from tests.web.conftest import HOLD_S, Web, free_port, outputs_running, refused_start
 from tests.web.test_users import users
 
@@ -28,46 +27,6 @@ PASSWORD = "door-keeper-2026"
 #: the face library's paths, which the gate must cover before they exist
 LIBRARY_PATHS = ["/faces", "/api/faces", "/api/faces/p1/photos", "/api/unknown/u1", "/api/feedback"]
 FAILURES = 3  #: failed logins allowed per address and per name, kept small to keep the test short
-
-
-@dataclass
-class Client:
-    """An HTTP client on ``host`` (None: this machine) with its own cookie jar."""
-
-    address: tuple[str, int]
-    host: RemoteHost | None = None
-    cookies: dict[str, str] = field(default_factory=dict)
-    set_cookies: list[str] = field(default_factory=list)
-
-    def connection(self) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection(*self.address, timeout=10)
-        if self.host is not None:
-            host = self.host
-            conn._create_connection = lambda address, timeout, source=None: host.connect(address[1], timeout)  # type: ignore[attr-defined]
-        return conn
-
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,
-                cookies: bool = True) -> tuple[int, http.client.HTTPMessage, bytes]:
-        """``(status, headers, body)``; cookies the server sets are kept (and sent with ``cookies``)."""
-        sent = dict(headers or {})
-        if cookies and self.cookies:
-            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
-        conn = self.connection()
-        try:
-            conn.request(method, path, body=body, headers=sent)
-            response = conn.getresponse()
-            data = response.read() if not path.startswith("/stream.mjpg") or response.status != 200 else response.read(4096)
-        finally:
-            conn.close()
-        self.set_cookies = response.headers.get_all("Set-Cookie") or []
-        for line in self.set_cookies:
-            name, _, value = line.split(";")[0].partition("=")
-            self.cookies[name] = value
-        return response.status, response.headers, data
-
-    def login(self, user: str, password: str, next_path: str = "/") -> tuple[int, http.client.HTTPMessage, bytes]:
-        form = urllib.parse.urlencode({"user": user, "password": password, "next": next_path}).encode()
-        return self.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"}, form, cookies=False)
 
 
 @dataclass

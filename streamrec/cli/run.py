@@ -39,7 +39,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "Removes what a run killed with SIGKILL left behind (and says so), and refuses a data "
         "directory that another pipeline uses. The configuration and the options are checked "
         "before anything starts (one line naming the key or option at the first problem); an "
-        "output bound beyond this machine gets a warning.",
+        "output bound beyond this machine gets a warning, and a web server bound beyond it is refused while "
+        "nobody can log in (`streamrec users add NAME`).",
     )
     parser.add_argument("--source", action="append", default=[], metavar="SRC", help="camera index (0), video file, rtsp:// or http(s):// MJPEG URL; repeatable")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="pipeline configuration (see configs/ and docs/configuration.md; `streamrec config check` checks one)")

@@ -69,6 +69,9 @@ _HASHER = argon2.PasswordHasher()  #: the library's defaults: Argon2id, RFC 9106
 #: verified against when a login names no user, so that it takes as long as one that does
 _NOBODY = _HASHER.hash(secrets.token_urlsafe(16))
 _MAX_LIMITED = 10_000  #: addresses and names whose failures are remembered at once, at most
+#: Argon2 verifications at once, at most: each takes 64 MiB, and a burst of logins from many
+#: addresses (each under its limit) must not take the memory the pipeline needs
+_VERIFYING = threading.BoundedSemaphore(4)
 
 log = logging.getLogger("web")
 
@@ -220,7 +223,8 @@ class UserDirectory:
         """Whether ``password`` is ``name``'s; as slow for a name that does not exist."""
         record = self.book().users.get(name)
         try:
-            return _HASHER.verify(record.password if record else _NOBODY, password) and record is not None
+            with _VERIFYING:
+                return _HASHER.verify(record.password if record else _NOBODY, password) and record is not None
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
 

@@ -18,6 +18,7 @@ from streamrec.config.model import AuthConfig, OutputsConfig
 from streamrec.web.server import PUBLIC, ROUTES
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
+from tests.support.browser import video_changes
 from tests.support.netns import RemoteHost, remote_host
 from tests.web.client import Client
 from tests.web.conftest import HOLD_S, Web, free_port, outputs_running, refused_start
@@ -202,3 +203,38 @@ def test_beyond_loopback_without_users_run_refuses_in_one_line(tmp_path: Path):
 def test_beyond_loopback_without_users_the_stage_refuses_in_one_line(other_host: RemoteHost, tmp_path: Path):
     errors = refused_start(OutputsConfig(http=f"{other_host.server_ip}:{free_port()}"), tmp_path)
     assert len(errors) == 1 and errors[0].endswith("has no user; add one with `streamrec users add NAME`, or bind 127.0.0.1")
+
+
+_CHANGE = """async () => {
+  const csrf = document.cookie.match(/(?:^|; )streamrec_csrf=([^;]+)/)[1];
+  const without = await fetch("/api/state", {method: "POST"});
+  const withToken = await fetch("/api/state", {method: "POST", headers: {"X-CSRF-Token": csrf}});
+  return [without.status, withToken.status];
+}"""
+
+
+def test_a_browser_logs_in_to_the_door_page(browser, door: Door):
+    context = browser.new_context(viewport={"width": 1024, "height": 600})
+    page = context.new_page()
+    try:
+        assert page.goto(door.web.url + "/?source=front").status == 401  # the login form
+        page.fill("#user", "ann")
+        page.fill("#password", "not the password")
+        page.click("button[type=submit]")
+        assert page.locator("#error").text_content(timeout=20_000) == "wrong user name or password"
+        page.fill("#user", "ann")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(door.web.url + "/?source=front", timeout=20_000)
+        first, second = video_changes(page.locator("#video"))  # the door page runs, its video moves
+        assert first.shape == second.shape and abs(second - first).mean() > 5
+        cookies = {cookie["name"]: cookie for cookie in context.cookies()}
+        assert cookies["streamrec_session"]["httpOnly"] and cookies["streamrec_session"]["sameSite"] == "Strict"
+        assert not cookies["streamrec_csrf"]["httpOnly"] and cookies["streamrec_csrf"]["sameSite"] == "Strict"
+        assert "streamrec_session" not in page.evaluate("document.cookie")  # scripts never see the session
+        assert page.evaluate(_CHANGE) == [403, 405]  # a change needs the token; with it, it passes the gate
+        page.goto(door.web.url + "/logout")
+        assert page.url == door.web.url + "/login" and page.locator("#user").is_visible()
+        assert page.goto(door.web.url + "/").status == 401
+    finally:
+        context.close()

@@ -38,6 +38,7 @@ import socket
 import socketserver
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +52,7 @@ from streamrec.web.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
     AuthError,
+    Caller,
     Gate,
     LoginRefused,
     users_path,
@@ -199,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path in PUBLIC:
             (self._login if url.path == "/login" else self._logout)(method, query)
             return
-        caller = self.server.gate.caller(self.headers.get("Authorization"), self._cookies())
+        caller = self._caller()
         if caller is None:
             self._unauthorised(url.path, query)
             return
@@ -215,6 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
             methods[method](self, query)
 
     # -- the gate -----------------------------------------------------------------------------
+    def _caller(self) -> Caller | None:
+        """Who the request comes from, as of now: None once its login has ended."""
+        return self.server.gate.caller(self.headers.get("Authorization"), self._cookies())
+
     def _cookies(self) -> dict[str, str]:
         jar: SimpleCookie = SimpleCookie()
         try:
@@ -368,9 +374,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         state = self.server.state
         with state.streaming():
-            sent = 0
+            sent, checked = 0, time.monotonic()
             while not state.closed:
                 picture = state.next_picture(source, sent, STREAM_WAKE_S)
+                if time.monotonic() - checked >= STREAM_WAKE_S:  # a logout or a removed user ends the video too
+                    if self._caller() is None:
+                        return
+                    checked = time.monotonic()
                 if picture is None:
                     continue
                 if not self._send_part(picture):

@@ -117,6 +117,22 @@ def test_a_login_from_another_host_opens_the_routes(door: Door):
     assert client.request("GET", "/api/state")[0] == 401
 
 
+def test_logging_out_ends_an_open_stream(door: Door):
+    client = door.remote()
+    assert client.login("bob", PASSWORD)[0] == 303
+    conn = client.connection()
+    conn.request("GET", "/stream.mjpg", headers={"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())})
+    response = conn.getresponse()
+    try:
+        assert response.status == 200 and b"image/jpeg" in response.read1(65536)
+        assert client.request("GET", "/logout")[0] == 303
+        deadline = time.monotonic() + 10
+        while response.read1(65536):  # the stream goes on until the server sees the session has ended
+            assert time.monotonic() < deadline, "the video still streams 10 s after the logout"
+    finally:
+        conn.close()
+
+
 def test_a_login_never_leads_to_another_site(door: Door):
     client = door.remote()
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):

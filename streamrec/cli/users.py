@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from streamrec.cli.common import UserError, print_json, stderr, write_atomic
 from streamrec.config import ConfigError, RunConfig, load_config
@@ -15,6 +16,8 @@ from streamrec.paths import data_dir
 from streamrec.web.auth import MIN_PASSWORD, AuthError, UserBook, check_name, read_users, users_path
 
 __all__ = ["register"]
+
+T = TypeVar("T")
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -47,12 +50,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     listing.set_defaults(handler=_list)
     token = actions.add_parser(
-        "token", help="print a new API token for a user",
+        "token", help="print a new API token for a user, or revoke the user's tokens",
         description="Create a new API token for NAME and print it (once: only its SHA-256 digest is stored). "
         "API clients send it as the header 'Authorization: Bearer TOKEN' and need no login nor CSRF header. "
-        "It lasts until the user is removed.",
+        "It lasts until --revoke or until the user is removed.",
     )
     token.add_argument("name", metavar="NAME")
+    token.add_argument("--revoke", action="store_true",
+                       help="revoke every API token of NAME instead (they stop working at their next request)")
     token.set_defaults(handler=_token)
     for parser in (add, remove, listing, token):
         parser.add_argument("--config", type=Path, metavar="FILE.toml",
@@ -87,32 +92,28 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def _change(args: argparse.Namespace, edit: Callable[[UserBook], UserBook]) -> Path:
+def _change(args: argparse.Namespace, edit: Callable[[UserBook], tuple[UserBook, T]]) -> tuple[Path, T]:
     """Read the user file, ``edit`` it and write it back (atomically; mode 0600, as the temporary
-    file it is renamed from is created); an error of the edit is one line and changes nothing."""
+    file it is renamed from is created); the path and what ``edit`` said besides the new book. An
+    error of the edit is one line and changes nothing."""
     path = _path(args)
     try:
-        book = edit(_book(path))
+        book, said = edit(_book(path))
     except AuthError as exc:
         raise UserError(str(exc)) from None
     write_atomic(path, book.dump())
-    return path
+    return path, said
 
 
 def _add(args: argparse.Namespace) -> int:
-    known: list[bool] = []
-
-    def add(book: UserBook) -> UserBook:
-        known.append(args.name in book.users)
-        return book.with_password(check_name(args.name), _password(args))
-
-    path = _change(args, add)
-    print(f"{'password changed for' if known[0] else 'added'} {args.name} in {path}")
+    path, known = _change(args, lambda book: (book.with_password(check_name(args.name), _password(args)),
+                                              args.name in book.users))
+    print(f"{'password changed for' if known else 'added'} {args.name} in {path}")
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
-    path = _change(args, lambda book: book.without(args.name))
+    path, _ = _change(args, lambda book: (book.without(args.name), None))
     print(f"removed {args.name} from {path}")
     return 0
 
@@ -133,14 +134,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    tokens: list[str] = []
-
-    def add_token(book: UserBook) -> UserBook:
-        book, token = book.with_new_token(args.name)
-        tokens.append(token)
-        return book
-
-    path = _change(args, add_token)
+    if args.revoke:
+        path, count = _change(args, lambda book: book.without_tokens(args.name))
+        print(f"revoked {count} token(s) of {args.name} in {path}")
+        return 0
+    path, token = _change(args, lambda book: book.with_new_token(args.name))
     stderr(f"streamrec: a new token for {args.name}, shown only now (its digest is kept in {path}):")
-    print(tokens[0])
+    print(token)
     return 0

@@ -153,6 +153,12 @@ class UserBook(BaseModel):
         book = self.model_copy(update={"users": {**self.users, name: record.model_copy(update={"tokens": tokens})}})
         return book, token
 
+    def without_tokens(self, name: str) -> tuple[UserBook, int]:
+        """The book with none of ``name``'s API tokens, and how many there were."""
+        record = self._user(name)
+        book = self.model_copy(update={"users": {**self.users, name: record.model_copy(update={"tokens": ()})}})
+        return book, len(record.tokens)
+
     def _user(self, name: str) -> UserRecord:
         record = self.users.get(name)
         if record is None:

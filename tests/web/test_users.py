@@ -46,9 +46,13 @@ def test_add_token_list_remove(tmp_path: Path):
     changed = users(tmp_path, "add", "ann", password="a new password")
     assert changed.stdout.startswith("password changed for ann")
     assert directory.check_password("ann", "a new password") and directory.token_user(secret) == "ann"
+    other = users(tmp_path, "token", "bob").stdout.strip()
 
+    revoked = users(tmp_path, "token", "ann", "--revoke")
+    assert revoked.stdout.startswith("revoked 1 token(s) of ann") and directory.token_user(secret) is None
+    assert directory.token_user(other) == "bob"  # only ann's
     assert users(tmp_path, "remove", "ann").returncode == 0
-    assert directory.token_user(secret) is None and not directory.exists("ann")
+    assert not directory.exists("ann")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert users(tmp_path, "list").stdout.startswith("bob\t")
 

@@ -68,6 +68,7 @@ BOUNDARY = "streamrec-frame"
 CLIENT_TIMEOUT_S = 30  #: a client that neither reads nor writes for this long is dropped
 STREAM_WAKE_S = 1.0  #: how often an idle stream checks whether the server is closing
 MAX_FORM = 8192  #: bytes of a login form, at most
+MAX_FIELDS = 10  #: fields of a login form, at most (it has three)
 PUBLIC = ("/login", "/logout")  #: the paths anyone may call (see the module's description)
 
 log = logging.getLogger("web")
@@ -203,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         caller = self._caller()
         if caller is None:
-            self._unauthorised(url.path, query)
+            self._unauthorised(url.path)
             return
         if method != "GET" and not Gate.csrf_ok(caller, self.headers.get(CSRF_HEADER), self._cookies()):
             self._error(403, f"a change needs the header {CSRF_HEADER} with the value of the cookie {CSRF_COOKIE}")
@@ -237,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(403, f"a change from another site ({origin[:100]}) is refused")
         return False
 
-    def _unauthorised(self, path: str, query: dict[str, str]) -> None:
+    def _unauthorised(self, path: str) -> None:
         """401: the login form for a browser asking for a page, one line for anything else."""
         if not path.startswith("/api/") and "text/html" in self.headers.get("Accept", ""):
             self._reply(401, login_page(self.path), "text/html; charset=utf-8", LOGIN_HEADERS)
@@ -290,7 +291,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, f"a login form has at most {MAX_FORM} bytes (got {length})")
             return None
         body = self.rfile.read(int(length)).decode("utf-8", "replace")
-        return {key: values[-1] for key, values in parse_qs(body, max_num_fields=10).items()}
+        try:
+            return {key: values[-1] for key, values in parse_qs(body, max_num_fields=MAX_FIELDS).items()}
+        except ValueError:
+            self._reply(400, f"a login form has at most {MAX_FIELDS} fields")
+            return None
 
     def _cookie(self, name: str, value: str, max_age: int, http_only: bool) -> str:
         """A ``Set-Cookie`` value: for this whole site only, never sent along by another site."""
@@ -298,8 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
         return f"{name}={value}; Path=/; Max-Age={max_age}; SameSite=Strict{flags}"
 
     def _redirect(self, target: str, cookies: list[str]) -> None:
-        """303 to ``target`` when it is a path of this site (never elsewhere), else to ``/``."""
-        local = target.startswith("/") and not target.startswith(("//", "/\\"))
+        """303 to ``target`` when it is a path of this site (never elsewhere, and never with a
+        line break that would end the header), else to ``/``."""
+        local = target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable()
         self.send_response(303)
         self.send_header("Location", target if local else "/")
         for cookie in cookies:

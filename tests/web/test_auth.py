@@ -135,9 +135,15 @@ def test_logging_out_ends_an_open_stream(door: Door):
 
 def test_a_login_never_leads_to_another_site(door: Door):
     client = door.remote()
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\r\nSet-Cookie: planted=1"):
         status, headers, _ = client.login("bob", PASSWORD, target)
-        assert status == 303 and headers["Location"] == "/"
+        assert status == 303 and headers["Location"] == "/" and "planted" not in str(headers)
+    form = "&".join(f"f{index}=x" for index in range(20)).encode()
+    status, _, body = client.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"}, form)
+    assert status == 400 and body == b"a login form has at most 10 fields"
+    status, _, body = client.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+                                     b"x" * 9000)
+    assert status == 413 and body == b"a login form has at most 8192 bytes (got 9000)"
 
 
 def test_changes_need_the_csrf_token(door: Door):

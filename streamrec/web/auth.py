@@ -341,6 +341,9 @@ class Gate:
         self.users, self.required, self.secure = users, required, secure
         self.sessions = Sessions(config.session_hours * 3600)
         self.limiter = LoginLimiter(config.login_failures, config.login_window_s)
+        self._counting = threading.Lock()
+        #: for /metrics: logins, logins_failed (wrong password), logins_refused (over the limit)
+        self.counts = {"logins": 0, "logins_failed": 0, "logins_refused": 0}
 
     @classmethod
     def for_server(cls, config: AuthConfig, users_file: Path, beyond_loopback: bool, secure: bool) -> Gate:
@@ -380,10 +383,17 @@ class Gate:
         waiting = self.limiter.wait_s(keys)
         if waiting is not None:
             key, seconds = waiting
+            self._count("logins_refused")
             raise LoginRefused(429, f"too many failed logins for {key}: try again in {seconds:.0f} s", seconds)
         if not self.users.check_password(name, password[:MAX_PASSWORD]):
             self.limiter.failed(keys)
+            self._count("logins_failed")
             log.warning("failed login as %r from %s", name[:64], client)
             raise LoginRefused(401, "wrong user name or password")
+        self._count("logins")
         log.info("%s logged in from %s", name, client)
         return self.sessions.create(name)
+
+    def _count(self, what: str) -> None:
+        with self._counting:
+            self.counts[what] += 1

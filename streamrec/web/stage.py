@@ -11,7 +11,8 @@ A port already in use, a server bound beyond loopback with no user to log in, a 
 file or TLS certificate: each is reported in one log line and the stage exits with
 ``EXIT_HTTP_FAILED``, rather than with a traceback.
 
-Counters: ``http_requests``, ``frames_received``, ``events_received``, ``stats_received``,
+Counters: ``http_requests``, ``logins``, ``logins_failed`` (a wrong user name or password),
+``logins_refused`` (over ``[auth] login_failures``), ``frames_received``, ``events_received``, ``stats_received``,
 ``malformed_<feed>`` for feeds ``jpeg``, ``events`` and ``monitor`` (all in
 ``malformed_messages``), ``refused_<what>`` (see :class:`~streamrec.web.state.WebState`).
 Gauge: ``mjpeg_clients``.
@@ -97,6 +98,7 @@ class WebStage(Stage):
             for _, message, payload in messages:
                 self._take(message, payload)
         self.counters["http_requests"] = self.state.requests
+        self.counters.update(self.server.gate.counts)
         self.counters.update(self.state.refused)
         self.gauges["mjpeg_clients"] = float(self.state.streams)
         return True

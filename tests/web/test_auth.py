@@ -205,6 +205,13 @@ def test_wrong_passwords_are_rate_limited(fresh_door: Door):
     assert local.login("bob", PASSWORD)[0] == 303
     errors = [line for line in (fresh_door.data / "web.log").read_text().splitlines() if "failed login as 'ann'" in line]
     assert len(errors) == FAILURES
+    # and /metrics counts them, for an alert
+    wanted = [f'streamrec_logins_failed_total{{source="",stage="web"}} {FAILURES}.0',
+              'streamrec_logins_refused_total{source="",stage="web"} 2.0', 'streamrec_logins_total{source="",stage="web"} 1.0']
+    deadline = time.monotonic() + 20
+    while not all(line in (text := local.request("GET", "/metrics")[2].decode()) for line in wanted):
+        assert time.monotonic() < deadline, f"{wanted} not all in {text[:2000]}"
+        time.sleep(0.2)
 
 
 def test_beyond_loopback_without_users_run_refuses_in_one_line(tmp_path: Path):

@@ -150,13 +150,14 @@ def test_changes_need_the_csrf_token(door: Door):
     client = door.remote()
     assert client.login("bob", PASSWORD)[0] == 303
     token = client.cookies["streamrec_csrf"]
-    for method, path in (("POST", "/api/state"), ("DELETE", "/api/faces"), ("POST", "/api/feedback")):
+    for method, path in (("POST", "/api/state"), ("DELETE", "/api/faces/p1"), ("POST", "/api/feedback")):
         status, _, body = client.request(method, path, body=b"{}")
         assert status == 403 and json.loads(body) == {
             "error": "a change needs the header X-CSRF-Token with the value of the cookie streamrec_csrf"}
         assert client.request(method, path, {"X-CSRF-Token": "wrong"}, b"{}")[0] == 403
-        # with the token, the request passes the gate and reaches the routes (none takes it yet)
-        assert client.request(method, path, {"X-CSRF-Token": token}, b"{}")[0] in (404, 405)
+    # with the token, a change passes the gate and reaches the route (which takes no POST)
+    status, _, body = client.request("POST", "/api/state", {"X-CSRF-Token": token}, b"{}")
+    assert status == 405 and json.loads(body) == {"error": "/api/state takes GET, not POST"}
     # a page of another site can make the browser send the cookies, never read the token; and
     # whatever it sends, a change it asks for is refused
     status, _, body = client.request("POST", "/api/state", {"X-CSRF-Token": token, "Origin": "https://evil.example"})

@@ -33,9 +33,32 @@ __all__ = ["bench_detection", "bench_frames", "bench_nets", "engine_choices", "m
 _SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3)}
 
 
-def machine() -> dict[str, Any]:
+def gpu(device: str | None) -> dict[str, Any] | None:
+    """The NVIDIA GPU a ``cuda``/``cuda:N`` device names, for the record beside its figures: name,
+    compute capability, memory, the driver (as the kernel reports it) and the CUDA that torch
+    was built with; ``None`` for any other device. Read through torch, the one library here that
+    reports it without a GPU-specific dependency."""
+    if not device or not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        index = torch.device(device).index or 0
+        props = torch.cuda.get_device_properties(index)
+    except Exception as exc:  # noqa: BLE001 - the record says why instead of losing the run
+        return {"device": device, "error": f"{type(exc).__name__}: {exc}"}
+    driver = Path("/proc/driver/nvidia/version")
+    return {
+        "device": device, "name": props.name, "capability": f"{props.major}.{props.minor}",
+        "memory_gb": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda, "torch": torch.__version__,
+        "driver": driver.read_text().splitlines()[0].strip() if driver.is_file() else None,
+    }
+
+
+def machine(device: str | None = None) -> dict[str, Any]:
     """What the numbers were measured on: the CPU with the instruction sets that decide which
-    precisions are fast (AMX, AVX-512 BF16, VNNI, AVX2), cores, memory, system."""
+    precisions are fast (AMX, AVX-512 BF16, VNNI, AVX2), cores, memory, system; and the GPU
+    when ``device`` names one (:func:`gpu`)."""
     cpu = cpu_info()
     memory_gb = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
@@ -43,7 +66,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu.model, "cpu_flags": list(cpu.flags) if cpu.flags is not None else None, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "memory_gb": memory_gb,
         "os": platform.platform(terse=True), "python": platform.python_version(),
-        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gpu": gpu(device),
     }
 
 
@@ -100,16 +123,17 @@ def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> 
 
 
 def engine_choices(
-    backends: list[BackendName], precisions: list[str]
+    backends: list[BackendName], precisions: list[str], device: str | None = None
 ) -> tuple[list[tuple[BackendName, str]], list[str]]:
-    """The (backend, precision) pairs that can run here, and one line for each that cannot (a
-    precision the backend does not offer, or this CPU cannot compute in)."""
+    """The (backend, precision) pairs that can run here on ``device``, and one line for each
+    that cannot (a precision the backend does not offer, or this CPU or device cannot compute
+    in, or a device the backend does not run on)."""
     runnable: list[tuple[BackendName, str]] = []
     refused: list[str] = []
     for backend in backends:
         for precision in precisions:
             try:
-                backend_class(backend).check_options(BackendOptions(precision=precision))
+                backend_class(backend).check_options(BackendOptions(precision=precision, device=device))
             except ValueError as exc:
                 refused.append(f"{backend} {precision}: {exc}")
                 continue
@@ -124,10 +148,12 @@ def bench_nets(
     seconds: float,
     report: Callable[[str], None],
     engines: list[tuple[BackendName, str]],
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
     """Latency per batch and per item, and items per second, at each batch size: FaceNet for
     each (backend, precision) of ``engines``, R-Net and O-Net in fp32 (as detection always
-    runs) on each backend. The engines of one model and batch are alternated call by call."""
+    runs) on each backend, on ``device``. The engines of one model and batch are alternated call
+    by call; each call returns host arrays, so a GPU's work is complete when it is timed."""
     rng = np.random.default_rng(0)
     rows = []
     for name, shape in _SHAPES.items():
@@ -136,7 +162,7 @@ def bench_nets(
             (backend, precision): open_backend(
                 backend,
                 engine_dir / ENGINE_FILES[facenet_engine(precision) if name == "facenet" else name],
-                BackendOptions(threads=threads, max_batch=max(batches), precision=precision),
+                BackendOptions(threads=threads, max_batch=max(batches), precision=precision, device=device),
             )
             for backend, precision in pairs
         }
@@ -183,12 +209,14 @@ def bench_detection(
     rounds: int,
     report: Callable[[str], None],
     backends: list[BackendName],
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Whole-frame MTCNN time on each backend vs facenet-pytorch's ``detect()``, interleaved per
+    """Whole-frame MTCNN time on each backend (on ``device``) vs facenet-pytorch's ``detect()``
+    on the CPU, interleaved per
     frame, each backend through :class:`~streamrec.faces.FaceModels` as the pipeline uses it.
     Every detector first runs over the frames twice, untimed, so a backend that compiles per
     input shape (OpenVINO) has compiled them all before the timing starts."""
-    options = BackendOptions(threads=threads)
+    options = BackendOptions(threads=threads, device=device)
     engines = {b: FaceModels(ModelsConfig(backend=b, backend_options=options), engine_dir, report) for b in backends}
     rows = []
     for min_face in min_faces:

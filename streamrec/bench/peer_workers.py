@@ -301,22 +301,26 @@ class _Streamrec:
     name = "streamrec"
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from streamrec.backends import BackendOptions
+        from streamrec.backends import BackendOptions, backend_class
         from streamrec.faces import FaceModels, ModelsConfig
 
+        options = BackendOptions(threads=spec["threads"], device=spec.get("device"))
+        backend = spec.get("backend", "onnxruntime")
         self.models = FaceModels(
-            ModelsConfig(backend_options=BackendOptions(threads=spec["threads"])),
+            ModelsConfig(backend=backend, backend_options=options, precision=spec.get("precision", "fp32")),
             Path(spec["engines"]) if spec.get("engines") else None,
             _progress,
         )
         self.threshold = float(spec["threshold"])
         self.matcher: Any = None
         cfg = self.models.config
+        library = backend_class(backend).library
+        where = f"{backend} on {options.device or 'its default device'}"
         self.info = {
-            "versions": {"streamrec": _version("streamrec"), "onnxruntime": _version("onnxruntime")},
-            "detector": f"streamrec MTCNN (ONNX Runtime): min_face_size {cfg.detector.min_face_size:g}, "
+            "versions": {"streamrec": _version("streamrec"), library: _version(library)},
+            "detector": f"streamrec MTCNN ({where}): min_face_size {cfg.detector.min_face_size:g}, "
             f"thresholds {list(cfg.detector.thresholds)}, factor {cfg.detector.factor}",
-            "embedder": f"FaceNet 20180408-102900 ONNX {cfg.precision}: {cfg.embed.alignment} crops, margin {cfg.embed.margin}, flip {cfg.embed.flip}",
+            "embedder": f"FaceNet 20180408-102900 ({where}) {cfg.precision}: {cfg.embed.alignment} crops, margin {cfg.embed.margin}, flip {cfg.embed.flip}",
             "match": f"streamrec.match.Matcher: nearest enrolled embedding at distance < {self.threshold}",
             "threshold": self.threshold,
             "ort_threads": spec["threads"],

@@ -35,7 +35,8 @@ Result keys (times in milliseconds unless the name says ``_s``; a time summary i
 ``config``
     ``source``, ``source_info`` (``width``, ``height``, ``fps``, ``frames``), ``frames`` (the
     limit, ``null``: the whole clip), ``threads``, ``systems``, ``faces`` (folder or ``null``),
-    ``people``, ``expected`` (``--expected``), ``decode`` (how frames reach the systems).
+    ``people``, ``expected`` (``--expected``), ``decode`` (how frames reach the systems),
+    ``engine`` (streamrec's ``backend``, ``precision`` and ``device``).
 ``systems``
     Per system (``face_recognition``, ``facenet_pytorch``, ``streamrec``): ``available``; when
     false, ``reason``; when a run failed, ``error``. Otherwise: ``versions``, ``detector``,
@@ -88,6 +89,7 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.backends.choose import Choice
 from streamrec.bench.models import machine, probe_video
 from streamrec.bench.peer_workers import SYSTEMS
 from streamrec.embed.facenet import DEFAULT_THRESHOLD
@@ -245,11 +247,13 @@ def bench_peers(
     engines: Path | None = None,
     pipeline_result: Path | None = None,
     pair_file: tuple[Path, Path] | None = None,
+    engine: Choice | None = None,
 ) -> dict[str, Any]:
     """Run every system in ``systems`` on ``source`` (first ``frames`` frames, or all) and
     return the result described in this module's docstring. ``pair_file`` is ``(PAIRS.txt,
     image folder)`` of an LFW-format list every system scores besides the photos' pairs
-    (:class:`~streamrec.verify.pairs.PairsFormatError` when it is malformed)."""
+    (:class:`~streamrec.verify.pairs.PairsFormatError` when it is malformed). ``engine``: the
+    backend, precision and device of the streamrec row (default ONNX Runtime fp32 on the CPU)."""
     from streamrec.match.calibrate import person_folders
 
     info = probe_video(source)
@@ -266,6 +270,8 @@ def bench_peers(
         "source": str(source), "frames": frames, "threads": threads, "engines": str(engines),
         "people": {name: [str(p) for p in photos] for name, photos in people.items()},
         "pairs": _spec_pairs(pair_list), "pair_file": _spec_pairs(file_list), "threshold": DEFAULT_THRESHOLD,
+        "backend": engine.backend if engine else "onnxruntime", "precision": engine.precision if engine else "fp32",
+        "device": engine.device if engine else None,
     }
     results: dict[str, Any] = {}
     for system in systems:
@@ -295,11 +301,12 @@ def bench_peers(
     if pipeline_result is not None:
         pipeline.update(source=str(pipeline_result), result=json.loads(Path(pipeline_result).read_text()))
     return {
-        "machine": machine(),
+        "machine": machine(engine.device if engine else None),
         "config": {
             "source": str(source), "source_info": info, "frames": frames, "threads": threads, "systems": list(systems),
             "faces": str(faces) if faces is not None else None, "people": sorted(people),
             "expected": list(expected) if expected is not None else None,
+            "engine": {key: base[key] for key in ("backend", "precision", "device")},
             "decode": "each worker decodes the file frame by frame with OpenCV (BGR to RGB), outside the timed region; "
             "the first frame is processed once untimed, then every frame in order from frame 0",
         },

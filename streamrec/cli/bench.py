@@ -93,6 +93,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help=f"backends to time side by side, from {', '.join(BACKENDS)} (default: onnxruntime)")
     models.add_argument("--precision", type=_names(PRECISIONS), default=["fp32", "int8"], metavar="P,P",
                         help=f"FaceNet precisions, from {', '.join(PRECISIONS)} (default: fp32,int8)")
+    models.add_argument("--device", metavar="DEVICE", help="where every backend runs: cpu, gpu (openvino), cuda:N (torch, "
+                        "tensorrt); the GPU's name, driver and CUDA are recorded (default: each backend's own)")
     models.add_argument("--engines", type=Path, metavar="DIR", help="engine folder")
     models.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
     models.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -107,6 +109,8 @@ def _print_table(result: dict[str, Any]) -> None:
     m = result["machine"]
     print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}), {result['threads']} threads; "
           + ", ".join(f"{k} {v}" for k, v in result["libraries"].items()))
+    if m.get("gpu"):
+        print("gpu: " + ", ".join(f"{k} {v}" for k, v in m["gpu"].items()))
     print(f"{'model':8} {'backend':12} {'precision':9} {'batch':>5} {'median ms':>10} {'ms/item':>8} {'items/s':>8}")
     for row in result["nets"]:
         print(f"{row['model']:8} {row['backend']:12} {row['precision']:9} {row['batch']:>5} {row['median_ms']:>10.2f} "
@@ -126,7 +130,7 @@ def _print_table(result: dict[str, Any]) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    engines, skipped = engine_choices(args.backend, args.precision)
+    engines, skipped = engine_choices(args.backend, args.precision, args.device)
     for line in skipped:
         stderr(f"not run: {line}")
     if not engines:
@@ -138,13 +142,13 @@ def run_models(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
-    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines)
+    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, args.device)
     stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
     detection = bench_detection(
-        folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends
+        folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends, args.device
     )
     result = {
-        "machine": machine(), "threads": args.threads,
+        "machine": machine(args.device), "threads": args.threads, "device": args.device,
         "libraries": {b: importlib.metadata.version(backend_class(b).library) for b in backends},
         "skipped": skipped, "nets": nets, "detection": detection,
     }

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends import default_threads
+from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES
 from streamrec.bench.peer_workers import SYSTEMS
-from streamrec.cli.common import UserError, emit_result, number, stderr, thread_count
+from streamrec.cli.common import UserError, emit_result, number, resolve_engine, stderr, thread_count
 
 __all__ = ["register_peers", "run_peers_bench"]
 
@@ -45,7 +46,7 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
         "the same thread budget: face_recognition (dlib HOG + ResNet, face_locations then face_encodings, "
         "tolerance 0.6), facenet-pytorch (MTCNN(keep_all=True) + InceptionResnetV1 holding the FaceNet "
         "20180408-102900 weights our engine is built from, threshold 1.12) and streamrec (our MTCNN and "
-        "FaceNet on ONNX Runtime, every face of every frame, and the watchlist matcher; no tracking). "
+        "FaceNet on --backend (ONNX Runtime unless told), every face of every frame, and the watchlist matcher; no tracking). "
         "Reports FPS, the detection / embedding split, faces per frame, CPU cores used and peak memory "
         "of each. With --faces (one folder of photos per person), each system enrolls those people and "
         "names faces on the clip, and scores a pair list built from the photos with the eval-pairs "
@@ -72,6 +73,12 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--expected", type=_names, metavar="NAME,NAME", help="the people who really appear in the clip: "
                         "any other name a system gives is listed as unexpected")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
+    ours = parser.add_argument_group("streamrec's engine (the other systems run as they ship)")
+    ours.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime",
+                      help="backend of the streamrec row, as 'streamrec detect --help' lists them (default: %(default)s)")
+    ours.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                      help="how streamrec's FaceNet computes (default: %(default)s)")
+    ours.add_argument("--device", metavar="DEVICE", help="where streamrec's backend runs: cpu, gpu, cuda:N (default: the backend's own)")
     parser.add_argument("--pipeline-result", type=Path, metavar="FILE.json",
                         help="attach the result of `streamrec bench pipeline --out FILE.json` (our full pipeline, with tracking)")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
@@ -163,11 +170,12 @@ def run_peers_bench(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UserError(f"{args.pipeline_result}: not a readable JSON file ({exc})") from None
     frames = frames_for(args.duration, args.frames, info["fps"])
+    choice = resolve_engine(args.backend, args.precision, args.device, "")
     stderr(f"streamrec bench peers: {', '.join(args.systems)} on {args.source}, "
-           f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s)")
+           f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s); streamrec on {choice.describe()}")
     try:
         result = bench_peers(args.source, args.faces, frames, args.threads, args.systems, stderr,
-                             args.expected, args.engines, args.pipeline_result, pair_file)
+                             args.expected, args.engines, args.pipeline_result, pair_file, choice)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
     emit_result(result, args, _print_peers)

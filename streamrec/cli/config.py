@@ -51,7 +51,7 @@ def _check(path: Path) -> dict[str, Any]:
         config = load_config(path)
     except ConfigError as exc:
         return {"file": str(path), "ok": False, "problems": exc.problems, "warnings": []}
-    warning = exposure_warning(list(config.outputs.beyond_loopback()))
+    warning = exposure_warning(list(config.outputs.beyond_loopback()), tls=bool(config.auth.tls_cert))
     return {"file": str(path), "ok": True, "problems": [], "warnings": [f"{path}: {warning}"] if warning else []}
 
 

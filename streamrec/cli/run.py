@@ -39,7 +39,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "Removes what a run killed with SIGKILL left behind (and says so), and refuses a data "
         "directory that another pipeline uses. The configuration and the options are checked "
         "before anything starts (one line naming the key or option at the first problem); an "
-        "output bound beyond this machine gets a warning.",
+        "output bound beyond this machine gets a warning, and a web server bound beyond it is refused while "
+        "nobody can log in (`streamrec users add NAME`).",
     )
     parser.add_argument("--source", action="append", default=[], metavar="SRC", help="camera index (0), video file, rtsp:// or http(s):// MJPEG URL; repeatable")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="pipeline configuration (see configs/ and docs/configuration.md; `streamrec config check` checks one)")
@@ -149,6 +150,18 @@ def _check_outputs(outputs: OutputsConfig) -> None:
         _can_listen(family, web.host or "127.0.0.1", web.port, "http", outputs.http)
 
 
+def _check_web(config: RunConfig, folder: Path) -> None:
+    """Fail with one line now, rather than in a web stage restarted in vain: beyond loopback
+    someone must be able to log in; the user file and the TLS certificate must load."""
+    from streamrec.web.server import WebError, open_gate
+
+    if config.outputs.http:
+        try:
+            open_gate(config.auth, config.outputs.http, folder)
+        except WebError as exc:
+            raise UserError(str(exc)) from None
+
+
 #: how long ``run`` waits for the stages of a killed supervisor to stop (they stop cleanly on
 #: SIGTERM from the kernel: the inference stage ends its tracks, the events stage journals them)
 PREVIOUS_RUN_TIMEOUT_S = 60.0
@@ -197,10 +210,11 @@ def run_pipeline(args: argparse.Namespace) -> int:
     from streamrec.pipeline.supervisor import Supervisor
 
     config, inference = _configure(args)
-    warning = exposure_warning(list(config.outputs.beyond_loopback()))
+    warning = exposure_warning(list(config.outputs.beyond_loopback()), tls=bool(config.auth.tls_cert))
     if warning:
         stderr(f"streamrec: warning: {warning}")
     folder = data_dir(args.data_dir or config.pipeline.data_dir or None)
+    _check_web(config, folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -154,16 +154,24 @@ ZmqEndpoint = Annotated[str, AfterValidator(_zmq_text), Field(json_schema_extra=
 HttpAddress = Annotated[str, AfterValidator(_http_text), Field(json_schema_extra={"allowed": HTTP_FORM})]
 
 
-def exposure_warning(exposed: Sequence[tuple[str, str]]) -> str | None:
+def exposure_warning(exposed: Sequence[tuple[str, str]], tls: bool = False) -> str | None:
     """One line telling what outputs other machines may reach, what they would see there and
-    what to do; ``exposed`` holds ``(key, address)`` pairs (``OutputsConfig.beyond_loopback()``)."""
-    if not exposed:
-        return None
-    keys = {key for key, _ in exposed}
-    seen = "the video and the events" if "http" in keys or {"events", "frames"} <= keys else (
-        "the events" if "events" in keys else "the video")
-    them = "them" if len(exposed) > 1 else "it"
-    binds = " and ".join(f"outputs.{key} binds {address}" for key, address in exposed)
-    return (f"{binds}, beyond this machine: anyone who can reach {them} sees {seen} (with the names of the "
-            f"people recognised); there is no authentication yet: bind 127.0.0.1, or put {them} behind a "
-            "firewall or an authenticating reverse proxy")
+    what to do; ``exposed`` holds ``(key, address)`` pairs (``OutputsConfig.beyond_loopback()``).
+    The web server asks for a login there (``[auth]``), so it is mentioned only without ``tls``:
+    the logins and the video would cross the network unencrypted."""
+    parts = []
+    feeds = [(key, address) for key, address in exposed if key != "http"]
+    if feeds:
+        keys = {key for key, _ in feeds}
+        seen = "the video and the events" if keys == {"events", "frames"} else (
+            "the events" if "events" in keys else "the video")
+        them = "them" if len(feeds) > 1 else "it"
+        binds = " and ".join(f"outputs.{key} binds {address}" for key, address in feeds)
+        parts.append(f"{binds}, beyond this machine: anyone who can reach {them} sees {seen} (with the names of "
+                     f"the people recognised); ZeroMQ outputs have no authentication: bind 127.0.0.1, or put "
+                     f"{them} behind a firewall")
+    for key, address in exposed:
+        if key == "http" and not tls:
+            parts.append(f"outputs.http binds {address}, beyond this machine, without TLS: passwords, session "
+                         "cookies and video cross the network unencrypted; set [auth] tls_cert and tls_key")
+    return "; ".join(parts) or None

@@ -114,9 +114,11 @@ streamrec: error: configs/door.toml: matcher.threshold: must be a finite number 
 problem, one line each (exit status 1), or prints `FILE: ok`. It does not open the sources or
 bind the addresses; `streamrec run` checks those too before it starts a process.
 
-Every output binds to this machine only (127.0.0.1) by default. An output bound beyond it (an
-address such as 0.0.0.0, `*` or a LAN address) is served without authentication, so `streamrec
-run` and `streamrec config check` print a warning naming it.
+Every output binds to this machine only (127.0.0.1) by default. A ZeroMQ output bound beyond it
+(an address such as 0.0.0.0, `*` or a LAN address) is served without authentication, so `streamrec
+run` and `streamrec config check` print a warning naming it. The web server bound beyond it asks
+for a login or an API token (`[auth]`, `streamrec users`; `run` refuses to start it while there is
+no user), and gets the same warning while it has no TLS certificate.
 """
 
 

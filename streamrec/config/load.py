@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from streamrec.config.model import RuleError, RunConfig
-from streamrec.config.schema import allowed, key_path, node_at, toml_string
+from streamrec.config.schema import Node, allowed, key_path, model_schema, node_at, shown_loc, toml_string
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,14 +78,16 @@ def load_config(path: Path) -> RunConfig:
     return parse_config(read_toml(path), origin=str(path))
 
 
-def parse_config(data: Mapping[str, Any], origin: str = "", names: Mapping[str, str] | None = None) -> RunConfig:
-    """Build a :class:`RunConfig` from parsed TOML. Problems are prefixed with ``origin`` (the
-    file); a key listed in ``names`` (``{"pipeline.threads": "--threads"}``, or ``sources[2]`` for
-    all of one source) is reported under that name instead."""
+def parse_config(data: Mapping[str, Any], origin: str = "", names: Mapping[str, str] | None = None,
+                 model: type[RunConfig] = RunConfig) -> RunConfig:
+    """Build a :class:`RunConfig` (or a ``model`` that extends it) from parsed TOML. Problems
+    are prefixed with ``origin`` (the file); a key listed in ``names`` (``{"pipeline.threads":
+    "--threads"}``, or ``sources[2]`` for all of one source) is reported under that name instead."""
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(*(_problem(error, origin, names or {}) for error in exc.errors())) from None
+        root = model_schema(model)
+        raise ConfigError(*(_problem(error, origin, names or {}, root) for error in exc.errors())) from None
 
 
 def override(config: RunConfig, changes: Mapping[str, Any], names: Mapping[str, str] | None = None,
@@ -98,13 +100,14 @@ def override(config: RunConfig, changes: Mapping[str, Any], names: Mapping[str, 
     return parse_config(data, origin, names)
 
 
-def _problem(error: ErrorDetails, origin: str, names: Mapping[str, str]) -> str:
+def _problem(error: ErrorDetails, origin: str, names: Mapping[str, str], root: Node) -> str:
     loc, value = tuple(error["loc"]), error["input"]
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, RuleError):
         loc, value = cause.loc, cause.value
     got = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {render_value(value)})"
-    text = f"{_reason(error['type'], loc, cause)}{got}"
+    text = f"{_reason(error['type'], loc, cause, root)}{got}"
+    loc = shown_loc(loc, root)
     for size in range(len(loc), 0, -1):
         name = names.get(key_path(loc[:size]))
         if name:
@@ -112,19 +115,19 @@ def _problem(error: ErrorDetails, origin: str, names: Mapping[str, str]) -> str:
     return ": ".join(filter(None, (origin, key_path(loc), text)))
 
 
-def _reason(kind: str, loc: tuple[str | int, ...], cause: object) -> str:
+def _reason(kind: str, loc: tuple[str | int, ...], cause: object, root: Node) -> str:
     if cause is not None:
         return str(cause)
     if kind == "extra_forbidden":
-        parent = node_at(loc[:-1]) or {}
+        parent = node_at(loc[:-1], root) or {}
         known = list(parent.get("properties", {}))
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         return f"unknown {'section' if len(loc) == 1 else 'key'}{hint} (known: {', '.join(known)})"
-    node = node_at(loc)
+    node = node_at(loc, root)
     if node is None:
         return "not a setting"
-    return f"is required: {allowed(node)}" if kind == "missing" else f"must be {allowed(node)}"
+    return f"is required: {allowed(node, root)}" if kind == "missing" else f"must be {allowed(node, root)}"
 
 
 def render_value(value: Any, limit: int = 60) -> str:

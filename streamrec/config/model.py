@@ -44,6 +44,7 @@ __all__ = [
     "MAX_FACE",
     "MAX_SOURCES",
     "MIN_FACE",
+    "AuthConfig",
     "BatchConfig",
     "DetectorConfig",
     "MatcherConfig",
@@ -329,6 +330,50 @@ class OutputsConfig(Section):
             yield "http", self.http
 
 
+class AuthConfig(Section):
+    """[auth]: who may use the web server. Beyond loopback every page and API needs a login (a
+    session cookie) or a bearer token; on loopback it stays open unless asked otherwise."""
+
+    users_file: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description="The user file (`streamrec users add|remove|list|token` manage it; salted Argon2 password "
+        'hashes and token hashes, mode 0600); a leading ~ is your home. "": users.json in the data directory.',
+    )
+    require_on_loopback: bool = Field(
+        default=False,
+        description="Ask for a login on a loopback address too, once the user file has a user. Off, the "
+        "server on 127.0.0.1 is open to everyone who can run programs on this machine.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30,
+        description="A login lasts this many hours, then the browser is asked to log in again.",
+    )
+    login_failures: int = Field(
+        default=5, ge=1, le=1000,
+        description="Failed logins allowed per client address, and per user name, within login_window_s; "
+        "beyond them logins are refused (429) until the window has passed.",
+    )
+    login_window_s: float = Field(
+        default=300.0, gt=0, le=86400,
+        description="The window, in seconds, over which failed logins are counted.",
+    )
+    tls_cert: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description='PEM certificate (chain) for HTTPS; with tls_key. "": plain HTTP.',
+    )
+    tls_key: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description='PEM private key of tls_cert (unencrypted). "": plain HTTP.',
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> AuthConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            key, value = ("tls_key", self.tls_key) if self.tls_cert else ("tls_cert", self.tls_cert)
+            raise RuleError(("auth", key), value, "tls_cert and tls_key go together: give both, or neither")
+        return self
+
+
 class PrivacyConfig(Section):
     """[privacy]: how long faces and events are kept (README.md, "Privacy")."""
 
@@ -428,6 +473,7 @@ class RunConfig(BaseModel):
     tracker: TrackerConfig = TrackerConfig()
     matcher: MatcherConfig = MatcherConfig()
     outputs: OutputsConfig = OutputsConfig()
+    auth: AuthConfig = AuthConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sources: list[SourceConfig] = Field(
         default=[], max_length=MAX_SOURCES,

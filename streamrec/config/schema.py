@@ -11,42 +11,74 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["allowed", "key_path", "node_at", "number_text", "run_schema", "sections", "toml_string"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = [
+    "allowed", "key_path", "model_schema", "node_at", "number_text", "run_schema", "sections", "shown_loc", "toml_string",
+]
 
 Node = dict[str, Any]
 
 
 @functools.cache
+def model_schema(model: type[BaseModel]) -> Node:
+    """The JSON schema of ``model`` (computed once per model)."""
+    return model.model_json_schema()
+
+
 def run_schema() -> Node:
-    """The JSON schema of :class:`~streamrec.config.model.RunConfig` (computed once)."""
+    """The JSON schema of :class:`~streamrec.config.model.RunConfig`."""
     from streamrec.config.model import RunConfig
 
-    return RunConfig.model_json_schema()
+    return model_schema(RunConfig)
 
 
-def _resolve(node: Node) -> Node:
-    """Follow a ``$ref`` (alone or as pydantic wraps it in ``allOf``) to the definition, keeping
-    the referring node's own entries (its description, default)."""
+def _resolve(node: Node, root: Node | None = None) -> Node:
+    """Follow a ``$ref`` (alone or as pydantic wraps it in ``allOf``) to the definition in
+    ``root`` (the run schema unless given), keeping the referring node's own entries (its
+    description, default)."""
     ref = node.get("$ref") or next((part["$ref"] for part in node.get("allOf", ()) if "$ref" in part), None)
     if ref is None:
         return node
-    target = run_schema()["$defs"][ref.rsplit("/", 1)[-1]]
+    target = (root or run_schema())["$defs"][ref.rsplit("/", 1)[-1]]
     return {**target, **{k: v for k, v in node.items() if k not in ("$ref", "allOf")}}
 
 
-def node_at(loc: Sequence[str | int]) -> Node | None:
-    """The schema of the value at ``loc`` (``("sources", 0, "url")``), or ``None`` where the
-    schema has no such key."""
-    node = run_schema()
+def _walk(loc: Sequence[str | int], root: Node | None) -> Iterator[tuple[str | int, Node | None, bool]]:
+    """Each part of ``loc`` with the schema it leads to (``None`` past an unknown key) and
+    whether it is the tag pydantic puts in the location of a value of a discriminated union
+    (``("door", "actions", 0, "webhook", "url")``: the action's ``type``, not a key)."""
+    node: Node | None = root or run_schema()
     for part in loc:
-        node = _resolve(node)
-        inner = node.get("items") if isinstance(part, int) else node.get("properties", {}).get(part)
-        if inner is None:
-            return None
-        node = inner
-    return _resolve(node)
+        if node is None:
+            yield part, None, False
+            continue
+        node = _resolve(node, root)
+        mapping = node.get("discriminator", {}).get("mapping", {})
+        if isinstance(part, str) and part in mapping:
+            node = {"$ref": mapping[part]}
+            yield part, node, True
+            continue
+        node = node.get("items") if isinstance(part, int) else node.get("properties", {}).get(part)
+        yield part, node, False
+
+
+def node_at(loc: Sequence[str | int], root: Node | None = None) -> Node | None:
+    """The schema of the value at ``loc`` (``("sources", 0, "url")``) in ``root`` (the run
+    schema unless given), or ``None`` where the schema has no such key."""
+    node: Node | None = root or run_schema()
+    for _, node, _ in _walk(loc, root):
+        pass
+    return None if node is None else _resolve(node, root)
+
+
+def shown_loc(loc: Sequence[str | int], root: Node | None = None) -> tuple[str | int, ...]:
+    """``loc`` as the file writes it: without the tags of discriminated unions (an action's
+    ``url`` is ``door.actions[0].url``, whichever its ``type``)."""
+    return tuple(part for part, _, tag in _walk(loc, root) if not tag)
 
 
 def toml_string(text: str) -> str:
@@ -95,15 +127,21 @@ def number_text(kind: str, *, ge: float | None = None, gt: float | None = None,
     return " ".join(filter(None, (noun, low, "and" if low and high else "", high)))
 
 
-def allowed(node: Node) -> str:
-    """What the value at ``node`` may be, as the end of "must be ...".
+def allowed(node: Node, root: Node | None = None) -> str:
+    """What the value at ``node`` (of ``root``, the run schema unless given) may be, as the end
+    of "must be ...".
 
     >>> allowed({"type": "number", "exclusiveMinimum": 0, "maximum": 2})
     'a finite number > 0 and <= 2'
     """
-    node = _resolve(node)
+    node = _resolve(node, root)
     if "allowed" in node:
         return str(node["allowed"])
+    if "discriminator" in node:
+        key, mapping = node["discriminator"]["propertyName"], node["discriminator"].get("mapping", {})
+        order = [part.get("$ref") for part in node.get("oneOf", ())]  # as the union is declared
+        tags = sorted(mapping, key=lambda tag: order.index(mapping[tag]) if mapping[tag] in order else len(order))
+        return f"a table with {key} = " + " or ".join(toml_string(tag) for tag in tags)
     if "enum" in node or "const" in node:
         return "one of " + ", ".join(toml_string(str(value)) for value in node.get("enum", [node.get("const")]))
     kind = node.get("type")
@@ -113,7 +151,7 @@ def allowed(node: Node) -> str:
     if kind == "array":
         size = node.get("minItems")
         count = f"{size} " if size is not None and size == node.get("maxItems") else ""
-        return f"a list of {count}values, each {allowed(node['items'])}"
+        return f"a list of {count}values, each {allowed(node['items'], root)}"
     limit = f" of at most {node['maxLength']} characters" if "maxLength" in node else ""
     return {"boolean": "true or false", "string": f"a string{limit}", "object": "a table of settings"}.get(kind or "", "a value")
 

@@ -40,7 +40,9 @@ def stage_factories(
         "render": functools.partial(RenderStage, config.outputs, endpoints, log_file, sources),
     }
     if config.outputs.http:
-        factories["web"] = functools.partial(WebStage, config.outputs, endpoints, log_file, sources, (data_dir, engines))
+        factories["web"] = functools.partial(
+            WebStage, config.outputs, endpoints, log_file, sources, config.auth, data_dir, library=True, engines=engines
+        )
     factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
     for source in config.sources:
         factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file)

@@ -24,7 +24,8 @@ Metrics:
   ``faces``, ``embeddings``, ``decisions_match``, ``decisions_unknown``, ``batches``,
   ``frames{source}`` (inference); ``frames_dropped``, ``reconnects``, ``frames_sent``
   (``capture:<source>``); ``events_match``, ``events_unknown``, ``journaled`` (events);
-  ``frames_rendered``, ``frames_dropped`` (render); ``http_requests`` (web);
+  ``frames_rendered``, ``frames_dropped`` (render); ``http_requests``, ``logins``,
+  ``logins_failed``, ``logins_refused`` (web);
   ``malformed_<socket>`` (messages refused on one input socket: ``frames`` and ``status``
   (inference), ``overlays`` (render), ``events`` (events), ``stats`` (supervisor), ``jpeg``,
   ``events`` and ``monitor`` (web)) and their sum per stage, ``malformed_messages``;

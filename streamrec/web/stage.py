@@ -7,10 +7,12 @@ the monitor socket (for ``/metrics``). The first two are the outputs' feeds in t
 directory, not their public addresses, so that no stranger subscribed there can disturb the
 door page. HTTP runs in a threaded server beside the ZeroMQ loop.
 
-A port already in use is reported in one log line and the stage exits with
+A port already in use, a server bound beyond loopback with no user to log in, a broken user
+file or TLS certificate: each is reported in one log line and the stage exits with
 ``EXIT_HTTP_FAILED``, rather than with a traceback.
 
-Counters: ``http_requests``, ``frames_received``, ``events_received``, ``stats_received``,
+Counters: ``http_requests``, ``logins``, ``logins_failed`` (a wrong user name or password),
+``logins_refused`` (over ``[auth] login_failures``), ``frames_received``, ``events_received``, ``stats_received``,
 ``malformed_<feed>`` for feeds ``jpeg``, ``events`` and ``monitor`` (all in
 ``malformed_messages``), ``refused_<what>`` (see :class:`~streamrec.web.state.WebState`).
 Gauge: ``mjpeg_clients``.
@@ -27,12 +29,13 @@ import zmq
 
 from streamrec.bus.messages import Event, JpegFrame, Message, StageStats
 from streamrec.bus.sockets import Endpoints, receive_pending, sub_socket
-from streamrec.config.model import OutputsConfig
+from streamrec.config.model import AuthConfig, OutputsConfig
 from streamrec.match.store import WatchlistError
+from streamrec.paths import data_dir as default_data_dir
 from streamrec.pipeline.stage import Stage
 from streamrec.web.library import Library
 from streamrec.web.metrics import StageMetrics
-from streamrec.web.server import WebError, WebServer, serve_http
+from streamrec.web.server import WebError, WebServer, open_gate, serve_http
 from streamrec.web.state import WebState
 
 if TYPE_CHECKING:
@@ -48,19 +51,21 @@ JPEG_HWM = 4  #: JPEG frames queued before ZeroMQ drops older ones for us
 class WebStage(Stage):
     """Serves ``outputs.http`` (``HOST:PORT``). ``sources``: the configured camera names, so
     the page and routes know them (and pick the first) before their first frame arrives.
-    ``library``: the data directory and engine folder of the face library (``/faces``); without
-    it there is none."""
+    ``auth`` and ``data_dir``: who may log in (the user file defaults to ``data_dir``).
+    ``library``: whether to serve the face library of ``data_dir`` (``/faces``), embedding
+    uploaded photos with the engines of ``engines``."""
 
     name = "web"
 
     def __init__(
         self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = (),
-        library: tuple[Path, Path | None] | None = None,
+        auth: AuthConfig | None = None, data_dir: Path | None = None, library: bool = False, engines: Path | None = None,
     ) -> None:
         super().__init__(endpoints.stats, log_file)
-        self.outputs, self.endpoints = outputs, endpoints
+        self.outputs, self.endpoints, self.auth = outputs, endpoints, auth or AuthConfig()
+        self.data_dir = data_dir if data_dir is not None else default_data_dir()
         self.sources = list(sources)
-        self.library_dirs = library
+        self.serve_library, self.engines = library, engines
         self.library: Library | None = None
         self.server: WebServer | None = None
         self._serving: threading.Thread | None = None
@@ -69,13 +74,14 @@ class WebStage(Stage):
         assert self.ctx is not None
         self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s)
         self.metrics = StageMetrics()
-        if self.library_dirs is not None:
+        if self.serve_library:
             try:
-                self.library = Library(self.library_dirs[0], self._face_models)
+                self.library = Library(self.data_dir, self._face_models)
             except WatchlistError as exc:  # the door page and video still serve
                 self.log.error("no face library (/faces): %s", exc)
         try:
-            self.server = serve_http(self.outputs.http, self.state, self.metrics, self.library)
+            gate, tls = open_gate(self.auth, self.outputs.http, self.data_dir)
+            self.server = serve_http(self.outputs.http, self.state, self.metrics, gate, tls, self.library)
         except WebError as exc:
             self.log.error("%s", exc)
             self.exit_code = EXIT_HTTP_FAILED
@@ -93,14 +99,15 @@ class WebStage(Stage):
             self.feeds[sock] = (feed, kind)
             self.poller.register(sock, zmq.POLLIN)
         host, port = self.server.server_address[:2]
-        self.log.info("serving http://%s:%s/ (door page), /stream.mjpg, /metrics", host, port)
+        login = "login required" if gate.required else "open to this machine, no login"
+        self.log.info("serving %s://%s:%s/ (door page), /stream.mjpg, /metrics; %s",
+                      "https" if tls else "http", host, port, login)
 
     def _face_models(self) -> FaceModels:
         """The engines that embed uploaded photos, with the face choice of ``streamrec enroll``."""
         from streamrec.faces import FaceModels, ModelsConfig
 
-        assert self.library_dirs is not None
-        return FaceModels(ModelsConfig(selection="largest_clipped"), self.library_dirs[1], report=self.log.info)
+        return FaceModels(ModelsConfig(selection="largest_clipped"), self.engines, report=self.log.info)
 
     def step(self) -> bool:
         if self.server is None:
@@ -112,6 +119,7 @@ class WebStage(Stage):
             for _, message, payload in messages:
                 self._take(message, payload)
         self.counters["http_requests"] = self.state.requests
+        self.counters.update(self.server.gate.counts)
         self.counters.update(self.state.refused)
         self.gauges["mjpeg_clients"] = float(self.state.streams)
         return True
@@ -128,6 +136,8 @@ class WebStage(Stage):
             self.count("stats_received")
 
     def teardown(self) -> None:
+        if self.library is not None:
+            self.library.close()
         if self.server is None:
             return
         self.state.close()
@@ -135,5 +145,3 @@ class WebStage(Stage):
         self.server.server_close()
         if self._serving is not None:
             self._serving.join(timeout=2.0)
-        if self.library is not None:
-            self.library.close()

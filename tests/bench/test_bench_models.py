@@ -88,3 +88,22 @@ def test_bench_on_a_video_file(shared_data: Path):
 def test_bench_bad_source(tmp_path: Path):
     result = run_cli("bench", "models", "--source", str(tmp_path / "missing.mp4"), "--duration", "0.05")
     assert result.returncode == 1 and "missing.mp4" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_device_no_backend_asked_for_runs_on_is_refused_with_the_reasons():
+    """``--device cuda:0`` for ONNX Runtime (CPU only here): nothing runs, one line per reason."""
+    result = run_cli("bench", "models", "--backend", "onnxruntime", "--precision", "fp32", "--device", "cuda:0")
+    assert result.returncode == 1 and "no backend here runs the precisions asked for" in result.stderr
+    assert "cuda:0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_device_is_recorded(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    result = run_cli(
+        "bench", "models", "--duration", "0.05", "--rounds", "1", "--batches", "1", "--min-face-sizes", "40",
+        "--threads", "1", "--precision", "fp32", "--device", "cpu", "--out", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["machine"]["gpu"] is None
+    assert {r["backend"] for r in report["nets"]} == {"onnxruntime"}

@@ -127,3 +127,25 @@ def test_bad_options(hamilton_clip: Path, tmp_path: Path):
     assert result.returncode == 1 and "missing.mp4" in result.stderr and "Traceback" not in result.stderr
     result = _peers("--source", str(hamilton_clip), "--systems", "deepface")
     assert result.returncode == 2 and "unknown system 'deepface'" in result.stderr
+
+
+def test_the_streamrec_row_runs_on_the_backend_asked_for(hamilton_clip: Path):
+    """``--backend torch``: streamrec's row computes in PyTorch (its own detector and embedder)
+    and says so; the engine is recorded in the configuration, the CPU in the machine."""
+    pytest.importorskip("torchvision", reason="the torch backend is the 'torch' extra")
+    result = _peers("--source", str(hamilton_clip), "--frames", "3", "--systems", "streamrec", "--backend", "torch", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["config"]["engine"] == {"backend": "torch", "precision": "fp32", "device": None}
+    assert report["machine"]["gpu"] is None
+    row = report["systems"]["streamrec"]
+    assert row["available"] is True and "error" not in row, row.get("error")
+    assert row["frames"] == 3 and row["faces"] > 0
+    assert "torch on" in row["detector"] and "torch" in row["versions"]
+    assert "streamrec on torch fp32 on cpu" in result.stderr
+
+
+def test_an_engine_this_machine_lacks_is_one_line(hamilton_clip: Path):
+    result = _peers("--source", str(hamilton_clip), "--frames", "2", "--systems", "streamrec", "--backend", "onnxruntime", "--precision", "fp16")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("streamrec: ") and "fp16" in result.stderr

@@ -6,6 +6,7 @@ on a loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import shutil
 import socket
@@ -25,9 +26,9 @@ import zmq
 
 from streamrec.bus.messages import EVENT_TYPES, Event, MessageError, StageStats
 from streamrec.bus.sockets import Endpoints, Publisher, new_run_dir, pull_socket, push_socket, receive, send
-from streamrec.config.model import OutputsConfig
+from streamrec.config.model import AuthConfig, OutputsConfig
 from streamrec.render.stage import RenderStage
-from streamrec.web.stage import WebStage
+from streamrec.web.stage import EXIT_HTTP_FAILED, WebStage
 from tests.match.conftest import face_photos  # noqa: F401 - a shared fixture
 from tests.render.frames import centre_box, face, overlay, photo_frames, start_stage, stop_stage
 
@@ -134,25 +135,48 @@ def _wait_listening(address: str, process: multiprocessing.process.BaseProcess, 
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="package")
-def web(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+def refused_start(outputs: OutputsConfig, log_dir: Path, auth: AuthConfig | None = None) -> list[str]:
+    """Start a web stage that must refuse to: it ends with ``EXIT_HTTP_FAILED``; its ERROR lines.
+    Its user file is looked for in ``log_dir``."""
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/events-pub", f"ipc://{run_dir}/jpeg-pub")
-    log_dir = tmp_path_factory.mktemp("outputs")
-    outputs = OutputsConfig(http=f"127.0.0.1:{free_port()}", door_hold_s=HOLD_S)
+    process = start_stage(WebStage(outputs, endpoints, log_dir / "web.log", auth=auth, data_dir=log_dir))
+    try:
+        process.join(30)
+        assert process.exitcode == EXIT_HTTP_FAILED
+    finally:
+        stop_stage(process)
+        shutil.rmtree(run_dir)
+    return [line for line in (log_dir / "web.log").read_text().splitlines() if " ERROR " in line]
+
+
+@contextlib.contextmanager
+def outputs_running(outputs: OutputsConfig, faces_dir: Path, log_dir: Path, auth: AuthConfig | None = None,
+                    data_dir: Path | None = None, scheme: str = "http") -> Iterator[Web]:
+    """A render stage and a web stage serving ``outputs.http``, fed by a :class:`Feeder`."""
+    run_dir = new_run_dir()
+    endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/events-pub", f"ipc://{run_dir}/jpeg-pub")
     feeder = Feeder(endpoints, photo_frames(faces_dir, 640, 360), [OBAMA])
     thread = threading.Thread(target=feeder.run, name="feeder", daemon=True)
     thread.start()
     stages = [
         start_stage(RenderStage(outputs, endpoints, log_dir / "render.log", sources=SOURCES)),
-        start_stage(WebStage(outputs, endpoints, log_dir / "web.log", sources=SOURCES)),
+        start_stage(WebStage(outputs, endpoints, log_dir / "web.log", sources=SOURCES, auth=auth, data_dir=data_dir)),
     ]
     try:
         _wait_listening(outputs.http, stages[1])
-        yield Web(f"http://{outputs.http}", feeder, endpoints, log_dir)
+        yield Web(f"{scheme}://{outputs.http}", feeder, endpoints, log_dir)
     finally:
         for process in stages:
             stop_stage(process)
         feeder.stop.set()
         thread.join(10)
         shutil.rmtree(run_dir)
+
+
+@pytest.fixture(scope="package")
+def web(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    outputs = OutputsConfig(http=f"127.0.0.1:{free_port()}", door_hold_s=HOLD_S)
+    log_dir = tmp_path_factory.mktemp("outputs")
+    with outputs_running(outputs, faces_dir, log_dir, data_dir=log_dir) as running:  # no user file there
+        yield running

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamrec.config.model import AuthConfig
 from streamrec.match.kept import KeptFaces
 from streamrec.match.matcher import Matcher
 from streamrec.match.store import Watchlist
+from streamrec.web.auth import Gate
 from streamrec.web.library import MAX_UPLOAD, Library
 from streamrec.web.metrics import StageMetrics
 from streamrec.web.server import WebServer, serve_http
@@ -27,7 +29,8 @@ from streamrec.web.state import WebState
 @pytest.fixture
 def server(tmp_path: Path, models) -> Iterator[WebServer]:
     library = Library(tmp_path, lambda: models)
-    server = serve_http("127.0.0.1:0", WebState([], hold_s=3.0), StageMetrics(), library)
+    gate = Gate.for_server(AuthConfig(), tmp_path / "users.json", beyond_loopback=False, secure=False)  # open: loopback
+    server = serve_http("127.0.0.1:0", WebState([], hold_s=3.0), StageMetrics(), gate, library=library)
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
     thread.start()
     yield server
@@ -82,7 +85,7 @@ def test_people_are_added_by_upload_with_the_checks_of_enroll(server: WebServer,
 def test_a_body_over_the_limit_is_refused_unread(server: WebServer):
     status, data, _ = _call(server, "POST", "/api/faces?name=Big", b"x", {"Content-Length": str(MAX_UPLOAD + 1)})
     assert status == 413 and json.loads(data)["error"].startswith("the request body must be at most 20 MiB")
-    assert _call(server, "PUT", "/api/faces")[0] == 501  # not a method the server knows
+    assert _json(server, "PUT", "/api/faces", status=405)["error"] == "PUT is not allowed on /api/faces (use GET, POST)"
     assert _json(server, "DELETE", "/api/unknown", status=405)["error"] == "DELETE is not allowed on /api/unknown (use GET)"
 
 

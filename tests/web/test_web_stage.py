@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import time
 import urllib.request
@@ -15,11 +14,8 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.bus.messages import Event, StageStats
-from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.config.model import OutputsConfig
-from streamrec.web.stage import EXIT_HTTP_FAILED, WebStage
-from tests.render.frames import start_stage, stop_stage
-from tests.web.conftest import Web
+from tests.web.conftest import Web, refused_start
 
 
 def _ok(status: int, _: bytes) -> bool:
@@ -176,19 +172,10 @@ def test_metrics_expose_what_the_stages_report(web: Web):
 
 
 def test_a_busy_port_is_one_clear_line(tmp_path: Path):
-    run_dir = new_run_dir()
-    endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/events-pub", f"ipc://{run_dir}/jpeg-pub")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        process = start_stage(WebStage(OutputsConfig(http=address), endpoints, tmp_path / "web.log"))
-        try:
-            process.join(30)
-            assert process.exitcode == EXIT_HTTP_FAILED
-        finally:
-            stop_stage(process)
-            shutil.rmtree(run_dir)
-    errors = [line for line in (tmp_path / "web.log").read_text().splitlines() if " ERROR " in line]
+        errors = refused_start(OutputsConfig(http=address), tmp_path)
     assert len(errors) == 1
     assert errors[0].endswith(f"http: cannot listen on {address} (Address already in use)")

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,16 +116,17 @@ class Pipeline:
         self.server.stop()
 
 
-def start_pipeline(rtsp_clip: Path, data_dir: Path, folder: Path) -> Pipeline:
-    """``streamrec run`` on a new RTSP camera serving ``rtsp_clip``, with ``streamrec events``
-    subscribed, once the pipeline has written ``run.json`` and serves HTTP."""
+def start_pipeline(rtsp_clip: Path, data_dir: Path, folder: Path, options: Sequence[str] = ()) -> Pipeline:
+    """``streamrec run`` (with ``options`` besides its own) on a new RTSP camera serving
+    ``rtsp_clip``, with ``streamrec events`` subscribed, once the pipeline has written
+    ``run.json`` and serves HTTP."""
     server = RtspServer(rtsp_clip, folder / "rtsp_server.log").start()
     http, events, frames = f"127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     log = folder / "run.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "a") as out:
         process = subprocess.Popen(
-            [*cli_command(), "run", "--source", server.url, "--data-dir", str(data_dir), "--http", http, "--events", events, "--frames", frames],
+            [*cli_command(), "run", "--source", server.url, "--data-dir", str(data_dir), "--http", http, "--events", events, "--frames", frames, *options],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     subscriber = subprocess.Popen(

@@ -1,9 +1,11 @@
 """The face library page in Debian's Chromium, against a running pipeline: ``streamrec run`` as a
 real process on a real RTSP camera playing the hamilton clip, starting with an empty watchlist.
 
-One story, in order: enroll people by uploading photos, see an unknown face from the camera
-appear and enroll it in one click, mark a match "not this person" and see the next decision on
-that face change, and delete a person and find nothing of theirs left on disk.
+One story, in order: log in (when the server asks for it), enroll people by uploading photos,
+see an unknown face from the camera appear and enroll it in one click, mark a match "not this
+person" and see the next decision on that face change, and delete a person and find nothing of
+theirs left on disk. It runs open, as on loopback by default, and behind a login
+(``[auth] require_on_loopback``), where every change the page makes carries the CSRF token.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from streamrec.events.journal import read_journal
 from streamrec.match.kept import KeptFaces
 from streamrec.match.matcher import Matcher
 from streamrec.match.store import Watchlist
+from tests.conftest import run_cli
 from tests.pipeline.conftest import Pipeline, start_pipeline
 
 if TYPE_CHECKING:  # only for types: without Playwright the browser fixture skips the tests
@@ -35,14 +38,25 @@ VISITOR, VISITOR_ID = "Visitor Kit", "visitor-kit"
 OLD_FACE_DAYS = 31
 
 
-@pytest.fixture
-def running(browser, rtsp_clip: Path, tmp_path: Path) -> Iterator[Pipeline]:  # browser first: skip early
+USER, PASSWORD = "ann", "library-keeper-2026"
+
+
+@pytest.fixture(params=["open", "login"])
+def running(request: pytest.FixtureRequest, browser, rtsp_clip: Path, tmp_path: Path) -> Iterator[Pipeline]:  # browser first: skip early
+    options: list[str] = []
+    if request.param == "login":
+        added = run_cli("users", "add", USER, "--data-dir", str(tmp_path / "data"), "--password-stdin",
+                        input=f"{PASSWORD}\n", timeout=60)
+        assert added.returncode == 0, added.stderr
+        config = tmp_path / "login.toml"
+        config.write_text("[auth]\nrequire_on_loopback = true\n")
+        options = ["--config", str(config)]
     old = np.zeros(512, np.float32)
     old[0] = 1.0
     kept = KeptFaces(tmp_path / "data").keep("unknown", "cam", 1, time.time() - OLD_FACE_DAYS * 86400,
                                               np.zeros((8, 8, 3), np.uint8), old, 0.5)
     assert kept is not None and kept.jpeg.exists()
-    pipeline = start_pipeline(rtsp_clip, tmp_path / "data", tmp_path)
+    pipeline = start_pipeline(rtsp_clip, tmp_path / "data", tmp_path, options)
     try:
         yield pipeline
     finally:
@@ -50,7 +64,17 @@ def running(browser, rtsp_clip: Path, tmp_path: Path) -> Iterator[Pipeline]:  # 
 
 
 def log_in(page: Page, base: str) -> None:
-    """Where a login step goes once the server asks for one; on loopback nobody has to."""
+    """Open ``/faces``, through the login form when the server shows it (status 401)."""
+    opened = page.goto(base + "/faces", wait_until="load")
+    assert opened is not None
+    if opened.status == 401:
+        page.fill("#user", USER)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(base + "/faces", timeout=20_000)
+        assert page.evaluate("document.cookie").count("streamrec_csrf=") == 1
+    else:
+        assert opened.status == 200
 
 
 def _until(condition: Callable[[], object], timeout: float, what: str, pipeline: Pipeline) -> object:
@@ -180,7 +204,6 @@ def test_the_face_library_against_a_running_pipeline(running: Pipeline, browser:
     page = browser.new_page()
     try:
         log_in(page, base)
-        page.goto(base + "/faces", wait_until="load")
         # the running pipeline removed the face an earlier run kept past its days
         _until(lambda: not any(f.ts < time.time() - 30 * 86400 for f in KeptFaces(running.data_dir).recent("unknown", 10_000)),
                60, "the old face pruned", running)

@@ -4,9 +4,11 @@ RTSP camera (the hamilton clip, looping), with the people of ../shared/data/face
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,11 +19,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import zmq
 
+from streamrec.bus import sockets
+from streamrec.bus.ring import FrameRing
+from streamrec.config.model import RunConfig
+from streamrec.pipeline.inference import InferenceStage
 from tests.conftest import cli_command
 from tests.support.rtsp import RtspServer
 
 IN_THE_CLIP = {"lin_manuel_miranda", "barack_obama", "alex_lacamoire"}
+
+
+@dataclass
+class SteppedInference:
+    """An inference stage set up in this process, with the sockets and frame ring of a source
+    ``cam`` that a test plays the capture and events stages on."""
+
+    stage: InferenceStage
+    events_in: zmq.Socket
+    frames_out: zmq.Socket
+    status_out: zmq.Socket
+    ring: FrameRing
+
+
+@contextlib.contextmanager
+def stepped_inference(config: RunConfig, data_dir: Path, engine_dir: Path) -> Iterator[SteppedInference]:
+    """An inference stage on real sockets and a real frame ring, for a test to call ``step`` on."""
+    run_dir = sockets.new_run_dir()
+    endpoints = sockets.Endpoints.for_run(run_dir, "ipc://unused-events", "ipc://unused-jpeg")
+    stage = InferenceStage(config, endpoints, data_dir, engine_dir)
+    stage.ctx = zmq.Context()
+    try:
+        events_in = sockets.pull_socket(stage.ctx, endpoints.events_in)
+        stage.setup()
+        yield SteppedInference(stage, events_in, sockets.push_socket(stage.ctx, endpoints.frames),
+                               sockets.push_socket(stage.ctx, endpoints.status), FrameRing(run_dir, "cam"))
+    finally:
+        stage.teardown()
+        stage.ctx.destroy(linger=0)
+        shutil.rmtree(run_dir)
 
 
 def free_port() -> int:

@@ -11,14 +11,11 @@ import time
 from pathlib import Path
 
 import cv2
-import zmq
 
 from streamrec.bus import sockets
 from streamrec.bus.messages import Event, FrameHeader, SourceStatus
-from streamrec.bus.ring import FrameRing
 from streamrec.config.model import RunConfig, SourceConfig
-from streamrec.pipeline.inference import InferenceStage
-from tests.pipeline.conftest import enroll_people
+from tests.pipeline.conftest import enroll_people, stepped_inference
 
 
 def _waiting_for_frames(thread: threading.Thread) -> bool:
@@ -45,16 +42,9 @@ def test_a_status_sent_before_a_frame_is_journaled_before_its_decision(faces_dir
     # the stage waits for frames long enough for the test to send while it does: ten times longer
     # than a configuration may ask for (a second), hence a copy that is not checked again
     config = config.model_copy(update={"batch": config.batch.model_copy(update={"max_wait_ms": 10_000})})
-    run_dir = sockets.new_run_dir()
-    endpoints = sockets.Endpoints.for_run(run_dir, "ipc://unused-events", "ipc://unused-jpeg")
-    stage = InferenceStage(config, endpoints, data_dir, engine_dir)
-    stage.ctx = zmq.Context()
-    try:
-        events_in = sockets.pull_socket(stage.ctx, endpoints.events_in)
-        stage.setup()
-        frames_out = sockets.push_socket(stage.ctx, endpoints.frames)
-        status_out = sockets.push_socket(stage.ctx, endpoints.status)
-        ring = FrameRing(run_dir, "cam")
+    with stepped_inference(config, data_dir, engine_dir) as stepped:
+        stage, events_in, frames_out, status_out, ring = (
+            stepped.stage, stepped.events_in, stepped.frames_out, stepped.status_out, stepped.ring)
 
         worker = threading.Thread(target=stage.step)
         worker.start()
@@ -76,8 +66,4 @@ def test_a_status_sent_before_a_frame_is_journaled_before_its_decision(faces_dir
             stage.step()  # a status still waiting is handled now, at the latest
             messages, _ = sockets.receive_pending(events_in, 100)
             events += [message for _, message, _ in messages if isinstance(message, Event)]
-    finally:
-        stage.teardown()
-        stage.ctx.destroy(linger=0)
-        shutil.rmtree(run_dir)
     assert [(e.type, e.name) for e in events[:2]] == [("source_status", None), ("match", person.name)], events

@@ -40,21 +40,21 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from streamrec.bus.messages import AccessResult, Direction
 from streamrec.config.model import DoorConfig, MatcherConfig
 from streamrec.door.yaw import yaw_degrees
+from streamrec.track.identity import Observation
 
 __all__ = [
     "DENIAL_REASONS",
     "AccessOutcome",
     "Challenge",
     "DenialReason",
-    "Direction",
     "DoorAccess",
     "Evidence",
     "OpenChallenges",
 ]
 
-Direction = Literal["left", "right"]
 DenialReason = Literal[
     "wrong_direction", "no_movement", "timeout", "unconfirmed", "identity_changed", "track_lost", "stalled",
     "source_lost", "restarted",
@@ -66,16 +66,12 @@ _SIGN: dict[Direction, int] = {"left": 1, "right": -1}
 
 @dataclass(frozen=True)
 class Evidence:
-    """One embedding of track ``track_id``, taken on the frame captured at ``ts``: its nearest
-    watchlist person (``None`` when none is within the camera's threshold), the distance to them
-    and to the nearest other person."""
+    """One embedding of track ``track_id``, taken on the frame captured at ``ts``, and what the
+    watchlist said of it."""
 
     track_id: int
     ts: float
-    person_id: str | None
-    name: str | None
-    distance: float
-    runner_up: float = math.inf
+    observation: Observation
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ class AccessOutcome:
     """What the door decided: ``challenge`` (asked to turn), ``granted`` or ``denied`` (with its
     ``reason``), for ``challenge``'s person. ``detail``: how the yaw moved, in words."""
 
-    result: Literal["challenge", "granted", "denied"]
+    result: AccessResult
     challenge: Challenge
     reason: DenialReason | None = None
     detail: str = ""
@@ -191,8 +187,8 @@ class DoorAccess:
         running = self.running
         if running is not None and running.challenge.track_id == item.track_id:
             if self._votes(item, self.matcher.threshold):
-                if item.person_id != running.challenge.person_id:
-                    return [self._deny("identity_changed", f"an embedding named {item.person_id}")]
+                if item.observation.person_id != running.challenge.person_id:
+                    return [self._deny("identity_changed", f"an embedding named {item.observation.person_id}")]
                 running.confirmed = True
             return []
         face = self.faces.setdefault(item.track_id, _Face(deque(maxlen=self.config.yaw_frames)))
@@ -220,34 +216,36 @@ class DoorAccess:
         return [self._deny("stalled", f"no frame for {now - self.last_frame:.1f} s")]
 
     def source_lost(self, why: str) -> list[AccessOutcome]:
-        """The door's camera was lost or ended: deny a running challenge, forget every face."""
+        """The door's camera was lost or ended: deny a running challenge, forget the faces' yaws
+        and evidence (the tracks that had their answer keep it: a file's last frames, still on
+        their way, or a camera back after a cut, must not challenge them again)."""
         outcomes = [self._deny("source_lost", why)] if self.running is not None else []
         self.faces.clear()
-        self.decided.clear()
         return outcomes
 
     # -- decisions ------------------------------------------------------------------------
     def _votes(self, item: Evidence, threshold: float) -> bool:
         """Whether ``item`` names its nearest person: closer than ``threshold``, and clearly closer
         to them than to anyone else (the camera's margin)."""
+        seen = item.observation
         return (
-            item.person_id is not None
-            and item.distance < threshold
-            and item.runner_up - item.distance >= self.matcher.margin
+            seen.person_id is not None
+            and seen.distance < threshold
+            and seen.runner_up - seen.distance >= self.matcher.margin
         )
 
     def _recognised(self, track_id: int, ts: float) -> list[AccessOutcome]:
         """Challenge the track's face if its recent embeddings name one person, strictly."""
         face = self.faces[track_id]
-        named = {e.person_id for e in face.evidence if self._votes(e, self.matcher.threshold)}
+        named = {e.observation.person_id for e in face.evidence if self._votes(e, self.matcher.threshold)}
         strict = [e for e in face.evidence if self._votes(e, self.config.threshold)]
         if len(named) != 1 or len(strict) < self.config.votes or not face.yaws:
             return []
-        first = strict[-1]
-        assert first.person_id is not None  # a vote names someone
+        person = strict[-1].observation
+        assert person.person_id is not None  # a vote names someone
         direction: Direction = self.choose() if self.config.challenge == "random" else self.config.challenge
         challenge = Challenge(
-            self.source, track_id, first.person_id, first.name, direction, round(self._yaw(track_id), 1), ts,
+            self.source, track_id, person.person_id, person.name, direction, round(self._yaw(track_id), 1), ts,
             ts + self.config.challenge_s,
         )
         self.running = _Running(challenge)
@@ -291,7 +289,7 @@ class OpenChallenges:
             left = [Challenge(**record) for record in records]
         except (OSError, ValueError, TypeError) as exc:
             raise ValueError(f"{self.path}: unreadable record of open challenges ({exc})") from None
-        self._write()
+        self.save()
         return [AccessOutcome("denied", c, "restarted", "the stage deciding it stopped") for c in left]
 
     def record(self, outcome: AccessOutcome) -> None:
@@ -300,9 +298,10 @@ class OpenChallenges:
             self.open.pop(outcome.challenge.source, None)
         else:
             self.open[outcome.challenge.source] = outcome.challenge
-        self._write()
+        self.save()
 
-    def _write(self) -> None:
+    def save(self) -> None:
+        """Write the open challenges down (an empty list once a predecessor's are answered)."""
         if self.path is None:
             return
         temporary = self.path.with_suffix(".tmp")

@@ -14,6 +14,7 @@ import pytest
 from streamrec.config.model import DoorConfig, MatcherConfig
 from streamrec.door.access import AccessOutcome, DoorAccess, Evidence, OpenChallenges
 from streamrec.door.yaw import NOSE_DEPTH, yaw_degrees
+from streamrec.track.identity import Observation
 
 FPS = 10.0
 
@@ -39,7 +40,7 @@ class Door:
         self.ts += 1 / FPS
 
     def embed(self, person: str | None = "ann", distance: float = 0.7, track: int = 1) -> None:
-        evidence = Evidence(track, self.ts, person, person, distance, 1.3)
+        evidence = Evidence(track, self.ts, Observation(person, person, distance, 1.0, 1.3))
         self.outcomes += self.access.evidence(evidence)
 
     def recognise(self, yaw: float = 0.0) -> None:
@@ -139,10 +140,15 @@ def test_frames_that_stop_coming_deny() -> None:
     assert [(o.result, o.reason) for o in door.access.stalled(door.ts + 2.5)] == [("denied", "stalled")]
 
 
-def test_a_lost_camera_denies() -> None:
+def test_a_lost_camera_denies_and_the_answered_track_is_not_challenged_again() -> None:
     door = Door()
     door.recognise()
-    assert [(o.result, o.reason) for o in door.access.source_lost("lost: timeout")] == [("denied", "source_lost")]
+    door.outcomes += door.access.source_lost("ended")
+    assert door.results()[-1] == ("denied", "source_lost")
+    for _ in range(3):  # the file's last frames, still on their way
+        door.show(0)
+        door.embed()
+    assert door.results() == [("challenge", None), ("denied", "source_lost")]
 
 
 def test_no_challenge_without_enough_strict_votes() -> None:

@@ -1,0 +1,146 @@
+"""Access decisions through the real pipeline (``streamrec run``, its stage processes, the real
+models and watchlist), on real footage: the head turns of the hamilton clip, and clips rendered
+from a still photo of an enrolled person, held still and moved about as a hand-held print is."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamrec.events.journal import read_journal
+from streamrec.images import load_image
+from tests.conftest import cli_command, run_cli
+from tests.door.footage import LEFT_TURN, RIGHT_TURN, frames
+from tests.pipeline.conftest import Events, enroll_people, quiet_outputs, stop_process
+
+FPS = 29.97
+SIZE = (640, 360)
+
+
+def write_clip(path: Path, pictures: Iterator[np.ndarray]) -> Path:
+    """An MP4 of RGB ``pictures`` at ``FPS``."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+    try:
+        for rgb in pictures:
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def photo_clip(photo: Path, path: Path, seconds: float, moving: bool) -> Path:
+    """A print of ``photo`` on a grey wall: held still, or slowly panned across the picture and
+    brought closer (scaled from 0.8 to 1.1), with a slight sway, as a hand holds it."""
+    picture = load_image(photo).rgb
+    h, w = picture.shape[:2]
+    base = 0.8 * SIZE[1] / h
+
+    def pictures() -> Iterator[np.ndarray]:
+        for index in range(int(seconds * FPS)):
+            progress = index / (seconds * FPS) if moving else 0.0
+            scale = base * (1 + 0.35 * progress)
+            angle = 4 * math.sin(progress * 2 * math.pi) if moving else 0.0
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+            matrix[:, 2] += (SIZE[0] / 2 - w / 2 + (progress - 0.5) * 160, SIZE[1] / 2 - h / 2)
+            yield cv2.warpAffine(picture, matrix, SIZE, borderValue=(120, 120, 120))
+
+    return write_clip(path, pictures())
+
+
+@pytest.fixture(scope="module")
+def door_data(faces_dir: Path, models, hamilton_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The enrolled watchlist and the door clips: ``right_turn`` and ``left_turn`` (the hamilton
+    segments), ``photo`` (still) and ``print`` (moved), of Lin-Manuel Miranda's enrolled photo."""
+    folder = tmp_path_factory.mktemp("door")
+    enroll_people(faces_dir, folder / "watchlist", models)
+    photo = faces_dir / "lin_manuel_miranda" / "1.png"
+    return {
+        "watchlist": folder / "watchlist",
+        "right_turn": write_clip(folder / "right_turn.mp4", (rgb for _, rgb in frames(hamilton_clip, *RIGHT_TURN))),
+        "left_turn": write_clip(folder / "left_turn.mp4", (rgb for _, rgb in frames(hamilton_clip, *LEFT_TURN))),
+        "photo": photo_clip(photo, folder / "photo.mp4", 7.0, moving=False),
+        "print": photo_clip(photo, folder / "print.mp4", 7.0, moving=True),
+    }
+
+
+def door_config(path: Path, clips: dict[str, Path], door: str, loop: bool = False, fast: bool = True) -> Path:
+    """A configuration with each of ``clips`` as a door source named after it."""
+    sources = "".join(
+        f'\n[[sources]]\nname = "{name}"\nurl = "{clip}"\nrole = "door"\nfast = {str(fast).lower()}\nloop = {str(loop).lower()}\n'
+        for name, clip in clips.items()
+    )
+    path.write_text(f"[door]\n{door}\n{sources}")
+    return path
+
+
+def access_events(data_dir: Path) -> dict[str, list[dict]]:
+    """The journaled ``access`` events, by source."""
+    found: dict[str, list[dict]] = {}
+    for event in read_journal(data_dir / "events"):
+        if event["type"] == "access":
+            found.setdefault(event["source"], []).append(event)
+    return found
+
+
+@pytest.mark.parametrize("asked", ["right", "left"])
+def test_the_asked_turn_is_granted_the_other_and_a_photo_denied(asked: str, door_data: dict[str, Path], tmp_path: Path):
+    data = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(door_data["watchlist"]), str(data)], check=True)
+    clips = {name: door_data[name] for name in ("right_turn", "left_turn", "photo", "print")}
+    config = door_config(tmp_path / "door.toml", clips, f'challenge = "{asked}"')
+    result = run_cli("run", "--config", str(config), "--data-dir", str(data), *quiet_outputs(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = access_events(data)
+    summary = {source: [(e["result"], e["reason"]) for e in found] for source, found in events.items()}
+    turned = "right_turn" if asked == "right" else "left_turn"
+    other = "left_turn" if asked == "right" else "right_turn"
+    assert summary[turned] == [("challenge", None), ("granted", None)], summary
+    assert summary[other] == [("challenge", None), ("denied", "wrong_direction")], summary
+    for photo in ("photo", "print"):
+        assert summary[photo] == [("challenge", None), ("denied", "no_movement")], summary
+    for found in events.values():
+        assert {(e["name"], e["direction"]) for e in found} == {("lin_manuel_miranda", asked)}
+
+
+def test_a_challenge_whose_stage_is_killed_is_denied_never_granted(door_data: dict[str, Path], tmp_path: Path):
+    """kill -9 of the inference stage mid-challenge: the supervisor restarts it, and the restarted
+    stage denies the challenge it finds open (``restarted``)."""
+    data = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(door_data["watchlist"]), str(data)], check=True)
+    # a long challenge on a looping clip: still running, whatever the machine's speed, when the stage dies
+    config = door_config(tmp_path / "door.toml", {"door": door_data["photo"]}, "challenge_s = 60", loop=True, fast=False)
+    outputs = quiet_outputs()
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        run = subprocess.Popen([*cli_command(), "run", "--config", str(config), "--data-dir", str(data), *outputs],
+                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    address = outputs[outputs.index("--events") + 1]
+    subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", address, "--data-dir", str(data)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    events = Events(subscriber).start()
+    try:
+        challenge = events.wait_for(lambda e: e["type"] == "access" and e["result"] == "challenge", timeout=180)
+        victim = int(json.loads((data / "run.json").read_text())["stages"]["inference"])
+        os.kill(victim, signal.SIGKILL)
+        answer = events.wait_for(
+            lambda e: e["type"] == "access" and e["track_id"] == challenge["track_id"] and e["result"] != "challenge",
+            timeout=120, after_seq=challenge["seq"],
+        )
+        assert (answer["result"], answer["reason"]) == ("denied", "restarted"), answer
+        assert answer["name"] == challenge["name"] == "lin_manuel_miranda"
+        # the restarted stage goes on deciding: the photo, on a new track, is challenged afresh
+        events.wait_for(lambda e: e["type"] == "access" and e["result"] == "challenge", timeout=180, after_seq=answer["seq"])
+    finally:
+        for process in (subscriber, run):
+            stop_process(process)
+    granted = [e for e in read_journal(data / "events") if e["type"] == "access" and e["result"] == "granted"]
+    assert granted == [], log.read_text()[-3000:]

@@ -40,7 +40,7 @@ def stage_factories(
         "render": functools.partial(RenderStage, config.outputs, endpoints, log_file, sources),
     }
     if config.outputs.http:
-        factories["web"] = functools.partial(WebStage, config.outputs, endpoints, log_file, sources)
+        factories["web"] = functools.partial(WebStage, config.outputs, endpoints, log_file, sources, config.door)
     factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
     for source in config.sources:
         factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file)

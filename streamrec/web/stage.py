@@ -26,7 +26,7 @@ import zmq
 
 from streamrec.bus.messages import Event, JpegFrame, Message, StageStats
 from streamrec.bus.sockets import Endpoints, receive_pending, sub_socket
-from streamrec.config.model import OutputsConfig
+from streamrec.config.model import DoorConfig, OutputsConfig
 from streamrec.pipeline.stage import Stage
 from streamrec.web.metrics import StageMetrics
 from streamrec.web.server import WebError, WebServer, serve_http
@@ -41,22 +41,31 @@ JPEG_HWM = 4  #: JPEG frames queued before ZeroMQ drops older ones for us
 
 class WebStage(Stage):
     """Serves ``outputs.http`` (``HOST:PORT``). ``sources``: the configured camera names, so
-    the page and routes know them (and pick the first) before their first frame arrives."""
+    the page and routes know them (and pick the first) before their first frame arrives.
+    ``door``: the doors' settings (how long a challenge can last, at most)."""
 
     name = "web"
 
     def __init__(
-        self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = ()
+        self,
+        outputs: OutputsConfig,
+        endpoints: Endpoints,
+        log_file: Path | None = None,
+        sources: Sequence[str] = (),
+        door: DoorConfig | None = None,
     ) -> None:
         super().__init__(endpoints.stats, log_file)
         self.outputs, self.endpoints = outputs, endpoints
+        self.door = door if door is not None else DoorConfig()
         self.sources = list(sources)
         self.server: WebServer | None = None
         self._serving: threading.Thread | None = None
 
     def setup(self) -> None:
         assert self.ctx is not None
-        self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s)
+        # a challenge is answered within challenge_s of capture time, or denied once frames stall
+        longest = self.door.challenge_s + self.door.stall_s
+        self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s, challenge_s=longest)
         self.metrics = StageMetrics()
         try:
             self.server = serve_http(self.outputs.http, self.state, self.metrics)

@@ -43,6 +43,7 @@ class Doors:
             if source.role == "door"
         }
         self.open = OpenChallenges(record)
+        self.max_embeddings = config.tracker.max_embeddings
         self.emit, self.log = emit, log
 
     def start(self) -> None:
@@ -59,10 +60,14 @@ class Doors:
             self._handle([outcome])
 
     def eager(self, source: str, track: Track) -> bool:
-        """Whether door ``source`` waits on embeddings of ``track`` (any track of a door not yet
-        answered)."""
+        """Whether door ``source`` waits on embeddings of ``track``: a track not answered yet,
+        for its first ``[tracker] max_embeddings`` (a stranger's are not embedded for ever), and
+        beyond while a challenge runs (the challenged face needs fresh ones, and a face waiting
+        for its turn needs recent ones when it comes)."""
         door = self.doors.get(source)
-        return door is not None and track.id not in door.decided
+        if door is None or track.id in door.decided:
+            return False
+        return door.running is not None or track.state.embeddings < self.max_embeddings
 
     def frame(self, header: FrameHeader, tracks: Iterable[Track]) -> None:
         """A frame of a door was tracked: the faces of ``tracks`` seen on it."""

@@ -30,7 +30,7 @@ class Door:
     """A door with one face on track 1, driven frame by frame at ``FPS``."""
 
     def __init__(self, **settings: object) -> None:
-        config = DoorConfig(**{"challenge": "left", **settings})
+        config = DoorConfig.model_validate({"challenge": "left", **settings})
         self.access = DoorAccess("front", config, MatcherConfig())
         self.ts = 0.0
         self.outcomes: list[AccessOutcome] = []

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,7 @@ SIZE = (640, 360)
 
 def write_clip(path: Path, pictures: Iterator[np.ndarray]) -> Path:
     """An MP4 of RGB ``pictures`` at ``FPS``."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, SIZE)
     try:
         for rgb in pictures:
             writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -111,36 +112,69 @@ def test_the_asked_turn_is_granted_the_other_and_a_photo_denied(asked: str, door
         assert {(e["name"], e["direction"]) for e in found} == {("lin_manuel_miranda", asked)}
 
 
-def test_a_challenge_whose_stage_is_killed_is_denied_never_granted(door_data: dict[str, Path], tmp_path: Path):
-    """kill -9 of the inference stage mid-challenge: the supervisor restarts it, and the restarted
-    stage denies the challenge it finds open (``restarted``)."""
-    data = tmp_path / "data"
+@contextmanager
+def live_door(door_data: dict[str, Path], folder: Path) -> Iterator[tuple[Path, Events]]:
+    """``streamrec run`` on one door (the still photo, looping, at its own rate), with
+    ``streamrec events`` subscribed; yields the data directory and the events. Challenges last a
+    minute: still running, whatever the machine's speed, when a test interferes with one."""
+    data = folder / "data"
     subprocess.run(["cp", "-r", str(door_data["watchlist"]), str(data)], check=True)
-    # a long challenge on a looping clip: still running, whatever the machine's speed, when the stage dies
-    config = door_config(tmp_path / "door.toml", {"door": door_data["photo"]}, "challenge_s = 60", loop=True, fast=False)
+    config = door_config(folder / "door.toml", {"door": door_data["photo"]}, "challenge_s = 60", loop=True, fast=False)
     outputs = quiet_outputs()
-    log = tmp_path / "run.log"
+    log = folder / "run.log"
     with open(log, "w") as out:
         run = subprocess.Popen([*cli_command(), "run", "--config", str(config), "--data-dir", str(data), *outputs],
                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     address = outputs[outputs.index("--events") + 1]
     subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", address, "--data-dir", str(data)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    events = Events(subscriber).start()
     try:
-        challenge = events.wait_for(lambda e: e["type"] == "access" and e["result"] == "challenge", timeout=180)
-        victim = int(json.loads((data / "run.json").read_text())["stages"]["inference"])
-        os.kill(victim, signal.SIGKILL)
-        answer = events.wait_for(
-            lambda e: e["type"] == "access" and e["track_id"] == challenge["track_id"] and e["result"] != "challenge",
-            timeout=120, after_seq=challenge["seq"],
-        )
-        assert (answer["result"], answer["reason"]) == ("denied", "restarted"), answer
-        assert answer["name"] == challenge["name"] == "lin_manuel_miranda"
-        # the restarted stage goes on deciding: the photo, on a new track, is challenged afresh
-        events.wait_for(lambda e: e["type"] == "access" and e["result"] == "challenge", timeout=180, after_seq=answer["seq"])
+        yield data, Events(subscriber).start()
     finally:
         for process in (subscriber, run):
             stop_process(process)
     granted = [e for e in read_journal(data / "events") if e["type"] == "access" and e["result"] == "granted"]
     assert granted == [], log.read_text()[-3000:]
+
+
+def _answer(events: Events, challenge: dict) -> dict:
+    """The answer to ``challenge``."""
+    return events.wait_for(
+        lambda e: e["type"] == "access" and e["track_id"] == challenge["track_id"] and e["result"] != "challenge",
+        timeout=120, after_seq=challenge["seq"],
+    )
+
+
+def _challenged(events: Events, after_seq: int = 0) -> dict:
+    return events.wait_for(lambda e: e["type"] == "access" and e["result"] == "challenge", timeout=180, after_seq=after_seq)
+
+
+def _stage_pid(data: Path, stage: str) -> int:
+    return int(json.loads((data / "run.json").read_text())["stages"][stage])
+
+
+def test_a_challenge_whose_stage_is_killed_is_denied_never_granted(door_data: dict[str, Path], tmp_path: Path):
+    """kill -9 of the inference stage mid-challenge: the supervisor restarts it, and the restarted
+    stage denies the challenge it finds open (``restarted``)."""
+    with live_door(door_data, tmp_path) as (data, events):
+        challenge = _challenged(events)
+        os.kill(_stage_pid(data, "inference"), signal.SIGKILL)
+        answer = _answer(events, challenge)
+        assert (answer["result"], answer["reason"]) == ("denied", "restarted"), answer
+        assert answer["name"] == challenge["name"] == "lin_manuel_miranda"
+        # the restarted stage goes on deciding: the photo, on a new track, is challenged afresh
+        _challenged(events, after_seq=answer["seq"])
+
+
+def test_a_challenge_whose_camera_stalls_is_denied(door_data: dict[str, Path], tmp_path: Path):
+    """The door's capture process frozen (SIGSTOP) mid-challenge: no frame comes, and the
+    challenge is denied (``stalled``) on the inference stage's own clock."""
+    with live_door(door_data, tmp_path) as (data, events):
+        challenge = _challenged(events)
+        capture = _stage_pid(data, "capture:door")
+        os.kill(capture, signal.SIGSTOP)
+        try:
+            answer = _answer(events, challenge)
+        finally:
+            os.kill(capture, signal.SIGCONT)
+        assert (answer["result"], answer["reason"]) == ("denied", "stalled"), answer

@@ -6,9 +6,10 @@ each clearly closer to that person than to anyone else, and none of the track's 
 that window names anyone else. The door then *challenges* it: turn your head left, or right
 (chosen at random unless configured). Its yaw (:mod:`streamrec.door.yaw`, the median of its
 last ``yaw_frames`` frames) must move ``turn_degrees`` the asked way from where it was when
-asked, and end at least ``turned_degrees`` to that side, within ``challenge_s``; and at least one
-embedding taken after the challenge began must still name the person (by the camera's rules: a
-turned face is farther from its photos). Then, and only then, the person is granted.
+asked, and end at least ``turned_degrees`` to that side, within ``challenge_s``; and an embedding
+of the face taken once it has turned must still name the person (by the camera's rules: a turned
+face is farther from its photos; an embedding taken before the turn does not count, as the face
+may have been swapped since). Then, and only then, the person is granted.
 
 Anything else denies, with its reason (``DENIAL_REASONS``): the head turned the other way
 (``wrong_direction``); it never moved (``no_movement``: a photo or a screen held still, or moved
@@ -101,21 +102,23 @@ class AccessOutcome:
 
     @property
     def final(self) -> bool:
+        """Whether this is the answer (granted or denied), not the question."""
         return self.result != "challenge"
 
 
 @dataclass
 class _Running:
-    """A challenge under way: the yaw's furthest moves either way, and whether an embedding taken
-    since it began named the person."""
+    """A challenge under way: the yaw's furthest moves either way, whether the face turned as
+    asked, and whether an embedding of the turned face named the person."""
 
     challenge: Challenge
     furthest_asked: float = 0.0  #: degrees moved the asked way, at most
     furthest_other: float = 0.0  #: ... the other way
-    turned: bool = False
-    confirmed: bool = False
+    turned: bool = False  #: the face turned as asked
+    confirmed: bool = False  #: an embedding of the turned face named the person
 
     def moved(self) -> str:
+        """How the yaw moved, for the outcome's detail."""
         c = self.challenge
         return (f"asked {c.direction} from {c.baseline:+.0f} deg: moved {self.furthest_asked:.0f} deg that way, "
                 f"{self.furthest_other:.0f} the other")
@@ -189,7 +192,8 @@ class DoorAccess:
             if self._votes(item, self.matcher.threshold):
                 if item.observation.person_id != running.challenge.person_id:
                     return [self._deny("identity_changed", f"an embedding named {item.observation.person_id}")]
-                running.confirmed = True
+                # only the turned face confirms who turned (not one taken before: the face may be swapped since)
+                running.confirmed = running.confirmed or running.turned
             return []
         face = self.faces.setdefault(item.track_id, _Face(deque(maxlen=self.config.yaw_frames)))
         face.evidence.append(item)

@@ -140,11 +140,12 @@ class InferenceStage(Stage):
 
     def _on_status(self, status: SourceStatus) -> None:
         self._emit(status_event(status))
-        if status.state in ("lost", "reconnecting", "ended", "failed"):
-            self.doors.lost(status.source, f"{status.state}: {status.reason}".rstrip(": "))
         if status.state in ("ended", "failed"):
             self.batcher.set_live(status.source, False)
             self._finish(status.source)
+        if status.state in ("lost", "reconnecting", "ended", "failed"):  # after the frames it sent before
+            self.doors.lost(status.source, f"{status.state}: {status.reason}".rstrip(": "))
+        if status.state in ("ended", "failed"):
             self._announce(self.faces.end(status.source))
         elif status.state == "open":
             self.batcher.set_live(status.source, True)

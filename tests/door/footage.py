@@ -12,8 +12,8 @@ import numpy as np
 #: Lin-Manuel Miranda, one camera shot (frames 82 to 210): his first frames of the shot, turned
 #: to his own left, then a turn to his right (frames 96 to 110) ...
 RIGHT_TURN = (82, 140)
-#: ... and, from his right, a turn back to his left (frames 132 to 158)
-LEFT_TURN = (108, 175)
+#: ... and, from his right, a turn back to his left (frames 132 to 158), facing the camera after
+LEFT_TURN = (108, 200)
 
 
 def frames(video: Path, first: int, last: int) -> Iterator[tuple[int, np.ndarray]]:

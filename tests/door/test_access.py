@@ -62,12 +62,27 @@ def test_a_turn_the_asked_way_confirmed_by_an_embedding_is_granted() -> None:
     door.recognise()
     challenge = door.outcomes[0].challenge
     assert (challenge.person_id, challenge.direction, challenge.track_id) == ("ann", "left", 1)
-    for yaw in (0, 5, 12, 20):
+    for yaw in (0, 5, 12, 20, 22):
         door.show(yaw)
     assert door.results() == [("challenge", None)]  # turned, but nothing confirmed who turned
     door.embed(distance=0.88)  # a turned face is farther from its photos: the camera's rules apply
     door.show(22)
     assert door.results() == [("challenge", None), ("granted", None)]
+
+
+def test_an_embedding_before_the_turn_confirms_nothing() -> None:
+    """The face may be swapped between its last embedding and the turn (a photo of the person,
+    then someone else's head): only an embedding of the turned face confirms who turned."""
+    door = Door()
+    door.recognise()
+    door.embed()
+    for yaw in (0, 10, 20, 25):
+        door.show(yaw)
+    assert door.results() == [("challenge", None)]
+    door.embed(person=None, distance=1.3)  # the turned face is nobody enrolled
+    for _ in range(40):
+        door.show(25)
+    assert door.results()[-1] == ("denied", "unconfirmed")
 
 
 def test_a_turn_the_other_way_is_denied() -> None:

@@ -52,3 +52,18 @@ def test_a_challenge_and_its_answer_are_events_and_the_record_follows_them(tmp_p
     doors.ended("front", track)
     assert [(e.result, e.reason) for e in sent[1:]] == [("denied", "track_lost")]
     assert json.loads((tmp_path / "door-challenges").read_text()) == []
+
+
+def test_a_predecessors_open_challenge_is_denied_and_an_unreadable_record_replaced(tmp_path: Path, caplog) -> None:
+    doors, sent = _doors(tmp_path)
+    record = tmp_path / "door-challenges"
+    record.write_text(json.dumps([{"source": "front", "track_id": 7, "person_id": "ann", "name": "Ann", "direction": "left",
+                                   "baseline": 2.0, "started": 1.0, "deadline": 5.0}]))
+    doors.start()
+    assert [(e.result, e.reason, e.track_id) for e in sent] == [("denied", "restarted", 7)]
+    assert json.loads(record.read_text()) == []
+    record.write_text("[{")  # a damaged record: its challenges can only stay unanswered, never granted
+    again, sent_again = _doors(tmp_path)
+    again.start()
+    assert sent_again == [] and json.loads(record.read_text()) == []
+    assert "unreadable record of open challenges" in caplog.text

@@ -8,7 +8,9 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,7 @@ from streamrec.events.journal import read_journal
 from streamrec.images import load_image
 from tests.conftest import cli_command, run_cli
 from tests.door.footage import LEFT_TURN, RIGHT_TURN, frames
-from tests.pipeline.conftest import Events, enroll_people, quiet_outputs, stop_process
+from tests.pipeline.conftest import Events, enroll_people, free_port, quiet_outputs, stop_process
 
 FPS = 29.97
 SIZE = (640, 360)
@@ -113,14 +115,15 @@ def test_the_asked_turn_is_granted_the_other_and_a_photo_denied(asked: str, door
 
 
 @contextmanager
-def live_door(door_data: dict[str, Path], folder: Path) -> Iterator[tuple[Path, Events]]:
+def live_door(door_data: dict[str, Path], folder: Path, door: str = "challenge_s = 60", http: str = "") -> Iterator[tuple[Path, Events]]:
     """``streamrec run`` on one door (the still photo, looping, at its own rate), with
-    ``streamrec events`` subscribed; yields the data directory and the events. Challenges last a
-    minute: still running, whatever the machine's speed, when a test interferes with one."""
+    ``streamrec events`` subscribed; yields the data directory and the events. By default
+    challenges last a minute: still running, whatever the machine's speed, when a test
+    interferes with one. ``http``: where the web server listens (none by default)."""
     data = folder / "data"
     subprocess.run(["cp", "-r", str(door_data["watchlist"]), str(data)], check=True)
-    config = door_config(folder / "door.toml", {"door": door_data["photo"]}, "challenge_s = 60", loop=True, fast=False)
-    outputs = quiet_outputs()
+    config = door_config(folder / "door.toml", {"door": door_data["photo"]}, door, loop=True, fast=False)
+    outputs = [*quiet_outputs(), "--http", http]  # the last --http wins
     log = folder / "run.log"
     with open(log, "w") as out:
         run = subprocess.Popen([*cli_command(), "run", "--config", str(config), "--data-dir", str(data), *outputs],
@@ -178,3 +181,43 @@ def test_a_challenge_whose_camera_stalls_is_denied(door_data: dict[str, Path], t
         finally:
             os.kill(capture, signal.SIGCONT)
         assert (answer["result"], answer["reason"]) == ("denied", "stalled"), answer
+
+
+def test_the_door_page_of_a_running_pipeline_asks_then_denies_a_photo(door_data: dict[str, Path], tmp_path: Path, browser):
+    """Chromium on the door page of a real run: the photo is asked to turn (an arrow, no name),
+    then denied with the reason in words."""
+    address = f"127.0.0.1:{free_port()}"
+    with live_door(door_data, tmp_path, "challenge_s = 3", http=address) as (_, events):
+        host, port = address.split(":")
+        deadline = time.monotonic() + 120
+        while True:  # the web stage starts with the run, the engines take a while
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"nothing listens on {address}"
+                time.sleep(0.2)
+        page = browser.new_page(viewport={"width": 800, "height": 1280})
+        try:
+            page.goto(f"http://{address}/", wait_until="load")
+            page.wait_for_function("document.getElementById('decision').dataset.state === 'challenge'", timeout=180_000)
+            page.evaluate(RECORD_NAMES)
+            asked = page.inner_text("#name")
+            assert asked in ("Turn your head left", "Turn your head right") and page.inner_text("#arrow") in ("\u2190", "\u2192")
+            page.wait_for_function("document.getElementById('decision').dataset.state === 'denied'", timeout=60_000)
+            assert page.inner_text("#detail") == "no head movement"
+            assert page.evaluate("window.names") == [asked, "DENIED"]  # and no name in between
+        finally:
+            page.close()
+        denied = events.wait_for(lambda e: e["type"] == "access" and e["result"] == "denied", timeout=30)
+        assert denied["reason"] == "no_movement"
+
+
+#: records, in the page, every text its large line shows from now on
+RECORD_NAMES = """() => {
+  window.names = [document.getElementById("name").textContent];
+  new MutationObserver(() => {
+    const text = document.getElementById("name").textContent;
+    if (window.names[window.names.length - 1] !== text) window.names.push(text);
+  }).observe(document.getElementById("decision"), {childList: true, subtree: true, characterData: true});
+}"""

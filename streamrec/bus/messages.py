@@ -32,6 +32,7 @@ from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, Validati
 from pydantic.dataclasses import dataclass
 
 __all__ = [
+    "ACCESS_RESULTS",
     "DECISION_TYPES",
     "EVENT_TYPES",
     "FRAME_MESSAGE_MAX",
@@ -50,7 +51,9 @@ __all__ = [
     "MAX_TOPIC",
     "SCHEMA_VERSION",
     "SOURCE_STATES",
+    "AccessResult",
     "DecisionType",
+    "Direction",
     "EndTracks",
     "Event",
     "EventType",
@@ -73,11 +76,18 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 #: what an event is about: a decision (``match``: a watchlist person, ``unknown``: a face that
-#: matches nobody), the end of a decided track, or a source's change of state
+#: matches nobody), the end of a decided track, a source's change of state, or a door's access
+#: decision (``access``)
 DecisionType = Literal["match", "unknown"]
-EventType = Literal[DecisionType, "track_end", "source_status"]
+EventType = Literal[DecisionType, "track_end", "source_status", "access"]
 DECISION_TYPES: tuple[str, ...] = get_args(DecisionType)  #: the events that name who is at the door
-EVENT_TYPES: tuple[str, ...] = (*DECISION_TYPES, "track_end", "source_status")
+EVENT_TYPES: tuple[str, ...] = (*DECISION_TYPES, "track_end", "source_status", "access")
+#: an ``access`` event's step: the person is asked to turn their head, then granted or denied;
+#: then, for each action configured for that answer, how it went (``reason`` done/failed/timeout)
+AccessResult = Literal["challenge", "granted", "denied", "action"]
+ACCESS_RESULTS: tuple[str, ...] = get_args(AccessResult)
+#: which way a challenge asks the person to turn their head (their own left or right)
+Direction = Literal["left", "right"]
 #: a source's state as the capture stage reports it (the reader's own ``stopped`` is never sent)
 SourceState = Literal["opening", "open", "lost", "reconnecting", "ended", "failed"]
 SOURCE_STATES: tuple[str, ...] = get_args(SourceState)
@@ -261,7 +271,10 @@ class Event(Message):
     """A decision about a face track, or a source's change of state; what subscribers receive.
 
     ``type``: ``match`` (a watchlist person), ``unknown`` (a face that matches nobody),
-    ``track_end`` (the face left), ``source_status``. ``distance``: best embedding distance to
+    ``track_end`` (the face left), ``source_status``, ``access`` (a door's decision about the
+    person on ``track_id``: ``result`` ``challenge``, asking them to turn their head ``direction``,
+    then ``granted`` or ``denied``, with the denial's ``reason``; then ``action`` for each configured
+    action that answer ran, ``reason`` ``done``, ``failed`` or ``timeout``, ``detail`` its line). ``distance``: best embedding distance to
     the named person (lower is closer); ``score``: confidence 0-1 of the decision.
     ``box``: ``[x1, y1, x2, y2]`` in frame pixels. ``ts``: when the decision was made;
     ``capture_ts``: when the frame it was made on was captured. ``seq``: position in the event
@@ -282,6 +295,9 @@ class Event(Message):
     capture_ts: Timestamp | None = None
     seq: Count = 0
     detail: Text = ""
+    result: AccessResult | None = None
+    direction: Direction | None = None
+    reason: Name | None = None
 
 
 @dataclass(frozen=True, config=_CONFIG)

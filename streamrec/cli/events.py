@@ -86,6 +86,12 @@ def format_event(event: dict[str, Any]) -> str:
         who = event.get("name") or ("unknown" if event["type"] != "track_end" else "-")
         numbers = ", ".join(f"{k} {event[k]:.3f}" for k in ("distance", "score") if isinstance(event.get(k), (int, float)))
         return f"{head} track {event.get('track_id')}: {who}" + (f" ({numbers})" if numbers else "") + (f" {event['detail']}" if event.get("detail") else "")
+    if event["type"] == "access":
+        result = event.get("result")
+        step = f"asked to turn {event.get('direction')}" if result == "challenge" else str(result)
+        why = f" ({event['reason']})" if event.get("reason") else ""
+        detail = f": {event['detail']}" if event.get("detail") else ""
+        return f"{head} track {event.get('track_id')}: {event.get('name') or event.get('person_id')} {step}{why}{detail}"
     return f"{head} {event.get('detail', '')}"
 
 

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -38,6 +38,7 @@ from streamrec.config.addresses import (
     parse_http_address,
     parse_zmq_endpoint,
 )
+from streamrec.door.actions import Action
 from streamrec.embed.facenet import MAX_DISTANCE
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "AuthConfig",
     "BatchConfig",
     "DetectorConfig",
+    "DoorConfig",
     "MatcherConfig",
     "OutputsConfig",
     "PipelineConfig",
@@ -444,6 +446,11 @@ class SourceConfig(Section):
         default=False,
         description="Read a video file as fast as the pipeline takes its frames, instead of at its own rate.",
     )
+    role: Literal["camera", "door"] = Field(
+        default="camera",
+        description="camera: its faces are matched and reported; door: besides, a person recognised by it is "
+        "asked to turn their head and granted or denied access ([door]).",
+    )
 
     @property
     def label(self) -> str:
@@ -461,6 +468,64 @@ class SourceConfig(Section):
         return Path(self.url).stem or self.url
 
 
+class DoorConfig(Section):
+    """[door]: access decisions at the sources whose role is door (streamrec/door/access.py). A person
+    is challenged once several embeddings of their track agree, closer than [matcher] allows; they are
+    granted when their head turns the asked way in time while their track and identity hold."""
+
+    threshold: float = Field(
+        default=0.85, gt=0, le=MAX_DISTANCE,
+        description="An embedding counts towards a challenge when its nearest person is closer than this "
+        "(at most [matcher] threshold: a door is stricter than a camera) ...",
+    )
+    votes: int = Field(
+        default=2, ge=2, le=100,
+        description="... and a challenge starts when this many of them, of one track, name one person ...",
+    )
+    window_s: float = Field(
+        default=2.0, gt=0, le=60,
+        description="... within this many seconds (of the frames' capture times).",
+    )
+    challenge: Literal["random", "left", "right"] = Field(
+        default="random",
+        description="Which way the person is asked to turn their head (their own left or right): random "
+        "(each time, so that no recording of a turn can be prepared for it), or always left or right.",
+    )
+    turn_degrees: float = Field(
+        default=15.0, ge=5, le=60,
+        description="How far the head must turn the asked way from where it was when asked; as far the "
+        "other way denies. The yaw estimate moves by up to 8 degrees between frames with nobody turning.",
+    )
+    turned_degrees: float = Field(
+        default=5.0, ge=0, le=45,
+        description="... and the face must end up turned at least this far to the asked side (tilting a photo "
+        "of a turned face only brings its estimate towards 0, never past it).",
+    )
+    still_degrees: float = Field(
+        default=5.0, ge=0, le=30,
+        description="A challenge whose face never moved this far either way ends as no_movement (a photo, a "
+        "screen); else, out of time, as timeout.",
+    )
+    challenge_s: float = Field(
+        default=4.0, gt=0, le=60,
+        description="Seconds (of the frames' capture times) the person has to turn.",
+    )
+    yaw_frames: int = Field(
+        default=3, ge=1, le=30,
+        description="The yaw read is the median of the face's last this many frames (landmark noise).",
+    )
+    stall_s: float = Field(
+        default=2.0, gt=0, le=60,
+        description="A challenge whose door sent no frame for this many seconds is denied (stalled).",
+    )
+    actions: list[Action] = Field(
+        default=[], max_length=16,
+        description="What each outcome does: [[door.actions]] tables, type = \"webhook\" (url, method, headers) "
+        "or \"command\" (argv), each with timeout_s and the outcomes that run it; performed in order, off the "
+        "decisions' thread, each result recorded as an access event (docs/door.md).",
+    )
+
+
 class RunConfig(BaseModel):
     """A whole configuration file."""
 
@@ -475,6 +540,7 @@ class RunConfig(BaseModel):
     outputs: OutputsConfig = OutputsConfig()
     auth: AuthConfig = AuthConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    door: DoorConfig = DoorConfig()
     sources: list[SourceConfig] = Field(
         default=[], max_length=MAX_SOURCES,
         json_schema_extra={"allowed": f"[[sources]] tables, one per source, at most {MAX_SOURCES}"},
@@ -494,4 +560,7 @@ class RunConfig(BaseModel):
                 if value > self.tracker.max_embeddings:
                     raise RuleError(("matcher", key), value, f"must be at most [tracker] max_embeddings "
                                     f"({self.tracker.max_embeddings}): a track has no more embeddings")
+        if self.door.threshold > self.matcher.threshold:
+            raise RuleError(("door", "threshold"), self.door.threshold, f"must be at most [matcher] threshold "
+                            f"({self.matcher.threshold:g}): a door names no one a camera would not")
         return self

@@ -41,7 +41,8 @@ def stage_factories(
     }
     if config.outputs.http:
         factories["web"] = functools.partial(
-            WebStage, config.outputs, endpoints, log_file, sources, config.auth, data_dir, library=True, engines=engines
+            WebStage, config.outputs, endpoints, log_file, sources, config.auth, data_dir,
+            library=True, engines=engines, door=config.door,
         )
     factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
     for source in config.sources:

@@ -5,7 +5,9 @@ This module schedules; the work is done by :mod:`~streamrec.pipeline.batching` (
 together: the newest of each camera, every frame of a file read ``fast``, on a deadline),
 :mod:`~streamrec.pipeline.recognition` (detection schedule, tracking, quality gates, embedding,
 matching, decisions and track splits, through :class:`~streamrec.faces.FaceModels`) and
-:mod:`~streamrec.pipeline.outputs` (events and overlays).
+:mod:`~streamrec.pipeline.outputs` (events and overlays). Sources whose role is ``door`` also get
+access decisions (:mod:`streamrec.door.doors`): challenges open while the stage dies are denied
+by its successor, and a door whose frames stop is denied on this stage's own clock.
 
 Latency samples it reports (seconds): ``detect``, ``embed``, ``match`` and ``batch`` (the whole
 batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done) and
@@ -37,10 +39,11 @@ from streamrec.bus.messages import Event, FrameHeader, SourceStatus
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
+from streamrec.door.doors import Doors
 from streamrec.match.kept import KeptFaces
 from streamrec.pipeline.batching import Frame, FrameBatcher
 from streamrec.pipeline.outputs import SourceOutput, decision_event, overlay, status_event, track_end_event
-from streamrec.pipeline.recognition import Chosen, Decided, Outcome, Recognition
+from streamrec.pipeline.recognition import Chosen, Decided, Embedded, Ended, Outcome, Recognition
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
@@ -90,11 +93,14 @@ class InferenceStage(Stage):
         # the run's last track id outlives this process: a restarted stage continues after it
         ids_file = self.run_dir / "track-ids" if self.run_dir is not None else None
         self.last_track_id = RunCounter(ids_file, "track ids")
-        self.faces = Recognition(cfg, models, matcher, self._new_track_id, self)
+        self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
+        record = self.run_dir / "door-challenges" if self.run_dir is not None else None
+        self.doors = Doors(cfg, record, self._emit, self.log)
+        self.doors.start()
+        self.faces = Recognition(cfg, models, matcher, self._new_track_id, self, self.doors.eager)
         self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4, accepts=FrameHeader)
         self.rings = RingReader(Path(self.endpoints.rings))
         self.status_in = pull_socket(self.ctx, self.endpoints.status, accepts=SourceStatus)
-        self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
         self.log.info("ready: %d source(s), watchlist in %s", len(self.outputs), self.data_dir)
 
@@ -118,6 +124,8 @@ class InferenceStage(Stage):
         self.batcher.fill(time.monotonic())
         if self.batcher.ready(time.monotonic()):
             self._process(self.batcher.take())
+        self.doors.check_stalls()
+        self.doors.report_actions()
         return self.batcher.live or bool(self.batcher.frames)
 
     def _receive(self, timeout: float) -> set[str]:
@@ -151,6 +159,9 @@ class InferenceStage(Stage):
         if status.state in ("ended", "failed"):
             self.batcher.set_live(status.source, False)
             self._finish(status.source)
+        if status.state in ("lost", "reconnecting", "ended", "failed"):  # after the frames it sent before
+            self.doors.lost(status.source, f"{status.state}: {status.reason}".rstrip(": "))
+        if status.state in ("ended", "failed"):
             self._announce(self.faces.end(status.source))
         elif status.state == "open":
             self.batcher.set_live(status.source, True)
@@ -169,6 +180,7 @@ class InferenceStage(Stage):
             return
         for name in self.outputs:
             self._announce(self.faces.end(name))
+        self.doors.close()
 
     # -- work --------------------------------------------------------------------------------
     def _process(self, frames: dict[str, Frame]) -> None:
@@ -180,6 +192,7 @@ class InferenceStage(Stage):
             self._detected(name, frame[0])
             ended, wanted = self.faces.track(name, frame, found[name])
             self._announce(ended)
+            self.doors.frame(frame[0], self.faces.sources[name].tracker.tracks.values())
             chosen += wanted
         self._announce(self.faces.recognise(chosen))
         done = time.time()
@@ -214,16 +227,21 @@ class InferenceStage(Stage):
             self.observe(f"capture_to_detect[{name}]", time.time() - header.ts)
 
     def _announce(self, outcomes: Sequence[Outcome]) -> None:
-        """Send the events of decisions and of ended tracks, in the order they happened."""
+        """Send the events of decisions and of ended tracks, in the order they happened, and hand
+        the doors what concerns them."""
         for outcome in outcomes:
             if isinstance(outcome, Decided):
                 self.count(f"decisions_{outcome.decision.type}")
                 self._emit(decision_event(outcome))
                 self._keep(outcome)
-            elif (event := track_end_event(outcome)) is not None:
-                if event.person_id is not None and event.person_id not in self.faces.matcher.names():
-                    event = dataclasses.replace(event, name=event.person_id)  # erased while the track lived
-                self._emit(event)
+            elif isinstance(outcome, Embedded):
+                self.doors.embedded(outcome.source, outcome.track, outcome.header, outcome.observation)
+            elif isinstance(outcome, Ended):
+                self.doors.ended(outcome.source, outcome.track)
+                if (event := track_end_event(outcome)) is not None:
+                    if event.person_id is not None and event.person_id not in self.faces.matcher.names():
+                        event = dataclasses.replace(event, name=event.person_id)  # erased while the track lived
+                    self._emit(event)
 
     def _prune(self) -> None:
         """Remove kept faces past their days (a failure is logged and tried again later)."""

@@ -13,8 +13,8 @@ took the track's place: the track is split. Each track's identity
 
 What it reports to its :class:`Meter`: counters ``detections_full`` and ``detections_tracked``
 (frames), ``faces``, ``embeddings``, ``track_splits``; latencies ``embed`` and ``match`` per
-batch. What it finds comes back as :class:`Decided` and :class:`Ended` outcomes, in the order
-they happened.
+batch. What it finds comes back as :class:`Decided`, :class:`Ended` and :class:`Embedded` (every
+matched embedding, for the doors) outcomes, in the order they happened.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from streamrec.track.quality import FaceQuality, face_quality
 from streamrec.track.state import FaceSample
 from streamrec.track.tracker import IoUTracker, Track
 
-__all__ = ["Chosen", "Decided", "Ended", "Meter", "Outcome", "Recognition", "SourceFaces"]
+__all__ = ["Chosen", "Decided", "Embedded", "Ended", "Meter", "Outcome", "Recognition", "SourceFaces"]
 
 
 class Meter(Protocol):
@@ -88,7 +88,17 @@ class Ended:
     track: Track
 
 
-Outcome = Decided | Ended
+@dataclass(frozen=True)
+class Embedded:
+    """``track`` of ``source`` was embedded on the frame of ``header``, and matched: ``observation``."""
+
+    source: str
+    track: Track
+    header: FrameHeader
+    observation: Observation
+
+
+Outcome = Decided | Ended | Embedded
 
 
 @dataclass
@@ -107,6 +117,7 @@ class Recognition:
     """The face work of the inference stage, source by source and batch by batch.
 
     ``new_track_id`` gives the ids of new tracks (the stage keeps them unique for the whole run).
+    ``eager`` says which tracks a door waits on (embedded as often as the policy allows).
     """
 
     def __init__(
@@ -116,8 +127,10 @@ class Recognition:
         matcher: Matcher,
         new_track_id: Callable[[], int],
         meter: Meter,
+        eager: Callable[[str, Track], bool] = lambda source, track: False,
     ) -> None:
         self.config, self.models, self.matcher, self.meter = config, models, matcher, meter
+        self.eager = eager
         self.policy = EmbedPolicy(config.tracker)
         tracking = config.tracker
         self.sources = {
@@ -163,7 +176,7 @@ class Recognition:
         chosen = []
         for track, index in matched:
             quality = face_quality(pixels, faces.boxes[index], faces.landmarks[index])
-            if self.policy.wants(track, quality, header.ts):
+            if self.policy.wants(track, quality, header.ts, self.eager(name, track)):
                 self.policy.record(track, quality, header.ts)
                 chosen.append(Chosen(name, track, quality, header, pixels, faces[[index]]))
         self.meter.count("faces", len(faces))
@@ -200,6 +213,7 @@ class Recognition:
             decision = state.identity.add(observation)
             if decision is not None:
                 outcomes.append(Decided(item.source, item.track, decision, item.header, sample))
+            outcomes.append(Embedded(item.source, item.track, item.header, observation))
         return outcomes
 
     def _split(self, item: Chosen) -> Ended:

@@ -7,6 +7,9 @@ decision needs several embeddings, and a person walking past a door is in view f
 two), then every ``embed_interval_s`` while it lasts; at most ``max_embeddings`` times. Faces smaller than
 ``min_face_px`` or blurrier than ``min_sharpness`` are tracked but never embedded.
 
+A track a door waits on (its person is being recognised or challenged) is *eager*: embedded every
+``min_gap_s`` whatever its decision and its count, since a door decides on fresh embeddings.
+
 With ``embed_every_frame`` set, none of this applies: every tracked face is embedded on every
 frame (the naive pipeline, kept as the baseline the benchmark compares with).
 """
@@ -30,19 +33,22 @@ class EmbedPolicy:
         """Large and sharp enough to embed at all."""
         return quality.size >= self.config.min_face_px and quality.sharpness >= self.config.min_sharpness
 
-    def wants(self, track: Track, quality: FaceQuality, ts: float) -> bool:
-        """Whether to embed ``track``'s face seen at ``ts`` with ``quality``."""
+    def wants(self, track: Track, quality: FaceQuality, ts: float, eager: bool = False) -> bool:
+        """Whether to embed ``track``'s face seen at ``ts`` with ``quality`` (``eager``: a door
+        waits on it)."""
         if self.config.embed_every_frame:
             return True
         if not self.usable(quality):
             return False
         state = track.state
-        if state.embeddings >= self.config.max_embeddings:
+        if state.embeddings >= self.config.max_embeddings and not eager:
             return False
         if state.last_embed_ts is None:
             return True
         if ts - state.last_embed_ts < self.config.min_gap_s:
             return False
+        if eager:
+            return True
         better = quality.score >= state.best_quality * self.config.improve_factor
         decided = state.decision is not None
         return better or not decided or ts - state.last_embed_ts >= self.config.embed_interval_s

@@ -13,9 +13,15 @@ away for a moment does not make the display flicker; then the display waits agai
 older than ``hold_s`` says nothing any more: a camera or pipeline that stopped does not keep
 a face on the display.
 
-What is shown, first that applies: a decided face on screen (the newest decision), an
-undecided face (checking), a decision held after its face left, waiting. So a new face is
-never greeted with the previous person's name.
+At a door that decides access (``access`` events), its answers come first: while a challenge
+runs, the display asks the person to turn their head (``challenge``) and shows no name at all,
+so that nobody else's name can appear while someone is being checked; the answer (``granted``
+or ``denied``) then stays for ``hold_s``. A challenge that got no answer within ``challenge_s``
+(its longest possible run: the inference stage that ran it died) is no longer shown.
+
+What is shown, first that applies: a running challenge, an answer held for ``hold_s``, a
+decided face on screen (the newest decision), an undecided face (checking), a decision held
+after its face left, waiting. So a new face is never greeted with the previous person's name.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ __all__ = ["UNDECIDED", "Door", "DoorView"]
 UNDECIDED = "..."  #: the label of a face whose track has no decision yet
 MAX_TRACKS = 64  #: decided tracks remembered per camera, however many faces a crowd brings
 
-DoorState = Literal["waiting", "checking", "match", "unknown"]
+DoorState = Literal["waiting", "checking", "match", "unknown", "challenge", "granted", "denied"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class Door:
     under its lock. Times are Unix seconds: ``received`` of a frame, ``ts`` of a decision."""
 
     hold_s: float
+    challenge_s: float = 10.0
+    _challenge: Event | None = None  #: the access challenge running
+    _answer: Event | None = None  #: the latest access answer
     _tracks: dict[int, _Track] = field(default_factory=dict)
     _labels: frozenset[str] = frozenset()
     _frame_ts: float | None = None  #: capture time of the newest frame
@@ -89,8 +98,12 @@ class Door:
         self._forget(received)
 
     def saw_event(self, event: Event) -> None:
-        """A decision (``match``, ``unknown``) or a ``track_end``; others change nothing. A
-        decision already known (the same one again, or an older one) changes nothing either."""
+        """A decision (``match``, ``unknown``), a ``track_end`` or an ``access`` event; others
+        change nothing. A decision already known (the same one again, or an older one) changes
+        nothing either."""
+        if event.type == "access":
+            self._saw_access(event)
+            return
         if event.track_id is None:
             return
         known = self._tracks.get(event.track_id)
@@ -100,8 +113,28 @@ class Door:
             self._tracks[event.track_id] = _Track(event, max(event.ts, known.seen_at if known else event.ts))
             self._forget(event.ts)
 
+    def _saw_access(self, event: Event) -> None:
+        """A challenge starts, or one is answered (which ends the challenge of its track); what a
+        door action did after an answer changes nothing on the display."""
+        if event.result == "action":
+            return
+        if event.result == "challenge":
+            answered = self._answer is not None and self._answer.track_id == event.track_id
+            if not (answered and self._answer is not None and self._answer.ts >= event.ts):  # not one already answered
+                self._challenge = event
+            return
+        if self._challenge is not None and self._challenge.track_id == event.track_id:
+            self._challenge = None
+        if self._answer is None or event.ts >= self._answer.ts:
+            self._answer = event
+
     def view(self, now: float) -> DoorView:
         """What to show at Unix time ``now``."""
+        if self._challenge is not None and now - self._challenge.ts <= self.challenge_s:
+            return DoorView("challenge", self._challenge, on_screen=True)
+        answer = self._answer
+        if answer is not None and (answer.result == "granted" or answer.result == "denied") and now - answer.ts <= self.hold_s:
+            return DoorView(answer.result, answer)
         held = [t for t in self._tracks.values() if now - t.seen_at <= self.hold_s]
         on_screen = [t for t in held if not t.ended and (t.label in self._labels or self._newer_than_frame(t))]
         if on_screen:

@@ -6,7 +6,10 @@ polled twice a second: "Waiting for a face" while nobody is there; "Checking" on
 panel while a face is on screen and not decided yet, so a newcomer is never greeted with the
 previous person's name; the name on green, or "Unknown" on red, while that face is on screen
 and for the configured hold time (``[outputs] door_hold_s``) after it left. ``?source=NAME``
-picks the camera (without it, the first one); a name that is no camera gets a message listing
+picks the camera (without it, the first one). At a door that decides access, a running
+challenge shows "Turn your head left" (or right) with a large arrow pointing that way, as the
+person in front of the display sees it, and no name; then "GRANTED" on green with the name, or
+"DENIED" on red with the reason in words (no name: a photo held up learns nothing); a name that is no camera gets a message listing
 the cameras, as links, instead of a video that cannot load. The video reconnects by itself
 after an error, hidden meanwhile rather than shown as a broken image.
 
@@ -39,6 +42,10 @@ PAGE = """<!DOCTYPE html>
   #decision[data-state="checking"] { background: #45505e; }
   #decision[data-state="match"] { background: #1b7f3b; }
   #decision[data-state="unknown"] { background: #b3261e; }
+  #decision[data-state="challenge"] { background: #1d4f91; }
+  #decision[data-state="granted"] { background: #1b7f3b; }
+  #decision[data-state="denied"] { background: #b3261e; }
+  #arrow { font-size: clamp(5rem, 22vw, 16rem); font-weight: 700; line-height: 1; }
   #name { font-size: clamp(2.5rem, 9vw, 8rem); font-weight: 700; line-height: 1.1; overflow-wrap: anywhere; }
   #detail { font-size: clamp(1rem, 3vw, 2.2rem); margin-top: 0.5vh; min-height: 1.2em; }
   #status { font-size: 0.9rem; padding: 0.4rem 1rem; color: #aaa; overflow-wrap: anywhere; }
@@ -50,7 +57,7 @@ PAGE = """<!DOCTYPE html>
     <img id="video" alt="live video" hidden>
     <div id="message" hidden><div id="missing"></div><nav id="cameras"></nav></div>
   </section>
-  <section id="decision" data-state="waiting"><div id="name">Waiting for a face</div><div id="detail"></div></section>
+  <section id="decision" data-state="waiting"><div id="arrow" aria-hidden="true" hidden></div><div id="name">Waiting for a face</div><div id="detail"></div></section>
   <footer id="status">connecting</footer>
 </main>
 <script>
@@ -60,6 +67,7 @@ const message = document.getElementById("message");
 const panel = document.getElementById("decision");
 const nameBox = document.getElementById("name");
 const detailBox = document.getElementById("detail");
+const arrowBox = document.getElementById("arrow");
 const statusBox = document.getElementById("status");
 const asked = new URLSearchParams(location.search).get("source") || "";
 let streaming = "";  // the camera the video shows
@@ -80,11 +88,20 @@ video.addEventListener("error", () => {
   setTimeout(() => stream(name), 1000);
 });
 
-function show(state, name, detail) {
+function show(state, name, detail, arrow = "") {
   panel.dataset.state = state;
+  arrowBox.textContent = arrow;
+  arrowBox.hidden = !arrow;
   nameBox.textContent = name;
   detailBox.textContent = detail;
 }
+
+const ARROWS = { left: "\u2190", right: "\u2192" };  // as the person facing the display sees it
+const DENIALS = {
+  wrong_direction: "turned the other way", no_movement: "no head movement", timeout: "not turned in time",
+  unconfirmed: "face not confirmed", identity_changed: "another face", track_lost: "face left the picture",
+  stalled: "camera stalled", source_lost: "camera lost", restarted: "system restarted",
+};
 
 function showNoCamera(name, cameras) {
   streaming = "";
@@ -106,7 +123,14 @@ function showNoCamera(name, cameras) {
 }
 
 function showDoor(door, camera) {
-  if (door.state === "match" || door.state === "unknown") {
+  if (door.state === "challenge") {
+    const direction = door.event.direction === "right" ? "right" : "left";
+    show("challenge", "Turn your head " + direction, "", ARROWS[direction]);
+  } else if (door.state === "granted") {
+    show("granted", "GRANTED", door.event.name || door.event.person_id || "");
+  } else if (door.state === "denied") {
+    show("denied", "DENIED", DENIALS[door.event.reason] || "");
+  } else if (door.state === "match" || door.state === "unknown") {
     const event = door.event;
     const when = new Date(event.ts * 1000).toLocaleTimeString();
     const name = door.state === "match" ? (event.name || event.person_id || "Known") : "Unknown";

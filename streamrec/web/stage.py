@@ -29,7 +29,7 @@ import zmq
 
 from streamrec.bus.messages import Event, JpegFrame, Message, StageStats
 from streamrec.bus.sockets import Endpoints, receive_pending, sub_socket
-from streamrec.config.model import AuthConfig, OutputsConfig
+from streamrec.config.model import AuthConfig, DoorConfig, OutputsConfig
 from streamrec.match.store import WatchlistError
 from streamrec.paths import data_dir as default_data_dir
 from streamrec.pipeline.stage import Stage
@@ -53,17 +53,20 @@ class WebStage(Stage):
     the page and routes know them (and pick the first) before their first frame arrives.
     ``auth`` and ``data_dir``: who may log in (the user file defaults to ``data_dir``).
     ``library``: whether to serve the face library of ``data_dir`` (``/faces``), embedding
-    uploaded photos with the engines of ``engines``."""
+    uploaded photos with the engines of ``engines``. ``door``: the doors' settings (how long a
+    challenge can last, at most)."""
 
     name = "web"
 
     def __init__(
         self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = (),
         auth: AuthConfig | None = None, data_dir: Path | None = None, library: bool = False, engines: Path | None = None,
+        door: DoorConfig | None = None,
     ) -> None:
         super().__init__(endpoints.stats, log_file)
         self.outputs, self.endpoints, self.auth = outputs, endpoints, auth or AuthConfig()
         self.data_dir = data_dir if data_dir is not None else default_data_dir()
+        self.door = door if door is not None else DoorConfig()
         self.sources = list(sources)
         self.serve_library, self.engines = library, engines
         self.library: Library | None = None
@@ -72,7 +75,9 @@ class WebStage(Stage):
 
     def setup(self) -> None:
         assert self.ctx is not None
-        self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s)
+        # a challenge is answered within challenge_s of capture time, or denied once frames stall
+        longest = self.door.challenge_s + self.door.stall_s
+        self.state = WebState(self.sources, hold_s=self.outputs.door_hold_s, challenge_s=longest)
         self.metrics = StageMetrics()
         if self.serve_library:
             try:

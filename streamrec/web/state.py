@@ -46,12 +46,13 @@ class Picture:
 class WebState:
     """Shared, thread-safe state. ``sources``: the configured camera names, listed first (in
     that order) even before they deliver a frame; others appear as their frames arrive.
-    ``hold_s``: how long a door display keeps a decision after its face left."""
+    ``hold_s``: how long a door display keeps a decision after its face left; ``challenge_s``:
+    how long it shows an access challenge that got no answer, at most."""
 
-    def __init__(self, sources: Sequence[str] = (), *, hold_s: float, recent: int = 20) -> None:
+    def __init__(self, sources: Sequence[str] = (), *, hold_s: float, challenge_s: float = 10.0, recent: int = 20) -> None:
         self._changed = threading.Condition()
         self._configured = list(sources)
-        self._hold_s = hold_s
+        self._hold_s, self._challenge_s = hold_s, challenge_s
         self._doors: dict[str, Door] = {}
         self._pictures: dict[str, Picture] = {}
         self._decisions: dict[str, Event] = {}
@@ -95,7 +96,7 @@ class WebState:
                     self._last_decision = event
 
     def _door(self, source: str) -> Door:
-        return self._doors.setdefault(source, Door(self._hold_s))
+        return self._doors.setdefault(source, Door(self._hold_s, self._challenge_s))
 
     def close(self) -> None:
         """Wake every stream so its thread can end."""

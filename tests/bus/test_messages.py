@@ -58,6 +58,8 @@ def test_every_message_round_trips(link):
         (Overlay("cam", 7, 1.5, 36, 64, 24.5, [{"box": [1, 2, 3, 4], "track_id": 2, "label": "Ann", "score": 0.9, "known": True}]), pixels),
         (SourceStatus("cam", "lost", 2.0, "server closed the connection", 10, 1, 3), None),
         (Event("match", "cam", 3.0, track_id=1, person_id="ann", name="Ann", distance=0.7, score=0.9, box=[1, 2, 3, 4], frame_index=7, capture_ts=2.9), None),
+        (Event("access", "door", 3.5, track_id=1, person_id="ann", name="Ann", result="denied", direction="left",
+               reason="wrong_direction", detail="asked left from +2 deg: moved 3 deg that way, 16 the other"), None),
         (JpegFrame("cam", 7, 1.5, 36, 64, 24.5, ["Ann"]), b"\xff\xd8\xff fake jpeg"),
         (StageStats("inference", 123, 4.0, {"faces": 3}, {"fps[cam]": 25.0}, {"detect": [0.01, 0.02]}), None),
     ]
@@ -95,6 +97,9 @@ _OVERLAY = b'"v": 1, "kind": "overlay", "source": "c", "index": 1, "ts": 1, "fps
         ([b"t", b"{" + _EVENT + b', "capture_ts": 1e300}'], "event: capture_ts: Input should be less than or equal"),
         ([b"t", b"{" + _EVENT + b', "seq": -1}'], "event: seq: Input should be greater than or equal to 0"),
         ([b"t", b"{" + _EVENT + b', "name": "' + b"n" * 201 + b'"}'], "event: name: String should have at most 200 characters"),
+        ([b"t", b"{" + _EVENT + b', "result": "maybe"}'], "event: result: Input should be 'challenge', 'granted' or 'denied'"),
+        ([b"t", b"{" + _EVENT + b', "direction": "up"}'], "event: direction: Input should be 'left' or 'right'"),
+        ([b"t", b"{" + _EVENT + b', "reason": "' + b"r" * 201 + b'"}'], "event: reason: String should have at most 200 characters"),
         ([b"\xff", b"{" + _EVENT + b"}"], "topic is not UTF-8"),
         ([b"t" * 801, b"{" + _EVENT + b"}"], "topic of 801 bytes"),
         ([b"t", b"{" + _EVENT + b"}", b"payload"], "event: wrong number of frames"),

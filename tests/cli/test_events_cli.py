@@ -62,3 +62,14 @@ def test_events_says_when_no_pipeline_publishes_and_keeps_waiting(tmp_path: Path
     while not stderr.empty():
         remaining.append(stderr.get())
     assert waiting not in remaining  # once per time without a publisher, not over and over
+
+
+def test_access_events_read_as_a_line_each():
+    from streamrec.bus.messages import Event
+    from streamrec.cli.events import format_event
+
+    common = {"track_id": 3, "person_id": "ann", "name": "Ann", "direction": "left"}
+    asked = format_event(Event("access", "door", 1e9, result="challenge", **common).to_json())
+    denied = format_event(Event("access", "door", 1e9, result="denied", reason="no_movement", detail="moved 1 deg", **common).to_json())
+    assert asked.endswith("access        door track 3: Ann asked to turn left")
+    assert denied.endswith("access        door track 3: Ann denied (no_movement): moved 1 deg")

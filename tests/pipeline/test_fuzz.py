@@ -42,7 +42,8 @@ from tests.pipeline.conftest import free_port, stop_process
 from tests.support.attack import peak_rss, rss_mb
 
 SOURCE = "short_hamilton_clip"  #: the clip's source name, the one configured source
-EVENT_TYPES = ["match", "unknown", "track_end", "source_status"]
+EVENT_TYPES = ["match", "unknown", "track_end", "source_status", "access"]
+ACCESS_RESULTS = ["challenge", "granted", "denied"]
 BATCHES, BATCH = 200, 50  #: 10,000 messages (a few at a time: Hypothesis bounds the data of one example)
 GROWTH_LIMIT_MB = 100
 REFUSED_SUBSCRIPTIONS_MAX = 900  #: per publisher, under the count at which it starts afresh
@@ -91,7 +92,9 @@ def valid_header(draw: st.DrawFn, kind: str, source: str | None = None) -> dict:
     elif kind == "event":
         body |= {"type": draw(st.sampled_from(EVENT_TYPES)), "source": who, "name": draw(st.none() | NAME),
                  "score": draw(st.none() | st.floats(0, 1)), "box": draw(st.sampled_from([None, [1, 2, 3, 4], [-1e4, 0.5, 1e4, 7]])),
-                 "detail": draw(NAME), "added_later": draw(st.integers())}  # a field from a newer version: ignored
+                 "detail": draw(NAME), "result": draw(st.sampled_from([None, *ACCESS_RESULTS])),
+                 "direction": draw(st.sampled_from([None, "left", "right"])), "reason": draw(st.none() | NAME),
+                 "added_later": draw(st.integers())}  # a field from a newer version: ignored
     elif kind == "overlay":
         body |= {"source": who, "index": draw(st.integers(0, 10**9)), "height": draw(st.integers(1, 8)),
                  "width": draw(st.integers(1, 8)), "fps": draw(st.floats(0, 100)),

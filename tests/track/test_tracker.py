@@ -95,6 +95,10 @@ def test_policy_embeds_on_appearance_improvement_and_interval_only():
     assert policy.wants(track, good, 1.6)  # the interval passed
     policy.record(track, good, 1.6)
     assert not policy.wants(track, FaceQuality(400, 200, 1.0), 9.0)  # max_embeddings reached
+    # a door waiting on the track: every min_gap_s, decided and past max_embeddings as it is
+    assert policy.wants(track, good, 9.0, eager=True)
+    assert not policy.wants(track, good, 1.7, eager=True)  # but never more often than min_gap_s
+    assert not policy.wants(track, FaceQuality(30, 100, 1.0), 9.0, eager=True)  # nor a face too small
 
 
 MATCHER = MatcherConfig(threshold=1.1, votes=2, sure_distance=0.9, unknown_after=3)

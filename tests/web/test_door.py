@@ -3,7 +3,7 @@ tests (test_door_page.py) show the same on the real page, without control of the
 
 from __future__ import annotations
 
-from streamrec.bus.messages import Event, JpegFrame
+from streamrec.bus.messages import AccessResult, Event, JpegFrame
 from streamrec.web.door import Door, DoorView
 
 
@@ -104,3 +104,41 @@ def test_the_newest_decision_on_screen_is_shown():
     assert door.view(2.5) == DoorView("match", bob, on_screen=True)
     _frame(door, 3.0, "Ann")
     assert door.view(3.0) == DoorView("match", ann, on_screen=True)
+
+
+def _access(door: Door, track: int, at: float, result: AccessResult, reason: str | None = None) -> Event:
+    event = Event("access", "front", at, track_id=track, person_id="ann", name="Ann", result=result, direction="left",
+                  reason=reason)
+    door.saw_event(event)
+    return event
+
+
+def test_a_challenge_shows_no_name_then_its_answer_stays_for_the_hold_time():
+    door = Door(hold_s=3.0, challenge_s=6.0)
+    _decide(door, 1, 10.0, "Ann")
+    _frame(door, 10.1, "Ann")
+    challenge = _access(door, 1, 10.2, "challenge")
+    bob = _decide(door, 2, 10.5, "Bob")  # someone else named meanwhile: not shown while Ann is challenged
+    _frame(door, 10.6, "Ann", "Bob")
+    assert door.view(11.0) == DoorView("challenge", challenge, on_screen=True)
+    granted = _access(door, 1, 12.0, "granted")
+    assert door.view(12.1) == DoorView("granted", granted)
+    _access(door, 1, 10.2, "challenge")  # the challenge again, late or repeated: answered already
+    assert door.view(14.9) == DoorView("granted", granted)
+    _frame(door, 15.0, "Bob")
+    assert door.view(15.1) == DoorView("match", bob, on_screen=True)
+
+
+def test_an_unanswered_challenge_is_shown_no_longer_than_a_challenge_can_last():
+    door = Door(hold_s=3.0, challenge_s=6.0)
+    challenge = _access(door, 1, 10.0, "challenge")
+    assert door.view(16.0) == DoorView("challenge", challenge, on_screen=True)
+    assert door.view(16.1) == DoorView("waiting")
+
+
+def test_a_denial_is_shown_with_its_reason():
+    door = Door(hold_s=3.0)
+    _access(door, 1, 10.0, "challenge")
+    denied = _access(door, 1, 11.0, "denied", "no_movement")
+    assert door.view(11.5) == DoorView("denied", denied)
+    assert door.view(14.1) == DoorView("waiting")

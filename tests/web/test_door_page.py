@@ -181,3 +181,52 @@ def test_a_portrait_tablet_shows_video_and_a_long_name_whole(door: Web, browser)
         assert page.evaluate("document.documentElement.scrollHeight") <= height, "the page scrolls"
     finally:
         page.close()
+
+
+def _access(result: str, **fields: object) -> Event:
+    """An access event about Barack Obama's track 1 at the door ``front``, asking him to turn left."""
+    return Event("access", "front", time.time(), track_id=1, person_id="p1", name="Barack Obama", result=result,  # type: ignore[arg-type]
+                 direction="left", **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1024, "height": 768}, {"width": 800, "height": 1280}], ids=["landscape", "portrait tablet"])
+def test_a_challenge_asks_with_an_arrow_shows_no_name_then_the_answer(door: Web, browser, viewport: ViewportSize):
+    page = _open(browser, door, "?source=front", viewport)
+    try:
+        challenge = _access("challenge")
+        # someone else is named while Obama is challenged: the page must not show it
+        biden = face(centre_box(640, 360), "Joe Biden", True, 0.95, track_id=4)
+        door.feeder.faces = [OBAMA, biden]
+        door.feeder.events = [*door.feeder.events, challenge, Event("match", "front", time.time(), track_id=4, person_id="p4", name="Joe Biden", score=0.95)]
+        _showing(page, "Turn your head left")
+        assert page.get_attribute("#decision", "data-state") == "challenge"
+        assert page.inner_text("#arrow") == "\u2190" and page.inner_text("#detail") == ""
+        width, height = viewport["width"], viewport["height"]
+        for selector in ("#arrow", "#name", "#video"):
+            box = _box(page, selector)
+            assert 0 <= box["x"] and box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, (selector, box)
+        assert _box(page, "#arrow")["height"] > height / 10, "the arrow is not large"
+        assert page.evaluate("document.documentElement.scrollHeight") <= height, "the page scrolls"
+        # two polls later, still the challenge: Biden's match arrived and is not shown
+        for _ in range(2):
+            page.wait_for_event("response", lambda response: "/api/state" in response.url, timeout=WAIT_MS)
+        door.feeder.events = [*door.feeder.events, _access("granted", detail="asked left from +1 deg: moved 22 deg that way")]
+        _showing(page, "GRANTED")
+        assert page.get_attribute("#decision", "data-state") == "granted"
+        assert page.inner_text("#detail") == "Barack Obama" and page.locator("#arrow").is_hidden()
+        # (after the hold time the door shows who is on screen again: Biden, the challenge being over)
+        assert _shown(page)[:3] == ["Barack Obama", "Turn your head left", "GRANTED"]
+    finally:
+        page.close()
+
+
+def test_a_denial_gives_the_reason_and_no_name(door: Web, browser):
+    page = _open(browser, door, "?source=front", {"width": 1024, "height": 768})
+    try:
+        door.feeder.events = [*door.feeder.events, _access("challenge"), _access("denied", reason="no_movement")]
+        _showing(page, "DENIED")
+        assert page.get_attribute("#decision", "data-state") == "denied"
+        assert page.inner_text("#detail") == "no head movement"
+        assert "Obama" not in page.inner_text("#decision")
+    finally:
+        page.close()

@@ -97,7 +97,7 @@ _OVERLAY = b'"v": 1, "kind": "overlay", "source": "c", "index": 1, "ts": 1, "fps
         ([b"t", b"{" + _EVENT + b', "capture_ts": 1e300}'], "event: capture_ts: Input should be less than or equal"),
         ([b"t", b"{" + _EVENT + b', "seq": -1}'], "event: seq: Input should be greater than or equal to 0"),
         ([b"t", b"{" + _EVENT + b', "name": "' + b"n" * 201 + b'"}'], "event: name: String should have at most 200 characters"),
-        ([b"t", b"{" + _EVENT + b', "result": "maybe"}'], "event: result: Input should be 'challenge', 'granted' or 'denied'"),
+        ([b"t", b"{" + _EVENT + b', "result": "maybe"}'], "event: result: Input should be 'challenge', 'granted', 'denied' or 'action'"),
         ([b"t", b"{" + _EVENT + b', "direction": "up"}'], "event: direction: Input should be 'left' or 'right'"),
         ([b"t", b"{" + _EVENT + b', "reason": "' + b"r" * 201 + b'"}'], "event: reason: String should have at most 200 characters"),
         ([b"\xff", b"{" + _EVENT + b"}"], "topic is not UTF-8"),

@@ -45,7 +45,7 @@ class PKSampler:
     filled up with people drawn again.
     """
 
-    def __init__(self, labels: Sequence[int], p: int, k: int, rng: np.random.Generator) -> None:
+    def __init__(self, labels: Sequence[int] | np.ndarray, p: int, k: int, rng: np.random.Generator) -> None:
         if p < 2:
             raise ValueError(f"a batch needs at least 2 people (got p={p})")
         if k < 2:
@@ -136,7 +136,7 @@ def triplet_loss(distances: torch.Tensor, mined: Mined, margin: float) -> torch.
     """``mean(max(d_ap - d_an + margin, 0))`` over the mined triplets (0 when there are none),
     differentiable through ``distances``."""
     if not len(mined.anchors):
-        return distances.sum() * 0.0  # keeps the graph, so a step with no triplet is a no-op
+        return distances.sum() * 0.0  # still a tensor of the graph: callers need no special case
     d_ap = distances[mined.anchors, mined.positives]
     d_an = distances[mined.anchors, mined.negatives]
     return torch.relu(d_ap - d_an + margin).mean()

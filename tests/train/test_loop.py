@@ -74,3 +74,21 @@ def test_augment_changes_crops_and_none_leaves_them() -> None:
     assert np.array_equal(Augment(flip=False, crop=0, brightness=0)(crops, np.random.default_rng(1)), crops)
     with pytest.raises(ValueError, match="crop must be >= 0 and < 1"):
         Augment(crop=1.0)
+
+
+def test_a_batch_without_an_active_triplet_leaves_the_weights_alone(cropped: Path, base_model) -> None:
+    """Adam keeps stepping on its momentum when the gradient is zero; such a step is skipped."""
+    from streamrec.train.loop import _epoch
+
+    faces, _ = load_faces(cropped, None)
+    training = faces.subset(faces.names[:4])
+    learning = set_trainable(base_model, 1)
+    optimiser = torch.optim.Adam(learning, lr=1e-3)
+    wide = TrainSettings(people=4, photos=4, margin=2.0, strategy="batch-all", augment=Augment(False, 0, 0))
+    _, active = _epoch(base_model, training, wide, optimiser, np.random.default_rng(0), lambda _: None)
+    assert active > 0  # a real step: Adam now has momentum
+    before = {k: v.clone() for k, v in base_model.state_dict().items()}
+    none = TrainSettings(people=4, photos=4, margin=1e-9, strategy="semi-hard", augment=Augment(False, 0, 0))
+    loss, active = _epoch(base_model, training, none, optimiser, np.random.default_rng(0), lambda _: None)
+    assert loss == 0.0 and active == 0.0
+    assert all(torch.equal(v, before[k]) for k, v in base_model.state_dict().items())

@@ -203,3 +203,20 @@ def test_run_refuses_a_model_it_lacks_or_a_watchlist_of_another_model(
         "use --model cropped, or another watchlist (--data-dir) for this model"
     )
     assert not (data / "run.json").exists() and not (data / "events").exists()  # nothing was started
+
+
+def test_the_pipeline_runs_on_the_trained_model(
+    cropped_model: dict[str, Any], engines: Path, faces_dir: Path, hamilton_clip: Path, tmp_path: Path
+) -> None:
+    from streamrec.backends import BackendOptions
+    from streamrec.events.journal import read_journal
+    from streamrec.faces import FaceModels, ModelsConfig
+    from tests.pipeline.conftest import enroll_people, quiet_outputs
+
+    models = FaceModels(ModelsConfig(backend_options=BackendOptions(threads=1), model="cropped"), engines)
+    enroll_people(faces_dir, tmp_path, models)
+    result = run_cli("run", "--source", str(hamilton_clip), "--fast", "--model", "cropped", "--threads", "1",
+                     "--engines", str(engines), "--data-dir", str(tmp_path), *quiet_outputs(), timeout=900)
+    assert result.returncode == 0, result.stderr
+    matches = [e for e in read_journal(tmp_path / "events") if e["type"] == "match"]
+    assert "lin_manuel_miranda" in {e["name"] for e in matches}

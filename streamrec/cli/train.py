@@ -21,6 +21,7 @@ from streamrec.cli.common import (
 from streamrec.engines import ENGINE_FILES, PUBLISHED_MODEL, ensure_engines, read_manifest
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
+from streamrec.train.data import FaceSet, Skipped, TrainDataError, folder_digest, load_faces, split_people
 
 __all__ = ["register"]
 
@@ -103,8 +104,8 @@ def _settings(args: argparse.Namespace) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
+    from streamrec.engines.sources import locate_sources
     from streamrec.engines.weights import load_facenet
-    from streamrec.train.data import TrainDataError, folder_digest, load_faces, split_people
     from streamrec.train.export import ExportError, check_name, write_engine
     from streamrec.train.loop import train
 
@@ -116,27 +117,13 @@ def run_train(args: argparse.Namespace) -> int:
         check_name(engine_dir, args.name)
         faces, skipped = load_faces(args.faces, models, _files_progress)
         training, heldout = split_people(faces.names, settings.heldout, settings.seed)
-        stderr(f"{len(faces.paths)} faces of {len(faces.names)} people ({skipped.summary()}); "
-               f"training on {len(training)} people, holding out {len(heldout)}: {', '.join(heldout)}")
-        for path, reason in skipped.unreadable.items():
-            stderr(f"  {path}: {reason}")
-        for path in skipped.no_face:
-            stderr(f"  {path}: no face found")
-        for name in skipped.single_photo:
-            stderr(f"  {name}: one usable photo, no positive for it")
-        from streamrec.engines.sources import locate_sources
-
+        _say_data(faces, skipped, heldout)
         base = load_facenet(locate_sources())
         result = train(base, faces.subset(training), faces.subset(heldout), settings, _train_progress)
         record = {
             "base": {"model": PUBLISHED_MODEL, "file": ENGINE_FILES["facenet"],
                      "sha256": read_manifest(engine_dir)["files"][ENGINE_FILES["facenet"]]["sha256"]},
-            "data": {
-                "folder": str(args.faces.resolve()), "sha256": folder_digest(args.faces), "aligned": args.aligned,
-                "people": len(faces.names), "photos": len(faces.paths), "training": training, "heldout": heldout,
-                "skipped": {"unreadable": len(skipped.unreadable), "no_face": len(skipped.no_face),
-                            "single_photo": len(skipped.single_photo)},
-            },
+            "data": _data_record(args, faces, skipped, training, heldout),
             "settings": {**asdict(settings), "faces": _crop_settings(args)},
             "heldout": result.figures(),
         }
@@ -151,6 +138,30 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"held-out accuracy {before.accuracy:.4f} -> {after.accuracy:.4f}, AUC {before.auc:.4f} -> {after.auc:.4f} ({kept})")
     print(f"wrote {engine_dir / entry['file']}: use it with --model {args.name}")
     return 0
+
+
+def _say_data(faces: FaceSet, skipped: Skipped, heldout: list[str]) -> None:
+    """What training will use, and every file or person left out, and why."""
+    stderr(f"{len(faces.paths)} faces of {len(faces.names)} people ({skipped.summary()}); "
+           f"training on {len(faces.names) - len(heldout)} people, holding out {len(heldout)}: {', '.join(heldout)}")
+    for path, reason in skipped.unreadable.items():
+        stderr(f"  {path}: {reason}")
+    for path in skipped.no_face:
+        stderr(f"  {path}: no face found")
+    for name in skipped.single_photo:
+        stderr(f"  {name}: one usable photo, no positive for it")
+
+
+def _data_record(
+    args: argparse.Namespace, faces: FaceSet, skipped: Skipped, training: list[str], heldout: list[str]
+) -> dict[str, Any]:
+    """Which data the model was trained on, as the manifest records it."""
+    return {
+        "folder": str(args.faces.resolve()), "sha256": folder_digest(args.faces), "aligned": args.aligned,
+        "people": len(faces.names), "photos": len(faces.paths), "training": training, "heldout": heldout,
+        "skipped": {"unreadable": len(skipped.unreadable), "no_face": len(skipped.no_face),
+                    "single_photo": len(skipped.single_photo)},
+    }
 
 
 def _crop_settings(args: argparse.Namespace) -> dict[str, Any]:

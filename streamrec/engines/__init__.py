@@ -2,7 +2,9 @@
 
 The engines are ONNX files converted from the published weights by :mod:`.build`. They are not
 shipped in git; every command that needs them calls :func:`ensure_engines`, which builds them
-once (about a minute) when any file or the manifest is missing.
+once (about a minute) when any file or the manifest is missing. ``streamrec train`` adds
+FaceNets of its own beside them (``facenet-NAME.onnx``), listed under the manifest's ``models``;
+:func:`model_file` finds the file a ``--model`` name runs.
 """
 
 from __future__ import annotations

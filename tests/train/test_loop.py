@@ -58,6 +58,9 @@ def test_split_keeps_identities_apart_and_pairs_are_balanced(cropped: Path) -> N
 
 
 def test_trainable_layers_are_the_last_blocks_and_the_head(base_model) -> None:
+    from streamrec.cli.train import _BLOCKS
+
+    assert len(base_model.body) == BODY_BLOCKS == _BLOCKS  # the option's bound is the network's
     learning = set_trainable(base_model, 2)
     names = {n for n, p in base_model.named_parameters() if p.requires_grad}
     assert names and all(n.startswith(("body.21.", "body.22.", "bottleneck")) for n in names)

@@ -37,7 +37,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "(engines/facenet-NAME.onnx, listed in the manifest); every verb that embeds, and the pipeline, "
         "runs it with --model NAME. Faces are found and cut as inference does (--aligned: the photos are "
         "face crops already). Some people are held out (never trained on) and measured as eval-pairs "
-        "measures, before training and after each epoch; the best epoch is kept. See docs/train.md.",
+        "measures, before training and after each epoch; the best epoch is kept. The engine options choose "
+        "how the faces are found; training runs in PyTorch on the CPU, on --threads. See docs/train.md.",
     )
     parser.add_argument("--faces", type=Path, required=True, metavar="DIR", help="one sub-folder of photos per person")
     parser.add_argument("--name", required=True, metavar="NAME", help="the new model's name (a-z, 0-9, - and _)")

@@ -70,6 +70,11 @@ def test_run_on_cropped_faces_writes_a_new_engine_and_its_manifest_entry(
     assert not set(entry["data"]["training"]) & set(entry["data"]["heldout"])
     assert entry["settings"]["strategy"] == "semi-hard" and entry["settings"]["train_blocks"] == 1
     assert entry["parity"]["min_cosine_onnxruntime_vs_pytorch"] >= 0.9999
+    info = run_cli("engines", "info", "--engines", str(engines), timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert (f"  model cropped: facenet-cropped.onnx, 40 photos of 8 people in {entry['data']['folder']}; held-out "
+            f"accuracy {entry['heldout']['before']['accuracy']:.4f} -> {entry['heldout']['after']['accuracy']:.4f} "
+            f"(epoch {entry['heldout']['best_epoch']} kept)") in info.stdout.splitlines()
 
 
 def test_a_taken_name_is_refused_and_nothing_is_overwritten(cropped_model: dict[str, Any], engines: Path, shared_data: Path) -> None:

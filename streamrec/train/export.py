@@ -50,8 +50,8 @@ def check_name(engine_dir: Path, name: str) -> None:
             f"bad model name {name!r}: use 1-40 of a-z, 0-9, '-' and '_', starting with a letter or digit, "
             f"not {PUBLISHED_MODEL!r}"
         )
-    onnx_file = engine_dir / f"{TRAINED_PREFIX}{name}.onnx"
-    if name in trained_models(engine_dir) or onnx_file.exists():
+    files = [engine_dir / f"{TRAINED_PREFIX}{name}{suffix}" for suffix in (".onnx", ".pt")]
+    if name in trained_models(engine_dir) or any(path.exists() for path in files):
         raise ExportError(f"a model named {name!r} is already in {engine_dir}: choose another name")
 
 

@@ -26,7 +26,7 @@ from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
 from streamrec.embed.select import Selection, main_face
-from streamrec.engines import ENGINE_FILES, ensure_engines, facenet_engine
+from streamrec.engines import ENGINE_FILES, PUBLISHED_MODEL, ensure_engines, model_file
 from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
 
 __all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision", "face_engine"]
@@ -54,6 +54,9 @@ class ModelsConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     selection: Selection = "centre"
     max_side: int = DEFAULT_MAX_SIDE
+    #: Which FaceNet embeds: ``facenet`` (the published one) or the name of one ``streamrec
+    #: train`` wrote into the engine folder. Embeddings of different models never compare.
+    model: str = PUBLISHED_MODEL
 
 
 @dataclass
@@ -62,7 +65,8 @@ class ImageFaces:
 
     ``faces`` are in the coordinates of the original file. ``main`` indexes the main face (or is
     ``None``). ``embeddings`` holds one row per embedded face: every face, or only the main one,
-    as requested.
+    as requested. ``crop``: the main face's ``(160, 160, 3)`` uint8 crop, cut as it is for
+    embedding, when asked for (training feeds its own network the very crops inference would).
     """
 
     path: Path
@@ -71,6 +75,7 @@ class ImageFaces:
     embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 512), np.float32))
     error: str | None = None
     size: tuple[int, int] = (0, 0)
+    crop: np.ndarray | None = None
 
 
 class FaceModels:
@@ -91,7 +96,7 @@ class FaceModels:
         backend.check_options(embedding)  # before engines are built or loaded
         folder = ensure_engines(engine_dir, report)
         pnet, rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("pnet", "rnet", "onet"))
-        facenet = backend(folder / ENGINE_FILES[facenet_engine(self.config.precision)], embedding)
+        facenet = backend(model_file(folder, self.config.model, self.config.precision), embedding)
         detector, embedder = face_engine(self.config.backend)
         self.detector = detector(pnet, rnet, onet, self.config.detector)
         self.embedder = embedder(facenet, self.config.embed)
@@ -142,23 +147,24 @@ class FaceModels:
         return self._detectors[min_face_size]
 
     def analyse(
-        self, paths: Iterable[Path], embed: str = "main", chunk: int = 32
+        self, paths: Iterable[Path], embed: str = "main", chunk: int = 32, crop: bool = False
     ) -> Iterator[ImageFaces]:
         """Detect (and embed) the faces of each image file, yielding results in input order.
 
         ``embed``: ``"main"`` (the main face only), ``"all"`` (every face) or ``"none"``.
+        ``crop``: also return the main face's crop (:attr:`ImageFaces.crop`).
         Unusable files come back with ``error`` set; they never stop the run.
         """
         batch: list[Path] = []
         for path in paths:
             batch.append(Path(path))
             if len(batch) == chunk:
-                yield from self._analyse_chunk(batch, embed)
+                yield from self._analyse_chunk(batch, embed, crop)
                 batch = []
         if batch:
-            yield from self._analyse_chunk(batch, embed)
+            yield from self._analyse_chunk(batch, embed, crop)
 
-    def _analyse_chunk(self, paths: list[Path], embed: str) -> list[ImageFaces]:
+    def _analyse_chunk(self, paths: list[Path], embed: str, crop: bool) -> list[ImageFaces]:
         loaded: list[LoadedImage] = []
         results: list[ImageFaces] = []
         for path in paths:
@@ -176,6 +182,8 @@ class FaceModels:
             h, w = image.rgb.shape[:2]
             result.main = main_face(faces, w, h, self.config.selection)
             result.faces = faces.scaled(1.0 / image.scale)
+            if crop and result.main is not None:
+                result.crop = self.embedder.crops(image.rgb, faces[[result.main]])[0]
             chosen = faces if embed == "all" else faces[[result.main]] if result.main is not None else None
             if embed != "none" and chosen is not None and len(chosen):
                 owners.append((result, image, chosen))

@@ -13,12 +13,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from streamrec.cli import bench, config, demo, engines, evaluate, events, faces, run, users, watchlist
+from streamrec.cli import bench, config, demo, engines, evaluate, events, faces, run, train, users, watchlist
 from streamrec.cli.common import UserError
 
 __all__ = ["build_parser", "main"]
 
-_VERBS = (demo, run, config, events, engines, faces, watchlist, users, evaluate, bench)
+_VERBS = (demo, run, config, events, engines, faces, watchlist, users, evaluate, train, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

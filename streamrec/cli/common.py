@@ -28,6 +28,7 @@ from streamrec.config.schema import number_text
 from streamrec.detect.mtcnn import MTCNNConfig
 from streamrec.embed.facenet import ALIGNMENTS, EmbedConfig
 from streamrec.embed.select import SELECTIONS
+from streamrec.engines import PUBLISHED_MODEL
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
 from streamrec.faces import FaceModels, ModelsConfig
@@ -149,8 +150,9 @@ def add_engine_options(
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Detection and embedding knobs; defaults are the measured ones (docs/accuracy.md)."""
+def add_model_options(parser: argparse.ArgumentParser, embeds: bool = True) -> None:
+    """Detection and embedding knobs; defaults are the measured ones (docs/accuracy.md).
+    ``embeds``: the verb embeds faces, so ``--flip`` and ``--model`` apply to it."""
     det, emb = MTCNNConfig(), EmbedConfig()
     group = parser.add_argument_group("face options")
     group.add_argument(
@@ -173,9 +175,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--margin", type=number(ge=0, le=1), default=emb.margin,
         help="box growth as a fraction of its size, for --alignment box (default: %(default)s)",
     )
+    if not embeds:
+        return
     group.add_argument(
         "--flip", action="store_true", default=emb.flip,
         help="add the mirrored face's embedding (twice the FaceNet work; no gain measured on LFW View 1)",
+    )
+    group.add_argument(
+        "--model", default=PUBLISHED_MODEL, metavar="NAME",
+        help="which FaceNet embeds: facenet (the published one) or a model 'streamrec train' wrote into the "
+        "engine folder; embeddings of different models never compare (default: %(default)s)",
     )
 
 
@@ -221,6 +230,7 @@ def open_models(args: argparse.Namespace) -> FaceModels:
             ),
             selection=getattr(args, "selection", "centre"),
             max_side=getattr(args, "max_side", DEFAULT_MAX_SIDE),
+            model=getattr(args, "model", PUBLISHED_MODEL),
         )
         return FaceModels(config, args.engines, report=stderr)
     except (ValueError, SourceError, BuildError) as exc:

@@ -8,7 +8,14 @@ from typing import Any
 
 from streamrec.backends import BACKENDS, REGISTRY, BackendOptions, backend_class
 from streamrec.cli.common import UserError, print_json, stderr
-from streamrec.engines import ENGINE_FILES, default_engine_dir, ensure_engines, missing, read_manifest
+from streamrec.engines import (
+    ENGINE_FILES,
+    MODELS_KEY,
+    default_engine_dir,
+    ensure_engines,
+    missing,
+    read_manifest,
+)
 from streamrec.engines.build import BuildError, build_engines
 from streamrec.engines.check import check_backend, failures, read_parity
 from streamrec.engines.sources import SourceError
@@ -106,6 +113,11 @@ def run_info(args: argparse.Namespace) -> int:
           f"min cosine {parity['facenet_min_cosine_vs_opencv']:.7f} on {parity['facenet_crops']} crops")
     for record in read_parity(folder).values():
         _print_parity(record)
+    for name, entry in manifest.get(MODELS_KEY, {}).items():
+        before, after = entry["heldout"]["before"], entry["heldout"]["after"]
+        print(f"  model {name}: {entry['file']}, {entry['data']['photos']} photos of {entry['data']['people']} people "
+              f"in {entry['data']['folder']}; held-out accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f} "
+              f"(epoch {entry['heldout']['best_epoch']} kept)")
     return 0
 
 

@@ -18,9 +18,10 @@ from streamrec.capture import parse_source
 from streamrec.cli.common import UserError, resolve_pipeline, stderr
 from streamrec.config import ConfigError, OutputsConfig, RunConfig, load_config, override
 from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
-from streamrec.engines import ensure_engines
+from streamrec.engines import ensure_engines, model_file
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
+from streamrec.match.store import Watchlist, WatchlistError
 from streamrec.paths import data_dir
 from streamrec.pipeline.logs import configure_logging
 from streamrec.pipeline.rundir import alive, lock_data_dir, remove_leftovers, wait_for_end
@@ -60,6 +61,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "(tensorrt, torch) (default from the config: the backend's own)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="how FaceNet computes; auto: the fastest the backend "
                         "runs here whose accuracy holds, never int8 (default from the config: auto)")
+    parser.add_argument("--model", metavar="NAME", help="which FaceNet embeds: facenet (the published one) or a model "
+                        "'streamrec train' wrote; the watchlist must hold its embeddings (default from the config: facenet)")
     parser.set_defaults(handler=run_pipeline)
 
 
@@ -69,6 +72,7 @@ _OPTION_KEYS = {
     "device": ("pipeline", "device"),
     "threads": ("pipeline", "threads"),
     "precision": ("pipeline", "precision"),
+    "model": ("pipeline", "model"),
     "min_face_size": ("detector", "min_face_size"),
     "http": ("outputs", "http"),
     "events": ("outputs", "events"),
@@ -162,6 +166,17 @@ def _check_web(config: RunConfig, folder: Path) -> None:
             raise UserError(str(exc)) from None
 
 
+def _check_model(config: RunConfig, folder: Path, engines: Path, where: str) -> None:
+    """Fail with one line now, rather than in an inference stage restarted in vain: the model
+    must be in the engine folder, and the watchlist must hold its embeddings (or none)."""
+    try:
+        model_file(engines, config.pipeline.model, config.pipeline.precision)
+        with Watchlist(folder) as store, store.read() as view:
+            view.check_model(config.pipeline.model)
+    except (ValueError, WatchlistError) as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
 #: how long ``run`` waits for the stages of a killed supervisor to stop (they stop cleanly on
 #: SIGTERM from the kernel: the inference stage ends its tracks, the events stage journals them)
 PREVIOUS_RUN_TIMEOUT_S = 60.0
@@ -224,6 +239,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
+    _check_model(config, folder, engines, "--model" if args.model else ": ".join(filter(None, (str(args.config or ""), "pipeline.model"))))
     lock = _claim_data_dir(folder)
     try:
         run_dir = new_run_dir()

@@ -96,7 +96,7 @@ with `streamrec config defaults`); a test fails while they differ. -->
 `streamrec run --config FILE.toml` reads a [TOML](https://toml.io) file of the sections below. A
 key left out keeps its default; [configs/default.toml](../configs/default.toml) lists every key at
 its default. Command-line options override the file: `--backend`, `--device`, `--threads`,
-`--precision` (`pipeline.*`), `--min-face-size` (`detector.min_face_size`), `--http`,
+`--precision`, `--model` (`pipeline.*`), `--min-face-size` (`detector.min_face_size`), `--http`,
 `--events`, `--frames` (`outputs.*`), and each `--source` adds a `[[sources]]` table with
 `--fps`, `--loop` and `--fast`. They are checked exactly like values from the file.
 

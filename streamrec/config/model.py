@@ -150,6 +150,12 @@ class PipelineConfig(Section):
         "the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the "
         "backend and this machine compute in it is checked when the pipeline starts.",
     )
+    model: str = Field(
+        default="facenet", min_length=1,
+        description="Which FaceNet embeds: facenet (the published one) or the name of a model `streamrec train` "
+        "wrote into the engine folder. The watchlist must hold embeddings of the same model (enroll with "
+        "--model NAME); both are checked when the pipeline starts.",
+    )
 
 
 class DetectorConfig(Section):

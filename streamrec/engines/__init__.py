@@ -2,7 +2,9 @@
 
 The engines are ONNX files converted from the published weights by :mod:`.build`. They are not
 shipped in git; every command that needs them calls :func:`ensure_engines`, which builds them
-once (about a minute) when any file or the manifest is missing.
+once (about a minute) when any file or the manifest is missing. ``streamrec train`` adds
+FaceNets of its own beside them (``facenet-NAME.onnx``), listed under the manifest's ``models``;
+:func:`model_file` finds the file a ``--model`` name runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENGINE_FILES", "MANIFEST_NAME", "default_engine_dir", "ensure_engines", "facenet_engine", "read_manifest"]
+__all__ = [
+    "ENGINE_FILES", "MANIFEST_NAME", "MODELS_KEY", "PUBLISHED_MODEL", "TRAINED_PREFIX", "default_engine_dir",
+    "ensure_engines", "facenet_engine", "model_file", "read_manifest", "trained_models", "trained_weights",
+]
 
 #: engine name -> file name inside the engine folder
 ENGINE_FILES: dict[str, str] = {
@@ -24,6 +29,12 @@ ENGINE_FILES: dict[str, str] = {
     "facenet_int8": "facenet_int8.onnx",
 }
 MANIFEST_NAME = "manifest.json"
+#: the manifest's section of trained FaceNets: name -> entry (``file``, ``weights``, ``base``, ...)
+MODELS_KEY = "models"
+#: the name ``--model`` gives the published FaceNet
+PUBLISHED_MODEL = "facenet"
+#: a trained FaceNet NAME is ``facenet-NAME.onnx``, with its PyTorch weights in ``facenet-NAME.pt``
+TRAINED_PREFIX = "facenet-"
 
 
 def facenet_engine(precision: str) -> str:
@@ -55,6 +66,38 @@ def missing(engine_dir: Path) -> list[str]:
 def read_manifest(engine_dir: Path) -> dict[str, Any]:
     """The build manifest of ``engine_dir``."""
     return json.loads((engine_dir / MANIFEST_NAME).read_text())
+
+
+def trained_models(engine_dir: Path) -> dict[str, dict[str, Any]]:
+    """The FaceNets ``streamrec train`` wrote into ``engine_dir``, by name (none: empty)."""
+    if not (engine_dir / MANIFEST_NAME).is_file():
+        return {}
+    models: dict[str, dict[str, Any]] = read_manifest(engine_dir).get(MODELS_KEY, {})
+    return models
+
+
+def model_file(engine_dir: Path, model: str, precision: str) -> Path:
+    """The FaceNet file that runs ``model`` (:data:`PUBLISHED_MODEL` or a trained one's name) in
+    ``precision``; ``ValueError`` (one line) for an unknown name, or int8 of a trained model
+    (only the published one is quantized)."""
+    if model == PUBLISHED_MODEL:
+        return engine_dir / ENGINE_FILES[facenet_engine(precision)]
+    models = trained_models(engine_dir)
+    if model not in models:
+        known = ", ".join([PUBLISHED_MODEL, *sorted(models)])
+        raise ValueError(f"no model {model!r} in {engine_dir} (there: {known}; 'streamrec train' adds one)")
+    if precision == "int8":
+        raise ValueError(f"model {model!r} has no int8 engine: only the published model is quantized")
+    return engine_dir / str(models[model]["file"])
+
+
+def trained_weights(model_path: Path) -> Path | None:
+    """The PyTorch weights beside a trained FaceNet's ONNX file (what the torch backend loads
+    instead of the published ones), or ``None`` for any other file."""
+    name = model_path.name
+    if name.startswith(TRAINED_PREFIX) and name.endswith(".onnx"):
+        return model_path.with_suffix(".pt")
+    return None
 
 
 def ensure_engines(engine_dir: Path | None = None, report: Callable[[str], None] = print) -> Path:

@@ -14,7 +14,9 @@ FaceNet is also quantized to int8 (:mod:`.quantize`), calibrated on those crops,
 with fp32 to a cosine of 0.99 on each.
 
 Files are written to a temporary folder and moved into place only when every check passes, with
-``manifest.json`` last; a failed or interrupted build leaves the previous engines untouched.
+``manifest.json`` last; a failed or interrupted build leaves the previous engines untouched. A
+rebuild keeps the manifest's list of trained models (``streamrec train``) and never touches
+their files.
 Export is deterministic: the same inputs and tool versions give the same bytes.
 """
 
@@ -35,7 +37,7 @@ import cv2
 import numpy as np
 
 from streamrec.backends import BackendOptions, open_backend
-from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
+from streamrec.engines import ENGINE_FILES, MANIFEST_NAME, MODELS_KEY, read_manifest
 from streamrec.engines.sources import locate_sources, sha256_file
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "OPSET",
     "BuildError",
     "build_engines",
+    "export_onnx",
     "face_crops",
     "mtcnn_inputs",
     "sample_photos",
@@ -74,7 +77,10 @@ class _Steps:
         self.report(f"[{self.done}/{self.total}] {message} ({time.monotonic() - self.start:.1f} s)")
 
 
-def _export(model: Any, example: Any, outputs: list[str], dynamic_hw: bool) -> bytes:
+def export_onnx(model: Any, example: Any, outputs: list[str], dynamic_hw: bool) -> bytes:
+    """``model`` as ONNX bytes: input ``image`` shaped like ``example`` with a dynamic batch (and,
+    with ``dynamic_hw``, dynamic height and width), the named ``outputs``; the engines' contract
+    (engines/README.md), for the published networks and for trained FaceNets alike."""
     import torch
 
     axes: dict[str, dict[int, str]] = {"image": {0: "batch"}}
@@ -246,6 +252,16 @@ def _tool_versions() -> dict[str, str]:
     }
 
 
+def _trained_entries(engine_dir: Path) -> dict[str, Any]:
+    """The trained models the manifest in ``engine_dir`` lists (none when it is missing or
+    unreadable: a rebuild is how a broken engine folder is mended)."""
+    try:
+        models: dict[str, Any] = read_manifest(engine_dir).get(MODELS_KEY, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return models
+
+
 def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
     """Build the four engines into ``engine_dir`` and return the manifest written there.
 
@@ -277,9 +293,9 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
             "onet": (torch.zeros(2, 48, 48, 3), ["prob", "reg", "landmarks"], False),
         }
         for name, (example, outputs, dynamic_hw) in examples.items():
-            (folder / ENGINE_FILES[name]).write_bytes(_export(for_onnx(nets[name]), example, outputs, dynamic_hw))
+            (folder / ENGINE_FILES[name]).write_bytes(export_onnx(for_onnx(nets[name]), example, outputs, dynamic_hw))
         (folder / ENGINE_FILES["facenet"]).write_bytes(
-            _export(facenet, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
+            export_onnx(facenet, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
         )
         step(f"exported four ONNX files (opset {OPSET})")
 
@@ -316,6 +332,9 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
             },
             "tools": _tool_versions(),
         }
+        trained = _trained_entries(engine_dir)
+        if trained:  # models trained from these engines stay listed (their files are not touched)
+            manifest[MODELS_KEY] = trained
         (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for name in [*ENGINE_FILES.values(), MANIFEST_NAME]:
             os.replace(folder / name, engine_dir / name)

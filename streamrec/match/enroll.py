@@ -92,4 +92,4 @@ def enroll_photos(
     usable = [p.face for p in photos if p.face is not None]
     if not usable:
         return EnrollReport(photos, None)
-    return EnrollReport(photos, store.enroll(name, usable, person_id, metadata))
+    return EnrollReport(photos, store.enroll(name, usable, person_id, metadata, models.config.model))

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from streamrec.embed.facenet import DEFAULT_THRESHOLD, EMBEDDING_SIZE
+from streamrec.engines import PUBLISHED_MODEL
 from streamrec.match.index import AnnoyBuild, IndexSettings, build_index, index_stamp, newest_build
 from streamrec.match.search import SearchSet
-from streamrec.match.store import Vectors, Watchlist, WatchlistView
+from streamrec.match.store import Vectors, Watchlist, WatchlistError, WatchlistView
 
 __all__ = ["Match", "Matcher", "MatcherStatus"]
 
@@ -97,12 +98,23 @@ def _empty_state() -> _State:
 class Matcher:
     """Matches embeddings against the watchlist in ``data_dir``; thread-safe."""
 
-    def __init__(self, data_dir: Path, threshold: float = DEFAULT_THRESHOLD, settings: IndexSettings | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, threshold: float = DEFAULT_THRESHOLD, settings: IndexSettings | None = None,
+        model: str = PUBLISHED_MODEL,
+    ) -> None:
+        """``model``: the FaceNet whose embeddings will be matched; a watchlist holding another
+        model's is refused (:class:`~streamrec.match.store.WatchlistError`)."""
         if not threshold > 0:
             raise ValueError(f"threshold must be > 0 (got {threshold})")
         self.data_dir, self.threshold = Path(data_dir), float(threshold)
         self.settings = settings or IndexSettings()
         self.store = Watchlist(self.data_dir)
+        try:
+            with self.store.read() as view:
+                view.check_model(model)
+        except WatchlistError:
+            self.store.close()
+            raise
         self._lock = threading.Lock()
         self._state = _empty_state()
         self._builder: threading.Thread | None = None

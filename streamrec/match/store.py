@@ -19,7 +19,11 @@ file, which lacks ``negatives``, gets the table added in one transaction when it
               vector BLOB /* a face marked "not this person" */, image TEXT, created REAL)
 
 The ``generation`` counter lets other processes notice a change with one cheap query; embedding
-ids only grow, so "added since" is ``id > last seen`` (see docs/watchlist.md).
+ids only grow, so "added since" is ``id > last seen`` (see docs/watchlist.md). ``meta`` also
+holds ``'model'``: the FaceNet the embeddings came from (absent: the published ``facenet``, all a
+watchlist could hold before models could be trained). Distances between embeddings of two models
+mean nothing, so enrolling with another model, or matching with one, is refused while any
+embedding is stored.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing_extensions import Self
 
 from streamrec.bus.messages import MAX_NAME
 from streamrec.embed.facenet import EMBEDDING_SIZE
+from streamrec.engines import PUBLISHED_MODEL
 
 __all__ = [
     "DB_NAME", "SCHEMA_VERSION", "EmbeddingInfo", "Enrolled", "NegativeInfo", "NewEmbedding", "Person", "Vectors",
@@ -219,6 +224,20 @@ class WatchlistView:
         """How many embeddings are stored."""
         return int(self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0])
 
+    def model(self) -> str:
+        """The FaceNet model the stored embeddings came from (see the module's notes)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        return str(row[0]) if row else PUBLISHED_MODEL
+
+    def check_model(self, model: str) -> None:
+        """Raise :class:`WatchlistError` if embeddings of another model than ``model`` are stored."""
+        stored = self.model()
+        if stored != model and self.count():
+            raise WatchlistError(
+                f"the watchlist holds embeddings of model {stored!r}, not {model!r}: use --model {stored}, "
+                "or another watchlist (--data-dir) for this model"
+            )
+
     def persons(self) -> list[Person]:
         """Everyone, by name."""
         return self._persons("", ())
@@ -363,6 +382,7 @@ class Watchlist:
         embeddings: Iterable[NewEmbedding],
         person_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        model: str = PUBLISHED_MODEL,
     ) -> Enrolled:
         """Add ``embeddings`` to a person, in one transaction: all of them or (on any error) none.
 
@@ -370,10 +390,13 @@ class Watchlist:
         have that name), else the one person called ``name`` (ignoring ASCII case), else a new
         person whose id is the name's slug, suffixed ``-2``, ``-3``... if taken. ``metadata``
         keys are added to (or replace) the person's. At least one embedding is required.
+        ``model``: the FaceNet that made the embeddings; refused if others are stored.
         """
         name = _clean_name(name)
         with self._transaction() as db:
             view = WatchlistView(db)
+            view.check_model(model)
+            db.execute("INSERT INTO meta VALUES ('model', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (model,))
             person = _resolve(view, name, person_id)
             merged = {**(person.metadata if person else {}), **{str(k): str(v) for k, v in (metadata or {}).items()}}
             target = person.id if person else self._free_id(view, person_id or slugify(name))

@@ -86,10 +86,10 @@ class InferenceStage(Stage):
         detector = MTCNNConfig(min_face_size=cfg.detector.min_face_size, thresholds=(pnet, rnet, onet))
         settings = ModelsConfig(
             backend=choice.backend, backend_options=options, precision=choice.precision,
-            detector=detector,
+            detector=detector, model=cfg.pipeline.model,
         )
         models = FaceModels(settings, self.engine_dir, report=self.log.info)
-        matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold)
+        matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold, model=cfg.pipeline.model)
         # the run's last track id outlives this process: a restarted stage continues after it
         ids_file = self.run_dir / "track-ids" if self.run_dir is not None else None
         self.last_track_id = RunCounter(ids_file, "track ids")

@@ -19,7 +19,7 @@ from streamrec.faces import FaceModels
 from streamrec.verify.metrics import best_threshold, kfold_accuracy, roc_summary, val_at_far
 from streamrec.verify.pairs import PairList
 
-__all__ = ["PairsReport", "evaluate_pairs", "pair_distances"]
+__all__ = ["PairsReport", "evaluate_pairs", "pair_distances", "score_pairs"]
 
 
 @dataclass
@@ -78,6 +78,19 @@ def evaluate_pairs(
             embeddings[result.path] = result.embeddings[0]
         if progress:
             progress(done, len(images))
+    return score_pairs(embeddings, pair_list, failures, no_face, unreadable)
+
+
+def score_pairs(
+    embeddings: dict[Path, np.ndarray],
+    pair_list: PairList,
+    failures: dict[str, str] | None = None,
+    no_face: int = 0,
+    unreadable: int = 0,
+) -> PairsReport:
+    """The 10-fold protocol on embeddings already made (one per image path; a pair with an
+    image missing from ``embeddings`` is left out and counted), however they were made: by
+    :func:`evaluate_pairs`, or by a network being trained, scored as ``eval-pairs`` scores."""
     dist, same = pair_distances(embeddings, pair_list)
     folds = np.array([p.fold for p in pair_list.pairs])
     ok = ~np.isnan(dist)
@@ -103,5 +116,5 @@ def evaluate_pairs(
         accuracy_counting_skipped=kfold.accuracy * ok.sum() / len(ok),
         failed_detections=no_face,
         unreadable_images=unreadable,
-        failures=failures,
+        failures=failures or {},
     )

@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 
 VERBS = [
     ["demo"], ["run"], ["config", "check"], ["config", "defaults"], ["config", "reference"], ["events"], ["enroll"], ["watchlist", "list"], ["calibrate"], ["engines", "build"], ["engines", "info"],
-    ["detect"], ["embed"], ["compare"], ["eval-pairs"], ["bench", "models"], ["bench", "pipeline"], ["bench", "transport"], ["bench", "peers"],
+    ["detect"], ["embed"], ["compare"], ["eval-pairs"], ["train"], ["bench", "models"], ["bench", "pipeline"], ["bench", "transport"], ["bench", "peers"],
     ["bench", "report"],
 ]
 

@@ -12,6 +12,8 @@ from streamrec.backends import BackendOptions, open_backend
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME, missing
 from streamrec.engines.build import FACENET_MIN_COSINE, MTCNN_TOLERANCE, BuildError, build_engines
 
+TRAINED = {"door": {"file": "facenet-door.onnx", "base": {"model": "facenet"}}}
+
 
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory) -> tuple[Path, Path, dict]:
@@ -19,6 +21,9 @@ def two_builds(tmp_path_factory) -> tuple[Path, Path, dict]:
     second = tmp_path_factory.mktemp("build2")
     lines: list[str] = []
     manifest = build_engines(first, lines.append)
+    # the second is a rebuild over engines a model was trained from
+    (second / MANIFEST_NAME).write_text(json.dumps({"models": TRAINED}))
+    (second / "facenet-door.onnx").write_bytes(b"trained weights")
     build_engines(second, lambda _: None)
     assert any(line.startswith("[8/8] installed") for line in lines), lines
     return first, second, manifest
@@ -26,8 +31,18 @@ def two_builds(tmp_path_factory) -> tuple[Path, Path, dict]:
 
 def test_build_is_deterministic(two_builds):
     first, second, _ = two_builds
-    for name in [*ENGINE_FILES.values(), MANIFEST_NAME]:
+    for name in ENGINE_FILES.values():
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    rebuilt = json.loads((second / MANIFEST_NAME).read_text())
+    assert rebuilt.pop("models") == TRAINED
+    assert json.loads((first / MANIFEST_NAME).read_text()) == rebuilt
+
+
+def test_a_rebuild_keeps_the_trained_models_and_their_files(two_builds):
+    _, second, manifest = two_builds
+    assert "models" not in manifest  # a fresh build lists none
+    assert json.loads((second / MANIFEST_NAME).read_text())["models"] == TRAINED
+    assert (second / "facenet-door.onnx").read_bytes() == b"trained weights"
 
 
 def test_manifest_records_hashes_sources_and_parity(two_builds):
@@ -83,7 +98,7 @@ def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
     for name in ("pnet", "rnet", "onet"):  # the crops come from the MTCNN of the good build
         (tmp_path / ENGINE_FILES[name]).write_bytes((first / ENGINE_FILES[name]).read_bytes())
     (tmp_path / ENGINE_FILES["facenet"]).write_bytes(
-        build._export(model, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
+        build.export_onnx(model, torch.zeros(2, 160, 160, 3, dtype=torch.uint8), ["embedding"], False)
     )
     with pytest.raises(BuildError, match="min cosine"):
         build._facenet_parity(model, sources["facenet"].path, tmp_path, build.face_crops(first, build.sample_photos()))

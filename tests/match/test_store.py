@@ -224,3 +224,36 @@ def test_a_writer_that_finishes_leaves_all_of_it(tmp_path: Path):
     assert writer.communicate(timeout=120)[0].strip() == "committed"
     with Watchlist(tmp_path) as store:
         assert _state(store) == (1, [("crowd", 1000)], 1000)
+
+
+def test_a_watchlist_keeps_one_model_and_refuses_to_mix(tmp_path: Path):
+    with Watchlist(tmp_path) as store:
+        store.enroll("Ada Lovelace", [_face(1)])  # no model named: the published one
+        with store.read() as view:
+            assert view.model() == "facenet"
+        before = _state(store)
+        with pytest.raises(WatchlistError, match=r"^the watchlist holds embeddings of model 'facenet', not 'door': "
+                           r"use --model facenet, or another watchlist \(--data-dir\) for this model$"):
+            store.enroll("Ada Lovelace", [_face(2)], model="door")
+        assert _state(store) == before  # nothing written
+        store.remove("ada-lovelace")
+        store.enroll("Bo", [_face(3)], model="door")  # empty again: any model may start it
+        with store.read() as view:
+            assert view.model() == "door"
+            view.check_model("door")
+            with pytest.raises(WatchlistError, match="holds embeddings of model 'door', not 'facenet'"):
+                view.check_model("facenet")
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0] == "door"
+
+
+def test_a_matcher_refuses_a_watchlist_of_another_model(tmp_path: Path):
+    from streamrec.match.matcher import Matcher
+
+    with Watchlist(tmp_path) as store:
+        store.enroll("Ada Lovelace", [_face(1)], model="door")
+    with pytest.raises(WatchlistError, match="holds embeddings of model 'door', not 'facenet'"):
+        Matcher(tmp_path)
+    matcher = Matcher(tmp_path, model="door")
+    assert matcher.match(_unit(1)[None])[0].person_id == "ada-lovelace"
+    matcher.close()

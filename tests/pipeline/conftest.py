@@ -85,7 +85,7 @@ def enroll_people(faces_dir: Path, data_dir: Path, models) -> None:
                 if r.main is not None:
                     x1, y1, x2, y2 = (float(v) for v in r.faces.boxes[r.main])
                     items.append(NewEmbedding(r.embeddings[0], str(r.path), (x1, y1, x2, y2)))
-            watchlist.enroll(person.name, items)
+            watchlist.enroll(person.name, items, model=models.config.model)
     finally:
         watchlist.close()
 

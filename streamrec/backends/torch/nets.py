@@ -6,7 +6,8 @@ The modules are the project's own (:mod:`streamrec.detect.nets`, :mod:`streamrec
 holding the published weights, loaded by the code the engine build exports them with
 (:mod:`streamrec.engines.weights`). The engine file a :class:`TorchNet` is opened with names the
 network (``pnet.onnx`` ... ``facenet.onnx``); its weights come from the published packages, not
-from the ONNX file, so there is no second converter.
+from the ONNX file, so there is no second converter. A FaceNet trained by ``streamrec train``
+(``facenet-NAME.onnx``) runs from the PyTorch weights saved beside it (``facenet-NAME.pt``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec
 from streamrec.backends.torch.device import open_device, reduced_dtype, set_cpu_threads
-from streamrec.engines import ENGINE_FILES
+from streamrec.engines import ENGINE_FILES, trained_weights
 from streamrec.engines.sources import locate_sources
 
 __all__ = ["TorchNet"]
@@ -50,18 +51,28 @@ _SPECS: dict[str, tuple[TensorSpec, list[TensorSpec]]] = {
 
 def _network(model_path: Path) -> str:
     """The network an engine file holds, by its name; ``ValueError`` for any other file."""
+    if trained_weights(model_path) is not None:
+        return "facenet"
     for name in _SPECS:
         if model_path.name == ENGINE_FILES[name]:
             return name
     names = ", ".join(ENGINE_FILES[n] for n in _SPECS)
-    raise ValueError(f"{model_path.name}: the torch backend runs the networks of {names} only")
+    raise ValueError(f"{model_path.name}: the torch backend runs the networks of {names} (or a trained FaceNet) only")
 
 
-def _load(name: str) -> nn.Module:
-    """The published weights of one network as a module in eval mode (FaceNet: a few seconds,
-    its 94 MB graph is parsed and checked)."""
+def _load(name: str, model_path: Path) -> nn.Module:
+    """The weights of one network as a module in eval mode: a trained FaceNet's own, else the
+    published ones (FaceNet: a few seconds, its 94 MB graph is parsed and checked)."""
+    from streamrec.embed.nets import InceptionResnetV1
     from streamrec.engines.weights import load_facenet, load_mtcnn
 
+    weights = trained_weights(model_path)
+    if weights is not None:
+        if not weights.is_file():
+            raise ValueError(f"{weights.name} is missing beside {model_path.name}: the torch backend runs its weights")
+        model = InceptionResnetV1()
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+        return model.eval()
     sources = locate_sources()
     return load_facenet(sources) if name == "facenet" else load_mtcnn(sources)[name]
 
@@ -90,7 +101,7 @@ class TorchNet(Backend):
         self.autocast = reduced_dtype(self.device, options.precision)
         if self.device.type == "cpu":
             set_cpu_threads(options.threads)
-        self.module = _load(name).to(self.device).eval()
+        self.module = _load(name, self.model_path).to(self.device).eval()
         self.inputs = [_SPECS[name][0]]
         self.outputs = _SPECS[name][1]
 

@@ -131,9 +131,10 @@ class Doors:
                 outcome, result = self._results.get_nowait()
             except queue.Empty:
                 return
+            event = action_event(outcome, result)
             log = self.log.info if result.ok else self.log.warning
-            log("door %s: action %s", outcome["source"], action_event(outcome, result).detail)
-            self.emit(action_event(outcome, result))
+            log("door %s: action %s", event.source, event.detail)
+            self.emit(event)
 
     def close(self) -> None:
         """Let the actions under way finish (for at most :data:`ACTION_CLOSE_S`) and publish

@@ -26,7 +26,11 @@ caller's own session. Without a login, a browser asking for a page gets the logi
 status 401 (so it comes back to the page it asked for); everything else gets a one-line 401.
 Changes (POST, PUT, DELETE) made with a session cookie must carry the header ``X-CSRF-Token``
 equal to the cookie ``streamrec_csrf``; a change whose ``Origin`` is another site is refused
-whoever makes it, so that on an open loopback server no web page can make one either.
+whoever makes it, so that on an open loopback server no web page can make one either. And an
+open server answers only requests addressed to a loopback name (``Host``: ``localhost``,
+``127.x.x.x``, ``[::1]``; or none): a site whose name an attacker points at 127.0.0.1 (DNS
+rebinding) is another origin to the browser, which then lets its page read the answers, so
+its requests get a one-line 403 and nothing else.
 
 Errors are one line: JSON ``{"error": ...}`` under ``/api/``, else short text: 404 for an
 unknown path or camera, 503 while no frame has arrived yet.
@@ -34,6 +38,7 @@ unknown path or camera, 503 while no frame has arrived yet.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
@@ -201,6 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self.server.state.count_request()
+        if not self.server.gate.required and not _loopback_name(self.headers.get("Host")):
+            self._error(403, "this server is open to this machine only: address it as localhost, 127.0.0.1 or [::1]")
+            return
         if method != "GET" and not self._same_origin():
             return
         if url.path in PUBLIC:
@@ -432,3 +440,20 @@ ROUTES: dict[str, dict[str, Callable[[_Handler, dict[str, str]], None]]] = {
     "/api/state": {"GET": _Handler._api_state},
     "/metrics": {"GET": _Handler._metrics},
 }
+
+
+def _loopback_name(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine by a loopback name or address (or is absent:
+    browsers always send one, so its absence is no page's request)."""
+    if host is None:
+        return True
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

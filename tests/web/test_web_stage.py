@@ -181,3 +181,24 @@ def test_a_busy_port_is_one_clear_line(tmp_path: Path):
         errors = refused_start(OutputsConfig(http=address), tmp_path)
     assert len(errors) == 1
     assert errors[0].endswith(f"http: cannot listen on {address} (Address already in use)")
+
+
+def test_an_open_server_answers_loopback_names_only(web: Web):
+    """A page of a site whose name resolves to 127.0.0.1 (DNS rebinding) is another origin to the
+    browser, which would let it read the answers: such requests get one line and no data."""
+    web.wait_for("/api/state", _ok)
+    port = int(web.url.rsplit(":", 1)[1])
+    for host, allowed in ((f"localhost:{port}", True), (f"127.0.0.1:{port}", True), (f"[::1]:{port}", True),
+                          (f"evil.example:{port}", False), (f"127.0.0.1.nip.io:{port}", False), ("[bad", False)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(f"GET /api/state HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        if allowed:
+            assert head.startswith(b"HTTP/1.0 200") and "sources" in json.loads(body), (host, head)
+        else:
+            assert head.startswith(b"HTTP/1.0 403"), (host, head)
+            assert json.loads(body) == {
+                "error": "this server is open to this machine only: address it as localhost, 127.0.0.1 or [::1]"}

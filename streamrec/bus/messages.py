@@ -46,6 +46,7 @@ __all__ = [
     "MAX_JPEG",
     "MAX_NAME",
     "MAX_SAMPLES",
+    "MAX_SOURCES",
     "MAX_TEXT",
     "MAX_TIME",
     "MAX_TOPIC",
@@ -64,6 +65,7 @@ __all__ = [
     "Message",
     "MessageError",
     "Overlay",
+    "Serving",
     "SourceState",
     "SourceStatus",
     "StageStats",
@@ -98,6 +100,7 @@ MAX_FIGURE = 256  #: characters of a statistics figure's name (``capture_to_dete
 MAX_FIGURES = 1024  #: counters, gauges or latency series in one statistics report
 MAX_SAMPLES = 2048  #: latency samples of one series in one report (about one second's worth)
 MAX_FACES = 256  #: faces in one overlay, labels on one JPEG frame
+MAX_SOURCES = 1024  #: cameras one inference stage says it serves
 MAX_FRAME_SIDE = 8192  #: pixels of a frame's height or width
 MAX_FRAME_PIXELS = 10_000_000  #: pixels of a frame (any 4K camera): 30 MB of RGB
 MAX_JPEG = 3 * MAX_FRAME_PIXELS  #: bytes of a JPEG frame (never more than its raw pixels)
@@ -110,6 +113,7 @@ HEADER_LIMITS: dict[str, int] = {
     "source_status": 16 * 1024,
     "event": 16 * 1024,
     "end_tracks": 16 * 1024,
+    "serving": 2 * 1024 * 1024,
     "overlay": 512 * 1024,
     "jpeg": 512 * 1024,
     "stats": 1024 * 1024,
@@ -314,6 +318,22 @@ class EndTracks(Message):
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class Serving(Message):
+    """On the internal events link, from an inference stage to the events stage: this stage is
+    alive, and the tracks of ``sources`` (the cameras whose frames it has taken) are its.
+    ``instance``: the stage process's own id, new each time one starts. Sent when the stage
+    starts, before its first decision about a camera it had not served, and every
+    ``SERVING_EVERY_S``; the events stage ends the tracks that a stage which stopped sending it,
+    or which another took over from, left open (:mod:`streamrec.events.tracks`). A kind of its
+    own, like :class:`EndTracks`; subscribers never see it."""
+
+    kind: ClassVar[str] = "serving"
+    instance: Name
+    sources: Annotated[tuple[Name, ...], Field(max_length=MAX_SOURCES)]
+    ts: Timestamp
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class FaceOverlay:
     """What to draw for one face: its box, track, current decision (``label``: a name,
     ``unknown``, or ``...`` while undecided) and that decision's score."""
@@ -367,7 +387,7 @@ class StageStats(Message):
 
 #: messages with a JSON header; frames travel in binary (:meth:`FrameHeader.unpack`)
 _KINDS: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (SourceStatus, Event, EndTracks, Overlay, JpegFrame, StageStats)
+    cls.kind: cls for cls in (SourceStatus, Event, EndTracks, Serving, Overlay, JpegFrame, StageStats)
 }
 _WITH_PAYLOAD = (Overlay, JpegFrame)
 _ADAPTERS: dict[type, TypeAdapter[Any]] = {}

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.bus.messages import EVENT_TYPES, EndTracks, Event
+from streamrec.bus.messages import EVENT_TYPES, EndTracks, Event, Serving
 from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
 from streamrec.events.journal import Journal, prune_journal
-from streamrec.events.tracks import OpenTracks
+from streamrec.events.tracks import SILENT_S, OpenTracks
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
@@ -55,17 +55,18 @@ PUBLIC_HWM = 100  #: events queued per subscriber before publishing drops for it
 
 class EventsStage(Stage):
     """Events in at ``endpoints.events_in``, published at ``endpoints.events_pub`` and
-    ``endpoints.events_feed``, journaled in ``journal_dir`` for ``journal_days`` (0: for ever)."""
+    ``endpoints.events_feed``, journaled in ``journal_dir`` for ``journal_days`` (0: for ever);
+    the tracks of an inference stage silent for ``silent_s`` are ended."""
 
     name = "events"
 
     def __init__(
         self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG,
-        journal_days: float = 0.0,
+        journal_days: float = 0.0, silent_s: float = SILENT_S,
     ) -> None:
         super().__init__(endpoints.stats, log_file)
         self.endpoints, self.journal_dir = endpoints, journal_dir
-        self.backlog, self.journal_days = backlog, journal_days
+        self.backlog, self.journal_days, self.silent_s = backlog, journal_days, silent_s
         self._prune_at = 0.0
         self.unwritten: list[dict[str, Any]] = []  #: numbered events not journaled yet, oldest first
         self._retry_at = 0.0
@@ -82,7 +83,7 @@ class EventsStage(Stage):
                 self.journal.seq + 1, self.last_seq.value,
             )
             self.journal.seq = self.last_seq.value
-        self.open_tracks = OpenTracks(self.run_dir / "open-tracks.json" if self.run_dir is not None else None)
+        self.open_tracks = OpenTracks(self.run_dir / "open-tracks.json" if self.run_dir is not None else None, self.silent_s)
         self.inbox = pull_socket(self.ctx, self.endpoints.events_in, accepts=Event)
         self.outboxes = [
             self.publisher("events", self.endpoints.events_pub, EVENT_TYPES, PUBLIC_HWM),
@@ -102,6 +103,10 @@ class EventsStage(Stage):
             self._handle(batch)
         elif self.unwritten:
             self._flush_backlog()
+        ending, ended = self.open_tracks.silent(time.monotonic(), time.time())
+        if ending:
+            self.count("tracks_ended_for_a_dead_stage", ended)
+            self._publish(ending)
         return True
 
     def _prune(self) -> None:
@@ -134,14 +139,18 @@ class EventsStage(Stage):
                     len(self.unwritten), self.unwritten[0]["seq"], self.unwritten[-1]["seq"], self.journal_dir,
                 )
 
-    def _receive(self, timeout_ms: int) -> list[Event | EndTracks]:
-        messages, errors = receive_pending(self.inbox, timeout_ms, expect=(Event, EndTracks))
+    def _receive(self, timeout_ms: int) -> list[Event | EndTracks | Serving]:
+        messages, errors = receive_pending(self.inbox, timeout_ms, expect=(Event, EndTracks, Serving))
         self.refuse("events", errors)
-        return [message for _, message, _ in messages if isinstance(message, (Event, EndTracks))]
+        return [message for _, message, _ in messages if isinstance(message, (Event, EndTracks, Serving))]
 
-    def _handle(self, events: list[Event | EndTracks]) -> None:
-        kept, ended = self.open_tracks.follow(events)
+    def _handle(self, messages: list[Event | EndTracks | Serving]) -> None:
+        kept, ended = self.open_tracks.follow(messages, time.monotonic())
         self.count("tracks_ended_for_a_dead_stage", ended)
+        self._publish(kept)
+
+    def _publish(self, kept: list[Event]) -> None:
+        """Number, journal and publish events (and write what waits for the journal)."""
         numbered = self.journal.number([e.to_json() for e in kept])
         self.last_seq.set(self.journal.seq)
         self._keep(numbered)

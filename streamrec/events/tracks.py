@@ -1,17 +1,27 @@
 """Which announced tracks are open, so that the tracks of an inference stage that died still end.
 
 A decision (``match``, ``unknown``) opens a track, its ``track_end`` closes it. An inference
-stage that dies cannot close the tracks it announced; the supervisor then sends, per source, an
-:class:`~streamrec.bus.messages.EndTracks` request whose ``detail`` says why, and each open
-track of that source gets its ``track_end`` (with the track's last decision and that detail).
-Such a request is handled after the other events received with it: those the dead stage sent
-before it died. At most ``MAX_OPEN_TRACKS`` are followed (far more faces than any site has in
-view at once): beyond that the oldest is forgotten, counted and logged, so that no sender can
-make the stage hold more.
+stage that dies cannot close the tracks it announced. Two things end them, each track of a
+source getting its ``track_end`` (with the track's last decision and a ``detail`` saying why):
 
-The open tracks are also kept in the run directory (``open-tracks.json``, rewritten when they
-change, which is at most once per decision), so that an events stage that restarts still knows
-the tracks its predecessor announced.
+* The supervisor of a run on one host sees the process die and sends, per source, an
+  :class:`~streamrec.bus.messages.EndTracks` request with the exit status. Such a request is
+  handled after the other events received with it: those the dead stage sent before it died.
+* Every inference stage says which cameras it serves (:class:`~streamrec.bus.messages.Serving`,
+  with an id of its own process) before its first decision about each, and every second. When
+  another process says it serves a camera (the stage restarted, by a supervisor or by whatever
+  runs it on its host, or the camera moved to another inference stage), the tracks of that
+  camera announced before are ended; and when a process has said nothing for ``SILENT_S``
+  (its host is gone), the tracks of the cameras it served are. A stage's messages arrive in the
+  order it sent them, so the tracks ended are exactly its predecessor's.
+
+At most ``MAX_OPEN_TRACKS`` are followed (far more faces than any site has in view at once):
+beyond that the oldest is forgotten, counted and logged, so that no sender can make the stage
+hold more.
+
+The open tracks and who serves each camera are also kept in the stage's directory
+(``open-tracks.json``, rewritten when they change, which is at most once per decision), so that
+an events stage that restarts still knows the tracks its predecessor announced.
 """
 
 from __future__ import annotations
@@ -20,62 +30,105 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
-from streamrec.bus.messages import EndTracks, Event
+from streamrec.bus.messages import EndTracks, Event, Serving
 
-__all__ = ["DECISIONS", "MAX_OPEN_TRACKS", "OpenTracks"]
+__all__ = ["DECISIONS", "MAX_OPEN_TRACKS", "SILENT_S", "OpenTracks"]
 
 DECISIONS = ("match", "unknown")
 MAX_OPEN_TRACKS = 4096
+#: an inference stage that has said nothing for this long is taken for gone (it says it is
+#: alive every ``SERVING_EVERY_S``, 1 s, however busy: its loop never takes longer than a batch)
+SILENT_S = 10.0
 
 log = logging.getLogger("events")
 
 
 class OpenTracks:
-    """The open tracks, by ``(source, track id)``, with their last decision; kept in
-    ``state_file`` too when given."""
+    """The open tracks, by ``(source, track id)``, with their last decision, and which inference
+    process serves each source; kept in ``state_file`` too when given."""
 
-    def __init__(self, state_file: Path | None = None) -> None:
-        self.state_file = state_file
+    def __init__(self, state_file: Path | None = None, silent_s: float = SILENT_S) -> None:
+        self.state_file, self.silent_s = state_file, silent_s
         self.tracks: dict[tuple[str, int], Event] = {}
+        self.serving: dict[str, str] = {}  #: source -> the instance serving it
+        self._heard: dict[str, float] = {}  #: instance -> when it last said it serves (monotonic)
         self._failing = False
         self.forgotten = 0  #: open tracks forgotten because more than ``MAX_OPEN_TRACKS`` were open
         if state_file is not None and state_file.exists():
-            self.tracks = {(e.source, e.track_id or 0): e for e in _load(state_file)}
+            self.tracks, self.serving = _load(state_file)
+            self._heard = dict.fromkeys(self.serving.values(), time.monotonic())  # silent from now on
             if self.tracks:
                 log.info("%d track(s) announced before this stage restarted are open", len(self.tracks))
 
-    def follow(self, events: list[Event | EndTracks]) -> tuple[list[Event], int]:
-        """Note the tracks that open and end; replace each :class:`EndTracks` request by the
-        ``track_end`` events of its source's open tracks, after the others. Returns the events to
-        publish, and how many tracks were ended on request."""
+    def follow(self, messages: list[Event | EndTracks | Serving], now: float) -> tuple[list[Event], int]:
+        """Note the tracks that open and end, and who serves each source; end the tracks a
+        replaced inference stage left open, in place; replace each :class:`EndTracks` request by
+        the ``track_end`` events of its source's open tracks, after the others. ``now``: this
+        process's monotonic clock. Returns the events to publish, and how many tracks were ended
+        for a stage that is gone."""
         kept: list[Event] = []
         requests: list[EndTracks] = []
-        before = dict(self.tracks)
-        for event in events:
-            if isinstance(event, EndTracks):
-                requests.append(event)
-                continue
-            key = (event.source, event.track_id or 0)
-            if event.type in DECISIONS and event.track_id is not None:
-                self.tracks.pop(key, None)  # the newest decision goes last: the oldest go first
-                self.tracks[key] = event
-            elif event.type == "track_end":
-                self.tracks.pop(key, None)
-            kept.append(event)
-        self._forget_oldest()
+        before = (dict(self.tracks), dict(self.serving))
         ended = 0
+        for message in messages:
+            if isinstance(message, EndTracks):
+                requests.append(message)
+            elif isinstance(message, Serving):
+                ended += self._served(message, now, kept)
+            else:
+                key = (message.source, message.track_id or 0)
+                if message.type in DECISIONS and message.track_id is not None:
+                    self.tracks.pop(key, None)  # the newest decision goes last: the oldest go first
+                    self.tracks[key] = message
+                elif message.type == "track_end":
+                    self.tracks.pop(key, None)
+                kept.append(message)
+        self._forget_oldest()
         for request in requests:
-            ending = [key for key in self.tracks if key[0] == request.source]
-            for key in ending:
-                last = self.tracks.pop(key)
-                kept.append(dataclasses.replace(last, type="track_end", ts=request.ts, frame_index=None, capture_ts=None, detail=request.detail))
-            ended += len(ending)
-            log.warning("%s: %d open track(s) %s", request.source, len(ending), request.detail)
-        if self.tracks != before:
+            ended += self._end(request.source, request.ts, request.detail, kept)
+        if (self.tracks, self.serving) != before:
             self._save()
         return kept, ended
+
+    def silent(self, now: float, wall: float) -> tuple[list[Event], int]:
+        """End the tracks of the sources whose inference stage has said nothing for ``silent_s``
+        (``now``: this process's monotonic clock; ``wall``: the time the events carry)."""
+        ending: list[Event] = []
+        gone = [instance for instance, heard in self._heard.items() if now - heard >= self.silent_s]
+        for instance in gone:
+            del self._heard[instance]
+            for source in [s for s, i in self.serving.items() if i == instance]:
+                del self.serving[source]
+                self._end(source, wall, f"ended when the inference stage serving it fell silent "
+                          f"(nothing for {self.silent_s:.0f} s)", ending)
+        if gone:
+            self._save()
+        return ending, len(ending)
+
+    def _served(self, message: Serving, now: float, kept: list[Event]) -> int:
+        """Note that ``message.instance`` is alive and serves its sources; end the open tracks of
+        a source that another instance served until now."""
+        self._heard[message.instance] = now
+        ended = 0
+        for source in message.sources:
+            previous = self.serving.get(source)
+            self.serving[source] = message.instance
+            if previous is not None and previous != message.instance:
+                ended += self._end(source, message.ts, "ended when another inference stage took over its camera", kept)
+        return ended
+
+    def _end(self, source: str, ts: float, detail: str, into: list[Event]) -> int:
+        """Append a ``track_end`` for each open track of ``source``; how many."""
+        ending = [key for key in self.tracks if key[0] == source]
+        for key in ending:
+            last = self.tracks.pop(key)
+            into.append(dataclasses.replace(last, type="track_end", ts=ts, frame_index=None, capture_ts=None, detail=detail))
+        if ending:
+            log.warning("%s: %d open track(s) %s", source, len(ending), detail)
+        return len(ending)
 
     def _forget_oldest(self) -> None:
         over = len(self.tracks) - MAX_OPEN_TRACKS
@@ -92,7 +145,7 @@ class OpenTracks:
             return
         draft = self.state_file.with_suffix(".tmp")
         try:
-            draft.write_text(json.dumps([event.to_json() for event in self.tracks.values()]))
+            draft.write_text(json.dumps({"tracks": [event.to_json() for event in self.tracks.values()], "serving": self.serving}))
             os.replace(draft, self.state_file)
         except OSError as exc:
             if not self._failing:
@@ -102,11 +155,14 @@ class OpenTracks:
         self._failing = False
 
 
-def _load(path: Path) -> list[Event]:
+def _load(path: Path) -> tuple[dict[tuple[str, int], Event], dict[str, str]]:
+    """The open tracks and the sources' instances kept in ``path`` (none when it is unreadable)."""
     try:
-        items = json.loads(path.read_text())
+        state = json.loads(path.read_text())
         names = {spec.name for spec in dataclasses.fields(Event)}
-        return [Event(**{k: v for k, v in item.items() if k in names}) for item in items]
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        events = [Event(**{k: v for k, v in item.items() if k in names}) for item in state["tracks"]]
+        serving = {str(source): str(instance) for source, instance in state["serving"].items()}
+        return {(e.source, e.track_id or 0): e for e in events}, serving
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
         log.error("cannot read the open tracks kept in %s (%s): they will not be ended", path, exc)
-        return []
+        return {}, {}

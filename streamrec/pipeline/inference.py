@@ -23,6 +23,11 @@ refused input: ``malformed_frames``, ``malformed_status`` (both in ``malformed_m
 not configured), ``faces_kept`` and ``faces_pruned``. Gauges: ``fps[SOURCE]`` and
 ``dropped[SOURCE]`` (frames its capture dropped).
 
+It tells the events stage which cameras it serves (:class:`~streamrec.bus.messages.Serving`, with
+an id of this process) before its first decision about each and every ``SERVING_EVERY_S``, so
+that tracks a predecessor or a stage that fell silent left open are ended
+(:mod:`streamrec.events.tracks`), wherever the stages run.
+
 Each decision keeps a face for the face library (:mod:`streamrec.match.kept`): a track decided
 unknown its best-quality face, a match the face that made it; faces past ``[privacy]
 unknown_days`` are pruned at the start and every ``PRUNE_EVERY_S``.
@@ -31,11 +36,12 @@ unknown_days`` are pruned at the start and every ``PRUNE_EVERY_S``.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamrec.bus.messages import Event, FrameHeader, SourceStatus
+from streamrec.bus.messages import Event, FrameHeader, Serving, SourceStatus
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
 from streamrec.config.model import RunConfig
@@ -47,12 +53,14 @@ from streamrec.pipeline.recognition import Chosen, Decided, Embedded, Ended, Out
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
-__all__ = ["InferenceStage"]
+__all__ = ["SERVING_EVERY_S", "InferenceStage"]
 
 #: how long the frames a source sent before it ended may take to arrive
 END_GRACE_S = 2.0
 #: how often kept faces past their days are removed
 PRUNE_EVERY_S = 60.0
+#: how often the stage tells the events stage that it is alive and which cameras it serves
+SERVING_EVERY_S = 1.0
 
 
 class InferenceStage(Stage):
@@ -102,6 +110,9 @@ class InferenceStage(Stage):
         self.rings = RingReader(Path(self.endpoints.rings))
         self.status_in = pull_socket(self.ctx, self.endpoints.status, accepts=SourceStatus)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
+        self.instance = secrets.token_hex(8)  #: this process's id to the events stage
+        self.served: set[str] = set()  #: the cameras whose frames it has taken
+        self._serving()
         self.log.info("ready: %d source(s), watchlist in %s", len(self.outputs), self.data_dir)
 
     def _new_track_id(self) -> int:
@@ -126,7 +137,14 @@ class InferenceStage(Stage):
             self._process(self.batcher.take())
         self.doors.check_stalls()
         self.doors.report_actions()
+        if time.monotonic() >= self._serving_due:
+            self._serving(block=False)  # a beat missed while the events stage is away matters not
         return self.batcher.live or bool(self.batcher.frames)
+
+    def _serving(self, block: bool = True) -> None:
+        """Tell the events stage that this process is alive and which cameras it serves."""
+        send(self.events_out, Serving.kind, Serving(self.instance, tuple(sorted(self.served)), time.time()), block=block)
+        self._serving_due = time.monotonic() + SERVING_EVERY_S
 
     def _receive(self, timeout: float) -> set[str]:
         """Hand the frames that arrive within ``timeout`` s to the batcher. Returns the sources
@@ -136,6 +154,9 @@ class InferenceStage(Stage):
         self.refuse("frames", errors)
         self.count("frames_stale", stale)
         self.count("frames_unknown_source", unknown)
+        if not self.served.issuperset(received):  # before any decision about a camera new to it
+            self.served.update(received)
+            self._serving()
         for name, frames in received.items():
             self.batcher.add(name, frames)
         return set(received)

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from streamrec.bus.messages import EndTracks, Event
+from streamrec.bus.messages import EndTracks, Event, Serving
 from streamrec.bus.sockets import Endpoints, new_run_dir, push_socket, receive, send, sub_socket
 from streamrec.events.journal import Journal, read_journal
 from streamrec.events.stage import JOURNAL_BACKLOG, EventsStage
+from streamrec.events.tracks import SILENT_S
 from streamrec.pipeline.stage import run_stage
 from tests.support.disk import small_disk
 
@@ -78,13 +79,14 @@ def test_a_full_disk_loses_nothing(tmp_path: Path):
 
 @contextmanager
 def _running_stage(
-    journal_dir: Path, topics: list[str] | None = None, backlog: int = JOURNAL_BACKLOG, journal_days: float = 0.0
+    journal_dir: Path, topics: list[str] | None = None, backlog: int = JOURNAL_BACKLOG, journal_days: float = 0.0,
+    silent_s: float = SILENT_S,
 ) -> Iterator[tuple[EventsStage, zmq.Socket, zmq.Socket]]:
     """An events stage driven step by step in this process, on real sockets, with a producer
     and a subscriber to ``topics`` (all when None), connected."""
     run_dir = new_run_dir()
     endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/pub", "ipc://unused")
-    stage = EventsStage(endpoints, journal_dir, None, backlog=backlog, journal_days=journal_days)
+    stage = EventsStage(endpoints, journal_dir, None, backlog=backlog, journal_days=journal_days, silent_s=silent_s)
     stage.ctx = zmq.Context()
     stage.setup()
     producer = push_socket(stage.ctx, endpoints.events_in)
@@ -231,6 +233,61 @@ def test_the_open_tracks_of_a_dead_inference_stage_are_ended_with_the_reason(tmp
         ("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3), ("track_end", "cam", 2), ("track_end", "cam", 1),
     ]  # track 2 had ended already, track 3 is another camera's
     assert events[-1]["detail"] == why and events[-1]["name"] == "Ann" and events[-1]["box"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def _decision(producer: zmq.Socket, kind: str, source: str, track_id: int) -> None:
+    send(producer, kind, Event(kind, source, time.time(), track_id=track_id, name="Ann" if kind == "match" else None))
+
+
+def test_a_stage_that_takes_over_a_camera_ends_the_tracks_its_predecessor_left_open(tmp_path: Path):
+    """An inference stage restarted by whatever runs it on its host (no supervisor to tell), or
+    another that a camera moved to: the tracks announced before it said it serves the camera end,
+    in order, before its own decisions; other cameras' tracks stay open."""
+    folder = tmp_path / "events"
+    with _running_stage(folder) as (stage, producer, _):
+        base = stage.journal.seq
+        send(producer, "serving", Serving("first", ("cam", "door"), time.time()))
+        for kind, source, track_id in [("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3)]:
+            _decision(producer, kind, source, track_id)
+        send(producer, "serving", Serving("first", ("cam", "door"), time.time()))  # a beat changes nothing
+        send(producer, "serving", Serving("second", ("cam",), time.time()))
+        _decision(producer, "match", "cam", 4)
+        _step_until(stage, lambda: stage.journal.seq == base + 6)
+        assert stage.counters["tracks_ended_for_a_dead_stage"] == 2
+    events = _journaled(folder)
+    assert [(e["type"], e["source"], e["track_id"]) for e in events] == [
+        ("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3), ("track_end", "cam", 1), ("track_end", "cam", 2),
+        ("match", "cam", 4),
+    ]
+    assert {e["detail"] for e in events[3:5]} == {"ended when another inference stage took over its camera"}
+
+
+def test_the_tracks_of_a_stage_that_falls_silent_end(tmp_path: Path):
+    """An inference stage whose host is gone says nothing more: after ``silent_s`` the tracks of
+    the cameras it served end; a stage that keeps saying it serves keeps its tracks."""
+    folder = tmp_path / "events"
+    with _running_stage(folder, silent_s=1.0) as (stage, producer, _):
+        base = stage.journal.seq
+        send(producer, "serving", Serving("gone", ("cam",), time.time()))
+        send(producer, "serving", Serving("alive", ("door",), time.time()))
+        _decision(producer, "match", "cam", 1)
+        _decision(producer, "match", "door", 2)
+        _step_until(stage, lambda: stage.journal.seq == base + 2)
+        silent_since = time.monotonic()
+
+        def ended() -> bool:
+            send(producer, "serving", Serving("alive", ("door",), time.time()))
+            return stage.journal.seq == base + 3
+
+        _step_until(stage, ended)
+        assert time.monotonic() - silent_since >= 0.9
+        for _ in range(20):  # ten more beats of the stage alive: its track stays open
+            ended()
+            stage.step()
+        assert stage.journal.seq == base + 3
+    events = _journaled(folder)
+    assert [(e["type"], e["source"], e["track_id"]) for e in events] == [("match", "cam", 1), ("match", "door", 2), ("track_end", "cam", 1)]
+    assert events[-1]["detail"] == "ended when the inference stage serving it fell silent (nothing for 1 s)"
 
 
 def _events_process(endpoints: Endpoints, journal_dir: Path, run_dir: Path) -> multiprocessing.process.BaseProcess:

@@ -1,4 +1,4 @@
-"""``streamrec engines build|info``: make and inspect the ONNX engines."""
+"""``streamrec engines build|info|check|export``: make, inspect, measure and export the ONNX engines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends import BACKENDS, REGISTRY, BackendOptions, backend_class
-from streamrec.cli.common import UserError, print_json, stderr
+from streamrec.cli.common import UserError, number, print_json, stderr
 from streamrec.engines import (
     ENGINE_FILES,
     MODELS_KEY,
@@ -19,6 +19,7 @@ from streamrec.engines import (
 from streamrec.engines.build import BuildError, build_engines
 from streamrec.engines.check import check_backend, failures, read_parity
 from streamrec.engines.sources import SourceError
+from streamrec.engines.triton import PLATFORMS, ExportError, RepositoryOptions, export_repository
 from streamrec.faces import PRECISIONS, FaceModels, ModelsConfig
 
 __all__ = ["register"]
@@ -62,7 +63,33 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--backend", required=True, choices=sorted(REGISTRY), help="the backend to measure")
     check.set_defaults(handler=run_check)
-    for sub in (build, info, check):
+    export = actions.add_parser(
+        "export", help="write the engines as a Triton Inference Server model repository",
+        description="Writes DIR/<model>/config.pbtxt and DIR/<model>/1/ for each engine (pnet, rnet, onet, facenet, "
+        "facenet_int8 and every trained model), for 'tritonserver --model-repository DIR' and --backend triton "
+        "(docs/triton.md). Needs the triton extra: pip install 'streamrec[triton]'.",
+    )
+    export.add_argument("--triton", type=Path, metavar="DIR", required=True, help="the model repository to write")
+    export.add_argument(
+        "--platform", choices=PLATFORMS, default="onnxruntime",
+        help="onnxruntime: model.onnx for Triton's ONNX Runtime backend; tensorrt: model.plan, the engine "
+        "'streamrec engines build --backend tensorrt' compiled on the GPU that will serve it; python: model.onnx "
+        "run with ONNX Runtime by a Python-backend model.py, for Triton builds without the ONNX Runtime backend "
+        "(as nvidia-pytriton's) (default: %(default)s)",
+    )
+    export.add_argument("--max-batch", type=number(whole=True, ge=1, le=4096), default=64, metavar="N",
+                        help="largest batch the server runs at once (default: %(default)s)")
+    export.add_argument("--queue-delay-us", type=number(whole=True, ge=0, le=1_000_000), default=500,
+                        metavar="US", help="how long a request may wait to be batched with others, in microseconds "
+                        "(default: %(default)s)")
+    export.add_argument("--instances", type=number(whole=True, ge=1, le=64), default=1, metavar="N",
+                        help="copies of each model the server runs side by side (default: %(default)s)")
+    export.add_argument("--gpu", action="store_true", help="run the models on the server's GPUs (default: its CPU)")
+    export.add_argument("--threads", type=number(whole=True, ge=0, le=1024), default=0, metavar="N",
+                        help="ONNX Runtime threads per model instance, for --platform python; 0: ONNX Runtime's "
+                        "default (default: %(default)s)")
+    export.set_defaults(handler=run_export)
+    for sub in (build, info, check, export):
         sub.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (default: see 'streamrec detect --help')")
         sub.add_argument("--json", action="store_true", help="print the manifest as JSON")
     build.set_defaults(handler=run_build)
@@ -144,4 +171,21 @@ def run_check(args: argparse.Namespace) -> int:
     missed = failures(record)
     if missed:
         raise UserError(f"{args.backend} misses its bounds: {'; '.join(missed)}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    folder = ensure_engines(args.engines, stderr)
+    options = RepositoryOptions(args.platform, args.max_batch, args.queue_delay_us, args.instances, args.gpu,
+                                args.threads)
+    stderr(f"writing a Triton model repository ({args.platform}) of {folder} into {args.triton}")
+    try:
+        names = export_repository(folder, args.triton, options, stderr)
+    except (ExportError, OSError) as exc:
+        raise UserError(str(exc) if isinstance(exc, ExportError) else f"cannot write {args.triton}: {exc}") from None
+    if args.json:
+        print_json({"repository": str(args.triton), "platform": args.platform, "models": names})
+    else:
+        print(f"{len(names)} models in {args.triton}: {', '.join(names)}; serve them with: "
+              f"tritonserver --model-repository {args.triton}")
     return 0

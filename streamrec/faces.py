@@ -97,6 +97,8 @@ class FaceModels:
         folder = ensure_engines(engine_dir, report)
         pnet, rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("pnet", "rnet", "onet"))
         facenet = backend(model_file(folder, self.config.model, self.config.precision), embedding)
+        #: the four nets, P-, R-, O-Net and FaceNet
+        self.nets = (pnet, rnet, onet, facenet)
         detector, embedder = face_engine(self.config.backend)
         self.detector = detector(pnet, rnet, onet, self.config.detector)
         self.embedder = embedder(facenet, self.config.embed)

@@ -9,7 +9,9 @@ its ``REGISTRY`` entry (mypy refuses an entry whose name is not in :data:`Backen
 class's to say (:attr:`Backend.precisions`, :meth:`Backend.check_options`).
 
 The ``torch`` backend runs the PyTorch modules the engines are exported from, and with them the
-whole MTCNN cascade and the face crops on its device (:mod:`streamrec.backends.torch`).
+whole MTCNN cascade and the face crops on its device (:mod:`streamrec.backends.torch`). The
+``triton`` backend runs nothing itself: it sends each batch to a Triton Inference Server
+(:mod:`streamrec.backends.triton`), which serves the same engines exported as a model repository.
 """
 
 from __future__ import annotations
@@ -18,14 +20,21 @@ import importlib
 from pathlib import Path
 from typing import Literal, get_args
 
-from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
+from streamrec.backends.base import (
+    Backend,
+    BackendOptions,
+    BackendUnavailable,
+    TensorSpec,
+    TritonOptions,
+    default_threads,
+)
 
 __all__ = [
-    "BACKENDS", "REGISTRY", "Backend", "BackendName", "BackendOptions", "TensorSpec", "backend_class", "default_threads",
-    "open_backend",
+    "BACKENDS", "REGISTRY", "Backend", "BackendName", "BackendOptions", "BackendUnavailable", "TensorSpec",
+    "TritonOptions", "backend_class", "default_threads", "open_backend",
 ]
 
-BackendName = Literal["onnxruntime", "openvino", "tensorrt", "torch"]
+BackendName = Literal["onnxruntime", "openvino", "tensorrt", "torch", "triton"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 
 REGISTRY: dict[BackendName, str] = {
@@ -33,6 +42,7 @@ REGISTRY: dict[BackendName, str] = {
     "openvino": "streamrec.backends.openvino:OpenVinoBackend",
     "tensorrt": "streamrec.backends.tensorrt:TensorRtBackend",
     "torch": "streamrec.backends.torch:TorchNet",
+    "triton": "streamrec.backends.triton:TritonBackend",
 }
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["Backend", "BackendOptions", "TensorSpec", "default_threads"]
+__all__ = ["Backend", "BackendOptions", "BackendUnavailable", "TensorSpec", "TritonOptions", "default_threads"]
 
 
 def default_threads() -> int:
@@ -25,6 +25,41 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend that runs on another machine could not answer a call (the server is down,
+    restarting or too slow). The model stays open: later calls try again, so a caller that serves
+    a stream fails the frames in between and carries on."""
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    """Where the ``triton`` backend finds its Triton Inference Server, and how it talks to it.
+
+    ``url``: the server's gRPC ``host:port``. ``timeout_s``: the limit of every call.
+    ``tls``: a TLS channel, checked against ``root_cert`` (PEM; empty: the system's roots), and
+    presenting ``client_cert`` + ``client_key`` (PEM) when the server asks for a client.
+    ``model_prefix``: put before each net's name (``pnet``...) to give the server's model name,
+    so several streamrec deployments can share one server.
+    """
+
+    url: str = "127.0.0.1:8001"
+    timeout_s: float = 5.0
+    tls: bool = False
+    root_cert: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    model_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        host, _, port = self.url.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"triton url must be host:port (got {self.url!r})")
+        if not self.timeout_s > 0:
+            raise ValueError(f"triton timeout_s must be > 0 (got {self.timeout_s})")
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("triton client_cert and client_key go together: give both, or neither")
 
 
 @dataclass(frozen=True)
@@ -42,12 +77,14 @@ class BackendOptions:
     ``device``: where the model runs, as the backend names its devices (``cpu`` for ONNX
     Runtime and OpenVINO; ``gpu`` for OpenVINO on an Intel GPU; ``cuda:N`` for TensorRT);
     ``None``: the backend's own default (``cpu``; ``cuda:0`` for TensorRT).
+    ``triton``: the server the ``triton`` backend sends its batches to (the others ignore it).
     """
 
     threads: int | None = None
     max_batch: int = 64
     precision: str = "fp32"
     device: str | None = None
+    triton: TritonOptions = field(default_factory=TritonOptions)
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BackendOptions, backend_class, default_threads
+from streamrec.backends import BackendOptions, TritonOptions, backend_class, default_threads
 from streamrec.backends.choose import (
     BACKEND_CHOICES,
     PRECISION_CHOICES,
@@ -110,7 +110,7 @@ def thread_count(text: str) -> int:
 def add_engine_options(
     parser: argparse.ArgumentParser, default: tuple[BackendChoice, PrecisionChoice] = ("onnxruntime", "fp32")
 ) -> None:
-    """``--engines``, ``--backend``, ``--device``, ``--threads``, ``--precision``, ``--json``.
+    """``--engines``, ``--backend``, ``--device``, ``--threads``, ``--precision``, ``--triton-url``, ``--json``.
 
     ``default``: the backend and precision when none is given: ONNX Runtime fp32, the reference
     every result is measured against, for the commands whose output is a measurement; ``auto``
@@ -127,8 +127,9 @@ def add_engine_options(
         help="inference backend: auto (the fastest this machine runs whose accuracy holds, said on stderr; "
         "streamrec/backends/choose.py); onnxruntime; openvino (the 'openvino' extra; bf16 on CPUs with AVX-512 "
         "BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA GPU; engines compiled once, see "
-        "'streamrec engines build --help'); or torch (the 'torch' extra: the whole detector and embedder, "
-        "crops included, in PyTorch on --device) (default: %(default)s)",
+        "'streamrec engines build --help'); torch (the 'torch' extra: the whole detector and embedder, "
+        "crops included, in PyTorch on --device); or triton (the 'triton' extra: the engines run on the Triton "
+        "Inference Server at --triton-url, docs/triton.md) (default: %(default)s)",
     )
     group.add_argument(
         "--device", metavar="DEVICE",
@@ -146,6 +147,11 @@ def add_engine_options(
         "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or "
         "openvino: the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md); "
         "MTCNN computes in fp32 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--triton-url", metavar="HOST:PORT", default=TritonOptions.url,
+        help="the Triton Inference Server's gRPC address, for --backend triton; TLS and the other settings "
+        "are the configuration's [triton] keys (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
@@ -220,7 +226,9 @@ def open_models(args: argparse.Namespace) -> FaceModels:
     try:
         config = ModelsConfig(
             backend=choice.backend,
-            backend_options=BackendOptions(threads=args.threads, device=choice.device),
+            backend_options=BackendOptions(
+                threads=args.threads, device=choice.device, triton=TritonOptions(url=args.triton_url)
+            ),
             precision=choice.precision,
             detector=MTCNNConfig(min_face_size=getattr(args, "min_face_size", MTCNNConfig.min_face_size)),
             embed=EmbedConfig(

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from streamrec.backends import default_threads
+from streamrec.backends import TritonOptions, default_threads
 from streamrec.backends.choose import BackendChoice, PrecisionChoice
 from streamrec.capture.source import SourceError, parse_source
 from streamrec.config.addresses import (
@@ -57,6 +57,7 @@ __all__ = [
     "RunConfig",
     "SourceConfig",
     "TrackerConfig",
+    "TritonConfig",
 ]
 
 #: Twelve pixels is P-Net's window, the smallest face MTCNN can see without upscaling; no frame
@@ -105,6 +106,19 @@ def _at_most(key: str, other: str, why: str) -> Any:
     return field_validator(key)(classmethod(check))
 
 
+def _together(section: str, first: str, second: str) -> Any:
+    """A validator for a section: keys ``first`` and ``second`` (a certificate and its key) are
+    given both, or neither; the error names the one missing."""
+
+    def check(self: Any) -> Any:
+        if bool(getattr(self, first)) != bool(getattr(self, second)):
+            key = second if getattr(self, first) else first
+            raise RuleError((section, key), getattr(self, key), f"{first} and {second} go together: give both, or neither")
+        return self
+
+    return model_validator(mode="after")(check)
+
+
 def _threads(value: int) -> int:
     cores = default_threads()
     if value > cores:
@@ -126,8 +140,9 @@ class PipelineConfig(Section):
         "runs whose accuracy holds: torch on an NVIDIA GPU, openvino with bf16 on a CPU with AVX-512 BF16 or AMX, "
         "else onnxruntime; `streamrec run` says which it took and why); onnxruntime; openvino (the "
         "'openvino' extra; bf16 on CPUs with AVX-512 BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA "
-        "GPU; not yet run on a GPU by the project); or torch (the 'torch' extra: the whole detector and "
-        "embedder, crops included, in PyTorch on the device).",
+        "GPU; not yet run on a GPU by the project); torch (the 'torch' extra: the whole detector and "
+        "embedder, crops included, in PyTorch on the device); or triton (the 'triton' extra: the engines run "
+        "on the Triton Inference Server of [triton]; never chosen by auto).",
     )
     device: str = Field(
         default="",
@@ -156,6 +171,56 @@ class PipelineConfig(Section):
         "wrote into the engine folder. The watchlist must hold embeddings of the same model (enroll with "
         "--model NAME); both are checked when the pipeline starts.",
     )
+
+
+def _host_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, the port a whole number from 1 to 65535")
+    return value
+
+
+class TritonConfig(Section):
+    """[triton]: the Triton Inference Server that backend = "triton" sends its batches to
+    (docs/triton.md); the other backends ignore it."""
+
+    url: Annotated[str, AfterValidator(_host_port)] = Field(
+        default="127.0.0.1:8001",
+        description="The server's gRPC address, host:port (tritonserver's --grpc-port, 8001 by default).",
+        json_schema_extra={"allowed": "host:port, the port from 1 to 65535"},
+    )
+    timeout_s: float = Field(
+        default=5.0, gt=0, le=300,
+        description="Each call to the server fails after this many seconds; the frames of a call that fails are "
+        "lost, and calls resume once the server answers again (tried again after 0.25 s, doubling up to 8 s).",
+    )
+    tls: bool = Field(
+        default=False,
+        description="Talk to the server over TLS (its gRPC port started with --grpc-use-ssl).",
+    )
+    root_cert: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description='PEM certificates the server\'s certificate is checked against, with tls; "": the system\'s.',
+    )
+    client_cert: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description='PEM certificate (chain) this client presents when the server asks for one, with client_key.',
+    )
+    client_key: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description='PEM private key of client_cert (unencrypted).',
+    )
+    model_prefix: str = Field(
+        default="", max_length=64,
+        description="Put before each engine's name (pnet, rnet, onet, facenet...) to give the server's model "
+        "name, so several deployments can share one server.",
+    )
+
+    _client_pair = _together("triton", "client_cert", "client_key")
+
+    def options(self) -> TritonOptions:
+        """What the triton backend is given: these keys, one for one."""
+        return TritonOptions(**self.model_dump())
 
 
 class DetectorConfig(Section):
@@ -374,12 +439,7 @@ class AuthConfig(Section):
         description='PEM private key of tls_cert (unencrypted). "": plain HTTP.',
     )
 
-    @model_validator(mode="after")
-    def _tls_pair(self) -> AuthConfig:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            key, value = ("tls_key", self.tls_key) if self.tls_cert else ("tls_cert", self.tls_cert)
-            raise RuleError(("auth", key), value, "tls_cert and tls_key go together: give both, or neither")
-        return self
+    _tls_pair = _together("auth", "tls_cert", "tls_key")
 
 
 class PrivacyConfig(Section):
@@ -539,6 +599,7 @@ class RunConfig(BaseModel):
 
     # frozen: one default instance per section is safe to share
     pipeline: PipelineConfig = PipelineConfig()
+    triton: TritonConfig = TritonConfig()
     detector: DetectorConfig = DetectorConfig()
     batch: BatchConfig = BatchConfig()
     tracker: TrackerConfig = TrackerConfig()

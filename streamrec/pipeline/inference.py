@@ -20,8 +20,10 @@ read), ``faces``, ``embeddings``, ``batches``, ``detections_full`` and ``detecti
 ``decisions_match`` and ``decisions_unknown``, ``overlays_dropped`` and ``faces_not_drawn``;
 refused input: ``malformed_frames``, ``malformed_status`` (both in ``malformed_messages``),
 ``frames_unknown_source`` and ``statuses_unknown_source`` (well-formed, about a source that is
-not configured), ``faces_kept`` and ``faces_pruned``. Gauges: ``fps[SOURCE]`` and
-``dropped[SOURCE]`` (frames its capture dropped).
+not configured), ``faces_kept`` and ``faces_pruned``; ``batches_failed`` (their frames lost: the
+backend's server did not answer, :class:`~streamrec.backends.BackendUnavailable`). Gauges:
+``fps[SOURCE]`` and ``dropped[SOURCE]`` (frames its capture dropped); with the triton backend,
+the server's health every ``HEALTH_EVERY_S`` (:class:`~streamrec.backends.triton.TritonHealth`).
 
 It tells the events stage which cameras it serves (:class:`~streamrec.bus.messages.Serving`, with
 an id of this process) before its first decision about each and every ``SERVING_EVERY_S``, so
@@ -40,7 +42,9 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from streamrec.backends import BackendUnavailable
 from streamrec.bus.messages import Event, FrameHeader, Serving, SourceStatus
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Endpoints, drain_frames, pull_socket, push_socket, receive_pending, send
@@ -53,6 +57,9 @@ from streamrec.pipeline.recognition import Chosen, Decided, Embedded, Ended, Out
 from streamrec.pipeline.rundir import RunCounter
 from streamrec.pipeline.stage import Stage
 
+if TYPE_CHECKING:
+    from streamrec.backends.triton import TritonHealth
+
 __all__ = ["SERVING_EVERY_S", "InferenceStage"]
 
 #: how long the frames a source sent before it ended may take to arrive
@@ -61,6 +68,8 @@ END_GRACE_S = 2.0
 PRUNE_EVERY_S = 60.0
 #: how often the stage tells the events stage that it is alive and which cameras it serves
 SERVING_EVERY_S = 1.0
+#: how often a remote backend's server health is read into the gauges
+HEALTH_EVERY_S = 5.0
 
 
 class InferenceStage(Stage):
@@ -76,6 +85,8 @@ class InferenceStage(Stage):
         privacy = config.privacy
         self.kept = KeptFaces(data_dir, privacy.kept_faces, int(privacy.kept_mb * 2**20), privacy.unknown_days)
         self._prune_at = 0.0
+        self._health_at = 0.0
+        self.health: TritonHealth | None = None
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -89,7 +100,8 @@ class InferenceStage(Stage):
         cfg = self.config
         # `streamrec run` resolved "auto" before the start; resolved here too for other callers
         choice = choose(cfg.pipeline.backend, cfg.pipeline.precision, cfg.pipeline.device or None)
-        options = BackendOptions(threads=cfg.pipeline.threads or None, device=choice.device)
+        options = BackendOptions(threads=cfg.pipeline.threads or None, device=choice.device,
+                                 triton=cfg.triton.options())
         pnet, rnet, onet = cfg.detector.thresholds
         detector = MTCNNConfig(min_face_size=cfg.detector.min_face_size, thresholds=(pnet, rnet, onet))
         settings = ModelsConfig(
@@ -97,6 +109,11 @@ class InferenceStage(Stage):
             detector=detector, model=cfg.pipeline.model,
         )
         models = FaceModels(settings, self.engine_dir, report=self.log.info)
+        if choice.backend == "triton":
+            from streamrec.backends.triton import TritonHealth
+
+            names = [cfg.triton.model_prefix + net.model_path.stem for net in models.nets]
+            self.health = TritonHealth(options.triton, names)
         matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold, model=cfg.pipeline.model)
         # the run's last track id outlives this process: a restarted stage continues after it
         ids_file = self.run_dir / "track-ids" if self.run_dir is not None else None
@@ -125,6 +142,9 @@ class InferenceStage(Stage):
         if time.monotonic() >= self._prune_at:
             self._prune_at = time.monotonic() + PRUNE_EVERY_S
             self._prune()
+        if self.health is not None and time.monotonic() >= self._health_at:
+            self._health_at = time.monotonic() + HEALTH_EVERY_S
+            self.gauges.update(self.health.gauges())
         if not self.batcher.backlogged():
             self._receive(self.batcher.wait_s(time.monotonic()))
         # after the wait for frames, before they are used: a capture sends a status change (the
@@ -134,7 +154,7 @@ class InferenceStage(Stage):
         self._statuses()
         self.batcher.fill(time.monotonic())
         if self.batcher.ready(time.monotonic()):
-            self._process(self.batcher.take())
+            self._process_or_lose(self.batcher.take())
         self.doors.check_stalls()
         self.doors.report_actions()
         if time.monotonic() >= self._serving_due:
@@ -194,7 +214,7 @@ class InferenceStage(Stage):
         while time.monotonic() < deadline and name in self._receive(0.2):
             pass
         for frame in self.batcher.leftovers(name):
-            self._process({name: frame})
+            self._process_or_lose({name: frame})
 
     def teardown(self) -> None:
         if not hasattr(self, "faces"):  # the set-up failed (engines, watchlist): no track was opened
@@ -202,8 +222,19 @@ class InferenceStage(Stage):
         for name in self.outputs:
             self._announce(self.faces.end(name))
         self.doors.close()
+        if self.health is not None:
+            self.health.close()
 
     # -- work --------------------------------------------------------------------------------
+    def _process_or_lose(self, frames: dict[str, Frame]) -> None:
+        """Process a batch; when the backend's server does not answer, its frames are lost (counted
+        and warned about, rate-limited) and the stage carries on with the next ones."""
+        try:
+            self._process(frames)
+        except BackendUnavailable as exc:
+            self.count("batches_failed")
+            self.drops.dropped("batch(es) of frames lost", 1, str(exc))
+
     def _process(self, frames: dict[str, Frame]) -> None:
         start = time.monotonic()
         found = self.faces.detect(frames)

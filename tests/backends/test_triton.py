@@ -1,0 +1,218 @@
+"""The triton backend against a real Triton Inference Server (nvidia-pytriton's ``tritonserver``
+in ``.venv-triton``, which ``make setup`` creates) serving the engines as ``streamrec engines
+export --triton DIR --platform python`` writes them.
+
+The server's models must all load; the backend's outputs must equal ONNX Runtime's on the same
+inputs, and ``streamrec detect``/``embed --backend triton`` give the faces and embeddings that
+ONNX Runtime gives (tolerances of tests/backends/compare.py and the engine build). A server
+killed mid-use makes calls fail with a one-line error, and they resume once it is back on the
+same port, in the backend and in the inference stage, whose health gauges follow the server.
+A server that is down, or lacks a model, is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamrec.backends import BackendOptions, BackendUnavailable, TritonOptions, open_backend
+from streamrec.bus import sockets
+from streamrec.bus.messages import FrameHeader, SourceStatus, StageStats
+from streamrec.config.model import PipelineConfig, RunConfig, SourceConfig, TritonConfig
+from streamrec.engines import ENGINE_FILES
+from streamrec.engines.build import FACENET_MIN_COSINE
+from streamrec.images import load_image
+from streamrec.web.metrics import StageMetrics
+from tests.backends.compare import assert_same_faces
+from tests.conftest import run_cli
+from tests.pipeline.conftest import stepped_inference
+from tests.support.triton import TritonServer, require_triton
+
+PHOTO = "scenes/fnp_multiface.jpg"
+
+
+@pytest.fixture(scope="module")
+def server(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """tritonserver over the exported repository, one ONNX Runtime thread per model instance."""
+    require_triton()
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed (pip install 'streamrec[triton]')")
+    folder = tmp_path_factory.mktemp("triton")
+    export = run_cli("engines", "export", "--triton", str(folder / "repository"), "--platform", "python",
+                     "--threads", "1", "--engines", str(engine_dir), timeout=300)
+    assert export.returncode == 0, export.stderr
+    server = TritonServer(folder / "repository", folder / "tritonserver.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _up(server: TritonServer) -> TritonServer:
+    """The module's server, started again if a test left it down."""
+    if server.process is None:
+        server.restart()
+    return server
+
+
+def _triton(server: TritonServer, timeout_s: float = 30.0) -> BackendOptions:
+    return BackendOptions(triton=TritonOptions(url=server.url, timeout_s=timeout_s))
+
+
+def _inputs(shared_data: Path) -> dict[str, np.ndarray]:
+    """Real pixels in each engine's input: a pyramid level of a photo for P-Net, face-sized crops
+    of it for R-, O-Net (float, as MTCNN feeds them) and FaceNet (uint8)."""
+    rgb = load_image(shared_data / PHOTO, 1024).rgb
+    scaled = (rgb.astype(np.float32) - 127.5) / 128.0
+    crops = [rgb[y : y + 200, x : x + 160] for y, x in ((0, 0), (100, 300), (200, 500))]
+    return {
+        "pnet": cv2.resize(scaled, (173, 131))[None],
+        "rnet": np.stack([cv2.resize(c, (24, 24)) for c in crops]).astype(np.float32) / 128.0 - 1.0,
+        "onet": np.stack([cv2.resize(c, (48, 48)) for c in crops]).astype(np.float32) / 128.0 - 1.0,
+        "facenet": np.stack([cv2.resize(c, (160, 160)) for c in crops]),
+    }
+
+
+def test_every_exported_model_is_ready(server: TritonServer):
+    import tritonclient.grpc as grpcclient
+
+    names = sorted(path.name for path in server.repository.iterdir())
+    assert names == sorted(Path(file).stem for file in ENGINE_FILES.values()), names
+    with grpcclient.InferenceServerClient(_up(server).url) as client:
+        assert client.is_server_ready(client_timeout=10)
+        assert {name: client.is_model_ready(name, client_timeout=10) for name in names} == dict.fromkeys(names, True)
+
+
+def test_outputs_equal_onnxruntimes_on_the_same_inputs(server: TritonServer, engine_dir: Path, shared_data: Path):
+    for net, batch in _inputs(shared_data).items():
+        path = engine_dir / ENGINE_FILES[net]
+        reference = open_backend("onnxruntime", path, BackendOptions(threads=1))
+        remote = open_backend("triton", path, _triton(_up(server)))
+        assert remote.inputs == reference.inputs and remote.outputs == reference.outputs, net
+        ours, theirs = remote.run(batch), reference.run(batch)
+        for spec, a, b in zip(reference.outputs, ours, theirs):
+            assert a.shape == b.shape and a.dtype == b.dtype, (net, spec.name, a.shape, b.shape)
+            if net == "facenet":
+                assert np.min(np.sum(a * b, axis=1)) >= FACENET_MIN_COSINE, net
+            else:
+                np.testing.assert_allclose(a, b, atol=1e-4, err_msg=f"{net} {spec.name}")
+        assert remote.run(batch[:0])[0].shape[0] == 0  # an empty batch keeps the engine's shapes
+        remote.close()
+
+
+def test_detect_and_embed_match_onnxruntime_on_a_real_photo(server: TritonServer, engine_dir: Path, shared_data: Path,
+                                                           tmp_path: Path):
+    photo = str(shared_data / PHOTO)
+    common = ("--engines", str(engine_dir), "--threads", "1")
+    remote = ("--backend", "triton", "--triton-url", _up(server).url)
+    found = {}
+    for name, backend in (("onnxruntime", ()), ("triton", remote)):
+        run = run_cli("detect", photo, "--json", *common, *backend, timeout=300)
+        assert run.returncode == 0, run.stderr
+        found[name] = json.loads(run.stdout)[0]["faces"]
+        embed = run_cli("embed", photo, "--all-faces", "--out", str(tmp_path / f"{name}.npy"), *common, *backend,
+                        timeout=300)
+        assert embed.returncode == 0, embed.stderr
+    assert len(found["onnxruntime"]) >= 3
+    from streamrec.detect.types import FaceDetections
+
+    def faces(items: list[dict]) -> FaceDetections:
+        return FaceDetections(
+            np.array([f["box"] for f in items], np.float32), np.array([f["score"] for f in items], np.float32),
+            np.array([[p for point in f["landmarks"].values() for p in point] for f in items], np.float32).reshape(-1, 5, 2),
+        )
+
+    assert_same_faces(faces(found["triton"]), faces(found["onnxruntime"]), PHOTO)
+    ours, reference = np.load(tmp_path / "triton.npy"), np.load(tmp_path / "onnxruntime.npy")
+    assert ours.shape == reference.shape and len(ours) >= 3
+    assert np.min(np.sum(ours * reference, axis=1)) >= FACENET_MIN_COSINE
+
+
+def test_calls_fail_clearly_while_the_server_is_down_and_resume_when_it_is_back(server: TritonServer,
+                                                                                engine_dir: Path, shared_data: Path):
+    batch = _inputs(shared_data)["rnet"]
+    remote = open_backend("triton", engine_dir / ENGINE_FILES["rnet"], _triton(_up(server), timeout_s=5))
+    before = remote.run(batch)
+    server.kill()
+    with pytest.raises(BackendUnavailable) as failed:
+        remote.run(batch)
+    assert server.url in str(failed.value) and "\n" not in str(failed.value)
+    with pytest.raises(BackendUnavailable, match="unreachable; trying again in"):
+        remote.run(batch)  # within the back-off: refused at once, without a call
+    server.restart()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            after = remote.run(batch)
+            break
+        except BackendUnavailable:
+            assert time.monotonic() < deadline, "calls never resumed after the server came back"
+            time.sleep(0.1)
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
+    remote.close()
+
+
+def test_a_missing_model_or_a_server_that_is_down_is_one_line(server: TritonServer, engine_dir: Path, tmp_path: Path,
+                                                             shared_data: Path):
+    with pytest.raises(ValueError) as missing:
+        open_backend("triton", tmp_path / "nobody.onnx", _triton(_up(server)))
+    assert str(missing.value) == f"triton at {server.url} has no ready model 'nobody'"
+    prefixed = BackendOptions(triton=TritonOptions(url=server.url, model_prefix="site1-"))
+    with pytest.raises(ValueError, match=f"^triton at {server.url} has no ready model 'site1-pnet'$"):
+        open_backend("triton", engine_dir / ENGINE_FILES["pnet"], prefixed)
+    closed = TritonServer(server.repository, tmp_path / "unused.log").url  # a free port nobody serves
+    run = run_cli("detect", str(shared_data / PHOTO), "--engines", str(engine_dir), "--backend", "triton",
+                  "--triton-url", closed, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and f"triton at {closed}" in run.stderr, run.stderr
+
+
+def test_the_inference_stage_survives_a_server_restart_and_reports_its_health(server: TritonServer,
+                                                                             engine_dir: Path, shared_data: Path,
+                                                                             tmp_path: Path):
+    config = RunConfig(
+        pipeline=PipelineConfig(backend="triton", precision="fp32", threads=1),
+        triton=TritonConfig(url=_up(server).url, timeout_s=5),
+        sources=[SourceConfig(url="0", name="cam")],
+    )
+    photo = load_image(shared_data / PHOTO, 640).rgb
+    with stepped_inference(config, tmp_path / "data", engine_dir) as stepped:
+        stage = stepped.stage
+        sockets.send(stepped.status_out, "status", SourceStatus("cam", "open", time.time(), "camera open"))
+        index = 0
+
+        def step_until(done, what: str, timeout: float = 60) -> None:
+            nonlocal index
+            deadline = time.monotonic() + timeout
+            while not done():
+                assert time.monotonic() < deadline, f"never {what}: {dict(stage.counters)} {stage.gauges}"
+                place = stepped.ring.publish(photo)
+                assert place is not None
+                header = FrameHeader("cam", index, time.time(), *photo.shape[:2], ring=place[0], slot=place[1],
+                                     seq=place[2])
+                sockets.send_frame(stepped.frames_out, header)
+                index += 1
+                stage.step()
+
+        step_until(lambda: stage.counters["frames[cam]"] >= 2 and stage.gauges.get("triton_live") == 1.0, "processed")
+        models = ("pnet", "rnet", "onet", "facenet")
+        assert {m: stage.gauges[f"triton_model_ready_{m}"] for m in models} == dict.fromkeys(models, 1.0)
+        metrics = StageMetrics()
+        metrics.update(StageStats(stage.name, os.getpid(), time.time(), dict(stage.counters), dict(stage.gauges)))
+        assert 'streamrec_triton_ready{source="",stage="inference"} 1.0' in metrics.exposition().decode()
+
+        server.kill()
+        step_until(lambda: stage.counters["batches_failed"] >= 2 and stage.gauges.get("triton_live") == 0.0,
+                   "failed while the server was down")
+        server.restart()
+        processed = stage.counters["frames[cam]"]
+        step_until(lambda: stage.counters["frames[cam]"] >= processed + 2, "resumed after the restart")
+        step_until(lambda: stage.gauges.get("triton_ready") == 1.0, "saw the server ready again")

@@ -37,7 +37,7 @@ except ImportError:
 
 from streamrec.backends.base import Backend, BackendOptions, BackendUnavailable, TensorSpec, TritonOptions
 
-__all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "Connection", "TritonBackend", "TritonHealth"]
+__all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "Connection", "TritonBackend", "TritonHealth", "check_server"]
 
 #: the first wait after a failed call, doubled after each further failure up to the last
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.25, 8.0
@@ -138,11 +138,8 @@ class TritonBackend(Backend):
         self.server = options.triton
         self.model = self.server.model_prefix + self.model_path.stem
         self.connection = Connection(self.server)
+        _check_ready(self.connection, [self.model])
         try:
-            live = self.connection.call("the health check", "is_server_live")
-            ready = live and self.connection.call("the model check", "is_model_ready", self.model)
-            if not ready:
-                raise ValueError(f"triton at {self.server.url} has no ready model {self.model!r}")
             metadata = self.connection.call("reading the model", "get_model_metadata", self.model)
             config = self.connection.call("reading the model", "get_model_config", self.model).config
         except BackendUnavailable as exc:
@@ -187,6 +184,28 @@ class TritonBackend(Backend):
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _check_ready(connection: Connection, models: list[str]) -> None:
+    """``ValueError`` (one line) unless the server answers and has every one of ``models`` ready."""
+    url = connection.options.url
+    try:
+        connection.call("the health check", "is_server_live")
+        for model in models:
+            if not connection.call("the model check", "is_model_ready", model):
+                raise ValueError(f"triton at {url} has no ready model {model!r}")
+    except BackendUnavailable as exc:
+        raise ValueError(f"{exc} (is tritonserver running there?)") from None
+
+
+def check_server(options: TritonOptions, engines: list[str]) -> None:
+    """``ValueError`` (one line) unless the server at ``options.url`` answers and serves every one
+    of ``engines`` (engine file stems: ``pnet``...), ready: what a pipeline checks before it starts."""
+    connection = Connection(options)
+    try:
+        _check_ready(connection, [options.model_prefix + name for name in engines])
+    finally:
+        connection.close()
 
 
 class TritonHealth:

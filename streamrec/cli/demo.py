@@ -163,6 +163,8 @@ def run_demo(args: argparse.Namespace) -> int:
     ]
     if models.config.backend_options.device:
         command += ["--device", models.config.backend_options.device]
+    if models.config.backend == "triton":
+        command += ["--triton-url", models.config.backend_options.triton.url]
     if args.threads:
         command += ["--threads", str(args.threads)]
     log = files.data_dir / "logs" / "demo-run.log"

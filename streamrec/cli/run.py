@@ -18,7 +18,7 @@ from streamrec.capture import parse_source
 from streamrec.cli.common import UserError, resolve_pipeline, stderr
 from streamrec.config import ConfigError, OutputsConfig, RunConfig, load_config, override
 from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
-from streamrec.engines import ensure_engines, model_file
+from streamrec.engines import ENGINE_FILES, ensure_engines, model_file
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
 from streamrec.match.store import Watchlist, WatchlistError
@@ -61,6 +61,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "(tensorrt, torch) (default from the config: the backend's own)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="how FaceNet computes; auto: the fastest the backend "
                         "runs here whose accuracy holds, never int8 (default from the config: auto)")
+    parser.add_argument("--triton-url", metavar="HOST:PORT", help="the Triton Inference Server's gRPC address, for "
+                        "--backend triton (default from the config: [triton] url, 127.0.0.1:8001)")
     parser.add_argument("--model", metavar="NAME", help="which FaceNet embeds: facenet (the published one) or a model "
                         "'streamrec train' wrote; the watchlist must hold its embeddings (default from the config: facenet)")
     parser.set_defaults(handler=run_pipeline)
@@ -73,6 +75,7 @@ _OPTION_KEYS = {
     "threads": ("pipeline", "threads"),
     "precision": ("pipeline", "precision"),
     "model": ("pipeline", "model"),
+    "triton_url": ("triton", "url"),
     "min_face_size": ("detector", "min_face_size"),
     "http": ("outputs", "http"),
     "events": ("outputs", "events"),
@@ -125,6 +128,22 @@ def _resolve_backend(config: RunConfig, names: dict[str, str], origin: str) -> t
     given = [names.get(f"pipeline.{key}", "") for key in ("backend", "device", "precision")]
     where = ", ".join(filter(None, given)) or ": ".join(filter(None, (origin, "pipeline")))
     return resolve_pipeline(config, where, names, origin)
+
+
+#: the MTCNN engines, keys of :data:`ENGINE_FILES`
+MTCNN_ENGINES = ("pnet", "rnet", "onet")
+
+
+def _check_triton(config: RunConfig, engines: Path, where: str) -> None:
+    """Fail with one line now, rather than in an inference stage restarted in vain: the Triton
+    server must answer, with the four engines the run uses ready."""
+    from streamrec.backends.triton import check_server
+
+    facenet = model_file(engines, config.pipeline.model, config.pipeline.precision)
+    try:
+        check_server(config.triton.options(), [*(Path(ENGINE_FILES[net]).stem for net in MTCNN_ENGINES), facenet.stem])
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
 
 
 def _can_listen(family: socket.AddressFamily, host: str, port: int, key: str, address: str) -> None:
@@ -240,6 +259,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
     _check_model(config, folder, engines, "--model" if args.model else ": ".join(filter(None, (str(args.config or ""), "pipeline.model"))))
+    if inference.backend == "triton":
+        _check_triton(config, engines, "--triton-url" if args.triton_url else ": ".join(filter(None, (str(args.config or ""), "triton.url"))))
     lock = _claim_data_dir(folder)
     try:
         run_dir = new_run_dir()

@@ -32,7 +32,7 @@ from streamrec.images import load_image
 from streamrec.web.metrics import StageMetrics
 from tests.backends.compare import assert_same_faces
 from tests.conftest import run_cli
-from tests.pipeline.conftest import stepped_inference
+from tests.pipeline.conftest import quiet_outputs, stepped_inference
 from tests.support.triton import TritonServer, require_triton
 
 PHOTO = "scenes/fnp_multiface.jpg"
@@ -173,6 +173,21 @@ def test_a_missing_model_or_a_server_that_is_down_is_one_line(server: TritonServ
                   "--triton-url", closed, timeout=120)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and f"triton at {closed}" in run.stderr, run.stderr
+
+
+def test_a_pipeline_refuses_to_start_without_the_server_or_its_models(server: TritonServer, engine_dir: Path,
+                                                                      hamilton_clip: Path, tmp_path: Path):
+    common = ("run", "--source", str(hamilton_clip), "--engines", str(engine_dir), "--data-dir", str(tmp_path / "data"),
+              "--backend", "triton", "--precision", "fp32", *quiet_outputs())
+    closed = TritonServer(server.repository, tmp_path / "unused.log").url
+    down = run_cli(*common, "--triton-url", closed, timeout=120)
+    assert down.returncode == 1 and down.stderr.count("\n") == 1, down.stderr
+    assert down.stderr.startswith(f"streamrec: error: --triton-url: triton at {closed}: the health check failed"), down.stderr
+    config = tmp_path / "site.toml"
+    config.write_text(f'[triton]\nurl = "{_up(server).url}"\nmodel_prefix = "site1-"\n')
+    missing = run_cli(*common, "--config", str(config), timeout=120)
+    assert missing.returncode == 1, missing.stderr
+    assert missing.stderr == f"streamrec: error: {config}: triton.url: triton at {server.url} has no ready model 'site1-pnet'\n"
 
 
 def test_the_inference_stage_survives_a_server_restart_and_reports_its_health(server: TritonServer,

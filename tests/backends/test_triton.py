@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ from streamrec.web.metrics import StageMetrics
 from tests.backends.compare import assert_same_faces
 from tests.conftest import run_cli
 from tests.pipeline.conftest import quiet_outputs, stepped_inference
+from tests.support.needs import missing
 from tests.support.triton import TritonServer, require_triton
 
 PHOTO = "scenes/fnp_multiface.jpg"
@@ -188,6 +191,48 @@ def test_a_pipeline_refuses_to_start_without_the_server_or_its_models(server: Tr
     missing = run_cli(*common, "--config", str(config), timeout=120)
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr == f"streamrec: error: {config}: triton.url: triton at {server.url} has no ready model 'site1-pnet'\n"
+
+
+def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """``(cert, key)``: a self-signed certificate for 127.0.0.1, valid for two days (openssl)."""
+    if shutil.which("openssl") is None:
+        missing("the Triton TLS test makes its certificates with openssl")
+    cert, key = folder / f"{name}.pem", folder / f"{name}-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_mutual_tls_reaches_a_server_that_asks_for_it_and_nothing_else_does(server: TritonServer, engine_dir: Path,
+                                                                             shared_data: Path, tmp_path: Path):
+    (server_cert, server_key), (client_cert, client_key) = _self_signed(tmp_path, "server"), _self_signed(tmp_path, "client")
+    shutil.copytree(server.repository / "rnet", tmp_path / "repository" / "rnet")
+    secure = TritonServer(
+        tmp_path / "repository", tmp_path / "tls.log",
+        options=["--grpc-use-ssl-mutual", "true", "--grpc-server-cert", str(server_cert), "--grpc-server-key",
+                 str(server_key), "--grpc-root-cert", str(client_cert)],
+        client={"ssl": True, "root_certificates": str(server_cert), "private_key": str(client_key),
+                "certificate_chain": str(client_cert)},
+    )
+    path, batch = engine_dir / ENGINE_FILES["rnet"], _inputs(shared_data)["rnet"]
+    secure.start()
+    try:
+        mutual = TritonOptions(url=secure.url, tls=True, root_cert=str(server_cert), client_cert=str(client_cert),
+                               client_key=str(client_key))
+        remote = open_backend("triton", path, BackendOptions(triton=mutual))
+        reference = open_backend("onnxruntime", path, BackendOptions(threads=1))
+        for a, b in zip(remote.run(batch), reference.run(batch)):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+        remote.close()
+        for refused in (TritonOptions(url=secure.url, timeout_s=5),  # no TLS
+                        TritonOptions(url=secure.url, tls=True, root_cert=str(server_cert), timeout_s=5)):  # no client cert
+            with pytest.raises(ValueError) as caught:
+                open_backend("triton", path, BackendOptions(triton=refused))
+            assert str(caught.value).startswith(f"triton at {secure.url}: the health check failed: ")
+            assert "\n" not in str(caught.value)
+    finally:
+        secure.kill()
 
 
 def test_the_inference_stage_survives_a_server_restart_and_reports_its_health(server: TritonServer,

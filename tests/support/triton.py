@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -49,11 +50,14 @@ def _free_ports(count: int) -> list[int]:
 
 
 class TritonServer:
-    """``tritonserver --model-repository REPOSITORY`` on loopback; ``url`` is its gRPC address."""
+    """``tritonserver --model-repository REPOSITORY`` on loopback; ``url`` is its gRPC address.
+    ``options``: more of the server's command-line options (TLS); ``client``: the keyword
+    arguments of the gRPC client that polls it (the TLS files that reach it)."""
 
-    def __init__(self, repository: Path, log: Path) -> None:
+    def __init__(self, repository: Path, log: Path, options: Sequence[str] = (), client: dict | None = None) -> None:
         self.binary = require_triton()
         self.repository, self.log = repository, log
+        self.options, self.client = list(options), client or {}
         self.grpc_port, self.http_port, self.metrics_port = _free_ports(3)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -70,6 +74,7 @@ class TritonServer:
             "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
             "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
             "--metrics-port", str(self.metrics_port), "--allow-metrics", "false", "--allow-gpu-metrics", "false",
+            *self.options,
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -82,7 +87,7 @@ class TritonServer:
 
         deadline = time.monotonic() + timeout
         models = [path.name for path in self.repository.iterdir() if (path / "config.pbtxt").is_file()]
-        with grpcclient.InferenceServerClient(self.url) as client:
+        with grpcclient.InferenceServerClient(self.url, **self.client) as client:
             while time.monotonic() < deadline:
                 assert self.process is not None
                 if self.process.poll() is not None:

@@ -6,8 +6,10 @@ The server's models must all load; the backend's outputs must equal ONNX Runtime
 inputs, and ``streamrec detect``/``embed --backend triton`` give the faces and embeddings that
 ONNX Runtime gives (tolerances of tests/backends/compare.py and the engine build). A server
 killed mid-use makes calls fail with a one-line error, and they resume once it is back on the
-same port, in the backend and in the inference stage, whose health gauges follow the server.
-A server that is down, or lacks a model, is refused in one line.
+same port, in the backend and in the inference stage, whose health gauges follow the server; a
+frozen one makes calls time out, and they resume once it thaws. A server that is down, lacks a
+model or serves another engine under its name is refused in one line, by ``streamrec run``
+before it starts. Mutual TLS reaches a server that asks for it; a client without it does not.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamrec.backends import BackendOptions, BackendUnavailable, TritonOptions, open_backend
+from streamrec.backends import Backend, BackendOptions, BackendUnavailable, TritonOptions, open_backend
 from streamrec.bus import sockets
 from streamrec.bus.messages import FrameHeader, SourceStatus, StageStats
 from streamrec.config.model import PipelineConfig, RunConfig, SourceConfig, TritonConfig
@@ -138,6 +141,21 @@ def test_detect_and_embed_match_onnxruntime_on_a_real_photo(server: TritonServer
     assert np.min(np.sum(ours * reference, axis=1)) >= FACENET_MIN_COSINE
 
 
+def _resumes(remote: Backend, batch: np.ndarray, before: list[np.ndarray], when: str) -> None:
+    """Calls on ``remote`` succeed again within a minute, with the outputs they had ``before``."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            after = remote.run(batch)
+            break
+        except BackendUnavailable:
+            assert time.monotonic() < deadline, f"calls never resumed {when}"
+            time.sleep(0.1)  # polling interval of a deadline loop
+    for ours, theirs in zip(after, before):
+        np.testing.assert_array_equal(ours, theirs)
+    remote.close()
+
+
 def test_calls_fail_clearly_while_the_server_is_down_and_resume_when_it_is_back(server: TritonServer,
                                                                                 engine_dir: Path, shared_data: Path):
     batch = _inputs(shared_data)["rnet"]
@@ -150,17 +168,24 @@ def test_calls_fail_clearly_while_the_server_is_down_and_resume_when_it_is_back(
     with pytest.raises(BackendUnavailable, match="unreachable; trying again in"):
         remote.run(batch)  # within the back-off: refused at once, without a call
     server.restart()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            after = remote.run(batch)
-            break
-        except BackendUnavailable:
-            assert time.monotonic() < deadline, "calls never resumed after the server came back"
-            time.sleep(0.1)
-    for a, b in zip(after, before):
-        np.testing.assert_array_equal(a, b)
-    remote.close()
+    _resumes(remote, batch, before, "after the server came back")
+
+
+def test_a_frozen_server_times_out_and_is_used_again_once_it_thaws(server: TritonServer, engine_dir: Path,
+                                                                   shared_data: Path):
+    batch = _inputs(shared_data)["rnet"]
+    remote = open_backend("triton", engine_dir / ENGINE_FILES["rnet"], _triton(_up(server), timeout_s=1))
+    before = remote.run(batch)
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)  # sockets open, nothing answers
+    try:
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable, match=f"^triton at {server.url}: running 'rnet' failed: "):
+            remote.run(batch)
+        assert time.monotonic() - start < 4, "the call outlasted its timeout"
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    _resumes(remote, batch, before, "after the server thawed")
 
 
 def test_a_missing_model_or_a_server_that_is_down_is_one_line(server: TritonServer, engine_dir: Path, tmp_path: Path,
@@ -168,6 +193,10 @@ def test_a_missing_model_or_a_server_that_is_down_is_one_line(server: TritonServ
     with pytest.raises(ValueError) as missing:
         open_backend("triton", tmp_path / "nobody.onnx", _triton(_up(server)))
     assert str(missing.value) == f"triton at {server.url} has no ready model 'nobody'"
+    (tmp_path / "rnet.onnx").symlink_to(engine_dir / ENGINE_FILES["onet"])  # not the engine the server has
+    with pytest.raises(ValueError, match=f"^triton at {server.url}: model 'rnet' has inputs .*24, 24.*, rnet.onnx has "
+                       ".*48, 48.*: export the repository from these engines$"):
+        open_backend("triton", tmp_path / "rnet.onnx", _triton(server))
     prefixed = BackendOptions(triton=TritonOptions(url=server.url, model_prefix="site1-"))
     with pytest.raises(ValueError, match=f"^triton at {server.url} has no ready model 'site1-pnet'$"):
         open_backend("triton", engine_dir / ENGINE_FILES["pnet"], prefixed)

@@ -12,7 +12,8 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
 
 int8 is never picked by ``auto``: on an AVX2-only CPU its LFW View 1 accuracy is 0.004 below
 fp32's (docs/accuracy.md), over that bound; ask for it by name. TensorRT is never picked
-either: its engines take minutes to compile on first use, so it runs only when asked for.
+either: its engines take minutes to compile on first use, so it runs only when asked for. Nor is
+``triton``, which has no entry: it needs the address of a server ([triton] url).
 
 Every entry passed over is kept with the backend's own one-line reason, so the caller can say
 what was picked and why. The probes are cheap: a GPU entry is passed over without importing

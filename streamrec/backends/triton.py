@@ -23,7 +23,7 @@ restart costs the frames in between and a few seconds, never the process.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,12 @@ except ImportError:
 
 from streamrec.backends.base import Backend, BackendOptions, BackendUnavailable, TensorSpec, TritonOptions
 
-__all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "Connection", "TritonBackend", "TritonHealth", "check_server"]
+__all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "HEALTH_TIMEOUT_S", "Connection", "TritonBackend", "TritonHealth", "check_server"]
 
 #: the first wait after a failed call, doubled after each further failure up to the last
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.25, 8.0
+#: the longest a health check waits for the server
+HEALTH_TIMEOUT_S = 1.0
 _DTYPES: dict[str, np.dtype] = {"FP32": np.dtype(np.float32), "FP16": np.dtype(np.float16), "UINT8": np.dtype(np.uint8)}
 _NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
@@ -210,11 +212,12 @@ def check_server(options: TritonOptions, engines: list[str]) -> None:
 
 class TritonHealth:
     """The server's health as gauges: ``triton_live`` and ``triton_ready`` (1 or 0), and
-    ``triton_model_ready_<model>`` for each model in use; all 0 while the server is unreachable."""
+    ``triton_model_ready_<model>`` for each model in use; all 0 while the server is unreachable.
+    Its calls wait at most :data:`HEALTH_TIMEOUT_S`: the stage that reads them waits meanwhile."""
 
     def __init__(self, options: TritonOptions, models: list[str]) -> None:
         self.models = models
-        self.connection = Connection(options)
+        self.connection = Connection(replace(options, timeout_s=min(options.timeout_s, HEALTH_TIMEOUT_S)))
 
     def gauges(self) -> dict[str, float]:
         figures = {"triton_live": 0.0, "triton_ready": 0.0, **{f"triton_model_ready_{m}": 0.0 for m in self.models}}

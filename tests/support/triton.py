@@ -1,5 +1,5 @@
 """A real Triton Inference Server for the tests: ``tritonserver`` from nvidia-pytriton, in the
-``.venv-triton`` that ``make setup`` creates from Debian's Python (docs/triton.md).
+``.venv-triton`` that ``make test`` creates from Debian's Python (docs/triton.md).
 
 :class:`TritonServer` starts it on free loopback ports over a model repository, waits until it
 and every model are ready by polling its gRPC health API, and breaks it on purpose: kill -9 and
@@ -32,7 +32,7 @@ def require_triton() -> Path:
     binary, stub = _SERVER / "bin" / "tritonserver", _SERVER / "backends" / "python" / "triton_python_backend_stub"
     if binary.is_file() and stub.is_file():
         return binary
-    message = f"no tritonserver with its Python backend in {TRITON_VENV}: run make setup"
+    message = f"no tritonserver with its Python backend in {TRITON_VENV}: run make test (it makes it)"
     if os.environ.get("CI"):
         pytest.fail(message + "; CI must have it")
     pytest.skip(message)

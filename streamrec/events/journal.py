@@ -31,11 +31,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Journal", "prune_journal", "read_journal", "rename_person"]
+__all__ = ["Journal", "JournalTail", "last_seq", "prune_journal", "read_journal", "rename_person", "replace_file"]
 
 _PREFIX = "events-"
 _LOCK = ".lock"
 _TAIL_CHUNK = 4096
+_LAST_LINE_CHUNK = 64 * 1024
 
 log = logging.getLogger("events")
 
@@ -90,7 +91,7 @@ def rename_person(folder: Path, person_id: str) -> int:
                         count += 1
                     lines.append(raw)
             if count:
-                _replace(path, b"".join(lines))
+                replace_file(path, b"".join(lines))
                 changed += count
     return changed
 
@@ -105,7 +106,9 @@ def _parse(raw: bytes) -> Any:
         return None
 
 
-def _replace(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
+    """Make ``path`` hold ``data``, durably and all at once (a temporary file renamed over it), so
+    that a crash or a full disk leaves either the old content or the new, never a mix."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -138,6 +141,88 @@ def read_journal(folder: Path, since_ts: float | None = None, after_seq: int = 0
         for item in _complete_lines(path):
             if item["seq"] > after_seq and (since_ts is None or item.get("ts", 0) >= since_ts):
                 yield item
+
+
+def _last_line_seq(path: Path) -> int:
+    """The ``seq`` of the last whole line of ``path`` (0: none, or no file), from its last
+    ``_LAST_LINE_CHUNK`` bytes (an event is at most 16 KiB), else from the whole file."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(0, size - _LAST_LINE_CHUNK)
+            handle.seek(start)
+            lines = handle.read().split(b"\n")[1 if start else 0 : -1]  # whole lines only
+    except OSError:
+        return 0
+    for raw in reversed(lines):
+        item = _parse(raw + b"\n")
+        if isinstance(item, dict) and isinstance(item.get("seq"), int):
+            return item["seq"]
+    return max((item["seq"] for item in _complete_lines(path)), default=0) if start else 0
+
+
+def last_seq(folder: Path) -> int:
+    """The ``seq`` of the newest event journaled in ``folder`` (0: none); the last two days'
+    files are looked at, as a batch written around midnight ends in either."""
+    files = _files(folder) if folder.is_dir() else []
+    return max((_last_line_seq(path) for path in files[-2:]), default=0)
+
+
+class JournalTail:
+    """Follows the journal in ``folder`` as it is written: each :meth:`poll` returns the events
+    journaled since the last one, oldest first, none twice, starting after ``after_seq``.
+
+    It remembers how far it read each file, so a poll reads only what was appended, and it reads
+    under the journal's lock, so that a batch written to two files (around midnight) is seen
+    whole or not at all. A file rewritten since (a person erased) is read again from its start,
+    without what was already returned; a file whose last event is older than ``after_seq`` is
+    not read at all, so starting at the end of a long journal costs nothing."""
+
+    def __init__(self, folder: Path, after_seq: int = 0) -> None:
+        self.folder = Path(folder)
+        self.seq = after_seq  #: the newest ``seq`` returned
+        self._read: dict[Path, tuple[int, int]] = {}  #: file -> (its inode, bytes of it read)
+
+    def poll(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The events journaled since the last poll (about ``limit`` at most: files are read in
+        order, and the next one only once this one is read to its end)."""
+        if not self.folder.is_dir():
+            return []
+        fresh: list[dict[str, Any]] = []
+        with _locked(self.folder):
+            for path in _files(self.folder):
+                finished = self._read_new(path, limit - len(fresh), fresh)
+                if not finished:
+                    break
+        fresh = sorted((item for item in fresh if item["seq"] > self.seq), key=lambda item: item["seq"])
+        if fresh:
+            self.seq = fresh[-1]["seq"]
+        return fresh
+
+    def _read_new(self, path: Path, limit: int, into: list[dict[str, Any]]) -> bool:
+        """Append the whole lines of ``path`` not read yet to ``into``, at most ``limit``;
+        whether the file was read to its end (or is gone: removed by retention meanwhile)."""
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            inode, size = status.st_ino, status.st_size
+            known, offset = self._read.get(path, (0, -1))
+            if known != inode or offset > size:
+                offset = -1  # a new file, or one rewritten in place of the one read
+            if offset < 0:
+                offset = size if _last_line_seq(path) <= self.seq else 0
+            handle.seek(offset)
+            while limit > 0:
+                raw = handle.readline()
+                if not raw.endswith(b"\n"):
+                    break  # the end, or a line still being written
+                offset += len(raw)
+                item = _parse(raw)
+                if isinstance(item, dict) and isinstance(item.get("seq"), int) and item["seq"] > self.seq:
+                    into.append(item)
+                    limit -= 1
+            self._read[path] = (inode, offset)
+            return limit > 0
+        return True
 
 
 class Journal:

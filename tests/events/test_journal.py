@@ -18,7 +18,7 @@ import zmq
 
 from streamrec.bus.messages import EndTracks, Event, Serving
 from streamrec.bus.sockets import Endpoints, new_run_dir, push_socket, receive, send, sub_socket
-from streamrec.events.journal import Journal, read_journal
+from streamrec.events.journal import Journal, JournalTail, last_seq, read_journal, rename_person
 from streamrec.events.stage import JOURNAL_BACKLOG, EventsStage
 from streamrec.events.tracks import SILENT_S
 from streamrec.pipeline.stage import run_stage
@@ -61,6 +61,25 @@ def test_read_since_and_after(tmp_path: Path):
     assert len(list(tmp_path.glob("events-*.jsonl"))) == 3
     assert [e["seq"] for e in read_journal(tmp_path, since_ts=1_700_000_000.0 + 86400)] == [2, 3]
     assert [e["seq"] for e in read_journal(tmp_path, after_seq=2)] == [3]
+
+
+def test_a_tail_follows_the_journal_in_order_once_across_days_partial_lines_and_rewrites(tmp_path: Path):
+    journal = Journal(tmp_path)
+    journal.append([_event(i) for i in range(3)])
+    tail = JournalTail(tmp_path, after_seq=1)
+    assert [item["seq"] for item in tail.poll()] == [2, 3]
+    journal.append([_event(3), _event(4, ts=1_700_000_000.0 + 86400)])  # one batch, two days' files
+    with open(next(tmp_path.glob("events-*.jsonl")), "ab") as handle:
+        handle.write(b'{"seq":99,')  # a line being written
+    assert [item["seq"] for item in tail.poll(limit=1)] == [4]  # the next day's file waits for this one
+    assert [item["seq"] for item in tail.poll()] == [5]
+    assert last_seq(tmp_path) == 5
+    rename_person(tmp_path, "p1")  # no change: Ann has no person id here
+    journal.append([{**_event(6), "person_id": "p1"}])
+    assert rename_person(tmp_path, "p1") == 1  # the file is replaced by a rewritten one
+    assert [(item["seq"], item["name"]) for item in tail.poll()] == [(6, "p1")]
+    assert tail.poll() == []
+    assert [item["seq"] for item in JournalTail(tmp_path, after_seq=5).poll()] == [6]
 
 
 def test_a_full_disk_loses_nothing(tmp_path: Path):

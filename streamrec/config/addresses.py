@@ -1,5 +1,5 @@
-"""The addresses the pipeline publishes on: ZeroMQ endpoints (``[outputs] events``/``frames``) and
-the web server's ``HOST:PORT`` (``[outputs] http``).
+"""The addresses the pipeline publishes on: ZeroMQ endpoints (``[outputs] events``/``frames``), the
+web server's ``HOST:PORT`` (``[outputs] http``) and the MQTT broker's (``[mqtt] broker``).
 
 Checked when the configuration is read, so a typo is one line naming the key rather than a stage
 that fails to bind and is restarted in vain. A port outside 1-65535 is refused here because the
@@ -18,8 +18,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 __all__ = [
-    "Endpoint", "HostPort", "HttpAddress", "ZmqEndpoint",
-    "binds_beyond_loopback", "clashes", "exposure_warning", "parse_http_address", "parse_zmq_endpoint",
+    "BrokerAddress", "Endpoint", "HostPort", "HttpAddress", "ZmqEndpoint",
+    "binds_beyond_loopback", "clashes", "exposure_warning", "parse_broker_address", "parse_http_address",
+    "parse_zmq_endpoint",
 ]
 
 #: A socket path is at most 108 bytes with its terminating NUL (``sun_path`` on Linux).
@@ -32,6 +33,7 @@ _EVERYWHERE = {"*", "0.0.0.0", "::"}
 
 ZMQ_FORM = "tcp://HOST:PORT (HOST an IPv4 address, * for every interface, or a host name) or ipc://PATH"
 HTTP_FORM = "HOST:PORT (an IPv4 address, an IPv6 one in brackets, or a host name), or \"\" for no web server"
+BROKER_FORM = "HOST:PORT (an IPv4 address, an IPv6 one in brackets, or a host name), or \"\" for no MQTT"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,14 @@ def parse_http_address(text: str) -> HostPort:
     return HostPort(host and _host(host), _port(port))
 
 
+def parse_broker_address(text: str) -> HostPort:
+    """An MQTT broker's ``HOST:PORT`` (``[::1]:1883`` for IPv6); raises ``ValueError``."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"must be {BROKER_FORM}")
+    return HostPort(_host(host), _port(port))
+
+
 def _is_loopback(host: str) -> bool:
     if host in ("", "localhost"):
         return True
@@ -148,10 +158,18 @@ def _http_text(text: str) -> str:
     return text
 
 
+def _broker_text(text: str) -> str:
+    if text:
+        parse_broker_address(text)
+    return text
+
+
 #: A configuration string holding a ZeroMQ endpoint the pipeline binds.
 ZmqEndpoint = Annotated[str, AfterValidator(_zmq_text), Field(json_schema_extra={"allowed": ZMQ_FORM})]
 #: A configuration string holding the web server's address, or ``""`` for none.
 HttpAddress = Annotated[str, AfterValidator(_http_text), Field(json_schema_extra={"allowed": HTTP_FORM})]
+#: A configuration string holding the MQTT broker's address, or ``""`` for none.
+BrokerAddress = Annotated[str, AfterValidator(_broker_text), Field(json_schema_extra={"allowed": BROKER_FORM})]
 
 
 def exposure_warning(exposed: Sequence[tuple[str, str]], tls: bool = False) -> str | None:

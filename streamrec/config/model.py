@@ -31,10 +31,12 @@ from streamrec.backends import TritonOptions, default_threads
 from streamrec.backends.choose import BackendChoice, PrecisionChoice
 from streamrec.capture.source import SourceError, parse_source
 from streamrec.config.addresses import (
+    BrokerAddress,
     HttpAddress,
     ZmqEndpoint,
     binds_beyond_loopback,
     clashes,
+    parse_broker_address,
     parse_http_address,
     parse_zmq_endpoint,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "DetectorConfig",
     "DoorConfig",
     "MatcherConfig",
+    "MqttConfig",
     "OutputsConfig",
     "PipelineConfig",
     "PrivacyConfig",
@@ -592,6 +595,105 @@ class DoorConfig(Section):
     )
 
 
+def _existing_file(path: str) -> str:
+    """A file the stage reads when it starts: checked now, so a typo is one line at load time."""
+    path = os.path.expanduser(path)
+    if path and not os.path.isfile(path):
+        raise ValueError("no such file")
+    return path
+
+
+#: A path of a file that must exist, or "" for none; a leading ~ is the home directory.
+FilePath = Annotated[str, AfterValidator(_existing_file), Field(json_schema_extra={"allowed": 'a path of an existing file, or ""'})]
+_TOPIC_LEVELS = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_LEVELS.fullmatch(value):
+        raise ValueError("must be topic levels of letters, digits, '_' and '-', separated by '/'")
+    return value
+
+
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix), Field(
+    max_length=200, json_schema_extra={"allowed": "topic levels of letters, digits, '_' and '-', separated by '/'"},
+)]
+
+
+class MqttConfig(Section):
+    """[mqtt]: every journaled event published to an MQTT broker (README.md, "MQTT"), for Home Assistant
+    and the like. Beyond loopback the broker must be reached with a user name and TLS."""
+
+    broker: BrokerAddress = Field(
+        default="",
+        description='The broker\'s HOST:PORT (1883 is MQTT, 8883 MQTT over TLS); "": no MQTT.',
+    )
+    prefix: TopicPrefix = Field(
+        default="streamrec",
+        description="Events go to PREFIX/CAMERA/TYPE, the latest decision of each camera to PREFIX/CAMERA/decision "
+        "(retained), and online/offline to PREFIX/status.",
+    )
+    discovery: bool = Field(
+        default=True,
+        description="Announce a sensor per camera with Home Assistant's MQTT discovery (retained).",
+    )
+    discovery_prefix: TopicPrefix = Field(
+        default="homeassistant",
+        description="Where Home Assistant reads discovery messages (its own setting of that name).",
+    )
+    client_id: str = Field(
+        default="streamrec", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The client id on the broker, distinct for each pipeline publishing there; also names the "
+        "device in Home Assistant.",
+        json_schema_extra={"allowed": "1 to 64 letters, digits, '_' and '-'"},
+    )
+    username: str = Field(
+        default="", max_length=200,
+        description='The user name to log in with; "": none (anonymous).',
+    )
+    password_file: FilePath = Field(
+        default="",
+        description='A file whose first line is the password of username (never the password itself in this file); '
+        '"": none.',
+    )
+    tls: bool = Field(
+        default=False,
+        description="Connect with TLS, checking the broker's certificate (against tls_ca, else the system's "
+        "certificate authorities).",
+    )
+    tls_ca: FilePath = Field(
+        default="",
+        description='PEM certificate(s) of the authority that signed the broker\'s certificate; "": the system\'s.',
+    )
+    tls_cert: FilePath = Field(
+        default="",
+        description='PEM client certificate, for brokers that ask for one; with tls_key. "": none.',
+    )
+    tls_key: FilePath = Field(
+        default="",
+        description='PEM private key of tls_cert (unencrypted). "": none.',
+    )
+    keepalive: int = Field(
+        default=60, ge=5, le=3600,
+        description="Seconds between the keep-alive messages that tell a lost broker (and the broker a lost "
+        "pipeline, which then publishes its offline status).",
+    )
+
+    _tls_pair = _together("mqtt", "tls_cert", "tls_key")
+
+    @model_validator(mode="after")
+    def _secure_beyond_loopback(self) -> MqttConfig:
+        if (self.tls_ca or self.tls_cert) and not self.tls:
+            key = "tls_ca" if self.tls_ca else "tls_cert"
+            raise RuleError(("mqtt", key), getattr(self, key), "is used only with tls = true: set it, or remove this key")
+        if self.password_file and not self.username:
+            raise RuleError(("mqtt", "password_file"), self.password_file, "a password needs a username: set username")
+        if self.broker and binds_beyond_loopback(parse_broker_address(self.broker)) and not (self.username and self.tls):
+            raise RuleError(("mqtt", "broker"), self.broker, "is beyond this machine: the events (with the names of the "
+                            "people recognised) would cross the network to anyone; set username, password_file and "
+                            "tls = true, or use a broker on 127.0.0.1")
+        return self
+
+
 class RunConfig(BaseModel):
     """A whole configuration file."""
 
@@ -608,6 +710,7 @@ class RunConfig(BaseModel):
     auth: AuthConfig = AuthConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     door: DoorConfig = DoorConfig()
+    mqtt: MqttConfig = MqttConfig()
     sources: list[SourceConfig] = Field(
         default=[], max_length=MAX_SOURCES,
         json_schema_extra={"allowed": f"[[sources]] tables, one per source, at most {MAX_SOURCES}"},

@@ -23,10 +23,12 @@ def stage_factories(
     journal_dir: Path | None = None,
 ) -> dict[str, Callable[[], Stage]]:
     """Stage name -> a function building the stage, in start order (consumers first): the
-    events journal and publisher, the renderer, the web server (when ``config.outputs.http``
-    is set), the inference stage matching against the watchlist in ``data_dir``, and one
-    capture stage per source. ``journal_dir``: where events are journaled (default
+    events journal and publisher, the MQTT publisher of that journal (when ``config.mqtt.broker``
+    is set; what it delivered is kept in ``data_dir/mqtt-delivered.json``), the renderer, the
+    web server (when ``config.outputs.http`` is set), the inference stage matching against the
+    watchlist in ``data_dir``, and one capture stage per source. ``journal_dir``: where events are journaled (default
     ``data_dir/events``)."""
+    from streamrec.events.mqtt import MqttStage
     from streamrec.events.stage import EventsStage
     from streamrec.pipeline.capture import CaptureStage
     from streamrec.pipeline.inference import InferenceStage
@@ -37,8 +39,12 @@ def stage_factories(
     sources = [s.label for s in config.sources]
     factories: dict[str, Callable[[], Stage]] = {
         "events": functools.partial(EventsStage, endpoints, journal, log_file, journal_days=config.privacy.journal_days),
-        "render": functools.partial(RenderStage, config.outputs, endpoints, log_file, sources),
     }
+    if config.mqtt.broker:
+        factories["mqtt"] = functools.partial(
+            MqttStage, config.mqtt, journal, data_dir / "mqtt-delivered.json", sources, endpoints.stats, log_file,
+        )
+    factories["render"] = functools.partial(RenderStage, config.outputs, endpoints, log_file, sources)
     if config.outputs.http:
         factories["web"] = functools.partial(
             WebStage, config.outputs, endpoints, log_file, sources, config.auth, data_dir,

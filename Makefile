@@ -47,9 +47,9 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/streamrec demo
 
-# The tests also need Debian packages (an RTSP server, ffmpeg, chromium): installed here when
-# this user can, else the command to run is printed and nothing is skipped; and the Triton server
-# the triton backend's tests serve the engines from.
+# The tests also need Debian packages (an RTSP server, ffmpeg, chromium, mosquitto): installed
+# here when this user can, else the command to run is printed and nothing is skipped; and the
+# Triton server the triton backend's tests serve the engines from.
 test: lint $(VENV_TRITON)/.installed
 	PYTHON=$(PYTHON) tools/system-deps
 	$(BIN)/python -m pytest

@@ -182,6 +182,9 @@ class JournalTail:
         self.folder = Path(folder)
         self.seq = after_seq  #: the newest ``seq`` returned
         self._read: dict[Path, tuple[int, int]] = {}  #: file -> (its inode, bytes of it read)
+        #: files read to their end before the last two days: never looked at again (a year of
+        #: files is not opened every poll), as nothing is appended to them any more
+        self._done: set[Path] = set()
 
     def poll(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The events journaled since the last poll (about ``limit`` at most: files are read in
@@ -190,10 +193,14 @@ class JournalTail:
             return []
         fresh: list[dict[str, Any]] = []
         with _locked(self.folder):
-            for path in _files(self.folder):
-                finished = self._read_new(path, limit - len(fresh), fresh)
-                if not finished:
+            files = _files(self.folder)
+            for path in files:
+                if path in self._done:
+                    continue
+                if not self._read_new(path, limit - len(fresh), fresh):
                     break
+                if path not in files[-2:]:
+                    self._done.add(path)
         fresh = sorted((item for item in fresh if item["seq"] > self.seq), key=lambda item: item["seq"])
         if fresh:
             self.seq = fresh[-1]["seq"]

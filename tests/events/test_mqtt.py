@@ -28,6 +28,7 @@ from tests.pipeline.conftest import enroll_people, start_pipeline
 from tests.support.mosquitto import Broker, Received, Subscriber, need_mosquitto, wait_for
 
 SOURCES = ["front door", "127.0.0.1:8554/clip"]
+STARTED = "publishing events to the MQTT broker"  #: what the stage logs once it is set up
 
 
 @pytest.fixture
@@ -50,8 +51,9 @@ class StageProcess:
         stage = MqttStage(self.config, self.folder / "events", self.state_file, SOURCES, self.stats_address, self.log_file,
                           retry_max_s=1.0)
         self.process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
+        started = self.log().count(STARTED)
         self.process.start()
-        wait_for(lambda: "publishing events to the MQTT broker" in self.log(), "the stage to start")
+        wait_for(lambda: self.log().count(STARTED) > started, "the stage to start")
         return self
 
     def log(self) -> str:
@@ -149,6 +151,26 @@ def test_a_restarted_stage_resumes_after_the_delivered_seq(broker: Broker, tmp_p
     wait_for(lambda: stage.delivered() == second[-1]["seq"], "the events written while it was down")
     wait_for(lambda: len(watcher.received()) - before == len(second), "their messages")
     assert _seqs(watcher.received()[before:]) == [item["seq"] for item in second]
+    stage.stop()
+    watcher.close()
+
+
+def test_a_stage_killed_mid_stream_loses_nothing(broker: Broker, tmp_path: Path, stages):
+    journal = Journal(tmp_path / "events")
+    watcher = Subscriber(broker, ["streamrec/+/match"])
+    stage = StageProcess(MqttConfig(broker=broker.address), tmp_path).start()
+    stages.append(stage)
+    journal.append([_event("match", "front door", name=f"n{i}") for i in range(300)])
+    wait_for(lambda: stage.delivered() > 0, "publishing to begin")
+    assert stage.process is not None
+    stage.process.kill()  # SIGKILL: no goodbye, acknowledgements received but not recorded are lost
+    stage.process.join(10)
+    delivered = stage.delivered()
+    last = journal.append([_event("match", "front door", name=f"n{i}") for i in range(300, 310)])[-1]["seq"]
+    stages.append(stage.start())
+    assert stage.log().rsplit(STARTED, 1)[1].split("\n")[0].endswith(f"after seq {delivered}")
+    wait_for(lambda: stage.delivered() == last, "the restarted stage to deliver the rest")
+    wait_for(lambda: set(_seqs(watcher.received())) == set(range(1, last + 1)), "every event at the subscriber")
     stage.stop()
     watcher.close()
 

@@ -26,6 +26,7 @@ from streamrec.events.mqtt import MqttStage, topic_name
 from streamrec.pipeline.stage import run_stage
 from tests.pipeline.conftest import enroll_people, start_pipeline
 from tests.support.mosquitto import Broker, Received, Subscriber, need_mosquitto, wait_for
+from tests.web.test_tls import certificate  # noqa: F401 - a shared fixture
 
 SOURCES = ["front door", "127.0.0.1:8554/clip"]
 STARTED = "publishing events to the MQTT broker"  #: what the stage logs once it is set up
@@ -250,6 +251,28 @@ def test_a_broker_down_at_the_start_is_retried_with_one_line_and_its_figures_rep
     finally:
         broker.stop()
         ctx.destroy(linger=0)
+
+
+def test_tls_checks_the_broker_against_the_given_authority(certificate: tuple[Path, Path], tmp_path: Path, stages):  # noqa: F811
+    need_mosquitto()
+    broker = Broker(tmp_path / "broker", {"streamrec": "door-secret"}, tls=certificate).start()
+    try:
+        (tmp_path / "password").write_text("door-secret\n")
+        login = {"broker": broker.address, "username": "streamrec", "password_file": str(tmp_path / "password"), "tls": True}
+        untrusted = StageProcess(MqttConfig(**login), tmp_path / "untrusted").start()  # the system's authorities
+        stages.append(untrusted)
+        wait_for(lambda: "certificate verify failed" in untrusted.log(), "the untrusted certificate to be refused")
+        untrusted.stop()
+
+        watcher = Subscriber(broker, ["streamrec/+/match"], user=("streamrec", "door-secret"), tls_ca=certificate[0])
+        stage = StageProcess(MqttConfig(**login, tls_ca=str(certificate[0])), tmp_path).start()
+        stages.append(stage)
+        written = Journal(tmp_path / "events").append([_event("match", "front door", name="Ann")])
+        wait_for(lambda: _seqs(watcher.received()) == [written[0]["seq"]], "the event over TLS")
+        stage.stop()
+        watcher.close()
+    finally:
+        broker.stop()
 
 
 @pytest.mark.parametrize(("mqtt", "problem"), [

@@ -1,14 +1,14 @@
 """A real Mosquitto broker for the tests, on a free loopback port, and a real paho subscriber.
 
 The broker runs from a configuration file written here, with a password file made by
-``mosquitto_passwd`` when users are given (``allow_anonymous`` otherwise); it is stopped, or
+``mosquitto_passwd`` when users are given (``allow_anonymous`` otherwise) and TLS only when a
+certificate is given; it is stopped, or
 killed, by its PID, and can be started again on the same port. Changing its users and sending
 it SIGHUP makes it read the password file again, as a running broker does.
 """
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,14 +21,15 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.support.needs import require
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 PASSWD = "mosquitto_passwd"
 
 
 def need_mosquitto() -> None:
-    """Skip the test when Mosquitto is not installed (tools/system-deps mqtt installs it)."""
-    if not Path(MOSQUITTO).is_file() or shutil.which(PASSWD) is None:
-        pytest.skip(f"needs Mosquitto ({MOSQUITTO} and {PASSWD}): run tools/system-deps mqtt")
+    """Go on when Mosquitto is installed, else skip (fail under ``CI``) naming what installs it."""
+    require("mqtt")
 
 
 def free_port() -> int:
@@ -49,7 +50,7 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) 
 class Broker:
     """A Mosquitto process serving ``127.0.0.1:port``; ``users`` (name -> password) or anonymous."""
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.folder, self.port = folder, free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log_file = folder / "mosquitto.log"
@@ -64,6 +65,8 @@ class Broker:
         ]
         lines += [f"password_file {folder / 'passwords'}", "allow_anonymous false"] if users is not None else [
             "allow_anonymous true"]
+        if tls is not None:  # (certificate, key): TLS only, the certificate its own authority
+            lines += [f"cafile {tls[0]}", f"certfile {tls[0]}", f"keyfile {tls[1]}"]
         (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
 
     @property
@@ -117,7 +120,9 @@ class Subscriber:
     """A paho client subscribed with QoS 1 to ``topics``, again after every reconnection;
     ``messages`` holds what it received, in order."""
 
-    def __init__(self, broker: Broker, topics: list[str], user: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, broker: Broker, topics: list[str], user: tuple[str, str] | None = None, tls_ca: Path | None = None,
+    ) -> None:
         self.topics = topics
         self.messages: list[Received] = []
         self.subscriptions = 0  #: subscriptions the broker granted, one per connection
@@ -125,6 +130,8 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watcher-{id(self)}")
         if user is not None:
             self.client.username_pw_set(*user)
+        if tls_ca is not None:
+            self.client.tls_set(str(tls_ca))
         self.client.reconnect_delay_set(0.05, 0.2)
         self.client.on_connect = lambda client, *_: client.subscribe([(topic, 1) for topic in topics])
         self.client.on_subscribe = self._subscribed

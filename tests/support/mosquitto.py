@@ -117,8 +117,8 @@ class Received:
 
 
 class Subscriber:
-    """A paho client subscribed with QoS 1 to ``topics``, again after every reconnection;
-    ``messages`` holds what it received, in order."""
+    """A paho client subscribed with QoS 1 to ``topics``, again after every reconnection, with a
+    session the broker keeps; ``messages`` holds what it received, in order."""
 
     def __init__(
         self, broker: Broker, topics: list[str], user: tuple[str, str] | None = None, tls_ca: Path | None = None,
@@ -127,7 +127,9 @@ class Subscriber:
         self.messages: list[Received] = []
         self.subscriptions = 0  #: subscriptions the broker granted, one per connection
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watcher-{id(self)}")
+        # a session the broker keeps while the connection is down (a broker that reloads its
+        # password file drops its clients), so that nothing published meanwhile is missed
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watcher-{id(self)}", clean_session=False)
         if user is not None:
             self.client.username_pw_set(*user)
         if tls_ca is not None:

@@ -89,6 +89,20 @@ def _seqs(messages: list[Received], suffix: str = "/match") -> list[int]:
     return [json.loads(m.payload)["seq"] for m in messages if m.topic.endswith(suffix)]
 
 
+def _matches(journal: Journal, first: int, stop: int) -> list[dict[str, Any]]:
+    """Journal matches ``n<first>`` to ``n<stop - 1>``; their numbered copies."""
+    return journal.append([_event("match", "front door", name=f"n{i}") for i in range(first, stop)])
+
+
+def _publishing(broker: Broker, tmp_path: Path, stages: list[StageProcess]) -> tuple[Journal, Subscriber, StageProcess]:
+    """A journal, a subscriber to the matches, and a stage publishing the journal to ``broker``."""
+    journal = Journal(tmp_path / "events")
+    watcher = Subscriber(broker, ["streamrec/+/match"])
+    stage = StageProcess(MqttConfig(broker=broker.address), tmp_path).start()
+    stages.append(stage)
+    return journal, watcher, stage
+
+
 def test_events_arrive_on_their_topics_with_retained_decisions_and_discovery(broker: Broker, tmp_path: Path, stages):
     journal = Journal(tmp_path / "events")
     journal.append([_event("match", "front door", name="Old")])  # before the first start: not sent
@@ -139,14 +153,11 @@ def test_events_arrive_on_their_topics_with_retained_decisions_and_discovery(bro
 
 
 def test_a_restarted_stage_resumes_after_the_delivered_seq(broker: Broker, tmp_path: Path, stages):
-    journal = Journal(tmp_path / "events")
-    watcher = Subscriber(broker, ["streamrec/+/match"])
-    stage = StageProcess(MqttConfig(broker=broker.address), tmp_path).start()
-    stages.append(stage)
-    first = journal.append([_event("match", "front door", name=f"n{i}") for i in range(10)])
+    journal, watcher, stage = _publishing(broker, tmp_path, stages)
+    first = _matches(journal, 0, 10)
     wait_for(lambda: stage.delivered() == first[-1]["seq"], "the first events to be delivered")
     stage.stop()
-    second = journal.append([_event("match", "front door", name=f"n{i}") for i in range(10, 20)])
+    second = _matches(journal, 10, 20)
     before = len(watcher.received())
     stages.append(stage.start())
     wait_for(lambda: stage.delivered() == second[-1]["seq"], "the events written while it was down")
@@ -157,17 +168,14 @@ def test_a_restarted_stage_resumes_after_the_delivered_seq(broker: Broker, tmp_p
 
 
 def test_a_stage_killed_mid_stream_loses_nothing(broker: Broker, tmp_path: Path, stages):
-    journal = Journal(tmp_path / "events")
-    watcher = Subscriber(broker, ["streamrec/+/match"])
-    stage = StageProcess(MqttConfig(broker=broker.address), tmp_path).start()
-    stages.append(stage)
-    journal.append([_event("match", "front door", name=f"n{i}") for i in range(300)])
+    journal, watcher, stage = _publishing(broker, tmp_path, stages)
+    _matches(journal, 0, 300)
     wait_for(lambda: stage.delivered() > 0, "publishing to begin")
     assert stage.process is not None
     stage.process.kill()  # SIGKILL: no goodbye, acknowledgements received but not recorded are lost
     stage.process.join(10)
     delivered = stage.delivered()
-    last = journal.append([_event("match", "front door", name=f"n{i}") for i in range(300, 310)])[-1]["seq"]
+    last = _matches(journal, 300, 310)[-1]["seq"]
     stages.append(stage.start())
     assert stage.log().rsplit(STARTED, 1)[1].split("\n")[0].endswith(f"after seq {delivered}")
     wait_for(lambda: stage.delivered() == last, "the restarted stage to deliver the rest")
@@ -187,15 +195,15 @@ def test_a_killed_broker_and_a_refused_login_lose_nothing(tmp_path: Path, stages
         watcher = Subscriber(broker, ["streamrec/+/match"], user=("watcher", "watch-secret"))
         stage = StageProcess(config, tmp_path).start()
         stages.append(stage)
-        first = journal.append([_event("match", "front door", name=f"n{i}") for i in range(30)])
+        first = _matches(journal, 0, 30)
         wait_for(lambda: stage.delivered() == first[-1]["seq"], "the first events to be delivered")
 
-        journal.append([_event("match", "front door", name=f"n{i}") for i in range(30, 60)])
+        _matches(journal, 30, 60)
         broker.kill()  # while the stage publishes them
         wait_for(lambda: "lost the connection" in stage.log(), "the outage to be logged")
         delivered = stage.delivered()  # final: nothing can be acknowledged without a broker
         assert first[-1]["seq"] <= delivered
-        last = journal.append([_event("match", "front door", name=f"n{i}") for i in range(60, 90)])[-1]["seq"]
+        last = _matches(journal, 60, 90)[-1]["seq"]
 
         broker.set_users({"watcher": "watch-secret"})  # back, but refusing the stage's login
         broker.start()
@@ -238,7 +246,7 @@ def test_a_broker_down_at_the_start_is_retried_with_one_line_and_its_figures_rep
         journal = Journal(tmp_path / "events")
         stage = StageProcess(MqttConfig(broker=broker.address), tmp_path, f"ipc://{tmp_path}/stats").start()
         stages.append(stage)
-        written = journal.append([_event("match", "front door", name=f"n{i}") for i in range(7)])
+        written = _matches(journal, 0, 7)
         wait_for(lambda: reported(lambda f: f.get("mqtt_connect_failures", 0) >= 3 and f.get("mqtt_backlog") == 7),
                  "three refused connections and the backlog")
         assert figures["mqtt_connected"] == 0 and figures["mqtt_outages"] == 1

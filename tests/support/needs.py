@@ -1,5 +1,6 @@
 """System packages the tests need, as ``tools/system-deps`` checks and installs them (``make test``
-runs it first): GStreamer's RTSP server under ``/usr/bin/python3``, ffmpeg, Chromium, Mosquitto.
+runs it first): GStreamer's RTSP server under ``/usr/bin/python3``, ffmpeg, Chromium, Mosquitto,
+``ip`` (iproute2) and openssl.
 
 A test that finds one missing skips, saying what is missing and the command that installs it;
 under ``CI`` it fails instead, since CI runs ``make test``, which installs them: a skip there
@@ -37,7 +38,8 @@ def _check(need: str) -> str | None:
 
 
 def require(need: str) -> None:
-    """Go on when ``need`` (``rtsp``, ``ffmpeg``, ``chromium``, ``mqtt``) is met, else :func:`missing`."""
+    """Go on when ``need`` (``rtsp``, ``ffmpeg``, ``chromium``, ``mqtt``, ``netns``, ``openssl``) is met,
+    else :func:`missing`."""
     reason = _check(need)
     if reason is not None:
         missing(reason)

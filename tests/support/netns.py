@@ -1,7 +1,14 @@
-"""Another host on a real network, for tests of what a server shows to other machines: a network
+"""Other hosts on a real network, made of network namespaces. Needs root (and ``ip`` from
+iproute2); skips without them, or fails when ``CI`` is set.
+
+:func:`remote_host`: another host for tests of what a server shows to other machines: a network
 namespace joined to this one by a veth pair (a /30 of its own: this side ``server_ip``, the
-other ``client_ip``). Needs root (and ``ip`` from iproute2); skips without them, or fails
-when ``CI`` is set.
+other ``client_ip``).
+
+:func:`site`: several hosts on one segment of their own, none of them this one: a namespace per
+host, each joined by a veth pair to a bridge in a namespace of the site's (its switch), with a
+/24 of the site's choosing. Programs run on a host with :meth:`SiteHost.command` (``ip netns
+exec``); each host has its own loopback, so a host's own services stay on it.
 
 :meth:`RemoteHost.connect` opens a TCP connection from inside the namespace: a helper thread
 joins it (``setns`` changes only the calling thread's namespace) and opens the socket there; a
@@ -13,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -21,9 +27,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tests.support.needs import missing
+from tests.support.needs import missing, require
 
-__all__ = ["RemoteHost", "remote_host"]
+__all__ = ["RemoteHost", "SiteHost", "remote_host", "site"]
 
 CLONE_NEWNET = 0x40000000
 
@@ -71,13 +77,16 @@ class RemoteHost:
         return made[0]
 
 
+def _require() -> None:
+    if os.geteuid() != 0:
+        missing("a network namespace for another host needs root")
+    require("netns")
+
+
 @contextlib.contextmanager
 def remote_host() -> Iterator[RemoteHost]:
     """A namespace with a veth link to this one, removed (link and namespace) afterwards."""
-    if os.geteuid() != 0:
-        missing("a network namespace for another host needs root")
-    if shutil.which("ip") is None:
-        missing("a network namespace for another host needs ip (iproute2)")
+    _require()
     tag = f"sr{os.getpid() % 100000}"
     subnet = f"10.231.{os.getpid() % 250}"  # /30s of a private range, one per test process
     host = RemoteHost(f"{tag}-ns", f"{subnet}.1", f"{subnet}.2")
@@ -96,3 +105,53 @@ def remote_host() -> Iterator[RemoteHost]:
         with contextlib.suppress(subprocess.CalledProcessError):
             _ip("link", "del", f"{tag}-h")  # takes its peer with it
         _ip("netns", "del", host.name)
+
+
+@dataclass(frozen=True)
+class SiteHost:
+    """One host of a :func:`site`: the namespace ``namespace``, at ``ip`` on the site's segment."""
+
+    name: str
+    namespace: str
+    ip: str
+
+    def command(self, *argv: str) -> list[str]:
+        """``argv`` as run on this host (for ``subprocess``)."""
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+
+@contextlib.contextmanager
+def site(*names: str) -> Iterator[dict[str, SiteHost]]:
+    """Hosts ``names`` (at most 200) on a segment of their own, by name; removed afterwards (the
+    test stops the processes it started on them first, by PID)."""
+    _require()
+    assert 0 < len(names) <= 200 and len(set(names)) == len(names)
+    tag = f"st{os.getpid() % 100000}"
+    subnet = f"10.232.{os.getpid() % 250}"  # a /24 of a private range, one per test process
+    switch = f"{tag}-sw"
+    hosts = {name: SiteHost(name, f"{tag}-{i}", f"{subnet}.{i + 1}") for i, name in enumerate(names)}
+    made: list[str] = []
+    try:
+        _ip("netns", "add", switch)
+        made.append(switch)
+        _ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        _ip("-n", switch, "link", "set", "br0", "up")
+        for i, host in enumerate(hosts.values()):
+            _ip("netns", "add", host.namespace)
+            made.append(host.namespace)
+            port, nic = f"{tag}p{i}", f"{tag}n{i}"
+            _ip("link", "add", port, "type", "veth", "peer", "name", nic)
+            _ip("link", "set", port, "netns", switch)
+            _ip("link", "set", nic, "netns", host.namespace)
+            _ip("-n", switch, "link", "set", port, "master", "br0")
+            _ip("-n", switch, "link", "set", port, "up")
+            _ip("-n", host.namespace, "addr", "add", f"{host.ip}/24", "dev", nic)
+            _ip("-n", host.namespace, "link", "set", nic, "up")
+            _ip("-n", host.namespace, "link", "set", "lo", "up")
+        for i, host in enumerate(hosts.values()):
+            _wait_up(host.namespace, f"{tag}n{i}")
+        yield hosts
+    finally:
+        for namespace in reversed(made):  # a namespace takes its ends of the veth pairs with it
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _ip("netns", "del", namespace)

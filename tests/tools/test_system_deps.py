@@ -49,7 +49,11 @@ def test_check_names_each_missing_need_and_the_one_install_command(bare_path: Pa
         "system-deps: missing venv (no python3 here); Debian packages: python3-venv",
         "system-deps: missing ffmpeg (no ffmpeg here); Debian packages: ffmpeg",
         "system-deps: missing chromium (no chromium here); Debian packages: chromium",
-        "system-deps: to install them: apt-get install -y --no-install-recommends python3-venv ffmpeg chromium",
+        "system-deps: missing mqtt (no /usr/sbin/mosquitto or no mosquitto_passwd here); Debian packages: mosquitto",
+        "system-deps: missing netns (no ip here); Debian packages: iproute2",
+        "system-deps: missing openssl (no openssl here); Debian packages: openssl",
+        ("system-deps: to install them: apt-get install -y --no-install-recommends python3-venv ffmpeg chromium mosquitto "
+         "iproute2 openssl"),
     ]
 
 
@@ -66,11 +70,11 @@ def test_check_runs_each_tool_for_real(bare_path: Path):
 
 
 def test_check_passes_where_everything_is_installed():
-    for need in ("rtsp", "ffmpeg", "chromium"):
+    for need in ("rtsp", "ffmpeg", "chromium", "mqtt", "netns", "openssl"):
         require(need)
     result = _run("--check", path=os.environ["PATH"])
     assert result.returncode == 0, result.stdout
-    assert result.stdout == "system-deps: present: venv rtsp ffmpeg chromium\n"
+    assert result.stdout == "system-deps: present: venv rtsp ffmpeg chromium mqtt netns openssl\n"
 
 
 def test_a_user_who_cannot_install_gets_the_one_command_and_nothing_is_run(bare_path: Path):
@@ -92,7 +96,7 @@ def test_a_user_who_cannot_install_gets_the_one_command_and_nothing_is_run(bare_
 def test_an_unknown_need_is_refused():
     result = _run("--check", "gpu", path="/usr/bin:/bin")
     assert result.returncode == 2
-    assert result.stderr == "system-deps: unknown need 'gpu' (expected --check, venv rtsp ffmpeg chromium)\n"
+    assert result.stderr == "system-deps: unknown need 'gpu' (expected --check, venv rtsp ffmpeg chromium mqtt netns openssl)\n"
 
 
 ROOT = SYSTEM_DEPS.parents[1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from streamrec.config.model import AuthConfig, OutputsConfig
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
-from tests.support.needs import missing
+from tests.support.needs import require
 from tests.web.client import Client
 from tests.web.conftest import HOLD_S, free_port, outputs_running, refused_start
 from tests.web.test_auth import PASSWORD
@@ -28,8 +27,7 @@ from tests.web.test_users import users
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(cert, key)``: a self-signed certificate for 127.0.0.1, valid for two days."""
-    if shutil.which("openssl") is None:
-        missing("the TLS test makes its certificate with openssl")
+    require("openssl")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",

@@ -77,7 +77,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -155,20 +155,23 @@ class Endpoints:
     jpeg_feed: str  #: render stage -> web, XPUB/SUB, the published JPEG frames again
 
     @classmethod
-    def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str) -> Endpoints:
-        ipc = lambda name: f"ipc://{run_dir / name}"
+    def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str, links: Mapping[str, str] | None = None) -> Endpoints:
+        """The endpoints of a run whose private folder is ``run_dir``: each internal link at the
+        address ``links`` gives it (``[links]``), else an ipc socket in that folder."""
+        given = {name: address for name, address in (links or {}).items() if address}
+        ipc = lambda name, file: given.get(name) or f"ipc://{run_dir / file}"
         return cls(
             rings=str(run_dir),
-            frames=ipc("frames"),
-            status=ipc("status"),
-            overlays=ipc("overlays"),
-            events_in=ipc("events"),
-            stats=ipc("stats"),
-            monitor=ipc("monitor"),
+            frames=ipc("frames", "frames"),
+            status=ipc("status", "status"),
+            overlays=ipc("overlays", "overlays"),
+            events_in=ipc("events_in", "events"),
+            stats=ipc("stats", "stats"),
+            monitor=ipc("monitor", "monitor"),
             events_pub=events_pub,
             jpeg_pub=jpeg_pub,
-            events_feed=ipc("events-feed"),
-            jpeg_feed=ipc("jpeg-feed"),
+            events_feed=ipc("events_feed", "events-feed"),
+            jpeg_feed=ipc("jpeg_feed", "jpeg-feed"),
         )
 
 

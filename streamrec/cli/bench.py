@@ -347,7 +347,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         config = override(config, {"outputs": {
             "events": f"ipc://{run_dir / 'events-pub'}", "frames": f"ipc://{run_dir / 'frames-pub'}", "http": "",
         }})
-        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
+        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()))
         log_file = work / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         watchlist = args.data_dir if args.data_dir is not None else work / "watchlist"

@@ -264,7 +264,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     lock = _claim_data_dir(folder)
     try:
         run_dir = new_run_dir()
-        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames)
+        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()))
         log_file = folder / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         factories = stage_factories(config, folder, engines, endpoints, log_file)

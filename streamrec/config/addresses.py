@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 __all__ = [
-    "BrokerAddress", "Endpoint", "HostPort", "HttpAddress", "ZmqEndpoint",
+    "BrokerAddress", "Endpoint", "HostPort", "HttpAddress", "LinkEndpoint", "ZmqEndpoint",
     "binds_beyond_loopback", "clashes", "exposure_warning", "parse_broker_address", "parse_http_address",
     "parse_zmq_endpoint",
 ]
@@ -152,6 +152,17 @@ def _zmq_text(text: str) -> str:
     return text
 
 
+def _link_text(text: str) -> str:
+    """A link's address, or "" for its private ipc:// default. One side binds it and the other
+    connects to it, so it must name one host: no ``*`` nor unspecified address."""
+    if text:
+        endpoint = parse_zmq_endpoint(text)
+        if endpoint.transport == "tcp" and endpoint.host in _EVERYWHERE:
+            raise ValueError("both ends of a link use this address, and no stage can connect to "
+                             f"{endpoint.host}: give the binding host's address or name")
+    return text
+
+
 def _http_text(text: str) -> str:
     if text:
         parse_http_address(text)
@@ -166,6 +177,9 @@ def _broker_text(text: str) -> str:
 
 #: A configuration string holding a ZeroMQ endpoint the pipeline binds.
 ZmqEndpoint = Annotated[str, AfterValidator(_zmq_text), Field(json_schema_extra={"allowed": ZMQ_FORM})]
+#: A configuration string holding the address of a link between stages, or ``""`` for its own default.
+LinkEndpoint = Annotated[str, AfterValidator(_link_text), Field(json_schema_extra={
+    "allowed": f'"" (an ipc:// socket in the run\'s private folder), or {ZMQ_FORM} (not *)'})]
 #: A configuration string holding the web server's address, or ``""`` for none.
 HttpAddress = Annotated[str, AfterValidator(_http_text), Field(json_schema_extra={"allowed": HTTP_FORM})]
 #: A configuration string holding the MQTT broker's address, or ``""`` for none.

@@ -33,6 +33,7 @@ from streamrec.capture.source import SourceError, parse_source
 from streamrec.config.addresses import (
     BrokerAddress,
     HttpAddress,
+    LinkEndpoint,
     ZmqEndpoint,
     binds_beyond_loopback,
     clashes,
@@ -51,6 +52,7 @@ __all__ = [
     "BatchConfig",
     "DetectorConfig",
     "DoorConfig",
+    "LinksConfig",
     "MatcherConfig",
     "MqttConfig",
     "OutputsConfig",
@@ -406,6 +408,82 @@ class OutputsConfig(Section):
             yield "http", self.http
 
 
+#: the internal links of ``streamrec.bus.sockets.Endpoints`` that ``[links]`` can place, in its order
+LINKS = ("frames", "status", "overlays", "events_in", "stats", "monitor", "events_feed", "jpeg_feed")
+
+
+class LinksConfig(Section):
+    """[links]: the links between stages. Left "", a link is an ipc:// socket in the run's private
+    folder (every stage on this machine, started by `streamrec run`); set, the same address is
+    bound by the stage named first and connected to by the others, so stages started with
+    `streamrec stage` can run on several hosts (README.md, "Several hosts")."""
+
+    frames: LinkEndpoint = Field(
+        default="",
+        description="Frame messages, capture -> inference (inference binds).",
+    )
+    status: LinkEndpoint = Field(
+        default="",
+        description="Source status changes, capture -> inference (inference binds).",
+    )
+    overlays: LinkEndpoint = Field(
+        default="",
+        description="Frames with their results, inference -> render (render binds).",
+    )
+    events_in: LinkEndpoint = Field(
+        default="",
+        description="Decisions, inference -> events (events binds).",
+    )
+    stats: LinkEndpoint = Field(
+        default="",
+        description="Statistics of every stage -> the supervisor (the supervisor binds; a stage whose "
+        "statistics nobody receives drops them).",
+    )
+    monitor: LinkEndpoint = Field(
+        default="",
+        description="Every stage's statistics again, supervisor -> web, for /metrics (the supervisor binds).",
+    )
+    events_feed: LinkEndpoint = Field(
+        default="",
+        description="The published events again, events -> web (events binds).",
+    )
+    jpeg_feed: LinkEndpoint = Field(
+        default="",
+        description="The overlaid JPEG frames again, render -> web (render binds).",
+    )
+    frame_pixels: Literal["ring", "raw", "jpeg"] = Field(
+        default="ring",
+        description="How a frame's pixels reach the inference stage: ring (a shared-memory ring on this "
+        "machine; only the frame's header crosses the frames link), raw (RGB bytes in the frame message: "
+        "0.9 MB per 640x480 frame) or jpeg (JPEG at frame_quality in the frame message). raw or jpeg is "
+        "required when capture and inference run on different hosts.",
+    )
+    frame_quality: int = Field(
+        default=90, ge=10, le=100,
+        description="JPEG quality of the frames sent with frame_pixels = jpeg.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_and_reachable(self) -> LinksConfig:
+        seen: list[tuple[str, str]] = []
+        for key in LINKS:
+            address = getattr(self, key)
+            if not address:
+                continue
+            for other, taken in seen:
+                if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
+                    raise RuleError(("links", key), address, f"binds the same address as links.{other} ({taken})")
+            seen.append((key, address))
+        if self.frame_pixels == "ring" and self.frames and binds_beyond_loopback(parse_zmq_endpoint(self.frames)):
+            raise RuleError(("links", "frame_pixels"), self.frame_pixels, "a frames link beyond this machine needs "
+                            'the pixels in the message: set frame_pixels = "raw" or "jpeg"')
+        return self
+
+    def set_links(self) -> Iterator[tuple[str, str]]:
+        """``(key, address)`` of each link given an address."""
+        return ((key, getattr(self, key)) for key in LINKS if getattr(self, key))
+
+
 class AuthConfig(Section):
     """[auth]: who may use the web server. Beyond loopback every page and API needs a login (a
     session cookie) or a bearer token; on loopback it stays open unless asked otherwise."""
@@ -711,6 +789,7 @@ class RunConfig(BaseModel):
     privacy: PrivacyConfig = PrivacyConfig()
     door: DoorConfig = DoorConfig()
     mqtt: MqttConfig = MqttConfig()
+    links: LinksConfig = LinksConfig()
     sources: list[SourceConfig] = Field(
         default=[], max_length=MAX_SOURCES,
         json_schema_extra={"allowed": f"[[sources]] tables, one per source, at most {MAX_SOURCES}"},
@@ -730,6 +809,11 @@ class RunConfig(BaseModel):
                 if value > self.tracker.max_embeddings:
                     raise RuleError(("matcher", key), value, f"must be at most [tracker] max_embeddings "
                                     f"({self.tracker.max_embeddings}): a track has no more embeddings")
+        for key, address in self.links.set_links():
+            for output in ("events", "frames"):
+                taken = getattr(self.outputs, output)
+                if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
+                    raise RuleError(("links", key), address, f"binds the same address as outputs.{output} ({taken})")
         if self.door.threshold > self.matcher.threshold:
             raise RuleError(("door", "threshold"), self.door.threshold, f"must be at most [matcher] threshold "
                             f"({self.matcher.threshold:g}): a door names no one a camera would not")

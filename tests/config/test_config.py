@@ -49,6 +49,18 @@ def test_shipped_configs_exist():
         ({"outputs": "loud"}, 'outputs: must be a table of settings (got "loud")'),
         ({"sources": {"url": "0"}}, "sources: must be [[sources]] tables, one per source, at most 256"),
         ({"sources": [{"url": "0", "name": "door\nway"}]}, 'sources[0].name: must not contain control characters'),
+        ({"links": {"frames": "udp://1.2.3.4:5"}}, "links.frames: must be tcp://HOST:PORT"),
+        ({"links": {"status": "tcp://127.0.0.1:70000"}}, "links.status: the port must be a whole number from 1 to 65535"),
+        ({"links": {"overlays": "tcp://*:5600"}}, "links.overlays: both ends of a link use this address, and no stage can connect to *"),
+        ({"links": {"stats": "tcp://0.0.0.0:5600"}}, "links.stats: both ends of a link use this address"),
+        ({"links": {"frames": "tcp://127.0.0.1:5600", "status": "tcp://localhost:5600"}},
+         "links.status: binds the same address as links.frames (tcp://127.0.0.1:5600)"),
+        ({"links": {"events_in": "tcp://127.0.0.1:5571"}},
+         "links.events_in: binds the same address as outputs.events (tcp://127.0.0.1:5571)"),
+        ({"links": {"frames": "tcp://10.0.0.2:5600"}},
+         'links.frame_pixels: a frames link beyond this machine needs the pixels in the message: set frame_pixels = "raw" or "jpeg" (got "ring")'),
+        ({"links": {"frame_pixels": "png"}}, 'links.frame_pixels: must be one of "ring", "raw", "jpeg" (got "png")'),
+        ({"links": {"frame_quality": 5}}, "links.frame_quality: must be a whole number between 10 and 100 (got 5)"),
     ],
 )
 def test_bad_settings_name_the_key(data, message):

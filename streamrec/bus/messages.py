@@ -4,7 +4,8 @@ A message on the wire is a ZeroMQ multipart message: a topic frame (UTF-8), a JS
 frame, and, for messages that carry pixels or a JPEG, that payload as a third frame, sent
 without copying. The exception is the captured frame, the one message sent for every frame of
 every camera: a single binary frame (:class:`FrameHeader`, its own version ``FRAME_VERSION``),
-whose pixels wait in shared memory (:mod:`streamrec.bus.ring`).
+whose pixels wait in shared memory (:mod:`streamrec.bus.ring`) or, between hosts, follow as a
+second frame, raw or JPEG (:func:`encode_frame_pixels`, :func:`decode_frame_pixels`).
 
 Schemas are pydantic dataclasses: frozen, built positionally or by keyword, checked when built
 (so a stage never sends what a receiver would refuse) and when decoded. Decoding is strict
@@ -70,9 +71,11 @@ __all__ = [
     "SourceStatus",
     "StageStats",
     "decode",
+    "decode_frame_pixels",
     "decode_header",
     "decode_pixels",
     "decode_topic",
+    "encode_frame_pixels",
 ]
 
 SCHEMA_VERSION = 1
@@ -174,9 +177,12 @@ class Message:
         return _adapter(type(self)).dump_python(self, mode="json")
 
 
-FRAME_VERSION = 1
+FRAME_VERSION = 2
 _FRAME_MAGIC = b"SRFH"
-_FRAME = struct.Struct("<4sHqdIIqIQHH")
+_FRAME = struct.Struct("<4sHqdIIqIQBHH")
+#: where a frame's pixels are: in a shared-memory ring, or after the header, raw RGB or JPEG
+FramePixels = Literal["ring", "raw", "jpeg"]
+_PIXEL_CODES: tuple[str, ...] = get_args(FramePixels)
 FRAME_MESSAGE_MAX = _FRAME.size + 8 * MAX_NAME  #: bytes of a frame message with both names at their limit in UTF-8
 
 
@@ -201,19 +207,21 @@ class _Picture:
 @dataclass(frozen=True, config=_CONFIG)
 class FrameHeader(_Picture):
     """A captured frame, whose pixels wait in the capture's shared-memory frame ring
-    (:mod:`streamrec.bus.ring`).
+    (:mod:`streamrec.bus.ring`), or follow it in the same message (``pixels`` raw or jpeg).
 
     ``index``: frames delivered by this source so far (gaps = frames dropped downstream).
     ``ts``: capture wall-clock time (Unix seconds). ``dropped``: frames the capture stage
     dropped so far (rate cap, slow consumer). ``ring``, ``slot``, ``seq``: where the pixels are
-    (ring file name, slot) and the sequence number the slot must still hold.
+    (ring file name, slot) and the sequence number the slot must still hold, when ``pixels`` is
+    ``ring``; with ``raw`` (``height * width * 3`` bytes of RGB) or ``jpeg`` they are the
+    message's second frame, and ``ring`` is empty.
 
     Unlike the other messages it travels as one binary ZeroMQ frame (:meth:`pack`,
     :meth:`unpack`): it is sent for every frame of every camera, and a fixed layout costs a
     fraction of JSON's encoding and decoding. Layout (little-endian): ``b"SRFH"``, ``u16``
     version (``FRAME_VERSION``), ``i64`` index, ``f64`` ts, ``u32`` height, ``u32`` width,
-    ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u16`` byte lengths of source and ring, then
-    both as UTF-8.
+    ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u8`` pixels (0 ring, 1 raw, 2 jpeg), ``u16``
+    byte lengths of source and ring, then both as UTF-8.
     """
 
     kind: ClassVar[str] = "frame"
@@ -221,13 +229,14 @@ class FrameHeader(_Picture):
     ring: Name = ""
     slot: Count = 0
     seq: Count = 0
+    pixels: FramePixels = "ring"
 
     def pack(self) -> bytes:
         """The binary frame message."""
         source, ring = self.source.encode(), self.ring.encode()
         return _FRAME.pack(
             _FRAME_MAGIC, FRAME_VERSION, self.index, self.ts, self.height, self.width, self.dropped, self.slot, self.seq,
-            len(source), len(ring),
+            _PIXEL_CODES.index(self.pixels), len(source), len(ring),
         ) + source + ring
 
     @classmethod
@@ -237,9 +246,11 @@ class FrameHeader(_Picture):
             raise MessageError(f"frame: {len(data)} bytes, more than the {FRAME_MESSAGE_MAX} a frame message can have")
         if len(data) < _FRAME.size or bytes(data[:4]) != _FRAME_MAGIC:
             raise MessageError(f"not a frame message ({len(data)} bytes without the frame header's signature)")
-        _, version, index, ts, height, width, dropped, slot, seq, source_len, ring_len = _FRAME.unpack_from(data)
+        _, version, index, ts, height, width, dropped, slot, seq, pixels, source_len, ring_len = _FRAME.unpack_from(data)
         if version != FRAME_VERSION:
             raise MessageError(f"frame: version {version}, expected {FRAME_VERSION}")
+        if pixels >= len(_PIXEL_CODES):
+            raise MessageError(f"frame: pixels code {pixels}, expected 0 to {len(_PIXEL_CODES) - 1}")
         if len(data) != _FRAME.size + source_len + ring_len:
             raise MessageError(f"frame: {len(data)} bytes, the header says {_FRAME.size + source_len + ring_len}")
         try:
@@ -249,7 +260,8 @@ class FrameHeader(_Picture):
             raise MessageError("frame: source or ring name is not UTF-8") from None
         try:
             return cls(
-                source=source, index=index, ts=ts, height=height, width=width, dropped=dropped, ring=ring, slot=slot, seq=seq
+                source=source, index=index, ts=ts, height=height, width=width, dropped=dropped, ring=ring, slot=slot, seq=seq,
+                pixels=_PIXEL_CODES[pixels],
             )
         except ValidationError as exc:
             raise _one_line("frame", exc) from None
@@ -461,6 +473,41 @@ def decode(parts: list[bytes] | list[memoryview], expect: Expect = None) -> tupl
     if isinstance(message, JpegFrame) and not 0 < len(parts[2]) <= MAX_JPEG:
         raise MessageError(f"jpeg: {len(parts[2])} bytes of JPEG, expected 1 to {MAX_JPEG}")
     return topic, message
+
+
+def encode_frame_pixels(rgb: np.ndarray, pixels: FramePixels, quality: int) -> np.ndarray | bytes:
+    """The second frame of a frame message whose ``pixels`` are ``raw`` (the RGB array itself,
+    sent without copying) or ``jpeg`` (encoded at ``quality``)."""
+    from streamrec.images.jpeg import encode_jpeg
+
+    return np.ascontiguousarray(rgb) if pixels == "raw" else encode_jpeg(rgb, quality)
+
+
+def decode_frame_pixels(header: FrameHeader, buffer: bytes | memoryview) -> np.ndarray:
+    """The ``(height, width, 3)`` uint8 RGB image that followed ``header`` (``raw``: without
+    copying; ``jpeg``: decoded only once its own header gives the size ``header`` says, so that
+    a small file claiming a huge picture is never allocated)."""
+    if header.pixels == "raw":
+        expected = header.height * header.width * 3
+        if len(buffer) != expected:
+            raise MessageError(f"frame: {len(buffer)} pixel bytes, expected {expected} for {header.width}x{header.height}")
+        return np.frombuffer(buffer, np.uint8).reshape(header.height, header.width, 3)
+    from streamrec.images.header import HeaderError, read_header
+    from streamrec.images.jpeg import decode_jpeg
+
+    if not 0 < len(buffer) <= MAX_JPEG:
+        raise MessageError(f"frame: {len(buffer)} bytes of JPEG, expected 1 to {MAX_JPEG}")
+    try:
+        found = read_header(bytes(buffer[:64 * 1024]))
+    except HeaderError as exc:
+        raise MessageError(f"frame: {exc}") from None
+    if (found.format, found.width, found.height) != ("JPEG", header.width, header.height):
+        raise MessageError(f"frame: a {found.width}x{found.height} {found.format}, the header says a "
+                           f"{header.width}x{header.height} JPEG")
+    rgb = decode_jpeg(buffer)
+    if rgb is None or rgb.shape != (header.height, header.width, 3):
+        raise MessageError(f"frame: a JPEG that does not decode to {header.width}x{header.height}")
+    return rgb
 
 
 def decode_pixels(header: Overlay, buffer: bytes | memoryview) -> np.ndarray:

@@ -4,7 +4,8 @@ Patterns, and why:
 
 * frames, capture -> inference: PUSH/PULL (fan-in from every camera to one batcher), each
   message a binary :class:`~streamrec.bus.messages.FrameHeader` whose pixels wait in the
-  camera's shared-memory frame ring (:mod:`streamrec.bus.ring`). Senders never block: a frame
+  camera's shared-memory frame ring (:mod:`streamrec.bus.ring`), or follow it, raw or JPEG,
+  when the two stages may not share a host (``[links] frame_pixels``). Senders never block: a frame
   that finds no free slot or no room in the two-message queue is dropped and counted at the
   camera, and the batcher drains its socket and keeps only the newest frame of each source,
   so a slow consumer never makes latency grow. (A video file read with ``--fast`` waits for
@@ -97,6 +98,7 @@ from streamrec.bus.messages import (
     MessageError,
     Overlay,
     decode,
+    decode_frame_pixels,
     decode_pixels,
 )
 from streamrec.bus.ring import RingReader, StaleFrame
@@ -218,12 +220,14 @@ def push_socket(ctx: zmq.Context, address: str, hwm: int | None = None, linger_m
 
 
 def pull_socket(
-    ctx: zmq.Context, address: str, hwm: int = PULL_HWM, accepts: type[Message | FrameHeader] | None = None
+    ctx: zmq.Context, address: str, hwm: int = PULL_HWM, accepts: type[Message | FrameHeader] | None = None,
+    inline_pixels: bool = False,
 ) -> zmq.Socket:
     """A PULL socket bound to ``address``, refusing frames larger than :func:`part_limit`
-    of ``accepts``; it holds at most ``hwm`` messages (senders wait when it is full)."""
+    of ``accepts`` (or than a frame's pixels, with ``inline_pixels``); it holds at most ``hwm``
+    messages (senders wait when it is full)."""
     sock = _socket(ctx, zmq.PULL, hwm, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, part_limit(accepts))
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_JPEG if inline_pixels else part_limit(accepts))
     sock.bind(address)
     return sock
 
@@ -259,11 +263,17 @@ def send(
     return True
 
 
-def send_frame(sock: zmq.Socket, header: FrameHeader, block: bool = True) -> bool:
-    """Send a frame message (its pixels are already in the ring it names). Returns False when a
+def send_frame(
+    sock: zmq.Socket, header: FrameHeader, block: bool = True, pixels: np.ndarray | bytes | None = None
+) -> bool:
+    """Send a frame message: its header alone when its pixels are in the ring it names, else
+    with ``pixels`` (:func:`~streamrec.bus.messages.encode_frame_pixels`). Returns False when a
     non-blocking send found the queue full (the message was dropped)."""
+    parts: list[bytes | memoryview] = [header.pack()]
+    if pixels is not None:
+        parts.append(pixels.data if isinstance(pixels, np.ndarray) else pixels)
     try:
-        sock.send(header.pack(), flags=0 if block else zmq.NOBLOCK)
+        sock.send_multipart(parts, flags=0 if block else zmq.NOBLOCK, copy=pixels is None or isinstance(pixels, bytes))
     except zmq.Again:
         return False
     return True
@@ -346,7 +356,7 @@ def drain_frames(
     """Wait up to ``timeout_ms`` for frames, then take what is queued (at most ``DRAIN_LIMIT``
     messages, so that cameras sending without pause cannot keep the caller here), each frame's
     pixels read-only in place in its ring (the slot is the caller's until it lets go of the
-    array). Frames of sources not in ``sources`` (when given) are counted, never mapped. The
+    array), or decoded from the message when they came with it. Frames of sources not in ``sources`` (when given) are counted, never mapped. The
     caller keeps the newest frame of each source, or all of a lossless source."""
     frames: dict[str, list[tuple[FrameHeader, np.ndarray]]] = {}
     errors: list[MessageError] = []
@@ -359,13 +369,17 @@ def drain_frames(
             break
         try:
             parts = _receive_parts(sock, 0)
-            if len(parts) != 1:
-                raise MessageError(f"frame: {len(parts)} message frames, expected 1")
             header = FrameHeader.unpack(parts[0].buffer)
+            expected = 1 if header.pixels == "ring" else 2
+            if len(parts) != expected:
+                raise MessageError(f"frame: {len(parts)} message frames, expected {expected} with {header.pixels} pixels")
             if known is not None and header.source not in known:
                 unknown += 1
                 continue
-            pixels = rings.take(header.source, header.ring, header.slot, header.seq, header.height, header.width)
+            if header.pixels == "ring":
+                pixels = rings.take(header.source, header.ring, header.slot, header.seq, header.height, header.width)
+            else:
+                pixels = decode_frame_pixels(header, parts[1].buffer)
         except StaleFrame:
             stale += 1
             continue

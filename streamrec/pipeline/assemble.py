@@ -52,5 +52,5 @@ def stage_factories(
         )
     factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
     for source in config.sources:
-        factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file)
+        factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file, config.links)
     return factories

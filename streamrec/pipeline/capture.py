@@ -1,7 +1,9 @@
 """The capture stage: one process per source, publishing its newest frames to the batcher.
 
 A :class:`~streamrec.capture.LatestFrame` reads the source in a thread at the source's own pace,
-decoding each frame into a free slot of this camera's frame ring (:mod:`streamrec.bus.ring`);
+decoding each frame into a free slot of this camera's frame ring (:mod:`streamrec.bus.ring`), or,
+when the inference stage may be on another host (``[links] frame_pixels`` raw or jpeg), into
+an array of its own whose pixels travel in the frame message;
 this process takes the newest frame whenever it can send, and sends its header without blocking
 (a frame that finds no free slot or no room in the two-message queue is dropped and counted), so
 a slow batcher never makes latency grow. Status changes (opened, lost, reconnecting, ended, failed) go to the batcher on a
@@ -12,13 +14,14 @@ camera) exits with ``EXIT_SOURCE_FAILED`` after reporting why, and is not restar
 
 from __future__ import annotations
 
+import functools
 import queue
 import time
 from pathlib import Path
 
 import zmq
 
-from streamrec.bus.messages import MAX_TEXT, FrameHeader, SourceStatus
+from streamrec.bus.messages import MAX_TEXT, FrameHeader, SourceStatus, encode_frame_pixels
 from streamrec.bus.ring import FrameRing
 from streamrec.bus.sockets import Endpoints, push_socket, send, send_frame
 from streamrec.capture import (
@@ -32,7 +35,7 @@ from streamrec.capture import (
     parse_source,
 )
 from streamrec.capture.opencv import quiet_library_logs
-from streamrec.config.model import SourceConfig
+from streamrec.config.model import LinksConfig, SourceConfig
 from streamrec.pipeline.stage import Stage
 
 __all__ = ["EXIT_SOURCE_FAILED", "STATUS_LINGER_MS", "CaptureStage"]
@@ -44,9 +47,11 @@ STATUS_LINGER_MS = 30_000
 
 
 class CaptureStage(Stage):
-    def __init__(self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None) -> None:
+    def __init__(
+        self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None, links: LinksConfig | None = None
+    ) -> None:
         super().__init__(endpoints.stats, log_file)
-        self.source, self.endpoints = source, endpoints
+        self.source, self.endpoints, self.links = source, endpoints, links or LinksConfig()
         self.label = source.label
         self.name = f"capture:{self.label}"
         self.send_dropped = 0
@@ -59,8 +64,9 @@ class CaptureStage(Stage):
         self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
         options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
         spec = parse_source(self.source.url)
-        self.ring = FrameRing(Path(self.endpoints.rings), self.label)
-        self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=self.ring.claim)
+        self.ring = FrameRing(Path(self.endpoints.rings), self.label) if self.links.frame_pixels == "ring" else None
+        claim = self.ring.claim if self.ring is not None else None
+        self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=claim)
         self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
         self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
         self.link_events = self.status_out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -81,21 +87,15 @@ class CaptureStage(Stage):
         counters = self.reader.counters
         dropped = counters.dropped + self.latest.dropped + self.send_dropped
         self.unsent = None
-        height, width = frame.rgb.shape[:2]
         linked = self._status_linked()
-        place = self.ring.publish(frame.rgb) if linked else None  # None: every slot is in use, or no batcher yet
-        sent = place is not None and send_frame(
-            self.frames_out, FrameHeader(self.label, frame.index, frame.wall_time, height, width, dropped, *place), block=False
-        )
-        if place is not None and not sent:
-            self.ring.withdraw(place[1])
+        sent, no_slot = self._send(frame, dropped) if linked else (False, False)
         if sent:
             self.count("frames_sent")
         elif self.source.fast:  # keep it and wait (briefly, to keep hearing SIGTERM) for room
             self.unsent = frame
             if not linked:
                 self.link_events.poll(100)
-            elif place is not None:
+            elif not no_slot:
                 self.frames_out.poll(100, zmq.POLLOUT)
             else:
                 time.sleep(0.005)  # for the batcher to read a slot
@@ -105,6 +105,22 @@ class CaptureStage(Stage):
         self.counters["reconnects"] = counters.reconnects
         self.gauges["capture_age_s"] = time.time() - frame.wall_time
         return True
+
+    def _send(self, frame: Frame, dropped: int) -> tuple[bool, bool]:
+        """Send ``frame`` without blocking. Returns whether it was sent, and whether it found no
+        free ring slot (its pixels then never reached the socket)."""
+        height, width = frame.rgb.shape[:2]
+        header = functools.partial(FrameHeader, self.label, frame.index, frame.wall_time, height, width, dropped)
+        if self.ring is None:
+            pixels = encode_frame_pixels(frame.rgb, self.links.frame_pixels, self.links.frame_quality)
+            return send_frame(self.frames_out, header(pixels=self.links.frame_pixels), block=False, pixels=pixels), False
+        place = self.ring.publish(frame.rgb)
+        if place is None:
+            return False, True
+        sent = send_frame(self.frames_out, header(*place), block=False)
+        if not sent:
+            self.ring.withdraw(place[1])
+        return sent, False
 
     def _status_linked(self) -> bool:
         """Whether the status link to the batcher has been made. Frames are sent only from then

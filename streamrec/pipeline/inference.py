@@ -123,7 +123,8 @@ class InferenceStage(Stage):
         self.doors = Doors(cfg, record, self._emit, self.log)
         self.doors.start()
         self.faces = Recognition(cfg, models, matcher, self._new_track_id, self, self.doors.eager)
-        self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4, accepts=FrameHeader)
+        inline = cfg.links.frame_pixels != "ring"
+        self.frames_in = pull_socket(self.ctx, self.endpoints.frames, hwm=4, accepts=FrameHeader, inline_pixels=inline)
         self.rings = RingReader(Path(self.endpoints.rings))
         self.status_in = pull_socket(self.ctx, self.endpoints.status, accepts=SourceStatus)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)

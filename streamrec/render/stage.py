@@ -20,12 +20,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from streamrec.bus.messages import JpegFrame, Overlay
 from streamrec.bus.sockets import Endpoints, pull_socket, receive_pending
 from streamrec.config.model import OutputsConfig
+from streamrec.images.jpeg import encode_jpeg
 from streamrec.pipeline.stage import Stage
 from streamrec.render.annotate import annotate
 
@@ -34,14 +34,6 @@ __all__ = ["RenderStage", "encode_jpeg"]
 POLL_MS = 200  #: how long a step waits for input; bounds how late a stop request is seen
 INPUT_HWM = 4  #: overlays queued per direction; older ones are dropped by ZeroMQ
 OUTPUT_HWM = 4  #: JPEG frames queued per subscriber before publishing drops for it (a viewer wants the newest)
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of an RGB image (OpenCV encodes BGR, hence the conversion)."""
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as JPEG")
-    return buffer.tobytes()
-
 
 class RenderStage(Stage):
     """Overlays in (PULL, bound at ``endpoints.overlays``), JPEG frames out (bound at

@@ -137,7 +137,7 @@ def test_frame_headers_round_trip_in_binary():
     [
         (lambda b: b[:20], "not a frame message"),
         (lambda b: b"XXXX" + b[4:], "not a frame message"),
-        (lambda b: b[:4] + (2).to_bytes(2, "little") + b[6:], "version 2"),
+        (lambda b: b[:4] + (1).to_bytes(2, "little") + b[6:], "version 1"),
         (lambda b: b + b"x", "the header says"),
         (lambda b: b[:-1] + b"\xff", "not UTF-8"),
     ],

@@ -13,12 +13,25 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from streamrec.cli import bench, config, demo, engines, evaluate, events, faces, run, train, users, watchlist
+from streamrec.cli import (
+    bench,
+    config,
+    demo,
+    engines,
+    evaluate,
+    events,
+    faces,
+    run,
+    stage,
+    train,
+    users,
+    watchlist,
+)
 from streamrec.cli.common import UserError
 
 __all__ = ["build_parser", "main"]
 
-_VERBS = (demo, run, config, events, engines, faces, watchlist, users, evaluate, train, bench)
+_VERBS = (demo, run, stage, config, events, engines, faces, watchlist, users, evaluate, train, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ from streamrec.paths import data_dir
 from streamrec.pipeline.logs import configure_logging
 from streamrec.pipeline.rundir import alive, lock_data_dir, remove_leftovers, wait_for_end
 
-__all__ = ["register"]
+__all__ = ["check_model", "register"]
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -185,7 +185,7 @@ def _check_web(config: RunConfig, folder: Path) -> None:
             raise UserError(str(exc)) from None
 
 
-def _check_model(config: RunConfig, folder: Path, engines: Path, where: str) -> None:
+def check_model(config: RunConfig, folder: Path, engines: Path, where: str) -> None:
     """Fail with one line now, rather than in an inference stage restarted in vain: the model
     must be in the engine folder, and the watchlist must hold its embeddings (or none)."""
     try:
@@ -258,7 +258,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
-    _check_model(config, folder, engines, "--model" if args.model else ": ".join(filter(None, (str(args.config or ""), "pipeline.model"))))
+    check_model(config, folder, engines, "--model" if args.model else ": ".join(filter(None, (str(args.config or ""), "pipeline.model"))))
     if inference.backend == "triton":
         _check_triton(config, engines, "--triton-url" if args.triton_url else ": ".join(filter(None, (str(args.config or ""), "triton.url"))))
     lock = _claim_data_dir(folder)

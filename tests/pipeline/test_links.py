@@ -1,15 +1,26 @@
 """Stages linked over TCP, as they would be on several hosts: ``streamrec run`` with every
-internal link on a loopback port and the frames' pixels in the frame messages, on a real RTSP
-camera, with the people of ../shared/data/faces enrolled."""
+internal link on a loopback port and the frames' pixels in the frame messages, and each stage
+started by its own ``streamrec stage`` process; on a real RTSP camera, with the people of
+../shared/data/faces enrolled."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zmq
 
-from tests.pipeline.conftest import enroll_people, free_port, start_pipeline
+from streamrec.bus.messages import StageStats
+from streamrec.bus.sockets import pull_socket, receive
+from streamrec.config import load_config
+from streamrec.events.journal import read_journal
+from tests.conftest import cli_command
+from tests.pipeline.conftest import Events, enroll_people, free_port, start_pipeline, stop_process
+from tests.support.rtsp import RtspServer
 
 LIN = "lin_manuel_miranda"
 LINKS = ("frames", "status", "overlays", "events_in", "stats", "monitor", "events_feed", "jpeg_feed")
@@ -56,3 +67,51 @@ def test_every_link_on_tcp_with_the_pixels_in_the_messages_names_the_person(
     finally:
         pipeline.close()
     assert pipeline.process.returncode == 0, pipeline.log.read_text()[-3000:]
+
+
+def _stats_from(stats: zmq.Socket, stages: set[str], timeout_s: float) -> set[str]:
+    """The stages among ``stages`` whose statistics report arrived within ``timeout_s``."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while seen != stages and time.monotonic() < deadline:
+        if stats.poll(500):
+            _, report, _ = receive(stats, expect=StageStats)
+            assert isinstance(report, StageStats)
+            seen.add(report.stage)
+    return seen
+
+
+def test_each_stage_in_its_own_streamrec_stage_process_names_the_person_and_stops_on_sigterm(
+    rtsp_clip: Path, enrolled: Callable[[Path], Path], tmp_path: Path
+):
+    server = RtspServer(rtsp_clip, tmp_path / "rtsp_server.log").start()
+    events_address = f"tcp://127.0.0.1:{free_port()}"
+    outputs = f'[outputs]\nevents = "{events_address}"\nframes = "tcp://127.0.0.1:{free_port()}"\nhttp = ""\n'
+    source = f'[[sources]]\nurl = "{server.url}"\nname = "door"\n'
+    config = links_config(tmp_path / "stages.toml", "jpeg", outputs + source)
+    data = enrolled(tmp_path)
+    ctx = zmq.Context()
+    stats = pull_socket(ctx, load_config(config).links.stats, accepts=StageStats)
+    subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", events_address, "--data-dir", str(data)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    events = Events(subscriber).start()
+    stages: dict[str, subprocess.Popen] = {}
+    logs = tmp_path / "stages.log"
+    try:
+        with open(logs, "a") as out:
+            for name in ("events", "inference", "capture:door"):
+                options = ["--data-dir", str(data)] if name != "capture:door" else []
+                stages[name] = subprocess.Popen([*cli_command(), "stage", name, "--config", str(config), *options],
+                                                stdout=out, stderr=subprocess.STDOUT)
+        found = events.wait_for(lambda e: e["type"] == "match" and e["name"] == LIN, timeout=150)
+        assert found["source"] == "door"
+        assert _stats_from(stats, {"events", "inference", "capture:door"}, 10) == {"events", "inference", "capture:door"}
+        for name in ("capture:door", "inference", "events"):
+            stages[name].send_signal(signal.SIGTERM)
+            assert stages[name].wait(30) == 0, f"{name}: {logs.read_text()[-3000:]}"
+        assert any(e.get("name") == LIN for e in read_journal(data / "events"))
+    finally:
+        for process in (*stages.values(), subscriber):
+            stop_process(process)
+        server.stop()
+        ctx.destroy(linger=0)

@@ -1,0 +1,179 @@
+"""``streamrec stage NAME``: one stage of the pipeline in the foreground, for an orchestrator
+(systemd, compose, Kubernetes) to place stages on several hosts.
+
+The stage is the same :class:`~streamrec.pipeline.stage.Stage` that ``streamrec run`` starts,
+linked to the others by the addresses of ``[links]`` instead of the ipc sockets of a run's
+private folder: each link the stage uses must be given one, and the frames must carry their
+pixels (``frame_pixels`` raw or jpeg), as no frame ring is shared between two commands. No
+supervisor is needed: the stage makes a private folder of its own (what it keeps for a restart
+within a run: track ids, event numbers) and removes it when it stops; its statistics go to
+``[links] stats`` when that is set (and are dropped, never waited for, while nothing receives
+them); it stops cleanly on SIGTERM or Ctrl-C. A stage that dies is not restarted here: that is
+the orchestrator's job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from streamrec.bus.sockets import Endpoints, new_run_dir
+from streamrec.cli.common import UserError, resolve_pipeline, stderr
+from streamrec.config import ConfigError, RunConfig, load_config
+from streamrec.paths import data_dir
+
+__all__ = ["STAGE_LINKS", "register"]
+
+#: the links each stage uses, which ``streamrec stage`` needs set (monitor: optional, for /metrics)
+STAGE_LINKS = {
+    "capture": ("frames", "status"),
+    "inference": ("frames", "status", "events_in", "overlays"),
+    "events": ("events_in",),
+    "render": ("overlays",),
+    "web": ("events_feed", "jpeg_feed"),
+}
+#: the stages that read or write the data directory: the watchlist and kept faces (inference),
+#: the event journal (events), the watchlist, users and face library (web)
+NEEDS_DATA = ("inference", "events", "web")
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add ``stage`` to the ``streamrec`` parser."""
+    parser = verbs.add_parser(
+        "stage", help="run one stage of the pipeline in the foreground, linked to the others by [links]",
+        description="Run one stage of the pipeline, as `streamrec run` does, but alone and in the foreground, "
+        "for an orchestrator (systemd, compose, Kubernetes) to place the stages on several hosts. The stages "
+        "find each other at the addresses of the [links] section, the same file for all of them: each link "
+        "the stage uses must be set, and for capture and inference [links] frame_pixels must be raw or jpeg. Statistics go to [links] "
+        "stats when it is set. The data directory is used by inference (watchlist, kept faces), events "
+        "(journal) and web (users, watchlist, face library); capture and render need none. Stops cleanly on "
+        "SIGTERM or Ctrl-C; a stage that dies is not restarted (README.md, \"Several hosts\").",
+    )
+    parser.add_argument("name", metavar="NAME", help="capture:LABEL (one source of the file), capture (every "
+                        "source of the file, one process each), inference, events, render or web")
+    parser.add_argument("--config", type=Path, required=True, metavar="FILE.toml",
+                        help="the pipeline configuration, with its [links] (the same file for every stage)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="for inference, events and web: watchlist, "
+                        "journal and logs (default: [pipeline] data_dir, else $STREAMREC_DATA, else "
+                        "~/.local/share/streamrec)")
+    parser.add_argument("--engines", type=Path, metavar="DIR", help="for inference and web: engine folder "
+                        "(built on first use)")
+    parser.set_defaults(handler=run_stage_command)
+
+
+def _load(path: Path) -> RunConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _kind(name: str, config: RunConfig) -> str:
+    """The stage kind ``name`` asks for, refusing a name no stage of ``config`` has."""
+    kind, _, label = name.partition(":")
+    labels = [source.label for source in config.sources]
+    if kind not in STAGE_LINKS or label and kind != "capture":
+        raise UserError(f"no stage {name!r}: give capture, capture:LABEL, inference, events, render or web")
+    if kind == "capture" and not labels:
+        raise UserError(f"{name}: the configuration has no [[sources]]")
+    if label and label not in labels:
+        raise UserError(f"{name}: no source {label!r} in the configuration (its sources: {', '.join(labels)})")
+    if kind == "web" and not config.outputs.http:
+        raise UserError('web: [outputs] http is "": the configuration has no web server')
+    return kind
+
+
+def _check_links(kind: str, config: RunConfig, origin: str) -> None:
+    """Every link the stage uses must have an address another command can reach."""
+    for link in STAGE_LINKS[kind]:
+        if not getattr(config.links, link):
+            raise UserError(f"{origin}: links.{link} must be set for the {kind} stage to reach the others "
+                            "(tcp://HOST:PORT or ipc://PATH)")
+    if kind in ("capture", "inference") and config.links.frame_pixels == "ring":
+        raise UserError(f'{origin}: links.frame_pixels: "ring" needs capture and inference in one `streamrec run`; '
+                        'set "raw" or "jpeg"')
+
+
+def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: Path) -> dict[str, Callable[..., Any]]:
+    """The factories of the stages to run, built as ``streamrec run`` builds them."""
+    from streamrec.engines import ensure_engines
+    from streamrec.engines.build import BuildError
+    from streamrec.engines.sources import SourceError
+    from streamrec.pipeline.assemble import stage_factories
+
+    folder = data_dir(args.data_dir or config.pipeline.data_dir or None) if kind in NEEDS_DATA else run_dir
+    engines: Path | None = None
+    if kind in ("inference", "web"):
+        try:
+            engines = ensure_engines(args.engines, stderr)
+        except (BuildError, SourceError) as exc:
+            raise UserError(str(exc)) from None
+    if kind == "inference" and engines is not None:
+        from streamrec.cli.run import check_model
+
+        config, choice = resolve_pipeline(config, f"{args.config}: pipeline", {}, str(args.config))
+        check_model(config, folder, engines, f"{args.config}: pipeline.model")
+        stderr(f"streamrec: inference on {choice.describe()}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
+    endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()))
+    if not config.links.stats:
+        endpoints = dataclasses.replace(endpoints, stats="")  # no receiver to wait for
+    log_file = folder / "logs" / "streamrec.log" if kind in NEEDS_DATA else None
+    every = stage_factories(config, folder, engines, endpoints, log_file)
+    wanted = (lambda name: name.startswith("capture:")) if args.name == "capture" else (lambda name: name == args.name)
+    return {name: factory for name, factory in every.items() if wanted(name)}
+
+
+def _run_each(factories: dict[str, Callable[..., Any]], run_dir: Path) -> int:
+    """Run one stage here, or several (every capture of the file) in processes of their own,
+    passing SIGTERM on to them. Returns the worst exit status."""
+    from streamrec.pipeline.stage import run_stage
+
+    if len(factories) == 1:
+        stage = next(iter(factories.values()))()
+        stage.run_dir = run_dir
+        return stage.run()
+    spawn = multiprocessing.get_context("spawn")
+    children = []
+    for name, factory in factories.items():
+        stage = factory()
+        stage.run_dir = run_dir
+        children.append(spawn.Process(target=run_stage, args=(stage,), name=f"streamrec.{name}"))
+
+    def forward(*_: Any) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    return max(child.exitcode or 0 for child in children)
+
+
+def run_stage_command(args: argparse.Namespace) -> int:
+    from streamrec.pipeline.rundir import own
+
+    config = _load(args.config)
+    kind = _kind(args.name, config)
+    _check_links(kind, config, str(args.config))
+    run_dir = new_run_dir()
+    claim = own(run_dir)  # a `streamrec run` on this host must not take it for a killed run's leftovers
+    try:
+        return _run_each(_factories(kind, args, config, run_dir), run_dir)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        os.close(claim)

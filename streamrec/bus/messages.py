@@ -25,7 +25,9 @@ bumps the version.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+import time
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
@@ -179,7 +181,7 @@ class Message:
 
 FRAME_VERSION = 2
 _FRAME_MAGIC = b"SRFH"
-_FRAME = struct.Struct("<4sHqdIIqIQBHH")
+_FRAME = struct.Struct("<4sHqdIIqIQBdHH")
 #: where a frame's pixels are: in a shared-memory ring, or after the header, raw RGB or JPEG
 FramePixels = Literal["ring", "raw", "jpeg"]
 _PIXEL_CODES: tuple[str, ...] = get_args(FramePixels)
@@ -214,14 +216,18 @@ class FrameHeader(_Picture):
     dropped so far (rate cap, slow consumer). ``ring``, ``slot``, ``seq``: where the pixels are
     (ring file name, slot) and the sequence number the slot must still hold, when ``pixels`` is
     ``ring``; with ``raw`` (``height * width * 3`` bytes of RGB) or ``jpeg`` they are the
-    message's second frame, and ``ring`` is empty.
+    message's second frame, and ``ring`` is empty. ``age``: seconds from the capture to the
+    sending of this message, on the sender's own monotonic clock (no two hosts' clocks are
+    subtracted; the time on the wire is not counted); ``received``: this process's
+    ``time.monotonic()`` when the message was unpacked (never sent), so that
+    :meth:`age_at` is the frame's age here.
 
     Unlike the other messages it travels as one binary ZeroMQ frame (:meth:`pack`,
     :meth:`unpack`): it is sent for every frame of every camera, and a fixed layout costs a
     fraction of JSON's encoding and decoding. Layout (little-endian): ``b"SRFH"``, ``u16``
     version (``FRAME_VERSION``), ``i64`` index, ``f64`` ts, ``u32`` height, ``u32`` width,
-    ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u8`` pixels (0 ring, 1 raw, 2 jpeg), ``u16``
-    byte lengths of source and ring, then both as UTF-8.
+    ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u8`` pixels (0 ring, 1 raw, 2 jpeg), ``f64``
+    age, ``u16`` byte lengths of source and ring, then both as UTF-8.
     """
 
     kind: ClassVar[str] = "frame"
@@ -230,13 +236,19 @@ class FrameHeader(_Picture):
     slot: Count = 0
     seq: Count = 0
     pixels: FramePixels = "ring"
+    age: Annotated[float, Field(ge=0, le=MAX_TIME, allow_inf_nan=False)] = 0.0
+    received: float = dataclasses.field(default=0.0, compare=False)
+
+    def age_at(self, now: float) -> float:
+        """Seconds since the capture at ``now`` (``time.monotonic()`` of this process)."""
+        return self.age + (now - self.received if self.received else 0.0)
 
     def pack(self) -> bytes:
         """The binary frame message."""
         source, ring = self.source.encode(), self.ring.encode()
         return _FRAME.pack(
             _FRAME_MAGIC, FRAME_VERSION, self.index, self.ts, self.height, self.width, self.dropped, self.slot, self.seq,
-            _PIXEL_CODES.index(self.pixels), len(source), len(ring),
+            _PIXEL_CODES.index(self.pixels), self.age, len(source), len(ring),
         ) + source + ring
 
     @classmethod
@@ -246,7 +258,8 @@ class FrameHeader(_Picture):
             raise MessageError(f"frame: {len(data)} bytes, more than the {FRAME_MESSAGE_MAX} a frame message can have")
         if len(data) < _FRAME.size or bytes(data[:4]) != _FRAME_MAGIC:
             raise MessageError(f"not a frame message ({len(data)} bytes without the frame header's signature)")
-        _, version, index, ts, height, width, dropped, slot, seq, pixels, source_len, ring_len = _FRAME.unpack_from(data)
+        received = time.monotonic()
+        _, version, index, ts, height, width, dropped, slot, seq, pixels, age, source_len, ring_len = _FRAME.unpack_from(data)
         if version != FRAME_VERSION:
             raise MessageError(f"frame: version {version}, expected {FRAME_VERSION}")
         if pixels >= len(_PIXEL_CODES):
@@ -261,7 +274,7 @@ class FrameHeader(_Picture):
         try:
             return cls(
                 source=source, index=index, ts=ts, height=height, width=width, dropped=dropped, ring=ring, slot=slot, seq=seq,
-                pixels=_PIXEL_CODES[pixels],
+                pixels=_PIXEL_CODES[pixels], age=age, received=received,
             )
         except ValidationError as exc:
             raise _one_line("frame", exc) from None

@@ -71,10 +71,12 @@ class Frame:
     the frame was captured (for a paced file: when it became due; for a file read ``fast``: its
     first frame's read time plus the file's own timestamp, so the file's time line is kept). ``stream_time`` is the
     stream's own timestamp in seconds where the container or protocol gives one (None for MJPEG
-    over HTTP); it restarts when a stream is reopened or a file loops."""
+    over HTTP); it restarts when a stream is reopened or a file loops. ``monotonic_time`` is
+    ``time.monotonic()`` when it was delivered, to measure its age in this process."""
 
     source: str
     index: int
     wall_time: float
     stream_time: float | None
     rgb: np.ndarray
+    monotonic_time: float = field(default_factory=time.monotonic)

@@ -103,14 +103,15 @@ class CaptureStage(Stage):
             self.send_dropped += 1
         self.counters["frames_dropped"] = dropped
         self.counters["reconnects"] = counters.reconnects
-        self.gauges["capture_age_s"] = time.time() - frame.wall_time
+        self.gauges["capture_age_s"] = time.monotonic() - frame.monotonic_time
         return True
 
     def _send(self, frame: Frame, dropped: int) -> tuple[bool, bool]:
         """Send ``frame`` without blocking. Returns whether it was sent, and whether it found no
         free ring slot (its pixels then never reached the socket)."""
         height, width = frame.rgb.shape[:2]
-        header = functools.partial(FrameHeader, self.label, frame.index, frame.wall_time, height, width, dropped)
+        header = functools.partial(FrameHeader, self.label, frame.index, frame.wall_time, height, width, dropped,
+                                   age=time.monotonic() - frame.monotonic_time)
         if self.ring is None:
             pixels = encode_frame_pixels(frame.rgb, self.links.frame_pixels, self.links.frame_quality)
             return send_frame(self.frames_out, header(pixels=self.links.frame_pixels), block=False, pixels=pixels), False

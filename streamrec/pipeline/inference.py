@@ -12,7 +12,9 @@ by its successor, and a door whose frames stop is denied on this stage's own clo
 Latency samples it reports (seconds): ``detect``, ``embed``, ``match`` and ``batch`` (the whole
 batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done) and
 ``capture_to_result[SOURCE]`` (its faces tracked, embedded, matched and decided), except for a
-file read ``fast``, whose frames carry the file's own time line. Counters include
+file read ``fast``, whose frames carry the file's own time line. Both add the age the frame
+header brought (measured by the capture on its own clock) to the time since it arrived here,
+so no two hosts' clocks are ever subtracted. Counters include
 ``frames[SOURCE]`` (processed), ``skipped[SOURCE]`` (passed over for a newer frame; all
 sources: ``frames_skipped``), ``frames_stale`` (their ring slot was reused before they were
 read), ``faces``, ``embeddings``, ``batches``, ``detections_full`` and ``detections_tracked``
@@ -248,10 +250,10 @@ class InferenceStage(Stage):
             self.doors.frame(frame[0], self.faces.sources[name].tracker.tracks.values())
             chosen += wanted
         self._announce(self.faces.recognise(chosen))
-        done = time.time()
+        done = time.monotonic()
         for name, frame in frames.items():
             if not self.batcher.lossless(name):  # its results are complete: embedded, matched, decided
-                self.observe(f"capture_to_result[{name}]", done - frame[0].ts)
+                self.observe(f"capture_to_result[{name}]", frame[0].age_at(done))
             self._overlay(name, frame)
         self.observe("batch", time.monotonic() - start)
         self.count("batches")
@@ -277,7 +279,7 @@ class InferenceStage(Stage):
         self.gauges[f"fps[{name}]"] = round(fps, 2)
         self.gauges[f"dropped[{name}]"] = float(header.dropped)
         if not self.batcher.lossless(name):
-            self.observe(f"capture_to_detect[{name}]", time.time() - header.ts)
+            self.observe(f"capture_to_detect[{name}]", header.age_at(time.monotonic()))
 
     def _announce(self, outcomes: Sequence[Outcome]) -> None:
         """Send the events of decisions and of ended tracks, in the order they happened, and hand

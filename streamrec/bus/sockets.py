@@ -87,6 +87,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from streamrec.bus.curve import LinkContext, LinkCurve
 from streamrec.bus.messages import (
     FRAME_MESSAGE_MAX,
     HEADER_LIMITS,
@@ -131,6 +132,7 @@ PULL_HWM = 100  #: messages a PULL socket queues unless told otherwise: with ``p
 REFUSED_BUDGET = 1000  #: subscriptions matching no topic a :class:`Publisher` holds before it starts afresh
 MAX_SUBSCRIBERS = 256  #: connections a :class:`Publisher` holds before it starts afresh
 SUBSCRIPTION_LIMIT = 256  #: bytes of a subscription (or any frame) a subscriber may send
+CURVE_HANDSHAKE_LIMIT = 1024  #: bytes a secured publisher reads: a CURVE INITIATE command (257 + metadata)
 SUBSCRIPTION_HWM = 16  #: subscriptions queued per subscriber before ZeroMQ stops reading its connection
 DROP_LOG_INTERVAL_S = 10.0  #: at most one warning per source of trouble this often
 
@@ -155,11 +157,16 @@ class Endpoints:
     jpeg_pub: str  #: render stage, XPUB, overlaid JPEG frames (topic = source name)
     events_feed: str  #: events stage -> web, XPUB/SUB, the published events again
     jpeg_feed: str  #: render stage -> web, XPUB/SUB, the published JPEG frames again
+    curve: LinkCurve | None = None  #: CURVE on the links given an address (:mod:`streamrec.bus.curve`)
 
     @classmethod
-    def for_run(cls, run_dir: Path, events_pub: str, jpeg_pub: str, links: Mapping[str, str] | None = None) -> Endpoints:
+    def for_run(
+        cls, run_dir: Path, events_pub: str, jpeg_pub: str, links: Mapping[str, str] | None = None,
+        curve: LinkCurve | None = None,
+    ) -> Endpoints:
         """The endpoints of a run whose private folder is ``run_dir``: each internal link at the
-        address ``links`` gives it (``[links]``), else an ipc socket in that folder."""
+        address ``links`` gives it (``[links]``), else an ipc socket in that folder; ``curve``
+        secures those given an address."""
         given = {name: address for name, address in (links or {}).items() if address}
         ipc = lambda name, file: given.get(name) or f"ipc://{run_dir / file}"
         return cls(
@@ -174,6 +181,7 @@ class Endpoints:
             jpeg_pub=jpeg_pub,
             events_feed=ipc("events_feed", "events-feed"),
             jpeg_feed=ipc("jpeg_feed", "jpeg-feed"),
+            curve=curve,
         )
 
 
@@ -441,7 +449,10 @@ class Publisher:
         encoded = [topic.encode() for topic in topics]
         self.ctx, self.address, self.hwm = ctx, address, hwm
         self._prefixes = frozenset(topic[:end] for topic in encoded for end in range(len(topic) + 1)) | {b""}
-        self._limit = max([SUBSCRIPTION_LIMIT, *(16 + len(topic) for topic in encoded)])
+        secured = isinstance(ctx, LinkContext) and ctx.secured(address) is not None
+        # a CURVE handshake's INITIATE command is a message too, and ZeroMQ holds it to the limit
+        floor = CURVE_HANDSHAKE_LIMIT if secured else SUBSCRIPTION_LIMIT
+        self._limit = max([floor, *(16 + len(topic) for topic in encoded)])
         self.refused = 0
         self.resets = 0
         self.subscribers = 0

@@ -21,6 +21,7 @@ from streamrec.cli import (
     evaluate,
     events,
     faces,
+    keys,
     run,
     stage,
     train,
@@ -31,7 +32,7 @@ from streamrec.cli.common import UserError
 
 __all__ = ["build_parser", "main"]
 
-_VERBS = (demo, run, stage, config, events, engines, faces, watchlist, users, evaluate, train, bench)
+_VERBS = (demo, run, stage, keys, config, events, engines, faces, watchlist, users, evaluate, train, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -311,6 +311,7 @@ def _print_open_set(figures: dict[str, Any]) -> None:
 
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.pipeline import PipelineCollector, bench_pipeline
+    from streamrec.bus.curve import LinkCurve
     from streamrec.bus.sockets import Endpoints, new_run_dir
     from streamrec.config import ConfigError, RunConfig, load_config, override
     from streamrec.engines.build import BuildError
@@ -347,7 +348,8 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         config = override(config, {"outputs": {
             "events": f"ipc://{run_dir / 'events-pub'}", "frames": f"ipc://{run_dir / 'frames-pub'}", "http": "",
         }})
-        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()))
+        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
+                                   LinkCurve.from_links(config.links))
         log_file = work / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         watchlist = args.data_dir if args.data_dir is not None else work / "watchlist"

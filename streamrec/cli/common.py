@@ -38,6 +38,7 @@ __all__ = [
     "UserError",
     "add_engine_options",
     "add_model_options",
+    "check_link_keys",
     "emit_result",
     "number",
     "number_list",
@@ -278,3 +279,16 @@ def emit_result(result: dict[str, Any], args: argparse.Namespace, table: Callabl
         print_json(result)
     else:
         table(result)
+
+
+def check_link_keys(config: RunConfig, binds: bool, origin: str) -> None:
+    """Fail with one line now, rather than in a stage restarted in vain: the CURVE key files of
+    ``[links]`` a stage needs must be readable (the server's secret only where it ``binds``)."""
+    from streamrec.bus.curve import CurveError, LinkCurve
+
+    curve = LinkCurve.from_links(config.links)
+    try:
+        if curve is not None:
+            curve.check(binds)
+    except CurveError as exc:
+        raise UserError(f"{origin}: links: {exc}") from None

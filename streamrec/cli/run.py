@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES, Choice
+from streamrec.bus.curve import LinkCurve
 from streamrec.bus.messages import MAX_NAME
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
 from streamrec.capture import parse_source
-from streamrec.cli.common import UserError, resolve_pipeline, stderr
+from streamrec.cli.common import UserError, check_link_keys, resolve_pipeline, stderr
 from streamrec.config import ConfigError, OutputsConfig, RunConfig, load_config, override
 from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
 from streamrec.engines import ENGINE_FILES, ensure_engines, model_file
@@ -254,6 +255,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
     _check_outputs(config.outputs)
+    check_link_keys(config, True, str(args.config or "--config"))
     try:
         engines = ensure_engines(args.engines, stderr)
     except (BuildError, SourceError) as exc:
@@ -264,7 +266,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
     lock = _claim_data_dir(folder)
     try:
         run_dir = new_run_dir()
-        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()))
+        endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
+                                   LinkCurve.from_links(config.links))
         log_file = folder / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         factories = stage_factories(config, folder, engines, endpoints, log_file)

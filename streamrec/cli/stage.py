@@ -24,8 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamrec.bus.curve import LinkCurve
 from streamrec.bus.sockets import Endpoints, new_run_dir
-from streamrec.cli.common import UserError, resolve_pipeline, stderr
+from streamrec.cli.common import UserError, check_link_keys, resolve_pipeline, stderr
 from streamrec.config import ConfigError, RunConfig, load_config
 from streamrec.paths import data_dir
 
@@ -96,6 +97,7 @@ def _check_links(kind: str, config: RunConfig, origin: str) -> None:
         if not getattr(config.links, link):
             raise UserError(f"{origin}: links.{link} must be set for the {kind} stage to reach the others "
                             "(tcp://HOST:PORT or ipc://PATH)")
+    check_link_keys(config, kind not in ("capture", "web"), origin)
     if kind in ("capture", "inference") and config.links.frame_pixels == "ring":
         raise UserError(f'{origin}: links.frame_pixels: "ring" needs capture and inference in one `streamrec run`; '
                         'set "raw" or "jpeg"')
@@ -125,7 +127,8 @@ def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
-    endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()))
+    endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
+                                   LinkCurve.from_links(config.links))
     if not config.links.stats:
         endpoints = dataclasses.replace(endpoints, stats="")  # no receiver to wait for
     log_file = folder / "logs" / "streamrec.log" if kind in NEEDS_DATA else None

@@ -462,6 +462,27 @@ class LinksConfig(Section):
         default=90, ge=10, le=100,
         description="JPEG quality of the frames sent with frame_pixels = jpeg.",
     )
+    curve_server_key: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description="CURVE on every link given an address (required when one is beyond this machine): the "
+        "links' server certificate, public (NAME.key from `streamrec keys NAME`); every stage reads it. "
+        '"": no CURVE.',
+    )
+    curve_server_secret: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description="The server certificate's secret half (NAME.key_secret); only the stages that bind a link "
+        "read it.",
+    )
+    curve_client_secret: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description="This host's client certificate, secret (NAME.key_secret of its own `streamrec keys NAME`); "
+        "the stages that connect to a link present it.",
+    )
+    curve_clients: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
+        default="",
+        description="Folder of the public certificates (NAME.key) of the clients a binding stage lets in; any "
+        "other connection is refused.",
+    )
 
     @model_validator(mode="after")
     def _distinct_and_reachable(self) -> LinksConfig:
@@ -474,6 +495,15 @@ class LinksConfig(Section):
                 if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
                     raise RuleError(("links", key), address, f"binds the same address as links.{other} ({taken})")
             seen.append((key, address))
+        curve = ("curve_server_key", "curve_server_secret", "curve_client_secret", "curve_clients")
+        given = [key for key in curve if getattr(self, key)]
+        if given and len(given) < len(curve):
+            missing = next(key for key in curve if not getattr(self, key))
+            raise RuleError(("links", missing), "", f"CURVE needs all of {', '.join(curve)} (`streamrec keys`)")
+        beyond = next((item for item in seen if binds_beyond_loopback(parse_zmq_endpoint(item[1]))), None)
+        if beyond is not None and not given:
+            raise RuleError(("links", beyond[0]), beyond[1], "a link beyond this machine needs CURVE: set "
+                            f"{', '.join(curve)} (`streamrec keys NAME --out DIR` makes the certificates)")
         if self.frame_pixels == "ring" and self.frames and binds_beyond_loopback(parse_zmq_endpoint(self.frames)):
             raise RuleError(("links", "frame_pixels"), self.frame_pixels, "a frames link beyond this machine needs "
                             'the pixels in the message: set frame_pixels = "raw" or "jpeg"')

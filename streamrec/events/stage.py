@@ -64,7 +64,7 @@ class EventsStage(Stage):
         self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG,
         journal_days: float = 0.0, silent_s: float = SILENT_S,
     ) -> None:
-        super().__init__(endpoints.stats, log_file)
+        super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.endpoints, self.journal_dir = endpoints, journal_dir
         self.backlog, self.journal_days, self.silent_s = backlog, journal_days, silent_s
         self._prune_at = 0.0

@@ -50,7 +50,7 @@ class CaptureStage(Stage):
     def __init__(
         self, source: SourceConfig, endpoints: Endpoints, log_file: Path | None = None, links: LinksConfig | None = None
     ) -> None:
-        super().__init__(endpoints.stats, log_file)
+        super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.source, self.endpoints, self.links = source, endpoints, links or LinksConfig()
         self.label = source.label
         self.name = f"capture:{self.label}"

@@ -78,7 +78,7 @@ class InferenceStage(Stage):
     name = "inference"
 
     def __init__(self, config: RunConfig, endpoints: Endpoints, data_dir: Path, engine_dir: Path | None, log_file: Path | None = None) -> None:
-        super().__init__(endpoints.stats, log_file)
+        super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.config, self.endpoints, self.data_dir, self.engine_dir = config, endpoints, data_dir, engine_dir
         lossless = {source.label: source.fast for source in config.sources}
         max_wait_s = config.batch.max_wait_ms / 1000.0

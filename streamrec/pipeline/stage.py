@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from streamrec.bus.curve import LinkContext, LinkCurve
 from streamrec.bus.messages import MAX_SAMPLES, StageStats
 from streamrec.bus.sockets import DropLog, Publisher, push_socket, send
 from streamrec.pipeline.logs import configure_logging
@@ -42,12 +43,14 @@ def count_refused(counters: MutableMapping[str, int], drops: DropLog, socket: st
 
 
 class Stage:
-    """Base of a stage process. ``stats_address``: the supervisor's stats socket."""
+    """Base of a stage process. ``stats_address``: the supervisor's stats socket; ``curve``: the
+    links secured with CURVE (:mod:`streamrec.bus.curve`)."""
 
     name = "stage"
 
-    def __init__(self, stats_address: str | None, log_file: Path | None = None) -> None:
+    def __init__(self, stats_address: str | None, log_file: Path | None = None, curve: LinkCurve | None = None) -> None:
         self.stats_address = stats_address
+        self.curve = curve
         self.log_file = log_file
         self.stopping = False
         self.exit_code = 0  #: the process's exit status when ``step()`` returns False
@@ -132,7 +135,7 @@ class Stage:
         signal.signal(signal.SIGINT, self.request_stop)
         self._claim = hold(self.run_dir) if self.run_dir is not None else None  # released when the process ends
         self.log = configure_logging(self.name, self.log_file)
-        self.ctx = zmq.Context()
+        self.ctx = LinkContext(self.curve)
         try:
             if self.stats_address:
                 self._stats_sock = push_socket(self.ctx, self.stats_address, hwm=10, linger_ms=0)

@@ -45,6 +45,7 @@ from typing import Any
 
 import zmq
 
+from streamrec.bus.curve import LinkContext
 from streamrec.bus.messages import EndTracks, StageStats
 from streamrec.bus.sockets import (
     DropLog,
@@ -113,7 +114,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         claim = own(self.run_dir)  # held until this process ends
-        zctx = zmq.Context()
+        zctx = LinkContext(self.endpoints.curve)
         stats_in = pull_socket(zctx, self.endpoints.stats, hwm=STATS_HWM, accepts=StageStats)
         monitor = Publisher(zctx, self.endpoints.monitor, ["stats"], hwm=100)
         self.events_out = push_socket(zctx, self.endpoints.events_in, linger_ms=2000)

@@ -45,7 +45,7 @@ class RenderStage(Stage):
     def __init__(
         self, outputs: OutputsConfig, endpoints: Endpoints, log_file: Path | None = None, sources: Sequence[str] = ()
     ) -> None:
-        super().__init__(endpoints.stats, log_file)
+        super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.outputs, self.endpoints = outputs, endpoints
         self.sources = frozenset(sources)
 

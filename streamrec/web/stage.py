@@ -63,7 +63,7 @@ class WebStage(Stage):
         auth: AuthConfig | None = None, data_dir: Path | None = None, library: bool = False, engines: Path | None = None,
         door: DoorConfig | None = None,
     ) -> None:
-        super().__init__(endpoints.stats, log_file)
+        super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.outputs, self.endpoints, self.auth = outputs, endpoints, auth or AuthConfig()
         self.data_dir = data_dir if data_dir is not None else default_data_dir()
         self.door = door if door is not None else DoorConfig()

@@ -26,6 +26,11 @@ def test_shipped_configs_exist():
     assert {p.name for p in CONFIGS.glob("*.toml")} >= {"default.toml", "door.toml", "cameras.toml", "wide.toml"}
 
 
+#: a complete [links] CURVE setting (the files are read only by the stages that use them)
+CURVE = {"curve_server_key": "k/links.key", "curve_server_secret": "k/links.key_secret",
+         "curve_client_secret": "k/host.key_secret", "curve_clients": "k/clients"}
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
@@ -57,8 +62,13 @@ def test_shipped_configs_exist():
          "links.status: binds the same address as links.frames (tcp://127.0.0.1:5600)"),
         ({"links": {"events_in": "tcp://127.0.0.1:5571"}},
          "links.events_in: binds the same address as outputs.events (tcp://127.0.0.1:5571)"),
-        ({"links": {"frames": "tcp://10.0.0.2:5600"}},
+        ({"links": {"frames": "tcp://10.0.0.2:5600", **CURVE}},
          'links.frame_pixels: a frames link beyond this machine needs the pixels in the message: set frame_pixels = "raw" or "jpeg" (got "ring")'),
+        ({"links": {"status": "tcp://camera-host:5600"}},
+         ("links.status: a link beyond this machine needs CURVE: set curve_server_key, curve_server_secret, "
+         "curve_client_secret, curve_clients (`streamrec keys NAME --out DIR` makes the certificates) (got \"tcp://camera-host:5600\")")),
+        ({"links": {**CURVE, "curve_clients": ""}},
+         'links.curve_clients: CURVE needs all of curve_server_key, curve_server_secret, curve_client_secret, curve_clients'),
         ({"links": {"frame_pixels": "png"}}, 'links.frame_pixels: must be one of "ring", "raw", "jpeg" (got "png")'),
         ({"links": {"frame_quality": 5}}, "links.frame_quality: must be a whole number between 10 and 100 (got 5)"),
     ],

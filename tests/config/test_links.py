@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from streamrec.bus.sockets import Endpoints
 from streamrec.config import parse_config
+from tests.config.test_config import CURVE
 
 
 def test_a_frames_link_beyond_this_machine_with_the_pixels_inline_is_accepted():
-    config = parse_config({"links": {"frames": "tcp://10.0.0.2:5600", "frame_pixels": "jpeg"}})
+    config = parse_config({"links": {"frames": "tcp://10.0.0.2:5600", "frame_pixels": "jpeg", **CURVE}})
     assert dict(config.links.set_links()) == {"frames": "tcp://10.0.0.2:5600"}
 
 

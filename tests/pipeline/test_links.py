@@ -1,10 +1,11 @@
 """Stages linked over TCP, as they would be on several hosts: ``streamrec run`` with every
 internal link on a loopback port and the frames' pixels in the frame messages, and each stage
-started by its own ``streamrec stage`` process; on a real RTSP camera, with the people of
+started by its own ``streamrec stage`` process with the links under CURVE; on a real RTSP camera, with the people of
 ../shared/data/faces enrolled."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import time
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 import zmq
 
+from streamrec.bus.curve import LinkContext, LinkCurve
 from streamrec.bus.messages import StageStats
 from streamrec.bus.sockets import pull_socket, receive
 from streamrec.config import load_config
 from streamrec.events.journal import read_journal
-from tests.conftest import cli_command
+from tests.conftest import cli_command, run_cli
 from tests.pipeline.conftest import Events, enroll_people, free_port, start_pipeline, stop_process
 from tests.support.rtsp import RtspServer
 
@@ -41,8 +43,6 @@ def links_config(path: Path, pixels: str, extra: str = "") -> Path:
 def enrolled(faces_dir: Path, models, tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]:
     """A new data directory with the people of ../shared/data/faces enrolled (copied from one
     enrolment)."""
-    import shutil
-
     first = tmp_path_factory.mktemp("enrolled") / "data"
     enroll_people(faces_dir, first, models)
 
@@ -81,17 +81,25 @@ def _stats_from(stats: zmq.Socket, stages: set[str], timeout_s: float) -> set[st
     return seen
 
 
-def test_each_stage_in_its_own_streamrec_stage_process_names_the_person_and_stops_on_sigterm(
+def test_each_stage_in_its_own_streamrec_stage_process_over_curve_names_the_person_and_stops_on_sigterm(
     rtsp_clip: Path, enrolled: Callable[[Path], Path], tmp_path: Path
 ):
     server = RtspServer(rtsp_clip, tmp_path / "rtsp_server.log").start()
     events_address = f"tcp://127.0.0.1:{free_port()}"
     outputs = f'[outputs]\nevents = "{events_address}"\nframes = "tcp://127.0.0.1:{free_port()}"\nhttp = ""\n'
     source = f'[[sources]]\nurl = "{server.url}"\nname = "door"\n'
-    config = links_config(tmp_path / "stages.toml", "jpeg", outputs + source)
+    keys = tmp_path / "keys"
+    for name in ("links", "host"):
+        assert run_cli("keys", name, "--out", str(keys), timeout=60).returncode == 0
+    (keys / "clients").mkdir()
+    shutil.copy(keys / "host.key", keys / "clients")
+    curve = (f'curve_server_key = "{keys}/links.key"\ncurve_server_secret = "{keys}/links.key_secret"\n'
+             f'curve_client_secret = "{keys}/host.key_secret"\ncurve_clients = "{keys}/clients"\n')
+    config = links_config(tmp_path / "stages.toml", "jpeg", curve + outputs + source)
     data = enrolled(tmp_path)
-    ctx = zmq.Context()
-    stats = pull_socket(ctx, load_config(config).links.stats, accepts=StageStats)
+    loaded = load_config(config)
+    ctx = LinkContext(LinkCurve.from_links(loaded.links))  # a supervisor's, with the server certificate
+    stats = pull_socket(ctx, loaded.links.stats, accepts=StageStats)
     subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", events_address, "--data-dir", str(data)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     events = Events(subscriber).start()

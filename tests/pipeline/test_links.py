@@ -22,6 +22,7 @@ from streamrec.config import load_config
 from streamrec.events.journal import read_journal
 from tests.conftest import cli_command, run_cli
 from tests.pipeline.conftest import Events, enroll_people, free_port, start_pipeline, stop_process
+from tests.support.netns import remote_host
 from tests.support.rtsp import RtspServer
 
 LIN = "lin_manuel_miranda"
@@ -81,45 +82,92 @@ def _stats_from(stats: zmq.Socket, stages: set[str], timeout_s: float) -> set[st
     return seen
 
 
+def curve_keys(folder: Path) -> str:
+    """Certificates made by ``streamrec keys`` (real processes): the links' server and one client
+    let in; the ``[links]`` lines that name them."""
+    for name in ("links", "host"):
+        assert run_cli("keys", name, "--out", str(folder), timeout=60).returncode == 0
+    (folder / "clients").mkdir()
+    shutil.copy(folder / "host.key", folder / "clients")
+    return (f'curve_server_key = "{folder}/links.key"\ncurve_server_secret = "{folder}/links.key_secret"\n'
+            f'curve_client_secret = "{folder}/host.key_secret"\ncurve_clients = "{folder}/clients"\n')
+
+
+def outputs(events_address: str, source: str) -> str:
+    """``[outputs]`` on free loopback ports (no web server) and one ``door`` source."""
+    return (f'[outputs]\nevents = "{events_address}"\nframes = "tcp://127.0.0.1:{free_port()}"\nhttp = ""\n'
+            f'[[sources]]\nurl = "{source}"\nname = "door"\nloop = true\n')
+
+
+def named_then_stopped(commands: dict[str, list[str]], events_address: str, data: Path, logs: Path,
+                       while_running: Callable[[], None] = lambda: None) -> None:
+    """Start each stage's command, wait for the door to name the person (``streamrec events``
+    subscribed), call ``while_running``, then SIGTERM each stage, which must exit 0."""
+    subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", events_address, "--data-dir", str(data)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    events = Events(subscriber).start()
+    stages: dict[str, subprocess.Popen] = {}
+    try:
+        with open(logs, "a") as out:
+            for name, command in commands.items():
+                stages[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        found = events.wait_for(lambda e: e["type"] == "match" and e["name"] == LIN, timeout=150)
+        assert found["source"] == "door"
+        while_running()
+        for name in reversed(commands):
+            stages[name].send_signal(signal.SIGTERM)
+            assert stages[name].wait(30) == 0, f"{name}: {logs.read_text()[-3000:]}"
+    finally:
+        for process in (*stages.values(), subscriber):
+            stop_process(process)
+
+
+def _stage(name: str, config: Path, data: Path | None) -> list[str]:
+    return [*cli_command(), "stage", name, "--config", str(config), *(["--data-dir", str(data)] if data else [])]
+
+
 def test_each_stage_in_its_own_streamrec_stage_process_over_curve_names_the_person_and_stops_on_sigterm(
     rtsp_clip: Path, enrolled: Callable[[Path], Path], tmp_path: Path
 ):
     server = RtspServer(rtsp_clip, tmp_path / "rtsp_server.log").start()
     events_address = f"tcp://127.0.0.1:{free_port()}"
-    outputs = f'[outputs]\nevents = "{events_address}"\nframes = "tcp://127.0.0.1:{free_port()}"\nhttp = ""\n'
-    source = f'[[sources]]\nurl = "{server.url}"\nname = "door"\n'
-    keys = tmp_path / "keys"
-    for name in ("links", "host"):
-        assert run_cli("keys", name, "--out", str(keys), timeout=60).returncode == 0
-    (keys / "clients").mkdir()
-    shutil.copy(keys / "host.key", keys / "clients")
-    curve = (f'curve_server_key = "{keys}/links.key"\ncurve_server_secret = "{keys}/links.key_secret"\n'
-             f'curve_client_secret = "{keys}/host.key_secret"\ncurve_clients = "{keys}/clients"\n')
-    config = links_config(tmp_path / "stages.toml", "jpeg", curve + outputs + source)
+    config = links_config(tmp_path / "stages.toml", "jpeg", curve_keys(tmp_path / "keys") + outputs(events_address, server.url))
     data = enrolled(tmp_path)
     loaded = load_config(config)
     ctx = LinkContext(LinkCurve.from_links(loaded.links))  # a supervisor's, with the server certificate
     stats = pull_socket(ctx, loaded.links.stats, accepts=StageStats)
-    subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", events_address, "--data-dir", str(data)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    events = Events(subscriber).start()
-    stages: dict[str, subprocess.Popen] = {}
-    logs = tmp_path / "stages.log"
+    every = {"events", "inference", "capture:door"}
+
+    def every_stage_reports() -> None:
+        assert _stats_from(stats, every, 10) == every
+
     try:
-        with open(logs, "a") as out:
-            for name in ("events", "inference", "capture:door"):
-                options = ["--data-dir", str(data)] if name != "capture:door" else []
-                stages[name] = subprocess.Popen([*cli_command(), "stage", name, "--config", str(config), *options],
-                                                stdout=out, stderr=subprocess.STDOUT)
-        found = events.wait_for(lambda e: e["type"] == "match" and e["name"] == LIN, timeout=150)
-        assert found["source"] == "door"
-        assert _stats_from(stats, {"events", "inference", "capture:door"}, 10) == {"events", "inference", "capture:door"}
-        for name in ("capture:door", "inference", "events"):
-            stages[name].send_signal(signal.SIGTERM)
-            assert stages[name].wait(30) == 0, f"{name}: {logs.read_text()[-3000:]}"
+        named_then_stopped(
+            {name: _stage(name, config, data if name != "capture:door" else None) for name in ("events", "inference", "capture:door")},
+            events_address, data, tmp_path / "stages.log", every_stage_reports,
+        )
         assert any(e.get("name") == LIN for e in read_journal(data / "events"))
     finally:
-        for process in (*stages.values(), subscriber):
-            stop_process(process)
         server.stop()
         ctx.destroy(linger=0)
+
+
+def test_a_capture_in_another_network_namespace_reaches_inference_over_a_veth_pair_with_curve(
+    hamilton_clip: Path, enrolled: Callable[[Path], Path], tmp_path: Path
+):
+    with remote_host() as host:
+        events_address = f"tcp://127.0.0.1:{free_port()}"
+        beyond = {"frames": f"tcp://{host.server_ip}:{free_port()}", "status": f"tcp://{host.server_ip}:{free_port()}"}
+        here = {"events_in": f"tcp://127.0.0.1:{free_port()}", "overlays": f"tcp://127.0.0.1:{free_port()}"}
+        config = tmp_path / "hosts.toml"
+        config.write_text(
+            "[links]\n" + "".join(f'{link} = "{address}"\n' for link, address in {**beyond, **here}.items())
+            + 'frame_pixels = "jpeg"\n' + curve_keys(tmp_path / "keys") + outputs(events_address, str(hamilton_clip))
+        )
+        data = enrolled(tmp_path)
+        named_then_stopped({
+            "events": _stage("events", config, data),
+            "inference": _stage("inference", config, data),
+            # the other host: it reaches this one only over the veth pair
+            "capture:door": ["ip", "netns", "exec", host.name, *_stage("capture:door", config, None)],
+        }, events_address, data, tmp_path / "stages.log")

@@ -162,6 +162,9 @@ def _set(packed: bytes, fmt: str, offset: int, value: object) -> bytes:
         (("<q", 6, -1), "frame: index: Input should be greater than or equal to 0"),
         (("<d", 14, math.nan), "frame: ts: Input should be a finite number"),
         (("<I", 26, 0), "frame: width: Input should be greater than or equal to 1"),
+        (("<B", 50, 7), "frame: pixels code 7, expected 0 to 2"),  # pixels
+        (("<d", 51, math.nan), "frame: age: Input should be a finite number"),
+        (("<d", 51, -0.5), "frame: age: Input should be greater than or equal to 0"),
     ],
 )
 def test_frame_headers_out_of_range_are_refused(field, reason):

@@ -27,7 +27,7 @@ from streamrec.paths import data_dir
 from streamrec.pipeline.logs import configure_logging
 from streamrec.pipeline.rundir import alive, lock_data_dir, remove_leftovers, wait_for_end
 
-__all__ = ["check_model", "register"]
+__all__ = ["check_model", "check_triton", "register"]
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -135,7 +135,7 @@ def _resolve_backend(config: RunConfig, names: dict[str, str], origin: str) -> t
 MTCNN_ENGINES = ("pnet", "rnet", "onet")
 
 
-def _check_triton(config: RunConfig, engines: Path, where: str) -> None:
+def check_triton(config: RunConfig, engines: Path, where: str) -> None:
     """Fail with one line now, rather than in an inference stage restarted in vain: the Triton
     server must answer, with the four engines the run uses ready."""
     from streamrec.backends.triton import check_server
@@ -262,7 +262,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     check_model(config, folder, engines, "--model" if args.model else ": ".join(filter(None, (str(args.config or ""), "pipeline.model"))))
     if inference.backend == "triton":
-        _check_triton(config, engines, "--triton-url" if args.triton_url else ": ".join(filter(None, (str(args.config or ""), "triton.url"))))
+        check_triton(config, engines, "--triton-url" if args.triton_url else ": ".join(filter(None, (str(args.config or ""), "triton.url"))))
     lock = _claim_data_dir(folder)
     try:
         run_dir = new_run_dir()

@@ -118,10 +118,12 @@ def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: 
         except (BuildError, SourceError) as exc:
             raise UserError(str(exc)) from None
     if kind == "inference" and engines is not None:
-        from streamrec.cli.run import check_model
+        from streamrec.cli.run import check_model, check_triton
 
         config, choice = resolve_pipeline(config, f"{args.config}: pipeline", {}, str(args.config))
         check_model(config, folder, engines, f"{args.config}: pipeline.model")
+        if choice.backend == "triton":
+            check_triton(config, engines, f"{args.config}: triton.url")
         stderr(f"streamrec: inference on {choice.describe()}")
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -74,10 +74,12 @@ def _json(body: object) -> bytes:
     return json.dumps(body).encode()  # NaN and Infinity as JavaScript writes them
 
 
-def _frame(source: str, ring: str, height: int = 360, width: int = 640, version: int = 1, index: int = 1, ts: float = 1.0) -> bytes:
-    """A frame message by its documented layout (streamrec.bus.messages.FrameHeader)."""
+def _frame(source: str, ring: str, height: int = 360, width: int = 640, version: int = 2, index: int = 1, ts: float = 1.0) -> bytes:
+    """A frame message by its documented layout (streamrec.bus.messages.FrameHeader), its pixels
+    in a ring, aged 0."""
     names = source.encode() + ring.encode()
-    head = struct.pack("<4sHqdIIqIQHH", b"SRFH", version, index, ts, height, width, 0, 0, 1, len(source.encode()), len(ring.encode()))
+    head = struct.pack("<4sHqdIIqIQBdHH", b"SRFH", version, index, ts, height, width, 0, 0, 1, 0, 0.0,
+                       len(source.encode()), len(ring.encode()))
     return head + names
 
 
@@ -173,7 +175,7 @@ def frames_message(draw: st.DrawFn) -> tuple[list[bytes], str]:
         return [b"X" + draw(st.binary(max_size=300))], "malformed_frames"  # no frame message starts with X
     good = _frame(SOURCE, "not-a-ring")  # the configured source, naming a ring that cannot exist
     parts = {
-        "version": [_frame(SOURCE, "x", version=2)],
+        "version": [_frame(SOURCE, "x", version=1)],
         "length": [good + draw(st.binary(min_size=1, max_size=10))],
         "range": [_frame(SOURCE, "x", height=draw(st.sampled_from([0, 9000])), width=640)],
         "ring": [good],

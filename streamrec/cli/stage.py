@@ -169,9 +169,16 @@ def _run_each(factories: dict[str, Callable[..., Any]], run_dir: Path) -> int:
     return max(child.exitcode or 0 for child in children)
 
 
+def _stop_before_start(*_: Any) -> None:
+    """SIGTERM before the stage runs (while the engines load): stop here, removing the private
+    folder on the way out; once it runs, the stage stops itself cleanly."""
+    raise SystemExit(0)
+
+
 def run_stage_command(args: argparse.Namespace) -> int:
     from streamrec.pipeline.rundir import own
 
+    signal.signal(signal.SIGTERM, _stop_before_start)
     config = _load(args.config)
     kind = _kind(args.name, config)
     _check_links(kind, config, str(args.config))

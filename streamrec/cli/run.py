@@ -17,7 +17,7 @@ from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.capture import SourceError as SourceSpecError
 from streamrec.capture import parse_source
 from streamrec.cli.common import UserError, check_link_keys, resolve_pipeline, stderr
-from streamrec.config import ConfigError, OutputsConfig, RunConfig, load_config, override
+from streamrec.config import ConfigError, RunConfig, load_config, override
 from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
 from streamrec.engines import ENGINE_FILES, ensure_engines, model_file
 from streamrec.engines.build import BuildError
@@ -153,25 +153,26 @@ def _can_listen(family: socket.AddressFamily, host: str, port: int, key: str, ad
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise UserError(f"outputs.{key}: cannot listen on {address} ({exc.strerror or exc})") from None
+            raise UserError(f"{key}: cannot listen on {address} ({exc.strerror or exc})") from None
 
 
-def _check_outputs(outputs: OutputsConfig) -> None:
+def _check_outputs(config: RunConfig) -> None:
     """Fail with one line now, rather than in a stage that would be restarted in vain: every
-    output must be bindable (a free TCP port on a host of this machine, an ipc socket in an
-    existing folder)."""
-    for key in ("events", "frames"):
-        address = getattr(outputs, key)
+    output, and every link given an address (all bound on this machine by `run`), must be
+    bindable (a free TCP port on a host of this machine, an ipc socket in an existing folder)."""
+    outputs = config.outputs
+    zmq_addresses = [(f"outputs.{key}", getattr(outputs, key)) for key in ("events", "frames")]
+    for key, address in [*zmq_addresses, *((f"links.{link}", value) for link, value in config.links.set_links())]:
         endpoint = parse_zmq_endpoint(address)
         folder = Path(endpoint.path).parent
         if endpoint.transport == "tcp":
             _can_listen(socket.AF_INET, "" if endpoint.host == "*" else endpoint.host, endpoint.port, key, address)
         elif not endpoint.path.startswith("@") and not folder.is_dir():  # "@": a Linux abstract socket
-            raise UserError(f"outputs.{key}: cannot bind {address}: no folder {folder}")
+            raise UserError(f"{key}: cannot bind {address}: no folder {folder}")
     if outputs.http:
         web = parse_http_address(outputs.http)
         family = socket.AF_INET6 if ":" in web.host else socket.AF_INET
-        _can_listen(family, web.host or "127.0.0.1", web.port, "http", outputs.http)
+        _can_listen(family, web.host or "127.0.0.1", web.port, "outputs.http", outputs.http)
 
 
 def _check_web(config: RunConfig, folder: Path) -> None:
@@ -254,7 +255,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
-    _check_outputs(config.outputs)
+    _check_outputs(config)
     check_link_keys(config, True, str(args.config or "--config"))
     try:
         engines = ensure_engines(args.engines, stderr)

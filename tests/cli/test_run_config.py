@@ -12,7 +12,7 @@ from streamrec.backends import default_threads
 from tests.cli.test_bad_input import _no_traceback
 from tests.config.test_found_faults import FOUND, NAMES
 from tests.conftest import run_cli
-from tests.pipeline.conftest import free_port
+from tests.pipeline.conftest import free_port, quiet_outputs
 
 GARBAGE_ENDPOINT = ('must be tcp://HOST:PORT (HOST an IPv4 address, * for every interface, or a host name) or '
                     'ipc://PATH (got "garbage")')
@@ -107,6 +107,19 @@ def test_an_output_beyond_this_machine_gets_one_warning_before_the_start(tmp_pat
     assert "without TLS" in warning and "set [auth] tls_cert and tls_key" in warning
     # the check that the port is free comes after the warning, and nothing starts
     assert error == f"streamrec: error: outputs.events: cannot listen on tcp://127.0.0.1:{busy} (Address already in use)"
+    assert result.returncode == 1 and not (tmp_path / "data" / "run.json").exists()
+
+
+def test_a_link_on_a_port_in_use_stops_run_in_one_line(tmp_path: Path, clip: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        (tmp_path / "links.toml").write_text(f'[links]\nstatus = "tcp://127.0.0.1:{busy}"\n')
+        result = run_cli("run", "--source", str(clip), "--config", str(tmp_path / "links.toml"), "--data-dir", str(tmp_path / "data"),
+                         *quiet_outputs(), timeout=60)
+    _no_traceback(result)
+    assert result.stderr.splitlines() == [f"streamrec: error: links.status: cannot listen on tcp://127.0.0.1:{busy} (Address already in use)"]
     assert result.returncode == 1 and not (tmp_path / "data" / "run.json").exists()
 
 

@@ -37,12 +37,14 @@ STAGE_LINKS = {
     "capture": ("frames", "status"),
     "inference": ("frames", "status", "events_in", "overlays"),
     "events": ("events_in",),
+    "mqtt": (),
     "render": ("overlays",),
     "web": ("events_feed", "jpeg_feed"),
 }
 #: the stages that read or write the data directory: the watchlist and kept faces (inference),
-#: the event journal (events), the watchlist, users and face library (web)
-NEEDS_DATA = ("inference", "events", "web")
+#: the event journal (events; mqtt reads it, so it runs beside events), the watchlist, users and
+#: face library (web)
+NEEDS_DATA = ("inference", "events", "mqtt", "web")
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -54,11 +56,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "find each other at the addresses of the [links] section, the same file for all of them: each link "
         "the stage uses must be set, and for capture and inference [links] frame_pixels must be raw or jpeg. Statistics go to [links] "
         "stats when it is set. The data directory is used by inference (watchlist, kept faces), events "
-        "(journal) and web (users, watchlist, face library); capture and render need none. Stops cleanly on "
+        "(journal), mqtt (the journal it publishes, on the events host) and web (users, watchlist, face library); "
+        "capture and render need none. Stops cleanly on "
         "SIGTERM or Ctrl-C; a stage that dies is not restarted (README.md, \"Several hosts\").",
     )
     parser.add_argument("name", metavar="NAME", help="capture:LABEL (one source of the file), capture (every "
-                        "source of the file, one process each), inference, events, render or web")
+                        "source of the file, one process each), inference, events, mqtt (beside events: it reads the journal), "
+                        "render or web")
     parser.add_argument("--config", type=Path, required=True, metavar="FILE.toml",
                         help="the pipeline configuration, with its [links] (the same file for every stage)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="for inference, events and web: watchlist, "
@@ -81,13 +85,15 @@ def _kind(name: str, config: RunConfig) -> str:
     kind, _, label = name.partition(":")
     labels = [source.label for source in config.sources]
     if kind not in STAGE_LINKS or label and kind != "capture":
-        raise UserError(f"no stage {name!r}: give capture, capture:LABEL, inference, events, render or web")
+        raise UserError(f"no stage {name!r}: give capture, capture:LABEL, inference, events, mqtt, render or web")
     if kind == "capture" and not labels:
         raise UserError(f"{name}: the configuration has no [[sources]]")
     if label and label not in labels:
         raise UserError(f"{name}: no source {label!r} in the configuration (its sources: {', '.join(labels)})")
     if kind == "web" and not config.outputs.http:
         raise UserError('web: [outputs] http is "": the configuration has no web server')
+    if kind == "mqtt" and not config.mqtt.broker:
+        raise UserError('mqtt: [mqtt] broker is "": the configuration publishes to no MQTT broker')
     return kind
 
 
@@ -97,7 +103,7 @@ def _check_links(kind: str, config: RunConfig, origin: str) -> None:
         if not getattr(config.links, link):
             raise UserError(f"{origin}: links.{link} must be set for the {kind} stage to reach the others "
                             "(tcp://HOST:PORT or ipc://PATH)")
-    check_link_keys(config, kind not in ("capture", "web"), origin)
+    check_link_keys(config, kind not in ("capture", "web", "mqtt"), origin)
     if kind in ("capture", "inference") and config.links.frame_pixels == "ring":
         raise UserError(f'{origin}: links.frame_pixels: "ring" needs capture and inference in one `streamrec run`; '
                         'set "raw" or "jpeg"')

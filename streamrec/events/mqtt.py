@@ -37,6 +37,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
+from streamrec.bus.curve import LinkCurve
 from streamrec.bus.messages import DECISION_TYPES, Event
 from streamrec.config.addresses import parse_broker_address
 from streamrec.config.model import MqttConfig
@@ -102,15 +103,16 @@ class _InFlight:
 class MqttStage(Stage):
     """Publishes the journal in ``journal_dir`` to ``config.broker``, announcing ``sources`` to
     Home Assistant; the newest delivered ``seq`` lives in ``state_file``. Retries wait 1 s,
-    doubling up to ``retry_max_s``."""
+    doubling up to ``retry_max_s``. ``curve``: the links secured with CURVE (its statistics' among
+    them, when ``[links] stats`` is set)."""
 
     name = "mqtt"
 
     def __init__(
         self, config: MqttConfig, journal_dir: Path, state_file: Path, sources: list[str], stats_address: str | None,
-        log_file: Path | None = None, retry_max_s: float = 30.0,
+        log_file: Path | None = None, retry_max_s: float = 30.0, curve: LinkCurve | None = None,
     ) -> None:
-        super().__init__(stats_address, log_file)
+        super().__init__(stats_address, log_file, curve)
         self.config, self.journal_dir, self.state_file, self.sources = config, journal_dir, state_file, sources
         self.address = parse_broker_address(config.broker)
         self.retry_max_s = retry_max_s

@@ -43,6 +43,7 @@ def stage_factories(
     if config.mqtt.broker:
         factories["mqtt"] = functools.partial(
             MqttStage, config.mqtt, journal, data_dir / "mqtt-delivered.json", sources, endpoints.stats, log_file,
+            curve=endpoints.curve,
         )
     factories["render"] = functools.partial(RenderStage, config.outputs, endpoints, log_file, sources)
     if config.outputs.http:

@@ -18,7 +18,7 @@ SOURCE = '[[sources]]\nurl = "rtsp://camera.local/stream"\nname = "door"\n'
 @pytest.mark.parametrize(
     "name, config, message",
     [
-        ("detector", SOURCE, "no stage 'detector': give capture, capture:LABEL, inference, events, render or web"),
+        ("detector", SOURCE, "no stage 'detector': give capture, capture:LABEL, inference, events, mqtt, render or web"),
         ("render:door", SOURCE, "no stage 'render:door'"),
         ("capture:gate", LINKED + 'frame_pixels = "raw"\n' + SOURCE, "capture:gate: no source 'gate' in the configuration (its sources: door)"),
         ("capture", LINKED + 'frame_pixels = "raw"\n', "capture: the configuration has no [[sources]]"),
@@ -26,6 +26,7 @@ SOURCE = '[[sources]]\nurl = "rtsp://camera.local/stream"\nname = "door"\n'
         ("capture", LINKED + SOURCE, 'links.frame_pixels: "ring" needs capture and inference in one `streamrec run`; set "raw" or "jpeg"'),
         ("inference", LINKED + 'frame_pixels = "jpeg"\n' + SOURCE, "links.events_in must be set for the inference stage"),
         ("web", '[outputs]\nhttp = ""\n', 'web: [outputs] http is "": the configuration has no web server'),
+        ("mqtt", SOURCE, 'mqtt: [mqtt] broker is "": the configuration publishes to no MQTT broker'),
         ("events", '[links]\nevents_in = "tcp://*:5803"\n', "links.events_in: both ends of a link use this address"),
         ("capture:door", LINKED + 'frame_pixels = "raw"\n' + CURVE + SOURCE,
          "links: cannot read the CURVE certificate /nowhere/links.key"),

@@ -5,8 +5,10 @@ The stage is the same :class:`~streamrec.pipeline.stage.Stage` that ``streamrec 
 linked to the others by the addresses of ``[links]`` instead of the ipc sockets of a run's
 private folder: each link the stage uses must be given one, and the frames must carry their
 pixels (``frame_pixels`` raw or jpeg), as no frame ring is shared between two commands. No
-supervisor is needed: the stage makes a private folder of its own (what it keeps for a restart
-within a run: track ids, event numbers) and removes it when it stops; its statistics go to
+supervisor is needed: the stage makes a private folder of its own (its unset links' sockets) and
+removes it when it stops; what a restarted stage continues from (track ids, event numbers, open
+tracks, door challenges) is kept in ``DATA_DIR/state/NAME`` by the stages that have a data
+directory, so that no track id or event number is given twice however often it is restarted; its statistics go to
 ``[links] stats`` when that is set (and are dropped, never waited for, while nothing receives
 them); it stops cleanly on SIGTERM or Ctrl-C. A stage that dies is not restarted here: that is
 the orchestrator's job.
@@ -22,13 +24,16 @@ import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamrec.bus.curve import LinkCurve
 from streamrec.bus.sockets import Endpoints, new_run_dir
 from streamrec.cli.common import UserError, check_link_keys, resolve_pipeline, stderr
 from streamrec.config import ConfigError, RunConfig, load_config
 from streamrec.paths import data_dir
+
+if TYPE_CHECKING:
+    from streamrec.pipeline.stage import Stage
 
 __all__ = ["STAGE_LINKS", "register"]
 
@@ -109,7 +114,7 @@ def _check_links(kind: str, config: RunConfig, origin: str) -> None:
                         'set "raw" or "jpeg"')
 
 
-def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: Path) -> dict[str, Callable[..., Any]]:
+def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: Path) -> dict[str, Callable[[], Stage]]:
     """The factories of the stages to run, built as ``streamrec run`` builds them."""
     from streamrec.engines import ensure_engines
     from streamrec.engines.build import BuildError
@@ -142,10 +147,26 @@ def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: 
     log_file = folder / "logs" / "streamrec.log" if kind in NEEDS_DATA else None
     every = stage_factories(config, folder, engines, endpoints, log_file)
     wanted = (lambda name: name.startswith("capture:")) if args.name == "capture" else (lambda name: name == args.name)
-    return {name: factory for name, factory in every.items() if wanted(name)}
+    state = folder / "state" if kind in NEEDS_DATA else None
+    return {name: _keeping_state(factory, state / name if state else None) for name, factory in every.items() if wanted(name)}
 
 
-def _run_each(factories: dict[str, Callable[..., Any]], run_dir: Path) -> int:
+def _keeping_state(factory: Callable[[], Stage], folder: Path | None) -> Callable[[], Stage]:
+    """``factory``, whose stage keeps what a restart continues from in ``folder`` (made now)."""
+    def make() -> Stage:
+        stage = factory()
+        if folder is not None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create {folder} ({exc.strerror or exc})") from None
+            stage.state_dir = folder
+        return stage
+
+    return make
+
+
+def _run_each(factories: dict[str, Callable[[], Stage]], run_dir: Path) -> int:
     """Run one stage here, or several (every capture of the file) in processes of their own,
     passing SIGTERM on to them. Returns the worst exit status."""
     from streamrec.pipeline.stage import run_stage

@@ -76,14 +76,14 @@ class EventsStage(Stage):
     def setup(self) -> None:
         assert self.ctx is not None
         self.journal = Journal(self.journal_dir)
-        self.last_seq = RunCounter(self.run_dir / "last-seq" if self.run_dir is not None else None, "event numbers")
+        self.last_seq = RunCounter(self.state_path("last-seq"), "event numbers")
         if self.last_seq.value > self.journal.seq:
             self.log.warning(
                 "events %d-%d were published before this stage restarted but not journaled; numbering continues after them",
                 self.journal.seq + 1, self.last_seq.value,
             )
             self.journal.seq = self.last_seq.value
-        self.open_tracks = OpenTracks(self.run_dir / "open-tracks.json" if self.run_dir is not None else None, self.silent_s)
+        self.open_tracks = OpenTracks(self.state_path("open-tracks.json"), self.silent_s)
         self.inbox = pull_socket(self.ctx, self.endpoints.events_in, accepts=Event)
         self.outboxes = [
             self.publisher("events", self.endpoints.events_pub, EVENT_TYPES, PUBLIC_HWM),

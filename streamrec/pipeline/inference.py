@@ -118,10 +118,10 @@ class InferenceStage(Stage):
             self.health = TritonHealth(options.triton, names)
         matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold, model=cfg.pipeline.model)
         # the run's last track id outlives this process: a restarted stage continues after it
-        ids_file = self.run_dir / "track-ids" if self.run_dir is not None else None
+        ids_file = self.state_path("track-ids")
         self.last_track_id = RunCounter(ids_file, "track ids")
         self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
-        record = self.run_dir / "door-challenges" if self.run_dir is not None else None
+        record = self.state_path("door-challenges")
         self.doors = Doors(cfg, record, self._emit, self.log)
         self.doors.start()
         self.faces = Recognition(cfg, models, matcher, self._new_track_id, self, self.doors.eager)

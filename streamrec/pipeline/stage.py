@@ -66,7 +66,16 @@ class Stage:
         #: the run's private directory, set by the supervisor; the process holds a share of the
         #: run's claim on it while it lives (:mod:`streamrec.pipeline.rundir`)
         self.run_dir: Path | None = None
+        #: where what a restarted stage continues from is kept (track ids, event numbers, open
+        #: tracks, door challenges): the run directory under a supervisor; a folder of the data
+        #: directory for a stage run alone, whom an orchestrator restarts as a new run
+        self.state_dir: Path | None = None
         self.parent_pid: int | None = None  #: the supervisor's, in a stage process
+
+    def state_path(self, name: str) -> Path | None:
+        """The file ``name`` in :attr:`state_dir` (else the run directory); None without either."""
+        folder = self.state_dir or self.run_dir
+        return folder / name if folder is not None else None
 
     # -- to override ---------------------------------------------------------------------------
     def setup(self) -> None:

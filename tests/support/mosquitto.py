@@ -48,10 +48,15 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) 
 
 
 class Broker:
-    """A Mosquitto process serving ``127.0.0.1:port``; ``users`` (name -> password) or anonymous."""
+    """A Mosquitto process serving ``host:port`` (loopback by default); ``users`` (name ->
+    password) or anonymous. ``prefix``: what runs it elsewhere (another host's ``ip netns
+    exec``). ``persistent``: it writes its clients' sessions and queued messages to disk at every
+    change, so that one killed and started again still has them, as a broker that must lose
+    nothing is set up."""
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None) -> None:
-        self.folder, self.port = folder, free_port()
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None,
+                 host: str = "127.0.0.1", prefix: list[str] | None = None, persistent: bool = False) -> None:
+        self.folder, self.port, self.host, self.prefix = folder, free_port(), host, prefix or []
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log_file = folder / "mosquitto.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -59,7 +64,9 @@ class Broker:
         if users is not None:
             self.set_users(users)
         lines = [
-            f"listener {self.port} 127.0.0.1", "persistence false", "user root",
+            f"listener {self.port} {host}", "user root",
+            *(["persistence true", f"persistence_location {folder}/", "autosave_on_changes true", "autosave_interval 1"]
+              if persistent else ["persistence false"]),
             f"log_dest file {self.log_file}", "log_type error", "log_type warning", "log_type notice",
             "log_type information", "connection_messages true",
         ]
@@ -71,7 +78,7 @@ class Broker:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def set_users(self, users: dict[str, str]) -> None:
         """Write the password file anew (a running broker reads it on :meth:`reload`)."""
@@ -81,7 +88,7 @@ class Broker:
             subprocess.run([PASSWD, "-b", *(["-c"] if index == 0 else []), str(path), name, password], check=True)
 
     def start(self) -> Broker:
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")])
+        self.process = subprocess.Popen([*self.prefix, MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")])
         wait_for(self._accepts, f"mosquitto to listen on {self.address}")
         return self
 
@@ -90,7 +97,7 @@ class Broker:
         if self.process.poll() is not None:
             pytest.fail(f"mosquitto exited with {self.process.returncode}: {self.log_file.read_text()}")
         with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+            return probe.connect_ex((self.host, self.port)) == 0
 
     def reload(self) -> None:
         assert self.process is not None
@@ -138,7 +145,7 @@ class Subscriber:
         self.client.on_connect = lambda client, *_: client.subscribe([(topic, 1) for topic in topics])
         self.client.on_subscribe = self._subscribed
         self.client.on_message = self._message
-        self.client.connect("127.0.0.1", broker.port)
+        self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         wait_for(lambda: self.subscriptions, f"a subscription to {topics}")
 

@@ -5,10 +5,12 @@ iproute2); skips without them, or fails when ``CI`` is set.
 namespace joined to this one by a veth pair (a /30 of its own: this side ``server_ip``, the
 other ``client_ip``).
 
-:func:`site`: several hosts on one segment of their own, none of them this one: a namespace per
-host, each joined by a veth pair to a bridge in a namespace of the site's (its switch), with a
-/24 of the site's choosing. Programs run on a host with :meth:`SiteHost.command` (``ip netns
-exec``); each host has its own loopback, so a host's own services stay on it.
+:func:`site`: several hosts on one segment of their own: a namespace per host, each joined by a
+veth pair to a bridge in a namespace of the site's (its switch), with a /24 of the site's
+choosing; this machine joins it too (:attr:`Site.here`), as an operator's laptop on that network
+would, so the test reaches every host. Programs run on a host with :meth:`SiteHost.command`
+(``ip netns exec``, which becomes the program: its PID is the program's); each host has its own
+loopback, so a host's own services stay on it.
 
 :meth:`RemoteHost.connect` opens a TCP connection from inside the namespace: a helper thread
 joins it (``setns`` changes only the calling thread's namespace) and opens the socket there; a
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from tests.support.needs import missing, require
 
-__all__ = ["RemoteHost", "SiteHost", "remote_host", "site"]
+__all__ = ["RemoteHost", "Site", "SiteHost", "remote_host", "site"]
 
 CLONE_NEWNET = 0x40000000
 
@@ -120,10 +122,18 @@ class SiteHost:
         return ["ip", "netns", "exec", self.namespace, *argv]
 
 
+@dataclass(frozen=True)
+class Site:
+    """The hosts of a :func:`site` by name, and ``here``: this machine's address on it."""
+
+    hosts: dict[str, SiteHost]
+    here: str
+
+
 @contextlib.contextmanager
-def site(*names: str) -> Iterator[dict[str, SiteHost]]:
-    """Hosts ``names`` (at most 200) on a segment of their own, by name; removed afterwards (the
-    test stops the processes it started on them first, by PID)."""
+def site(*names: str) -> Iterator[Site]:
+    """Hosts ``names`` (at most 200) on a segment of their own, and this machine on it; removed
+    afterwards (the test stops the processes it started on them first, by PID)."""
     _require()
     assert 0 < len(names) <= 200 and len(set(names)) == len(names)
     tag = f"st{os.getpid() % 100000}"
@@ -148,10 +158,18 @@ def site(*names: str) -> Iterator[dict[str, SiteHost]]:
             _ip("-n", host.namespace, "addr", "add", f"{host.ip}/24", "dev", nic)
             _ip("-n", host.namespace, "link", "set", nic, "up")
             _ip("-n", host.namespace, "link", "set", "lo", "up")
+        _ip("link", "add", f"{tag}h", "type", "veth", "peer", "name", f"{tag}p")  # this machine's leg
+        _ip("link", "set", f"{tag}p", "netns", switch)
+        _ip("-n", switch, "link", "set", f"{tag}p", "master", "br0")
+        _ip("-n", switch, "link", "set", f"{tag}p", "up")
+        _ip("addr", "add", f"{subnet}.254/24", "dev", f"{tag}h")
+        _ip("link", "set", f"{tag}h", "up")
         for i, host in enumerate(hosts.values()):
             _wait_up(host.namespace, f"{tag}n{i}")
-        yield hosts
+        yield Site(hosts, f"{subnet}.254")
     finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _ip("link", "del", f"{tag}h")  # takes its peer with it
         for namespace in reversed(made):  # a namespace takes its ends of the veth pairs with it
             with contextlib.suppress(subprocess.CalledProcessError):
                 _ip("netns", "del", namespace)

@@ -13,6 +13,7 @@ import os
 import selectors
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -49,8 +50,9 @@ class RtspServer:
     as a camera that reboots keeps its address.
     """
 
-    def __init__(self, video: Path, log: Path, path: str = "/cam") -> None:
+    def __init__(self, video: Path, log: Path, path: str = "/cam", prefix: Sequence[str] = ()) -> None:
         self.video, self.log, self.path = video, log, path
+        self.prefix = list(prefix)  #: what runs it elsewhere: another host's ``ip netns exec``
         self.port = 0
         self.process: subprocess.Popen | None = None
 
@@ -66,7 +68,7 @@ class RtspServer:
 
     def start(self, timeout: float = 20.0) -> RtspServer:
         """Launch the server and return once it listens (it prints ``READY <port>``)."""
-        command = [str(SYSTEM_PYTHON), str(SERVER_SCRIPT), str(self.video), "--port", str(self.port)]
+        command = [*self.prefix, str(SYSTEM_PYTHON), str(SERVER_SCRIPT), str(self.video), "--port", str(self.port)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*command, "--path", self.path], stdout=subprocess.PIPE, stderr=log

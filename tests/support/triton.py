@@ -50,29 +50,31 @@ def _free_ports(count: int) -> list[int]:
 
 
 class TritonServer:
-    """``tritonserver --model-repository REPOSITORY`` on loopback; ``url`` is its gRPC address.
-    ``options``: more of the server's command-line options (TLS); ``client``: the keyword
-    arguments of the gRPC client that polls it (the TLS files that reach it)."""
+    """``tritonserver --model-repository REPOSITORY`` on ``address`` (loopback by default); ``url``
+    is its gRPC address. ``options``: more of the server's command-line options (TLS); ``client``:
+    the keyword arguments of the gRPC client that polls it (the TLS files that reach it);
+    ``prefix``: what runs it elsewhere (another host's ``ip netns exec``)."""
 
-    def __init__(self, repository: Path, log: Path, options: Sequence[str] = (), client: dict | None = None) -> None:
+    def __init__(self, repository: Path, log: Path, options: Sequence[str] = (), client: dict | None = None,
+                 address: str = "127.0.0.1", prefix: Sequence[str] = ()) -> None:
         self.binary = require_triton()
-        self.repository, self.log = repository, log
+        self.repository, self.log, self.address, self.prefix = repository, log, address, list(prefix)
         self.options, self.client = list(options), client or {}
         self.grpc_port, self.http_port, self.metrics_port = _free_ports(3)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.address}:{self.grpc_port}"
 
     def start(self, timeout: float = 180.0) -> None:
         """Launch the server and return once it and every model in the repository are ready."""
         env = dict(os.environ, LD_LIBRARY_PATH=str(_LIBS), PATH=f"{TRITON_VENV / 'bin'}:{os.environ['PATH']}")
         command = [
-            str(self.binary), "--model-repository", str(self.repository),
+            *self.prefix, str(self.binary), "--model-repository", str(self.repository),
             "--backend-directory", str(_SERVER / "backends"),
-            "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-            "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
+            "--grpc-address", self.address, "--grpc-port", str(self.grpc_port),
+            "--http-address", self.address, "--http-port", str(self.http_port),
             "--metrics-port", str(self.metrics_port), "--allow-metrics", "false", "--allow-gpu-metrics", "false",
             *self.options,
         ]

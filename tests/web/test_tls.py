@@ -8,7 +8,6 @@ import http.client
 import json
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from streamrec.config.model import AuthConfig, OutputsConfig
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
-from tests.support.needs import require
+from tests.support.tls import self_signed
 from tests.web.client import Client
 from tests.web.conftest import HOLD_S, free_port, outputs_running, refused_start
 from tests.web.test_auth import PASSWORD
@@ -27,13 +26,7 @@ from tests.web.test_users import users
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(cert, key)``: a self-signed certificate for 127.0.0.1, valid for two days."""
-    require("openssl")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ network, less ZeroMQ's framing, CURVE's 33 bytes per message frame and TCP/IP's 
 ``goal_percent``), ``call_percent`` (the median send + receive call CPU of ``ring`` at the paced
 rate, in percent of the budget; ``percent`` is the stricter figure, also counting background
 threads and wake-ups), ``calls_meet_goal`` (it is below ``goal_percent``),
-``multipart_percent`` (``budget_percent`` of ``multipart`` at the paced rate) and
+``multipart_percent`` (``budget_percent`` of ``multipart`` at the paced rate),
 ``queue_cpu_ratio`` (the Queue's transport CPU per frame over the ring's, at the paced rate),
 ``raw_tcp_percent``, ``jpeg_tcp_percent`` and ``jpeg_tcp_curve_percent`` (their ``budget_percent``
 at the paced rate), ``jpeg_cpu_ratio`` (``jpeg_tcp``'s transport CPU per frame over

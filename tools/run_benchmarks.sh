@@ -28,6 +28,7 @@ streamrec bench pipeline --source "$clip" --fast --config configs/wide.toml --du
 
 echo "== frame transport"
 streamrec bench transport --out "$out/transport.json"
+streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"
 
 echo "== peers, same frames and threads"
 streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \

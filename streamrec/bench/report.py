@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from streamrec.backends.cpu import CpuInfo
 from streamrec.bench.transport import GOAL_PERCENT as TRANSPORT_TARGET_PERCENT
 
 __all__ = ["COMMANDS", "REPRODUCE", "ReportError", "pipeline_latency", "pipeline_stages", "write_report"]
@@ -43,6 +44,7 @@ COMMANDS = {
     "pipeline_fast_noskips": 'streamrec bench pipeline --source "$clip" --fast --config configs/wide.toml --duration 20 --data-dir "$watchlist" '
     '--no-skips --out "$out/pipeline_fast_noskips.json"',
     "transport": 'streamrec bench transport --out "$out/transport.json"',
+    "transport_1280x720": 'streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"',
     "peers": 'streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \\\n'
     '    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \\\n'
     '    --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \\\n'
@@ -245,6 +247,7 @@ def write_report(folder: Path, out: Path) -> list[Path]:
         raise ReportError(f"{folder}: no such folder (run {REPRODUCE} first)")
     data: dict[str, dict[str, Any] | None] = {name: _load(folder, name) for name in _pipeline_names(folder)}
     data["transport"] = _load(folder, "transport")
+    data["transport_1280x720"] = _load(folder, "transport_1280x720")
     data["peers"] = _load(folder, "peers")
     if not any(data.values()):
         raise ReportError(f"{folder}: none of the benchmark JSON files is there (run {REPRODUCE} first)")
@@ -312,7 +315,9 @@ def _machine_section(data: dict[str, Any], folder: Path) -> list[str]:
         cores = f"{m.get('cores_available', '?')} cores available"
         if m.get("cpu_count") and m.get("cpu_count") != m.get("cores_available"):
             cores += f" (of {m['cpu_count']})"
-        parts = [f"CPU: {m.get('cpu', 'unknown')}, {cores}"]
+        flags = m.get("cpu_flags")  # the instruction sets a figure depends on, where recorded
+        cpu = CpuInfo(m.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else m.get("cpu", "unknown")
+        parts = [f"CPU: {cpu}, {cores}"]
         memory = m.get("memory_gb") or (m["memory_mb"] / 1024 if m.get("memory_mb") else None)
         parts.append(f"memory: {memory:.0f} GiB" if memory else "memory: not recorded")
         system = m.get("os") or m.get("platform")
@@ -748,8 +753,9 @@ def _transport_section(data: dict[str, Any]) -> list[str]:
     lines += [
         (f"One {result['frame']} RGB frame ({result['frame_bytes'] / 1e6:.2f} MB) from one process to another: `ring`, as the pipeline sends it "
         "(the pixels decoded into a shared-memory frame ring and used there in place, a binary header over ZeroMQ), beside `multipart` "
-        "(the pixels as a zero-copy ZeroMQ frame behind a JSON header) and a `multiprocessing.Queue` of pickled tuples, at the sender's "
-        f"maximum rate and paced at {result['budget_fps']:g} fps. Target: under {target:g}% of the {result['budget_ms']:.1f} ms frame budget "
+        "(the pixels as a zero-copy ZeroMQ frame behind a JSON header), a `multiprocessing.Queue` of pickled tuples and, where the run "
+        "measured them, the pixels inline over tcp on loopback as stages on two hosts send them (`raw_tcp`, `jpeg_tcp`, "
+        f"`jpeg_tcp_curve`), at the sender's maximum rate and paced at {result['budget_fps']:g} fps. Target: under {target:g}% of the {result['budget_ms']:.1f} ms frame budget "
         f"at {result['budget_fps']:g} fps."),
         "",
     ]
@@ -759,9 +765,10 @@ def _transport_section(data: dict[str, Any]) -> list[str]:
         rows.append([row["transport"], rate, str(row["frames"]), _f(row["fps"], ".0f"), _f(row["cpu_per_frame_ms"], ".3f"),
                      _f(row["pacing_cpu_per_frame_ms"], ".3f"), _f(row["transport_cpu_per_frame_ms"], ".3f"), _f(row["budget_percent"], ".2f", "%"),
                      f"{row['call_cpu_ms']['median']:.3f} / {row['call_cpu_ms']['p95']:.3f}", f"{row['send_wall_ms']['median']:.3f} / {row['send_wall_ms']['p95']:.3f}",
-                     f"{row['latency_ms']['p50']:.2f} / {row['latency_ms']['p95']:.2f} / {row['latency_ms']['p99']:.2f}"])
+                     f"{row['latency_ms']['p50']:.2f} / {row['latency_ms']['p95']:.2f} / {row['latency_ms']['p99']:.2f}",
+                     _f(row.get("message_bytes_per_frame"), ",")])
     lines += _table(["transport", "rate", "frames", "FPS", "CPU ms per frame", "- pacing", "= transport", "% of budget",
-                     "call CPU ms median / p95", "send ms median / p95", "latency ms p50 / p95 / p99"], rows)
+                     "call CPU ms median / p95", "send ms median / p95", "latency ms p50 / p95 / p99", "bytes per frame"], rows)
     verdict = result["verdict"]
     whole = "**met**" if verdict["meets_goal"] else f"**not met**: over by {verdict['percent'] - target:.2f} points"
     calls = "**met**" if verdict["calls_meet_goal"] else f"**not met**: over by {verdict['call_percent'] - target:.2f} points"
@@ -779,7 +786,45 @@ def _transport_section(data: dict[str, Any]) -> list[str]:
         (f"The same pixels carried by ZeroMQ itself (`multipart`) cost {verdict['multipart_percent']:.2f}% of the budget; the pickling "
         f"`multiprocessing.Queue` costs {verdict['queue_cpu_ratio']:.1f}x the ring's transport CPU per frame at the paced rate."),
     ]
-    return [*lines, ""]
+    return [*lines, *_across_hosts([r for r in (result, data.get("transport_1280x720")) if r]), ""]
+
+
+def _across_hosts(results: list[dict[str, Any]]) -> list[str]:
+    """The tcp transports at the paced rate, one table over the frame sizes measured, and which
+    is cheaper by how much (runs from before they were measured have none)."""
+    measured = [r for r in results if "jpeg_cpu_ratio" in r["verdict"]]
+    if not measured:
+        return []
+    rows, lines = [], []
+    for result in measured:
+        for row in result["rows"]:
+            if row["transport"].endswith(("_tcp", "_curve")) and row["rate"] != "max":
+                rows.append([result["frame"], row["transport"], _f(row["fps"], ".0f"), _f(row["message_bytes_per_frame"], ","),
+                             _f(row["message_bytes_per_frame"] * 8 * row["rate"] / 1e6, ".1f"),
+                             _f(row["transport_cpu_per_frame_ms"], ".3f"), _f(row["budget_percent"], ".2f", "%"),
+                             f"{row['latency_ms']['p50']:.2f} / {row['latency_ms']['p95']:.2f}"])
+        v = result["verdict"]
+        lines += [
+            "",
+            (f"At {result['frame']}: the pixels inline over tcp cost {v['raw_tcp_percent']:.2f}% of the budget raw and "
+            f"{v['jpeg_tcp_percent']:.2f}% as JPEG, so {'raw' if v['jpeg_cpu_ratio'] > 1 else 'JPEG'} is cheaper in CPU: JPEG costs "
+            f"{v['jpeg_cpu_ratio']:.1f}x raw's transport CPU per frame for {1 / v['jpeg_bytes_ratio']:.3f}x its bytes (raw sends "
+            f"{v['jpeg_bytes_ratio']:.1f}x JPEG's). Under CURVE JPEG costs {v['jpeg_tcp_curve_percent']:.2f}%, {v['curve_cpu_ratio']:.2f}x without."),
+        ]
+    return [
+        "",
+        "### Across hosts",
+        "",
+        (f"The pixels inline in the frame message over tcp on loopback, as a capture and an inference stage on two hosts send them "
+         f"(`[links] frame_pixels`), paced at {measured[0]['budget_fps']:g} fps, each measured side by side with the rows above in one run: `raw_tcp` (RGB), `jpeg_tcp` "
+         "(JPEG at the default `frame_quality`, the encode in the sender and the decode in the receiver counted) and `jpeg_tcp_curve` (the "
+         "same under CURVE). Bytes per frame: the message's frames (header and pixels), without ZeroMQ's framing, CURVE's 33 bytes "
+         "per message frame and TCP/IP's headers. The frame is a synthetic picture that JPEG compresses about as much as a camera's. "
+         "Where FPS is below the paced rate, the two processes could not keep up on this machine: frames queued and latency grew."),
+        "",
+        *_table(["frame", "transport", "FPS", "bytes per frame", "Mbit/s at the paced rate", "= transport CPU ms per frame", "% of budget", "latency ms p50 / p95"], rows),
+        *lines,
+    ]
 
 
 def _peers_section(data: dict[str, Any]) -> list[str]:

@@ -9,6 +9,19 @@ usually write: a ``multiprocessing.Queue`` of ``(dict, ndarray)`` tuples, pickle
 size, a real sender process and this process as the receiver, at the sender's maximum rate and
 paced at a camera's rate; trials alternate round by round so machine noise hits both alike.
 
+Beside them, the transports of stages on two hosts (``[links] frame_pixels``): the pixels inline
+in the frame message over ``tcp://`` on loopback, through the same
+:func:`~streamrec.bus.messages.encode_frame_pixels`, :func:`~streamrec.bus.sockets.send_frame`
+and :func:`~streamrec.bus.sockets.drain_frames` as the capture and inference stages: ``raw_tcp``
+(the RGB array), ``jpeg_tcp`` (JPEG at the default ``frame_quality``, the encode inside the send
+call and the decode inside the receive call, as the stages pay them) and ``jpeg_tcp_curve`` (the
+same under CURVE, :mod:`streamrec.bus.curve`, with certificates made for the trial). Loopback
+takes the network out: what is left is what the two hosts' CPUs pay per frame.
+
+The frame is a synthetic picture, the same for every transport: smooth regions and a little
+sensor noise, so that JPEG compresses it about as much as a camera frame (the scenes of the test
+data give 50-100 KB at 640x480 and quality 90; random pixels would not compress at all).
+
 The sender writes every frame into a buffer first, as a capture decodes every frame into one: a
 new array, or, for ``ring``, a free slot of the ring (where the capture stage decodes). That
 write is the decoder's, not the transport's, and is part of the baseline below.
@@ -24,20 +37,28 @@ transport's cost, also given as a percentage of the frame budget at ``budget_fps
 
 Result keys (times in milliseconds): ``machine``; ``frame`` (``WxH``), ``frame_bytes``;
 ``budget_fps``, ``budget_ms`` (1000 / budget_fps), ``goal_percent``; ``rows``: one per
-``transport`` (``ring``, ``multipart`` or ``mp_queue``) and ``rate`` (``"max"`` or the paced
+``transport`` (``ring``, ``multipart``, ``mp_queue``, ``raw_tcp``, ``jpeg_tcp`` or
+``jpeg_tcp_curve``) and ``rate`` (``"max"`` or the paced
 fps), with ``frames`` (measured), ``fps`` (achieved), ``cpu_per_frame_ms`` (both processes, all
 threads), ``pacing_cpu_per_frame_ms`` (the ``none`` baseline; 0 at the maximum rate),
 ``transport_cpu_per_frame_ms`` (the difference), ``budget_percent``
 (``transport_cpu_per_frame_ms`` / ``budget_ms`` * 100), ``call_cpu_ms`` (send + receive call,
 ``{"median", "p95"}``) and ``call_cpu_budget_percent`` (the same in percent of the budget),
 ``send_wall_ms`` (``{"median", "p95"}``), ``latency_ms`` (``{"p50", "p95", "p99"}``),
-``latency_budget_percent`` (the p95 latency in percent of the budget); ``verdict``:
+``latency_budget_percent`` (the p95 latency in percent of the budget), ``message_bytes_per_frame``
+(bytes of the ZeroMQ message frames of one frame, the same every time: for the ``tcp`` rows what crosses the
+network, less ZeroMQ's framing, CURVE's 33 bytes per message frame and TCP/IP's headers; None for
+``mp_queue``); ``verdict``:
 ``percent`` (``budget_percent`` of ``ring`` at the paced rate), ``meets_goal`` (it is below
 ``goal_percent``), ``call_percent`` (the median send + receive call CPU of ``ring`` at the paced
 rate, in percent of the budget; ``percent`` is the stricter figure, also counting background
 threads and wake-ups), ``calls_meet_goal`` (it is below ``goal_percent``),
-``multipart_percent`` (``budget_percent`` of ``multipart`` at the paced rate) and
-``queue_cpu_ratio`` (the Queue's transport CPU per frame over the ring's, at the paced rate).
+``multipart_percent`` (``budget_percent`` of ``multipart`` at the paced rate),
+``queue_cpu_ratio`` (the Queue's transport CPU per frame over the ring's, at the paced rate),
+``raw_tcp_percent``, ``jpeg_tcp_percent`` and ``jpeg_tcp_curve_percent`` (their ``budget_percent``
+at the paced rate), ``jpeg_cpu_ratio`` (``jpeg_tcp``'s transport CPU per frame over
+``raw_tcp``'s, at the paced rate), ``curve_cpu_ratio`` (``jpeg_tcp_curve``'s over ``jpeg_tcp``'s)
+and ``jpeg_bytes_ratio`` (``raw_tcp``'s message bytes per frame over ``jpeg_tcp``'s).
 """
 
 from __future__ import annotations
@@ -51,10 +72,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import zmq
+import zmq.auth
 
-from streamrec.bus.messages import FrameHeader, Overlay
+from streamrec.bus.curve import LinkContext, LinkCurve
+from streamrec.bus.messages import FrameHeader, FramePixels, Overlay, encode_frame_pixels
 from streamrec.bus.ring import FrameRing, RingReader
 from streamrec.bus.sockets import (
     drain_frames,
@@ -65,10 +89,14 @@ from streamrec.bus.sockets import (
     send,
     send_frame,
 )
+from streamrec.config.model import LinksConfig
 
 __all__ = ["GOAL_PERCENT", "TRANSPORTS", "bench_transport"]
 
-TRANSPORTS = ("ring", "multipart", "mp_queue")
+TRANSPORTS = ("ring", "multipart", "mp_queue", "raw_tcp", "jpeg_tcp", "jpeg_tcp_curve")
+TCP_PIXELS: dict[str, FramePixels] = {"raw_tcp": "raw", "jpeg_tcp": "jpeg", "jpeg_tcp_curve": "jpeg"}  #: ``frame_pixels`` of each tcp transport
+LOOPBACK = "tcp://127.0.0.1:*"  #: where a tcp transport's receiver binds
+JPEG_QUALITY: int = LinksConfig.model_fields["frame_quality"].default  #: the stages' default ``frame_quality``
 GOAL_PERCENT = 2.0
 QUEUE_LENGTH = 2  #: as the capture stage's send queue
 WARMUP_FRAMES = 10
@@ -76,8 +104,12 @@ _END = "end"  #: source name of the message that ends a trial
 
 
 def _frame(size: tuple[int, int]) -> np.ndarray:
+    """A picture a camera could give: random colours 16 pixels apart, interpolated, plus noise."""
     width, height = size
-    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    smooth = np.asarray(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), np.int16)
+    return np.clip(smooth + np.asarray(rng.normal(0, 2, smooth.shape), np.int16), 0, 255).astype(np.uint8)
 
 
 def _pace(fps: float | None, start: float, index: int) -> None:
@@ -87,13 +119,44 @@ def _pace(fps: float | None, start: float, index: int) -> None:
             time.sleep(delay)
 
 
+def _certificates(folder: Path) -> None:
+    """A server certificate and one client's in ``folder``, the client's public key alone in
+    ``folder / "clients"``, as ``streamrec keys`` makes them for two hosts."""
+    zmq.auth.create_certificates(folder, "server")
+    zmq.auth.create_certificates(folder, "client")
+    (folder / "clients").mkdir()
+    shutil.copy(folder / "client.key", folder / "clients")
+
+
+def _curve(address: str, folder: str) -> LinkCurve:
+    """CURVE on ``address`` with the certificates :func:`_certificates` made in ``folder``."""
+    keys = Path(folder)
+    return LinkCurve(frozenset({address}), str(keys / "server.key"), str(keys / "server.key_secret"),
+                     str(keys / "client.key_secret"), str(keys / "clients"))
+
+
+def _message_bytes(transport: str, frame: np.ndarray, ring_name: str | None) -> int | None:
+    """Bytes of the ZeroMQ message frames that carry ``frame``, counted apart from the timed
+    sends (the frame is the same every time); None for the Queue, which pickles."""
+    height, width = frame.shape[:2]
+    if transport == "multipart":
+        return len(b"frame") + len(Overlay("bench", WARMUP_FRAMES, time.time(), height, width, 0.0).header()) + frame.nbytes
+    if transport == "ring" and ring_name is not None:
+        return len(FrameHeader("bench", WARMUP_FRAMES, time.time(), height, width, 0, ring_name).pack())
+    if transport in TCP_PIXELS:
+        pixels = encode_frame_pixels(frame, TCP_PIXELS[transport], JPEG_QUALITY)
+        header = FrameHeader("bench", WARMUP_FRAMES, time.time(), height, width, 0, pixels=TCP_PIXELS[transport])
+        return len(header.pack()) + (pixels.nbytes if isinstance(pixels, np.ndarray) else len(pixels))
+    return None
+
+
 def _sender(transport: str, target: Any, size: tuple[int, int], fps: float | None, seconds: float, control: Connection) -> None:
     """The sending process: ``WARMUP_FRAMES`` frames, then frames for ``seconds``, then an end
     marker; waits for the receiver to confirm it has everything, then reports its figures.
     Transport ``none`` runs the same loop, paced alike, sending nothing: the baseline."""
     decoded = _frame(size)
     height, width = decoded.shape[:2]
-    ctx = zmq.Context()
+    ctx = zmq.Context() if transport not in TCP_PIXELS else LinkContext(_curve(*target) if len(target) > 1 else None)
     ring: FrameRing | None = None
 
     def buffer() -> np.ndarray:
@@ -117,6 +180,13 @@ def _sender(transport: str, target: Any, size: tuple[int, int], fps: float | Non
 
         def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
             send(sock, "frame", Overlay(source, index, time.time(), height, width, 0.0), pixels)
+    elif transport in TCP_PIXELS:
+        sock = push_socket(ctx, target[0], hwm=QUEUE_LENGTH)
+        kind = TCP_PIXELS[transport]
+
+        def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
+            encoded = encode_frame_pixels(pixels, kind, JPEG_QUALITY)
+            send_frame(sock, FrameHeader(source, index, time.time(), height, width, 0, pixels=kind), pixels=encoded)
     elif transport == "mp_queue":
 
         def put(index: int, pixels: np.ndarray, source: str = "bench") -> None:
@@ -147,7 +217,8 @@ def _sender(transport: str, target: Any, size: tuple[int, int], fps: float | Non
     if transport != "none":
         put(index, buffer(), _END)
         control.recv()  # the receiver has every frame: background threads are done with them
-    control.send({"cpu": time.process_time() - cpu0, "frames": len(calls_cpu), "calls_cpu": calls_cpu, "calls_wall": calls_wall})
+    control.send({"cpu": time.process_time() - cpu0, "frames": len(calls_cpu), "calls_cpu": calls_cpu, "calls_wall": calls_wall,
+                  "message_bytes": _message_bytes(transport, decoded, ring.name if ring is not None else None)})
     ctx.destroy(linger=0)
 
 
@@ -182,11 +253,11 @@ def _receive_all(transport: str, source: Any, rings: RingReader | None, sender: 
 
 def _drain(transport: str, sock: zmq.Socket, rings: RingReader | None) -> list[tuple[str, int, float]]:
     """``(source, index, ts)`` of every message waiting, received as the pipeline receives it."""
-    if transport == "ring":
+    if transport == "ring" or transport in TCP_PIXELS:
         assert rings is not None
         frames, errors, stale, _ = drain_frames(sock, rings, 0)
         if errors or stale:
-            raise RuntimeError(f"ring: {len(errors)} malformed and {stale} stale frames")
+            raise RuntimeError(f"{transport}: {len(errors)} malformed and {stale} stale frames")
         return [(h.source, h.index, h.ts) for items in frames.values() for h, _ in items]
     messages, errors = receive_pending(sock, expect=Overlay)
     if errors:
@@ -225,6 +296,15 @@ def _trial(transport: str, size: tuple[int, int], fps: float | None, seconds: fl
         if transport == "ring":
             rings = RingReader(run_dir)
             target = (target, str(run_dir))
+        elif transport in TCP_PIXELS:
+            secured = transport.endswith("_curve")
+            if secured:
+                _certificates(run_dir)
+            ctx = LinkContext(_curve(LOOPBACK, str(run_dir)) if secured else None)
+            source = pull_socket(ctx, LOOPBACK, hwm=QUEUE_LENGTH, accepts=FrameHeader, inline_pixels=True)
+            rings = RingReader(run_dir)  # as the inference stage holds one, unused by inline pixels
+            address = source.getsockopt(zmq.LAST_ENDPOINT).decode()
+            target = (address, str(run_dir)) if secured else (address,)
         elif transport == "mp_queue":
             source = target = mp.Queue(QUEUE_LENGTH)
         process = mp.Process(target=_sender, args=(transport, target, size, fps, seconds, remote), name="streamrec.bench-sender")
@@ -258,6 +338,7 @@ def _trial(transport: str, size: tuple[int, int], fps: float | None, seconds: fl
         "call_cpu": [a + b for a, b in zip(sender["calls_cpu"], calls_cpu)],
         "send_wall": sender["calls_wall"],
         "latency": latencies,
+        "message_bytes": sender["message_bytes"],
     }
 
 
@@ -286,6 +367,7 @@ def _row(transport: str, rate: float | None, trials: list[dict[str, Any]], pacin
         "send_wall_ms": _quantiles([v for t in trials for v in t["send_wall"]], {"median": 50, "p95": 95}),
         "latency_ms": latency,
         "latency_budget_percent": 100.0 * latency["p95"] / budget_ms,
+        "message_bytes_per_frame": trials[0]["message_bytes"],
     }
 
 
@@ -316,6 +398,7 @@ def bench_transport(
     ]
     paced = {row["transport"]: row for row in rows if row["rate"] != "max"}
     ring = paced["ring"]
+    cpu = {name: row["transport_cpu_per_frame_ms"] for name, row in paced.items()}
     width, height = size
     return {
         "frame": f"{width}x{height}",
@@ -330,6 +413,10 @@ def bench_transport(
             "call_percent": ring["call_cpu_budget_percent"]["median"],
             "calls_meet_goal": ring["call_cpu_budget_percent"]["median"] < GOAL_PERCENT,
             "multipart_percent": paced["multipart"]["budget_percent"],
-            "queue_cpu_ratio": paced["mp_queue"]["transport_cpu_per_frame_ms"] / max(ring["transport_cpu_per_frame_ms"], 1e-9),
+            "queue_cpu_ratio": cpu["mp_queue"] / max(cpu["ring"], 1e-9),
+            **{f"{name}_percent": paced[name]["budget_percent"] for name in TCP_PIXELS},
+            "jpeg_cpu_ratio": cpu["jpeg_tcp"] / max(cpu["raw_tcp"], 1e-9),
+            "curve_cpu_ratio": cpu["jpeg_tcp_curve"] / max(cpu["jpeg_tcp"], 1e-9),
+            "jpeg_bytes_ratio": paced["raw_tcp"]["message_bytes_per_frame"] / paced["jpeg_tcp"]["message_bytes_per_frame"],
         },
     }

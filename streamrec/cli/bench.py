@@ -394,15 +394,18 @@ def _register_transport(kinds: argparse._SubParsersAction) -> None:
     from streamrec.bench import transport as doc
 
     parser = kinds.add_parser(
-        "transport", help="per-frame cost of the frame transport (shared-memory ring + ZeroMQ) vs pixels in ZeroMQ and a pickling multiprocessing.Queue",
+        "transport", help="per-frame cost of the frame transport (shared-memory ring + ZeroMQ) vs pixels in ZeroMQ, a pickling "
+        "multiprocessing.Queue and the pixels inline over tcp (raw, JPEG, JPEG under CURVE) as between two hosts",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Sends frames of --size between two real processes with the pipeline's transport "
         "(ring: pixels in a shared-memory frame ring, a binary header over ZeroMQ PUSH/PULL on ipc) and, "
         "side by side in the same run, with the pixels as a zero-copy ZeroMQ frame (multipart) and with a "
-        "multiprocessing.Queue of pickled (dict, array) tuples; at the sender's maximum rate and paced at --fps. Reports the CPU time per frame of both processes, "
+        "multiprocessing.Queue of pickled (dict, array) tuples, and as stages on two hosts send them ([links] frame_pixels): the pixels "
+        "inline over tcp on loopback, raw (raw_tcp), as JPEG at the default frame_quality with its encode and decode counted (jpeg_tcp), "
+        "and the same under CURVE (jpeg_tcp_curve); at the sender's maximum rate and paced at --fps. Reports the CPU time per frame of both processes, "
         "every thread included, less that of the same paced loop sending nothing, also as a "
         "percentage of the 30 FPS frame budget (33.3 ms); the CPU time inside the send and receive "
-        "calls; the send call's wall time; the one-way latency.",
+        "calls; the send call's wall time; the one-way latency; the bytes of the message per frame.",
         epilog="Result keys of --json and --out" + (doc.__doc__ or "").split("Result keys", 1)[-1],
     )
     parser.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="frame size, RGB uint8 (default: 640x480)")
@@ -417,20 +420,24 @@ def _register_transport(kinds: argparse._SubParsersAction) -> None:
 def _print_transport(result: dict[str, Any]) -> None:
     print(f"frame {result['frame']} RGB ({result['frame_bytes'] / 1e6:.2f} MB); budget {result['budget_ms']:.1f} ms per frame at {result['budget_fps']:g} FPS; "
           f"machine: {result['machine']['cpu']}")
-    print(f"{'transport':11} {'rate':>5} {'frames':>7} {'fps':>6} {'CPU ms/frame':>13} {'- pacing':>9} {'= transport':>12} {'% budget':>9} "
-          f"{'call CPU ms med/p95':>20} {'send ms med/p95':>16} {'latency ms p50/p95/p99':>23}")
+    print(f"{'transport':14} {'rate':>5} {'frames':>7} {'fps':>6} {'CPU ms/frame':>13} {'- pacing':>9} {'= transport':>12} {'% budget':>9} "
+          f"{'call CPU ms med/p95':>20} {'send ms med/p95':>16} {'latency ms p50/p95/p99':>23} {'bytes/frame':>12}")
     for row in result["rows"]:
         rate = row["rate"] if row["rate"] == "max" else f"{row['rate']:g}"
         cpu, send, lat = row["call_cpu_ms"], row["send_wall_ms"], row["latency_ms"]
-        print(f"{row['transport']:11} {rate:>5} {row['frames']:>7} {row['fps']:>6.0f} {row['cpu_per_frame_ms']:>13.3f} "
+        sent = "-" if row["message_bytes_per_frame"] is None else f"{row['message_bytes_per_frame']:,}"
+        print(f"{row['transport']:14} {rate:>5} {row['frames']:>7} {row['fps']:>6.0f} {row['cpu_per_frame_ms']:>13.3f} "
               f"{row['pacing_cpu_per_frame_ms']:>9.3f} {row['transport_cpu_per_frame_ms']:>12.3f} {row['budget_percent']:>8.2f}% "
               f"{cpu['median']:>9.3f}/{cpu['p95']:<10.3f} {send['median']:>7.3f}/{send['p95']:<8.3f} "
-              f"{lat['p50']:>7.2f}/{lat['p95']:.2f}/{lat['p99']:.2f}")
+              f"{lat['p50']:>7.2f}/{lat['p95']:.2f}/{lat['p99']:.2f} {sent:>12}")
     verdict = result["verdict"]
     print(f"the ring at the paced rate: {verdict['percent']:.2f}% of the frame budget "
           f"({'below' if verdict['meets_goal'] else 'NOT below'} the {result['goal_percent']:g}% goal); inside the send and receive "
           f"calls (median) {verdict['call_percent']:.2f}% ({'below' if verdict['calls_meet_goal'] else 'NOT below'}); "
           f"pixels in ZeroMQ {verdict['multipart_percent']:.2f}%; the pickling Queue costs {verdict['queue_cpu_ratio']:.1f}x the ring's CPU per frame")
+    print(f"across hosts at the paced rate: raw over tcp {verdict['raw_tcp_percent']:.2f}% of the frame budget, JPEG {verdict['jpeg_tcp_percent']:.2f}% "
+          f"({verdict['jpeg_cpu_ratio']:.1f}x raw's CPU per frame for {1 / verdict['jpeg_bytes_ratio']:.3f}x its bytes), JPEG under CURVE "
+          f"{verdict['jpeg_tcp_curve_percent']:.2f}% ({verdict['curve_cpu_ratio']:.2f}x JPEG's CPU per frame)")
 
 
 def run_transport_bench(args: argparse.Namespace) -> int:

@@ -187,14 +187,15 @@ def test_pipeline_expect_must_name_someone_enrolled(hamilton_clip: Path, tmp_pat
 
 def test_transport_quick(tmp_path: Path):
     out = tmp_path / "transport.json"
-    result = run_cli("bench", "transport", "--duration", "1", "--rounds", "1", "--out", str(out), timeout=120)
+    result = run_cli("bench", "transport", "--duration", "0.6", "--rounds", "1", "--out", str(out), timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["frame"] == "640x480" and report["frame_bytes"] == 640 * 480 * 3
     assert report["budget_ms"] == pytest.approx(33.333, abs=1e-3) and report["goal_percent"] == 2.0
     per_ms = 3.0  #: percent of the 33.3 ms budget per millisecond
     rows = {(r["transport"], r["rate"]): r for r in report["rows"]}
-    assert set(rows) == {(t, rate) for t in ("ring", "multipart", "mp_queue") for rate in ("max", 30.0)}
+    hosts = ("raw_tcp", "jpeg_tcp", "jpeg_tcp_curve")  # the pixels inline over tcp, as between two hosts
+    assert set(rows) == {(t, rate) for t in ("ring", "multipart", "mp_queue", *hosts) for rate in ("max", 30.0)}
     for (_, rate), row in rows.items():
         assert row["frames"] > 0 and row["fps"] > 0
         assert row["cpu_per_frame_ms"] > 0 and row["transport_cpu_per_frame_ms"] >= 0
@@ -212,6 +213,10 @@ def test_transport_quick(tmp_path: Path):
         assert 0 < row["send_wall_ms"]["median"] <= row["send_wall_ms"]["p95"]
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p95"] <= row["latency_ms"]["p99"]
         assert row["latency_budget_percent"] == pytest.approx(per_ms * row["latency_ms"]["p95"])
+    # bytes per frame: a ring header, the raw pixels behind a header, a JPEG far smaller, the same under CURVE
+    sent = {t: rows[(t, 30.0)]["message_bytes_per_frame"] for t in ("ring", "multipart", "mp_queue", *hosts)}
+    assert sent["mp_queue"] is None and 0 < sent["ring"] < 200 and sent["multipart"] > 640 * 480 * 3
+    assert 640 * 480 * 3 < sent["raw_tcp"] < 640 * 480 * 3 + 200 and 10_000 < sent["jpeg_tcp"] == sent["jpeg_tcp_curve"] < sent["raw_tcp"] / 4
     verdict = report["verdict"]
     assert verdict["percent"] == rows[("ring", 30.0)]["budget_percent"]
     assert verdict["meets_goal"] == (verdict["percent"] < 2.0)
@@ -220,7 +225,14 @@ def test_transport_quick(tmp_path: Path):
     assert verdict["multipart_percent"] == rows[("multipart", 30.0)]["budget_percent"]
     ring, queue = rows[("ring", 30.0)], rows[("mp_queue", 30.0)]
     assert (verdict["queue_cpu_ratio"] > 1) == (queue["transport_cpu_per_frame_ms"] > ring["transport_cpu_per_frame_ms"])
+    paced = {t: rows[(t, 30.0)] for t in hosts}
+    assert all(verdict[f"{t}_percent"] == paced[t]["budget_percent"] for t in hosts)
+    cpu = {t: paced[t]["transport_cpu_per_frame_ms"] for t in hosts}
+    assert verdict["jpeg_cpu_ratio"] == pytest.approx(cpu["jpeg_tcp"] / cpu["raw_tcp"])
+    assert verdict["curve_cpu_ratio"] == pytest.approx(cpu["jpeg_tcp_curve"] / cpu["jpeg_tcp"])
+    assert verdict["jpeg_bytes_ratio"] == pytest.approx(sent["raw_tcp"] / sent["jpeg_tcp"])
     assert "ring" in result.stdout and "mp_queue" in result.stdout and "% of the frame budget" in result.stdout
+    assert "jpeg_tcp_curve" in result.stdout and "across hosts at the paced rate" in result.stdout
 
 
 def test_transport_bad_size():

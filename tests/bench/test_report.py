@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streamrec.backends.cpu import CpuInfo
 from streamrec.bench.report import COMMANDS, REPRODUCE, TARGETS, ReportError, pipeline_latency, write_report
 from tests.conftest import ROOT, run_cli
 
@@ -64,7 +65,8 @@ def test_report_from_the_recorded_results(bench_dir: Path, tmp_path: Path):
         _check_png(plots / f"{name}.png")
 
     one, four, peers, transport = (_json(bench_dir, n) for n in ("pipeline_1", "pipeline_4", "peers", "transport"))
-    assert f"CPU: {one['machine']['cpu']}, {one['machine']['cores_available']} cores available" in text
+    cpu = CpuInfo(one["machine"]["cpu"], tuple(one["machine"]["cpu_flags"])).describe()  # the model and its instruction sets
+    assert f"CPU: {cpu}, {one['machine']['cores_available']} cores available" in text
     # the headline: our FPS, each peer's, and the ratios, as the JSON has them
     assert f"| streamrec pipeline, 1 live stream, with skips | live: the clip played at 29.97 fps like a camera | {one['fps']:.1f} |" in text
     # the targets, each with why
@@ -86,6 +88,12 @@ def test_report_from_the_recorded_results(bench_dir: Path, tmp_path: Path):
     assert f"| {verdict['percent']:.2f}% | " in text and f"| {verdict['call_percent']:.2f}% | " in text
     assert f"(`multipart`) cost {verdict['multipart_percent']:.2f}% of the budget" in text
     assert ("over by" in text.split("## Frame transport")[1]) == (not verdict["meets_goal"] or not verdict["calls_meet_goal"])
+    # across hosts: the tcp rows with their bytes per frame, and which is cheaper by how much
+    for row in transport["rows"]:
+        if row["message_bytes_per_frame"] is not None:
+            assert f"| {row['message_bytes_per_frame']:,} |" in text
+    assert f"{verdict['raw_tcp_percent']:.2f}% of the budget raw and {verdict['jpeg_tcp_percent']:.2f}% as JPEG" in text
+    assert f"JPEG costs {verdict['jpeg_cpu_ratio']:.1f}x raw's transport CPU per frame" in text
     # the peers: who they named, their pair accuracy
     for row in peers["systems"].values():
         if row.get("identities"):
@@ -122,6 +130,25 @@ def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):
     assert "Not measured: `transport.json` is missing." in transport_part and COMMANDS["transport"] in transport_part
     assert "Not judged: the peers not measured." in text
     assert "| >= 25 FPS, one live stream | 26.0 FPS | **met** |" in text  # the other figures are judged as ever
+
+
+def test_transport_from_before_the_tcp_rows(bench_dir: Path, tmp_path: Path):
+    """A transport.json written before the transports across hosts were measured still renders:
+    no bytes per frame, no paragraph about them."""
+    def older(data: dict) -> None:
+        data["rows"] = [row for row in data["rows"] if not row["transport"].endswith(("_tcp", "_curve"))]
+        for row in data["rows"]:
+            del row["message_bytes_per_frame"]
+        for key in ("raw_tcp_percent", "jpeg_tcp_percent", "jpeg_tcp_curve_percent", "jpeg_cpu_ratio", "curve_cpu_ratio", "jpeg_bytes_ratio"):
+            del data["verdict"][key]
+
+    _set(bench_dir, "transport", older)
+    (bench_dir / "transport_1280x720.json").unlink(missing_ok=True)
+    out = tmp_path / "benchmarks.md"
+    write_report(bench_dir, out)
+    transport_part = out.read_text().split("## Frame transport")[1].split("\n## ")[0]
+    assert "| ring | 30 fps |" in transport_part and "raw_tcp |" not in transport_part and "Across hosts" not in transport_part
+    assert all(line.endswith("| - |") for line in transport_part.splitlines() if line.startswith(("| ring |", "| mp_queue |")))
 
 
 def test_targets_are_judged_on_figures_set_by_hand(bench_dir: Path, tmp_path: Path):

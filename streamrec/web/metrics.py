@@ -72,11 +72,13 @@ _Family = CounterMetricFamily | GaugeMetricFamily
 
 def split_figure(stage: str, figure: str) -> tuple[str, str]:
     """``(name, source)`` of a stage's figure: ``fps[front]`` -> ``("fps", "front")``; a
-    figure of stage ``capture:front`` gets source ``front``; else the source is ""."""
+    figure of stage ``capture:front`` gets source ``front``; else the source is "" (an
+    inference worker ``inference:2`` serves many)."""
     match = _FIGURE.match(figure)
     if match:
         return match["name"], match["arg"]
-    return figure, stage.partition(":")[2]
+    kind, _, source = stage.partition(":")
+    return figure, source if kind == "capture" else ""
 
 
 def metric_name(name: str) -> str:

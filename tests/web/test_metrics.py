@@ -22,6 +22,7 @@ def test_figure_names_become_metric_names_and_labels():
     assert split_figure("inference", "capture_to_detect[hall cam]") == ("capture_to_detect", "hall cam")
     assert split_figure("capture:front", "reconnects") == ("reconnects", "front")
     assert split_figure("events", "events_match") == ("events_match", "")
+    assert split_figure("inference:2", "batches") == ("batches", "")  # a worker serves many sources
     assert metric_name("frames dropped/s") == "streamrec_frames_dropped_s"
     assert metric_name("9lives") == "streamrec_9lives"
     assert metric_name("---") == "streamrec_unnamed"

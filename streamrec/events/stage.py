@@ -19,6 +19,7 @@ Retention: with ``journal_days`` set, the files of days past it are removed at t
 ``PRUNE_EVERY_S`` (``journal_files_pruned``).
 
 Counters: ``events_<type>``, ``journaled``, ``journal_dropped``, ``tracks_ended_for_a_dead_stage``,
+``track_ends_repeated`` (a track's own ``track_end`` dropped: it was ended here already),
 ``malformed_events`` (messages on its input that are not events, all in ``malformed_messages``),
 and its publishers' figures (``events``: public, ``events_feed``: to the web stage; see
 :meth:`Stage.publisher`).
@@ -147,6 +148,7 @@ class EventsStage(Stage):
     def _handle(self, messages: list[Event | EndTracks | Serving]) -> None:
         kept, ended = self.open_tracks.follow(messages, time.monotonic())
         self.count("tracks_ended_for_a_dead_stage", ended)
+        self.counters["track_ends_repeated"] = self.open_tracks.repeated
         self._publish(kept)
 
     def _publish(self, kept: list[Event]) -> None:

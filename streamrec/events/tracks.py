@@ -1,7 +1,9 @@
 """Which announced tracks are open, so that the tracks of an inference stage that died still end.
 
 A decision (``match``, ``unknown``) opens a track, its ``track_end`` closes it. An inference
-stage that dies cannot close the tracks it announced. Two things end them, each track of a
+stage that dies cannot close the tracks it announced. Each track ends once: a ``track_end`` for
+a track ended here already (an inference worker whose camera moved to another ends the tracks it
+still holds when the camera comes back, or when it stops) is dropped. Two things end them, each track of a
 source getting its ``track_end`` (with the track's last decision and a ``detail`` saying why):
 
 * The supervisor of a run on one host sees the process die and sends, per source, an
@@ -57,6 +59,10 @@ class OpenTracks:
         self._heard: dict[str, float] = {}  #: instance -> when it last said it serves (monotonic)
         self._failing = False
         self.forgotten = 0  #: open tracks forgotten because more than ``MAX_OPEN_TRACKS`` were open
+        #: tracks this stage ended for a stage that was replaced or fell silent (the newest
+        #: ``MAX_OPEN_TRACKS``), whose own ``track_end`` may still come and is then dropped
+        self._ended_here: dict[tuple[str, int], None] = {}
+        self.repeated = 0  #: ``track_end`` events dropped because this stage had ended their track
         if state_file is not None and state_file.exists():
             self.tracks, self.serving = _load(state_file)
             self._heard = dict.fromkeys(self.serving.values(), time.monotonic())  # silent from now on
@@ -83,8 +89,9 @@ class OpenTracks:
                 if message.type in DECISIONS and message.track_id is not None:
                     self.tracks.pop(key, None)  # the newest decision goes last: the oldest go first
                     self.tracks[key] = message
-                elif message.type == "track_end":
-                    self.tracks.pop(key, None)
+                elif message.type == "track_end" and self.tracks.pop(key, None) is None and key in self._ended_here:
+                    self.repeated += 1  # a camera moved on, and the worker it left ends its tracks too
+                    continue
                 kept.append(message)
         self._forget_oldest()
         for request in requests:
@@ -125,7 +132,10 @@ class OpenTracks:
         ending = [key for key in self.tracks if key[0] == source]
         for key in ending:
             last = self.tracks.pop(key)
+            self._ended_here[key] = None
             into.append(dataclasses.replace(last, type="track_end", ts=ts, frame_index=None, capture_ts=None, detail=detail))
+        for key in list(self._ended_here)[: max(0, len(self._ended_here) - MAX_OPEN_TRACKS)]:
+            del self._ended_here[key]
         if ending:
             log.warning("%s: %d open track(s) %s", source, len(ending), detail)
         return len(ending)

@@ -281,6 +281,30 @@ def test_a_stage_that_takes_over_a_camera_ends_the_tracks_its_predecessor_left_o
     assert {e["detail"] for e in events[3:5]} == {"ended when another inference stage took over its camera"}
 
 
+def test_a_track_ended_at_a_takeover_is_not_ended_again_by_the_worker_the_camera_left(tmp_path: Path):
+    """A camera moved from one inference worker to another while both live (the first came back
+    after a restart, and the camera with it): the worker it left ends the tracks it still holds
+    later, when the camera comes back to it or when it stops; each track ends once."""
+    folder = tmp_path / "events"
+    with _running_stage(folder) as (stage, producer, _):
+        base = stage.journal.seq
+        send(producer, "serving", Serving("first", ("cam",), time.time()))
+        _decision(producer, "match", "cam", 1)
+        _decision(producer, "match", "cam", 3)
+        send(producer, "track_end", Event("track_end", "cam", time.time(), track_id=3, name="Ann"))
+        send(producer, "serving", Serving("second", ("cam",), time.time()))  # the takeover ends track 1
+        send(producer, "track_end", Event("track_end", "cam", time.time(), track_id=1, name="Ann"))  # "first" stops
+        send(producer, "track_end", Event("track_end", "cam", time.time(), track_id=3, name="Ann"))  # ended twice by its stage
+        _decision(producer, "match", "cam", 2)
+        _step_until(stage, lambda: stage.journal.seq == base + 6)
+        assert stage.counters["track_ends_repeated"] == 1
+    events = _journaled(folder)
+    assert [(e["type"], e["track_id"]) for e in events] == [
+        ("match", 1), ("match", 3), ("track_end", 3), ("track_end", 1), ("track_end", 3), ("match", 2),
+    ]
+    assert events[3]["detail"] == "ended when another inference stage took over its camera"
+
+
 def test_the_tracks_of_a_stage_that_falls_silent_end(tmp_path: Path):
     """An inference stage whose host is gone says nothing more: after ``silent_s`` the tracks of
     the cameras it served end; a stage that keeps saying it serves keeps its tracks."""

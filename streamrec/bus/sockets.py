@@ -74,6 +74,7 @@ figures per socket):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -158,17 +159,23 @@ class Endpoints:
     events_feed: str  #: events stage -> web, XPUB/SUB, the published events again
     jpeg_feed: str  #: render stage -> web, XPUB/SUB, the published JPEG frames again
     curve: LinkCurve | None = None  #: CURVE on the links given an address (:mod:`streamrec.bus.curve`)
+    #: ``(frames, status)`` of each inference worker, when several share the cameras (none: one
+    #: inference stage binds ``frames`` and ``status``)
+    workers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def for_run(
         cls, run_dir: Path, events_pub: str, jpeg_pub: str, links: Mapping[str, str] | None = None,
-        curve: LinkCurve | None = None,
+        curve: LinkCurve | None = None, workers: Sequence[tuple[str, str]] = (),
     ) -> Endpoints:
         """The endpoints of a run whose private folder is ``run_dir``: each internal link at the
         address ``links`` gives it (``[links]``), else an ipc socket in that folder; ``curve``
-        secures those given an address."""
+        secures those given an address. ``workers``: each inference worker's ``(frames, status)``
+        addresses, ``""`` for ipc sockets of its own in that folder."""
         given = {name: address for name, address in (links or {}).items() if address}
         ipc = lambda name, file: given.get(name) or f"ipc://{run_dir / file}"
+        own = tuple((frames or f"ipc://{run_dir / f'frames-{k}'}", status or f"ipc://{run_dir / f'status-{k}'}")
+                    for k, (frames, status) in enumerate(workers, 1))
         return cls(
             rings=str(run_dir),
             frames=ipc("frames", "frames"),
@@ -182,7 +189,13 @@ class Endpoints:
             events_feed=ipc("events_feed", "events-feed"),
             jpeg_feed=ipc("jpeg_feed", "jpeg-feed"),
             curve=curve,
+            workers=own,
         )
+
+    def for_worker(self, worker: int) -> Endpoints:
+        """The endpoints inference worker ``worker`` (from 1) binds: its own frames and status."""
+        frames, status = self.workers[worker - 1]
+        return dataclasses.replace(self, frames=frames, status=status)
 
 
 def run_dirs_root() -> Path:
@@ -220,9 +233,16 @@ def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq
     return sock
 
 
-def push_socket(ctx: zmq.Context, address: str, hwm: int | None = None, linger_ms: int = 1000) -> zmq.Socket:
-    """A PUSH socket connected to ``address`` (``hwm``: queue length before sends fail)."""
+def push_socket(
+    ctx: zmq.Context, address: str, hwm: int | None = None, linger_ms: int = 1000, heartbeat_ms: int = 0
+) -> zmq.Socket:
+    """A PUSH socket connected to ``address`` (``hwm``: queue length before sends fail). With
+    ``heartbeat_ms``, ZeroMQ pings the peer that often and drops the connection after three
+    unanswered (a peer whose host vanished sends no FIN, so nothing else would end it)."""
     sock = _socket(ctx, zmq.PUSH, hwm, linger_ms)
+    if heartbeat_ms:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat_ms)
     sock.connect(address)
     return sock
 

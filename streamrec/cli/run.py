@@ -55,6 +55,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--http", metavar="HOST:PORT", help="web server address, '' for none (default from the config: 127.0.0.1:8080)")
     parser.add_argument("--events", metavar="ADDR", help="ZeroMQ address publishing events, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5571)")
     parser.add_argument("--frames", metavar="ADDR", help="ZeroMQ address publishing overlaid JPEG frames, tcp://HOST:PORT or ipc://PATH (default tcp://127.0.0.1:5572)")
+    parser.add_argument("--workers", type=int, metavar="N", help="inference workers sharing the cameras, each camera "
+                        "served by one (default from the config: [pipeline] workers, 1)")
     parser.add_argument("--threads", type=int, metavar="N", help="inference threads, 0 (every core) up to the cores this process may use (default from the config: 0)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, help="inference backend; auto: the fastest this machine runs whose "
                         "accuracy holds, said when the run starts (default from the config: auto)")
@@ -74,6 +76,7 @@ _OPTION_KEYS = {
     "backend": ("pipeline", "backend"),
     "device": ("pipeline", "device"),
     "threads": ("pipeline", "threads"),
+    "workers": ("pipeline", "workers"),
     "precision": ("pipeline", "precision"),
     "model": ("pipeline", "model"),
     "triton_url": ("triton", "url"),
@@ -268,7 +271,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     try:
         run_dir = new_run_dir()
         endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
-                                   LinkCurve.from_links(config.links))
+                                   LinkCurve.from_links(config.links), config.worker_links())
         log_file = folder / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         factories = stage_factories(config, folder, engines, endpoints, log_file)

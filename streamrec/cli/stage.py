@@ -11,7 +11,8 @@ tracks, door challenges) is kept in ``DATA_DIR/state/NAME`` by the stages that h
 directory, so that no track id or event number is given twice however often it is restarted; its statistics go to
 ``[links] stats`` when that is set (and are dropped, never waited for, while nothing receives
 them); it stops cleanly on SIGTERM or Ctrl-C. A stage that dies is not restarted here: that is
-the orchestrator's job.
+the orchestrator's job. With ``[[links.workers]]``, ``streamrec stage inference --worker K`` runs
+the K-th inference worker, and every capture links to them all.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "~/.local/share/streamrec)")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="for inference and web: engine folder "
                         "(built on first use)")
+    parser.add_argument("--worker", type=int, metavar="K", help="for inference with [[links.workers]]: run the K-th "
+                        "worker (from 1), binding its frames and status links")
     parser.set_defaults(handler=run_stage_command)
 
 
@@ -102,9 +105,25 @@ def _kind(name: str, config: RunConfig) -> str:
     return kind
 
 
+def _check_worker(kind: str, worker: int | None, config: RunConfig, origin: str) -> None:
+    """``--worker K`` names one of the workers of ``[[links.workers]]``, and an inference stage
+    needs it when there are any."""
+    count = len(config.links.workers)
+    if worker is not None and kind != "inference":
+        raise UserError(f"--worker: only the inference stage is a worker (not {kind})")
+    if kind == "inference" and count and worker is None:
+        raise UserError(f"{origin}: [[links.workers]] gives {count} worker(s): say which this is with --worker K (1 to {count})")
+    if worker is not None and not 1 <= worker <= count:
+        has = f"1 to {count}" if count else "none: the configuration has no [[links.workers]]"
+        raise UserError(f"--worker: no worker {worker} (the configuration's workers: {has})")
+
+
 def _check_links(kind: str, config: RunConfig, origin: str) -> None:
-    """Every link the stage uses must have an address another command can reach."""
+    """Every link the stage uses must have an address another command can reach (a worker's
+    frames and status are its own, in ``[[links.workers]]``)."""
     for link in STAGE_LINKS[kind]:
+        if config.links.workers and link in ("frames", "status"):
+            continue
         if not getattr(config.links, link):
             raise UserError(f"{origin}: links.{link} must be set for the {kind} stage to reach the others "
                             "(tcp://HOST:PORT or ipc://PATH)")
@@ -141,12 +160,13 @@ def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: 
     except OSError as exc:
         raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
     endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
-                                   LinkCurve.from_links(config.links))
+                                   LinkCurve.from_links(config.links), [(w.frames, w.status) for w in config.links.workers])
     if not config.links.stats:
         endpoints = dataclasses.replace(endpoints, stats="")  # no receiver to wait for
     log_file = folder / "logs" / "streamrec.log" if kind in NEEDS_DATA else None
     every = stage_factories(config, folder, engines, endpoints, log_file)
-    wanted = (lambda name: name.startswith("capture:")) if args.name == "capture" else (lambda name: name == args.name)
+    stage = f"inference:{args.worker}" if args.worker is not None else args.name
+    wanted = (lambda name: name.startswith("capture:")) if args.name == "capture" else (lambda name: name == stage)
     state = folder / "state" if kind in NEEDS_DATA else None
     return {name: _keeping_state(factory, state / name if state else None) for name, factory in every.items() if wanted(name)}
 
@@ -208,6 +228,7 @@ def run_stage_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_before_start)
     config = _load(args.config)
     kind = _kind(args.name, config)
+    _check_worker(kind, args.worker, config, str(args.config))
     _check_links(kind, config, str(args.config))
     run_dir = new_run_dir()
     claim = own(run_dir)  # a `streamrec run` on this host must not take it for a killed run's leftovers

@@ -47,6 +47,7 @@ from streamrec.embed.facenet import MAX_DISTANCE
 __all__ = [
     "MAX_FACE",
     "MAX_SOURCES",
+    "MAX_WORKERS",
     "MIN_FACE",
     "AuthConfig",
     "BatchConfig",
@@ -63,6 +64,7 @@ __all__ = [
     "SourceConfig",
     "TrackerConfig",
     "TritonConfig",
+    "WorkerLinks",
 ]
 
 #: Twelve pixels is P-Net's window, the smallest face MTCNN can see without upscaling; no frame
@@ -70,6 +72,8 @@ __all__ = [
 MIN_FACE, MAX_FACE = 12, 8192
 #: Each source is a capture process; a batch holds at most one frame of each ([batch] max_frames).
 MAX_SOURCES = 256
+#: the inference workers a pipeline may have ([pipeline] workers, [[links.workers]])
+MAX_WORKERS = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -169,6 +173,13 @@ class PipelineConfig(Section):
         "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or openvino: "
         "the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the "
         "backend and this machine compute in it is checked when the pipeline starts.",
+    )
+    workers: int = Field(
+        default=1, ge=1, le=MAX_WORKERS,
+        description="Inference workers `streamrec run` starts, sharing the cameras: each camera's frames go to "
+        "one worker (chosen by hashing its name), so its tracks stay whole; when a worker dies its cameras move "
+        "to the others until it is back. 1: one inference stage serves every camera. With [[links.workers]], "
+        "their number (or leave it 1).",
     )
     model: str = Field(
         default="facenet", min_length=1,
@@ -412,6 +423,29 @@ class OutputsConfig(Section):
 LINKS = ("frames", "status", "overlays", "events_in", "stats", "monitor", "events_feed", "jpeg_feed")
 
 
+def link_location(key: str) -> tuple[str | int, ...]:
+    """Where a key of :meth:`LinksConfig.set_links` is in the file: ``workers[1].frames`` ->
+    ``("links", "workers", 1, "frames")``."""
+    table, _, link = key.partition("].")
+    if not link:
+        return ("links", key)
+    return ("links", "workers", int(table.removeprefix("workers[")), link)
+
+
+class WorkerLinks(Section):
+    """[[links.workers]]: the two links of one inference worker, which it binds."""
+
+    frames: LinkEndpoint = Field(default="", description="Frame messages, capture -> this worker.")
+    status: LinkEndpoint = Field(default="", description="Source status changes, capture -> this worker.")
+
+    @field_validator("frames", "status")
+    @classmethod
+    def _given(cls, value: str) -> str:
+        if not value:
+            raise ValueError("a worker binds both of its links: give tcp://HOST:PORT or ipc://PATH")
+        return value
+
+
 class LinksConfig(Section):
     """[links]: the links between stages. Left "", a link is an ipc:// socket in the run's private
     folder (every stage on this machine, started by `streamrec run`); set, the same address is
@@ -462,6 +496,13 @@ class LinksConfig(Section):
         default=90, ge=10, le=100,
         description="JPEG quality of the frames sent with frame_pixels = jpeg.",
     )
+    workers: list[WorkerLinks] = Field(
+        default=[], max_length=MAX_WORKERS,
+        description="Several inference workers, each binding its own frames and status links ([[links.workers]] "
+        "tables; frames and status above are then left \"\"). Every capture connects to all of them and sends "
+        "each camera to one (`streamrec stage inference --worker K` runs the K-th, from 1).",
+        json_schema_extra={"allowed": f"[[links.workers]] tables with frames and status, at most {MAX_WORKERS}"},
+    )
     curve_server_key: Annotated[str, AfterValidator(os.path.expanduser)] = Field(
         default="",
         description="CURVE on every link given an address (required when one is beyond this machine): the "
@@ -486,14 +527,16 @@ class LinksConfig(Section):
 
     @model_validator(mode="after")
     def _distinct_and_reachable(self) -> LinksConfig:
+        if self.workers:
+            taken = next((key for key in ("frames", "status") if getattr(self, key)), None)
+            if taken is not None:
+                raise RuleError(("links", taken), getattr(self, taken), "with [[links.workers]] each worker has its "
+                                f"own {taken} link: leave links.{taken} \"\"")
         seen: list[tuple[str, str]] = []
-        for key in LINKS:
-            address = getattr(self, key)
-            if not address:
-                continue
+        for key, address in self.set_links():
             for other, taken in seen:
                 if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
-                    raise RuleError(("links", key), address, f"binds the same address as links.{other} ({taken})")
+                    raise RuleError(link_location(key), address, f"binds the same address as links.{other} ({taken})")
             seen.append((key, address))
         curve = ("curve_server_key", "curve_server_secret", "curve_client_secret", "curve_clients")
         given = [key for key in curve if getattr(self, key)]
@@ -502,16 +545,21 @@ class LinksConfig(Section):
             raise RuleError(("links", missing), "", f"CURVE needs all of {', '.join(curve)} (`streamrec keys`)")
         beyond = next((item for item in seen if binds_beyond_loopback(parse_zmq_endpoint(item[1]))), None)
         if beyond is not None and not given:
-            raise RuleError(("links", beyond[0]), beyond[1], "a link beyond this machine needs CURVE: set "
+            raise RuleError(link_location(beyond[0]), beyond[1], "a link beyond this machine needs CURVE: set "
                             f"{', '.join(curve)} (`streamrec keys NAME --out DIR` makes the certificates)")
-        if self.frame_pixels == "ring" and self.frames and binds_beyond_loopback(parse_zmq_endpoint(self.frames)):
+        frames = [address for key, address in seen if key.endswith("frames")]
+        if self.frame_pixels == "ring" and any(binds_beyond_loopback(parse_zmq_endpoint(a)) for a in frames):
             raise RuleError(("links", "frame_pixels"), self.frame_pixels, "a frames link beyond this machine needs "
                             'the pixels in the message: set frame_pixels = "raw" or "jpeg"')
         return self
 
     def set_links(self) -> Iterator[tuple[str, str]]:
-        """``(key, address)`` of each link given an address."""
-        return ((key, getattr(self, key)) for key in LINKS if getattr(self, key))
+        """``(key, address)`` of each link given an address (a worker's as ``workers[K].frames``,
+        K from 0 as the file counts its tables)."""
+        yield from ((key, getattr(self, key)) for key in LINKS if getattr(self, key))
+        for index, worker in enumerate(self.workers):
+            yield f"workers[{index}].frames", worker.frames
+            yield f"workers[{index}].status", worker.status
 
 
 class AuthConfig(Section):
@@ -825,6 +873,13 @@ class RunConfig(BaseModel):
         json_schema_extra={"allowed": f"[[sources]] tables, one per source, at most {MAX_SOURCES}"},
     )
 
+    def worker_links(self) -> list[tuple[str, str]]:
+        """``(frames, status)`` of each inference worker, ``""`` for one in the run's private folder;
+        none when one inference stage serves every camera."""
+        if self.links.workers:
+            return [(worker.frames, worker.status) for worker in self.links.workers]
+        return [("", "")] * self.pipeline.workers if self.pipeline.workers > 1 else []
+
     @model_validator(mode="after")
     def _across_sections(self) -> RunConfig:
         seen: dict[str, int] = {}
@@ -843,7 +898,15 @@ class RunConfig(BaseModel):
             for output in ("events", "frames"):
                 taken = getattr(self.outputs, output)
                 if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
-                    raise RuleError(("links", key), address, f"binds the same address as outputs.{output} ({taken})")
+                    raise RuleError(link_location(key), address, f"binds the same address as outputs.{output} ({taken})")
+        given = len(self.links.workers)
+        if given and self.pipeline.workers not in (1, given):
+            raise RuleError(("pipeline", "workers"), self.pipeline.workers, f"[[links.workers]] gives {given} worker(s): "
+                            "set the same number, or leave it 1")
+        shared = next((key for key in ("frames", "status") if getattr(self.links, key)), None)
+        if self.pipeline.workers > 1 and shared is not None:
+            raise RuleError(("pipeline", "workers"), self.pipeline.workers, f"each worker binds its own {shared} link, "
+                            f"and links.{shared} gives one address: leave it \"\", or give [[links.workers]]")
         if self.door.threshold > self.matcher.threshold:
             raise RuleError(("door", "threshold"), self.door.threshold, f"must be at most [matcher] threshold "
                             f"({self.matcher.threshold:g}): a door names no one a camera would not")

@@ -26,7 +26,8 @@ def stage_factories(
     events journal and publisher, the MQTT publisher of that journal (when ``config.mqtt.broker``
     is set; what it delivered is kept in ``data_dir/mqtt-delivered.json``), the renderer, the
     web server (when ``config.outputs.http`` is set), the inference stage matching against the
-    watchlist in ``data_dir``, and one capture stage per source. ``journal_dir``: where events are journaled (default
+    watchlist in ``data_dir`` (or ``inference:1``... ``inference:N``, one per worker of
+    ``endpoints.workers``), and one capture stage per source. ``journal_dir``: where events are journaled (default
     ``data_dir/events``)."""
     from streamrec.events.mqtt import MqttStage
     from streamrec.events.stage import EventsStage
@@ -51,7 +52,14 @@ def stage_factories(
             WebStage, config.outputs, endpoints, log_file, sources, config.auth, data_dir,
             library=True, engines=engines, door=config.door,
         )
-    factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
+    if endpoints.workers:
+        count = len(endpoints.workers)
+        for worker in range(1, count + 1):
+            factories[f"inference:{worker}"] = functools.partial(
+                InferenceStage, config, endpoints.for_worker(worker), data_dir, engines, log_file, worker, count,
+            )
+    else:
+        factories["inference"] = functools.partial(InferenceStage, config, endpoints, data_dir, engines, log_file)
     for source in config.sources:
         factories[f"capture:{source.label}"] = functools.partial(CaptureStage, source, endpoints, log_file, config.links)
     return factories

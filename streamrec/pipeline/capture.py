@@ -7,14 +7,19 @@ an array of its own whose pixels travel in the frame message;
 this process takes the newest frame whenever it can send, and sends its header without blocking
 (a frame that finds no free slot or no room in the two-message queue is dropped and counted), so
 a slow batcher never makes latency grow. Status changes (opened, lost, reconnecting, ended, failed) go to the batcher on a
-separate, lossless socket. A video file read with ``fast`` is the exception: it is read no faster
-than the batcher takes its frames, and none is dropped. A file that ends exits 0; a source that can never work (no such
+separate, lossless socket. With several inference workers (``Endpoints.workers``), the capture
+links to each and sends to the one that serves its camera now (:mod:`~streamrec.pipeline.workers`),
+telling a worker the camera moves to its newest status before any frame.
+
+A video file read with ``fast`` is the exception: it is read no faster than the batcher takes
+its frames, and none is dropped. A file that ends exits 0; a source that can never work (no such
 camera) exits with ``EXIT_SOURCE_FAILED`` after reporting why, and is not restarted.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import time
 from pathlib import Path
@@ -37,6 +42,7 @@ from streamrec.capture import (
 from streamrec.capture.opencv import quiet_library_logs
 from streamrec.config.model import LinksConfig, SourceConfig
 from streamrec.pipeline.stage import Stage
+from streamrec.pipeline.workers import WorkerLinks
 
 __all__ = ["EXIT_SOURCE_FAILED", "STATUS_LINGER_MS", "CaptureStage"]
 
@@ -67,9 +73,15 @@ class CaptureStage(Stage):
         self.ring = FrameRing(Path(self.endpoints.rings), self.label) if self.links.frame_pixels == "ring" else None
         claim = self.ring.claim if self.ring is not None else None
         self.reader = FrameReader(spec, options, on_status=self.statuses.put, frame_buffer=claim)
-        self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
-        self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
-        self.link_events = self.status_out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.last_status: SourceStatus | None = None  #: the newest status, for a worker the camera moves to
+        self.workers: WorkerLinks | None = None
+        self.status_out: zmq.Socket | None = None  #: to the worker serving the camera, when several share them
+        if self.endpoints.workers:
+            self.workers = WorkerLinks(self.ctx, self.label, self.endpoints.workers, STATUS_LINGER_MS)
+        else:
+            self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
+            self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
+            self.link_events = self.status_out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.linked = False  #: the status link to the batcher has been made (see :meth:`_status_linked`)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 
@@ -94,7 +106,7 @@ class CaptureStage(Stage):
         elif self.source.fast:  # keep it and wait (briefly, to keep hearing SIGTERM) for room
             self.unsent = frame
             if not linked:
-                self.link_events.poll(100)
+                self._wait_for_link(100)
             elif not no_slot:
                 self.frames_out.poll(100, zmq.POLLOUT)
             else:
@@ -123,14 +135,40 @@ class CaptureStage(Stage):
             self.ring.withdraw(place[1])
         return sent, False
 
+    def _wait_for_link(self, timeout_ms: int) -> None:
+        if self.workers is not None:
+            self.workers.wait(timeout_ms)
+        else:
+            self.link_events.poll(timeout_ms)
+
+    def _worker_linked(self, workers: WorkerLinks) -> bool:
+        """Whether a worker serves the camera now. When that changes, the new worker is told the
+        camera's newest status (it opened) before any frame, as a batcher is at the start."""
+        move = workers.update()
+        if move is not None:
+            self.log.log(logging.WARNING if move.old is not None else logging.INFO, "%s", move.describe(self.label))
+            self.count("worker_moves", move.old is not None)
+            self.gauges["worker"] = float(move.new or 0)
+            if move.new is not None:
+                self.frames_out, self.status_out = workers.frames[move.new], workers.status[move.new]
+                if self.last_status is not None:
+                    send(self.status_out, "status", self.last_status)
+            else:
+                self.status_out = None
+        return workers.serving is not None
+
     def _status_linked(self) -> bool:
-        """Whether the status link to the batcher has been made. Frames are sent only from then
+        """Whether the status link to the batcher has been made (with several workers: to the one
+        serving the camera now, see :meth:`_worker_linked`). Frames are sent only from then
         on: statuses and frames travel on separate sockets, which the batcher binds once its
         models are loaded, and a frame that got there first could be decided about before the
         batcher heard that its source had opened. Once made, the link stays counted as made (a
         restarted batcher has the source's earlier statuses in the journal already)."""
+        if self.workers is not None:
+            return self._worker_linked(self.workers)
         if not self.linked and self.link_events.poll(0):
             self.linked = True
+            assert self.status_out is not None  # one inference stage: always linked to it
             self.status_out.disable_monitor()
             self.link_events.close(linger=0)
         return self.linked
@@ -150,9 +188,14 @@ class CaptureStage(Stage):
             self.opened_before |= status.state is State.OPENING
             reason = status.reason[:MAX_TEXT] if status.state is not State.RECONNECTING else f"attempt {status.attempt} in {status.delay:.1f} s"
             c = status.counters
-            send(self.status_out, "status", SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects))
+            self.last_status = SourceStatus(self.label, state, status.time, reason, c.delivered, c.dropped, c.reconnects)
+            if self.status_out is not None:  # else the worker the camera goes to gets the newest
+                send(self.status_out, "status", self.last_status)
 
     def teardown(self) -> None:
         if hasattr(self, "latest"):  # setup() got that far
             self.latest.stop(timeout=3.0)
             self._forward_statuses()
+        workers: WorkerLinks | None = getattr(self, "workers", None)
+        if workers is not None:
+            workers.close()

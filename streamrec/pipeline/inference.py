@@ -27,6 +27,11 @@ backend's server did not answer, :class:`~streamrec.backends.BackendUnavailable`
 ``fps[SOURCE]`` and ``dropped[SOURCE]`` (frames its capture dropped); with the triton backend,
 the server's health every ``HEALTH_EVERY_S`` (:class:`~streamrec.backends.triton.TritonHealth`).
 
+Several inference workers can share the cameras (``[pipeline] workers``, ``[[links.workers]]``):
+each capture sends its camera to one of them (:mod:`~streamrec.pipeline.workers`). A worker
+(``worker`` K of ``workers``) serves whichever cameras are sent to it, hands out track ids no
+other worker hands out, and keeps running while none is sent (its run stops it).
+
 It tells the events stage which cameras it serves (:class:`~streamrec.bus.messages.Serving`, with
 an id of this process) before its first decision about each and every ``SERVING_EVERY_S``, so
 that tracks a predecessor or a stage that fell silent left open are ended
@@ -72,17 +77,28 @@ PRUNE_EVERY_S = 60.0
 SERVING_EVERY_S = 1.0
 #: how often a remote backend's server health is read into the gauges
 HEALTH_EVERY_S = 5.0
+#: a worker that has had no frame of a camera for this long no longer says it serves it
+SERVED_S = 3.0
 
 
 class InferenceStage(Stage):
     name = "inference"
 
-    def __init__(self, config: RunConfig, endpoints: Endpoints, data_dir: Path, engine_dir: Path | None, log_file: Path | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, endpoints: Endpoints, data_dir: Path, engine_dir: Path | None,
+        log_file: Path | None = None, worker: int = 0, workers: int = 1,
+    ) -> None:
+        if worker:
+            self.name = f"inference:{worker}"
         super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.config, self.endpoints, self.data_dir, self.engine_dir = config, endpoints, data_dir, engine_dir
+        self.worker, self.workers = worker, workers
         lossless = {source.label: source.fast for source in config.sources}
         max_wait_s = config.batch.max_wait_ms / 1000.0
         self.batcher = FrameBatcher(lossless, config.batch.max_frames, max_wait_s, self._skipped)
+        if worker:  # a worker waits for the cameras sent to it: they say they are open first
+            for name in lossless:
+                self.batcher.set_live(name, False)
         self.outputs = {name: SourceOutput() for name in lossless}
         privacy = config.privacy
         self.kept = KeptFaces(data_dir, privacy.kept_faces, int(privacy.kept_mb * 2**20), privacy.unknown_days)
@@ -118,10 +134,11 @@ class InferenceStage(Stage):
             self.health = TritonHealth(options.triton, names)
         matcher = Matcher(self.data_dir, threshold=cfg.matcher.threshold, model=cfg.pipeline.model)
         # the run's last track id outlives this process: a restarted stage continues after it
-        ids_file = self.state_path("track-ids")
+        worker = f"-{self.worker}" if self.worker else ""  # workers of one run share its folder
+        ids_file = self.state_path(f"track-ids{worker}")
         self.last_track_id = RunCounter(ids_file, "track ids")
         self.events_out = push_socket(self.ctx, self.endpoints.events_in, linger_ms=5000)
-        record = self.state_path("door-challenges")
+        record = self.state_path(f"door-challenges{worker}")
         self.doors = Doors(cfg, record, self._emit, self.log)
         self.doors.start()
         self.faces = Recognition(cfg, models, matcher, self._new_track_id, self, self.doors.eager)
@@ -131,14 +148,15 @@ class InferenceStage(Stage):
         self.status_in = pull_socket(self.ctx, self.endpoints.status, accepts=SourceStatus)
         self.overlays_out = push_socket(self.ctx, self.endpoints.overlays, hwm=2, linger_ms=0)
         self.instance = secrets.token_hex(8)  #: this process's id to the events stage
-        self.served: set[str] = set()  #: the cameras whose frames it has taken
+        self.served: dict[str, float] = {}  #: the cameras whose frames it has taken, and when last
         self._serving()
         self.log.info("ready: %d source(s), watchlist in %s", len(self.outputs), self.data_dir)
 
     def _new_track_id(self) -> int:
-        """The next track id of the run, recorded before it is used."""
+        """The next track id of the run, recorded before it is used. Worker K of N hands out
+        K, K + N, K + 2N...: no two workers ever give the same id."""
         self.last_track_id.set(self.last_track_id.value + 1)
-        return self.last_track_id.value
+        return (self.last_track_id.value - 1) * self.workers + max(self.worker, 1)
 
     # -- loop --------------------------------------------------------------------------------
     def step(self) -> bool:
@@ -162,12 +180,23 @@ class InferenceStage(Stage):
         self.doors.report_actions()
         if time.monotonic() >= self._serving_due:
             self._serving(block=False)  # a beat missed while the events stage is away matters not
+        if self.worker:  # the cameras come and go; the run stops the worker when they have all ended
+            self._forget_cameras()
+            return True
         return self.batcher.live or bool(self.batcher.frames)
 
     def _serving(self, block: bool = True) -> None:
         """Tell the events stage that this process is alive and which cameras it serves."""
         send(self.events_out, Serving.kind, Serving(self.instance, tuple(sorted(self.served)), time.time()), block=block)
         self._serving_due = time.monotonic() + SERVING_EVERY_S
+
+    def _forget_cameras(self) -> None:
+        """A worker no longer claims the cameras it has had no frame of for ``SERVED_S`` (moved to
+        another worker, or silent), so that it never takes one back from the worker serving it."""
+        now = time.monotonic()
+        for name in [name for name, last in self.served.items() if now - last >= SERVED_S]:
+            del self.served[name]
+            self.batcher.set_live(name, False)
 
     def _receive(self, timeout: float) -> set[str]:
         """Hand the frames that arrive within ``timeout`` s to the batcher. Returns the sources
@@ -177,8 +206,9 @@ class InferenceStage(Stage):
         self.refuse("frames", errors)
         self.count("frames_stale", stale)
         self.count("frames_unknown_source", unknown)
-        if not self.served.issuperset(received):  # before any decision about a camera new to it
-            self.served.update(received)
+        new = not self.served.keys() >= received.keys()
+        self.served.update(dict.fromkeys(received, time.monotonic()))
+        if new:  # before any decision about a camera new to it
             self._serving()
         for name, frames in received.items():
             self.batcher.add(name, frames)
@@ -222,6 +252,8 @@ class InferenceStage(Stage):
     def teardown(self) -> None:
         if not hasattr(self, "faces"):  # the set-up failed (engines, watchlist): no track was opened
             return
+        if hasattr(self, "status_in"):  # those that came before the stop (a worker is stopped once its cameras end)
+            self._statuses()
         for name in self.outputs:
             self._announce(self.faces.end(name))
         self.doors.close()

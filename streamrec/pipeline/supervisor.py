@@ -15,6 +15,11 @@ it had announced are ended by the events stage, with the reason (see
 supervisor writes (``run.json``, its log) can end the run: a write that fails is logged once
 and retried.
 
+With several inference workers (``inference:1``... ``inference:N``), a worker that dies is
+restarted as any stage is; meanwhile its cameras move to the others (and may come back to it),
+and the worker taking a camera ends its open tracks through the events stage. The workers never
+end by themselves: the run ends when every capture has finished, and stops them.
+
 A capture stage that exits 0 has finished its source (a file ended); one that exits with
 ``EXIT_SOURCE_FAILED`` failed for good after saying why (a camera that does not exist), and
 neither is restarted. When every source has finished, the inference stage ends its tracks and
@@ -170,10 +175,19 @@ class Supervisor:
                     continue
                 if not self._restart(child, code):
                     return 1
+            if self._workers_done():
+                return 1 if self.failed_sources else 0
             if self._state_retry is not None and time.monotonic() >= self._state_retry:
                 self._write_state()
             self._status_line()
         return 0
+
+    def _workers_done(self) -> bool:
+        """With several inference workers (which never end by themselves): whether every capture
+        has finished, so the run ends (the workers are stopped, and end their tracks)."""
+        captures = [child for child in self.children if child.name.startswith("capture:")]
+        workers = any(child.name.startswith("inference:") for child in self.children)
+        return workers and all(child.finished for child in captures)
 
     def _reap_captures(self) -> None:
         """The inference stage has ended because every source has: wait for the capture stages
@@ -191,7 +205,7 @@ class Supervisor:
         while child.restarts and now - child.restarts[0] > RESTART_WINDOW_S:
             child.restarts.popleft()
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
-        if child.name == "inference":
+        if child.name == "inference":  # a worker's cameras move on, and the one taking each ends its tracks
             self._end_tracks(f"ended when the inference stage died ({how})")
         if len(child.restarts) >= MAX_RESTARTS:
             log.error("%s died (%s) %d times within %.0f s; giving up", child.name, how, MAX_RESTARTS, RESTART_WINDOW_S)
@@ -211,7 +225,7 @@ class Supervisor:
                 log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
                 child.process.kill()
                 child.process.join()
-                if child.name == "inference":
+                if child.name.startswith("inference"):
                     self._end_tracks(f"ended when the inference stage was killed (it did not stop within {STOP_TIMEOUT_S:.0f} s)")
 
     def _end_tracks(self, why: str) -> None:
@@ -283,14 +297,16 @@ class Supervisor:
         if not final and now - self._last_status < (1.0 if interactive else 10.0):
             return
         self._last_status = now
-        inference = self.stats.get("inference")
-        if inference is None:
+        reports = [stats for stage, stats in self.stats.items() if stage.partition(":")[0] == "inference"]
+        if not reports:
             return
+        counter = lambda name: sum(report.counters.get(name, 0) for report in reports)
         parts = []
         for source in self.config.sources:
             name = source.label
             capture = self.stats.get(f"capture:{name}")
-            dropped = (capture.counters.get("frames_dropped", 0) if capture else 0) + inference.counters.get(f"skipped[{name}]", 0)
-            parts.append(f"{name} {inference.gauges.get(f'fps[{name}]', 0.0):.1f} fps, {dropped} dropped")
-        parts.append(f"{inference.counters.get('faces', 0)} faces, {inference.counters.get('decisions_match', 0)} matches")
+            dropped = (capture.counters.get("frames_dropped", 0) if capture else 0) + counter(f"skipped[{name}]")
+            fps = max(report.gauges.get(f"fps[{name}]", 0.0) for report in reports)
+            parts.append(f"{name} {fps:.1f} fps, {dropped} dropped")
+        parts.append(f"{counter('faces')} faces, {counter('decisions_match')} matches")
         self.console.status(" | ".join(parts), final)

@@ -1,7 +1,9 @@
-"""Several inference workers sharing the cameras: ``streamrec run --workers 2`` on two real RTSP
-cameras (the hamilton clip under two paths), with the people of ../shared/data/faces enrolled.
-One pipeline serves every check of the module, in order: each camera on the worker rendezvous
-hashing gives it, then that worker killed with SIGKILL and its camera taken over by the other."""
+"""Several inference workers sharing the cameras: ``streamrec run`` with two ``[[links.workers]]``
+on loopback TCP ports, on two real RTSP cameras (the hamilton clip under two paths), with the
+people of ../shared/data/faces enrolled. One pipeline serves every check of the module, in order:
+each camera on the worker rendezvous hashing gives it; that worker killed with SIGKILL and its
+camera taken over by the other; a worker that stops answering (SIGSTOP: its connections stay
+open, as those of a host that vanished do) noticed by the heartbeats, and its camera moved."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 
 from streamrec.pipeline.workers import rendezvous
 from tests.conftest import run_cli
-from tests.pipeline.conftest import Pipeline, enroll_people, start_pipeline
+from tests.pipeline.conftest import Pipeline, enroll_people, free_port, start_pipeline
 from tests.support.rtsp import RtspServer
 
 LIN = "lin_manuel_miranda"
@@ -32,7 +34,10 @@ def workers(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.T
     data_dir = folder / "data"
     enroll_people(faces_dir, data_dir, models)
     second = RtspServer(rtsp_clip, folder / "rtsp_second.log", path="/second").start()
-    pipeline = start_pipeline(rtsp_clip, data_dir, folder, ["--workers", "2", "--source", second.url])
+    config = folder / "workers.toml"
+    config.write_text("".join(f'[[links.workers]]\nframes = "tcp://127.0.0.1:{free_port()}"\n'
+                              f'status = "tcp://127.0.0.1:{free_port()}"\n' for _ in range(2)))
+    pipeline = start_pipeline(rtsp_clip, data_dir, folder, ["--config", str(config), "--source", second.url])
     labels = [url.removeprefix("rtsp://") for url in (pipeline.server.url, second.url)]
     try:
         yield pipeline, labels
@@ -103,6 +108,33 @@ def test_a_killed_worker_s_camera_moves_to_the_other_its_tracks_end_and_ids_stay
         if event["type"] in DECISIONS:
             sources.setdefault(event["track_id"], set()).add(event["source"])
     assert all(len(named) == 1 for named in sources.values()), "a track id was handed out twice"
+
+
+def test_a_worker_that_stops_answering_is_noticed_by_the_heartbeats_and_its_camera_moves(workers):
+    pipeline, labels = workers
+    camera = labels[1]
+    worker = rendezvous(camera, {1, 2})
+    serving = lambda: _metrics(pipeline).get(("streamrec_worker", f"capture:{camera}", camera))
+    _until(lambda: serving() == worker, 120, "the camera is not on its own worker (one killed before is still starting)")
+    seq = pipeline.events.last_seq
+    decided = pipeline.events.wait_for(lambda e: e["type"] in DECISIONS and e["source"] == camera, timeout=90, after_seq=seq)
+    moved = f"{camera}: now served by worker {3 - worker}; worker {worker} is gone"
+    back = f"{camera}: now served by worker {worker}; worker {3 - worker} is still linked"
+    lines = lambda line: pipeline.log.read_text().count(line)
+    moves, returns = lines(moved), lines(back)  # the camera may have moved before, with the worker killed
+    hung = pipeline.stage_pid(f"inference:{worker}")
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        _until(lambda: lines(moved) > moves, 20, "the hung worker was not noticed")
+        assert time.monotonic() - stopped < 10  # three missed heartbeats of a second, and a step
+        ended = pipeline.events.wait_for(lambda e: e["type"] == "track_end" and e["track_id"] == decided["track_id"], timeout=30,
+                                         after_seq=seq)
+        assert ended["detail"] == TAKEOVER, ended
+        pipeline.events.wait_for(lambda e: e["type"] in DECISIONS and e["source"] == camera, timeout=60, after_seq=ended["seq"])
+    finally:
+        os.kill(hung, signal.SIGCONT)
+    _until(lambda: lines(back) > returns, 30, "the camera did not come back to its worker")
 
 
 ONE_WORKER = '[[links.workers]]\nframes = "tcp://127.0.0.1:5601"\nstatus = "tcp://127.0.0.1:5602"\n'

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from streamrec.events.journal import read_journal
 from streamrec.pipeline.workers import rendezvous
 from tests.conftest import run_cli
-from tests.pipeline.conftest import Pipeline, enroll_people, free_port, start_pipeline
+from tests.pipeline.conftest import Pipeline, enroll_people, free_port, quiet_outputs, start_pipeline
 from tests.support.rtsp import RtspServer
 
 LIN = "lin_manuel_miranda"
@@ -135,6 +136,23 @@ def test_a_worker_that_stops_answering_is_noticed_by_the_heartbeats_and_its_came
     finally:
         os.kill(hung, signal.SIGCONT)
     _until(lambda: lines(back) > returns, 30, "the camera did not come back to its worker")
+
+
+def test_a_run_of_workers_ends_when_every_file_has_ended_and_every_track_with_it(
+    hamilton_clip: Path, faces_dir: Path, models, tmp_path: Path
+):
+    enroll_people(faces_dir, tmp_path, models)
+    config = tmp_path / "files.toml"
+    config.write_text("[pipeline]\nworkers = 2\n" + "".join(
+        f'[[sources]]\nurl = "{hamilton_clip}"\nname = "{name}"\nfast = true\n' for name in ("left", "right")))
+    result = run_cli("run", "--config", str(config), "--data-dir", str(tmp_path), *quiet_outputs(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = list(read_journal(tmp_path / "events"))
+    for name in ("left", "right"):
+        assert LIN in {e["name"] for e in events if e["type"] == "match" and e["source"] == name}, name
+        assert any(e["type"] == "source_status" and e["source"] == name and e["detail"].startswith("ended") for e in events)
+    decided = {(e["source"], e["track_id"]) for e in events if e["type"] in DECISIONS}
+    assert decided <= {(e["source"], e["track_id"]) for e in events if e["type"] == "track_end"}  # all closed at the end
 
 
 ONE_WORKER = '[[links.workers]]\nframes = "tcp://127.0.0.1:5601"\nstatus = "tcp://127.0.0.1:5602"\n'

@@ -21,6 +21,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.pipeline.conftest import free_port
 from tests.support.needs import require
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -30,12 +31,6 @@ PASSWD = "mosquitto_passwd"
 def need_mosquitto() -> None:
     """Go on when Mosquitto is installed, else skip (fail under ``CI``) naming what installs it."""
     require("mqtt")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:

@@ -104,9 +104,9 @@ class EventsStage(Stage):
             self._handle(batch)
         elif self.unwritten:
             self._flush_backlog()
-        ending, ended = self.open_tracks.silent(time.monotonic(), time.time())
+        ending = self.open_tracks.silent(time.monotonic(), time.time())
         if ending:
-            self.count("tracks_ended_for_a_dead_stage", ended)
+            self.count("tracks_ended_for_a_dead_stage", len(ending))
             self._publish(ending)
         return True
 

@@ -100,9 +100,10 @@ class OpenTracks:
             self._save()
         return kept, ended
 
-    def silent(self, now: float, wall: float) -> tuple[list[Event], int]:
+    def silent(self, now: float, wall: float) -> list[Event]:
         """End the tracks of the sources whose inference stage has said nothing for ``silent_s``
-        (``now``: this process's monotonic clock; ``wall``: the time the events carry)."""
+        (``now``: this process's monotonic clock; ``wall``: the time the events carry); returns
+        their ``track_end`` events."""
         ending: list[Event] = []
         gone = [instance for instance, heard in self._heard.items() if now - heard >= self.silent_s]
         for instance in gone:
@@ -113,7 +114,7 @@ class OpenTracks:
                           f"(nothing for {self.silent_s:.0f} s)", ending)
         if gone:
             self._save()
-        return ending, len(ending)
+        return ending
 
     def _served(self, message: Serving, now: float, kept: list[Event]) -> int:
         """Note that ``message.instance`` is alive and serves its sources; end the open tracks of

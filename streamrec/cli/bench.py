@@ -470,7 +470,8 @@ def _register_report(kinds: argparse._SubParsersAction) -> None:
         "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
         "machine, how to reproduce it, the project's targets and why, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
         "targets met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
-        "CPU and memory, the frame transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
+        "CPU and memory, how many cameras at full rate one inference worker sustains (pipeline_workers_*.json), the frame "
+        "transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
         "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
         "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "
         "\"not measured\" with the command that measures it. Needs matplotlib (the 'build' extra).",

@@ -99,6 +99,8 @@ def test_pipeline_two_workers(hamilton_clip: Path, engine_dir: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["config"]["workers"] == 2 and report["measured_s"] >= 5
+    # progress while measuring, counted over both workers, and the worker count said at the start
+    assert "on 2 inference worker(s)" in result.stderr and "measuring" in result.stderr
     workers = report["workers"]
     assert set(workers) == {"inference:1", "inference:2"}
     assert set(report["pids"]) == {"events", "render", "inference:1", "inference:2", "capture:cam1", "capture:cam2"}

@@ -21,9 +21,9 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
 ``machine``
     CPU model, cores available, Python.
 ``config``
-    ``source``, ``streams``, ``workers`` (inference workers sharing the cameras), ``duration_s``, ``warmup_s``, ``config_file`` (``--config``, or
-    ``null``), ``min_face_size`` and ``min_face_px`` (detector and embedding size floors),
-    ``threads`` (0: every core), ``backend``,
+    ``source``, ``streams``, ``workers`` (inference workers sharing the cameras), ``duration_s``,
+    ``warmup_s``, ``config_file`` (``--config``, or ``null``), ``min_face_size`` and
+    ``min_face_px`` (detector and embedding size floors), ``threads`` (0: every core), ``backend``,
     ``precision``, ``embed_every_frame`` (``--no-skips``), ``fast`` (``--fast``: the file read
     as fast as the pipeline takes its frames; every latency is then ``null``, every latency
     sample list empty), ``watchlist`` (folder, or ``null`` for an empty one), ``source_info``
@@ -36,8 +36,8 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     Frames processed per second, all sources together.
 ``sources``
     Per source label (``cam1``...): ``fps``, ``frames`` (processed in the window, by the workers
-    that served it), ``sent`` (by
-    its capture stage), ``dropped`` (at capture: rate cap, reader slot overwritten, queue full),
+    that served it), ``sent`` (by its capture stage), ``dropped`` (at capture: rate cap, reader
+    slot overwritten, queue full),
     ``skipped`` (by the batcher, which takes only the newest waiting frame of a camera),
     ``capture_to_detect_ms`` and ``capture_to_result_ms`` (per frame, capture time to its
     detections, and to its results: tracked, embedded, matched).
@@ -75,9 +75,9 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     someone who does appear in the source is not seen, so run a source without enrolled people
     (no ``--expect``) to measure the rate alone.
 ``steps_ms``
-    Per step of the inference stage (every worker), from its samples in the window: ``{"median", "mean",
-    "p95", "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call), ``match``,
-    ``batch`` (a whole batch: detect, track, crop, embed, match, decide, overlay).
+    Per step of the inference stage (every worker), from its samples in the window: ``{"median",
+    "mean", "p95", "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call),
+    ``match``, ``batch`` (a whole batch: detect, track, crop, embed, match, decide, overlay).
 ``batching``
     ``frames_per_batch``, ``faces_per_embed_batch``, ``full_detections`` (whole cascade) and
     ``tracked_detections`` (O-Net on tracked boxes only) per second.

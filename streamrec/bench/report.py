@@ -800,8 +800,10 @@ def _workers_row(name: str, result: dict[str, Any]) -> list[str]:
     cfg = result.get("config") or {}
     camera_fps = (cfg.get("source_info") or {}).get("fps")
     shares = sorted(row["fps"] / camera_fps for row in result["sources"].values()) if camera_fps and not cfg.get("fast") else []
-    share = "-" if not shares else f"{100 * shares[0]:.0f}%" if f"{shares[0]:.2f}" == f"{shares[-1]:.2f}" else (
-        f"{100 * shares[0]:.0f}% to {100 * shares[-1]:.0f}%")
+    share = "-"
+    if shares:  # the slowest camera's share to the fastest's, one figure when they round alike
+        low, high = f"{100 * shares[0]:.0f}%", f"{100 * shares[-1]:.0f}%"
+        share = low if low == high else f"{low} to {high}"
     event = (result.get("latency_ms") or {}).get("capture_to_event")
     workers = ", ".join(f"{worker} {_f(row.get('cpu_cores'), '.2f')} ({', '.join(row.get('cameras') or []) or 'no camera'})"
                         for worker, row in (result.get("workers") or {}).items())

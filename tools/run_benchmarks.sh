@@ -2,7 +2,7 @@
 # Every measurement behind docs/benchmarks.md, in one run on one machine, then the report.
 # Usage, from the project root with the environment active (. .venv/bin/activate):
 #   tools/run_benchmarks.sh [DATA]      DATA: the shared data folder (default ../shared/data)
-# Takes about twelve minutes. Run it on an otherwise idle machine: the figures are medians, but
+# Takes about fourteen minutes. Run it on an otherwise idle machine: the figures are medians, but
 # other work on the same cores still slows every system.
 set -euo pipefail
 data=${1:-../shared/data}
@@ -21,6 +21,10 @@ echo "== pipeline, live: the clip played at its own 29.97 fps like a camera: 1 s
 streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_1.json"
 streamrec bench pipeline --source "$clip" --streams 4 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_4.json"
 streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --no-skips --out "$out/pipeline_1_noskips.json"
+
+echo "== pipeline, live: 4 streams on 1 inference worker, then on 2 (cameras per worker)"
+streamrec bench pipeline --source "$clip" --streams 4 --workers 1 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_workers_4x1.json"
+streamrec bench pipeline --source "$clip" --streams 4 --workers 2 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_workers_4x2.json"
 
 echo "== pipeline, offline: every frame as fast as it goes, faces from 20 px (as the peers are run), with and without skips"
 streamrec bench pipeline --source "$clip" --fast --config configs/wide.toml --duration 20 --data-dir "$watchlist" --out "$out/pipeline_fast.json"

@@ -7,11 +7,13 @@ this process's main thread. A collector thread subscribes to the supervisor's mo
 samples the stage processes' CPU time and peak memory from ``/proc``, prints progress, and stops
 the supervisor when the measured window is over.
 
-Timeline: the engines load; the *warm-up* starts when the inference stage first reports processed
+Timeline: the engines load; the *warm-up* starts when an inference stage first reports processed
 frames and lasts ``warmup_s``; the *measured window* then runs from one inference report to the
 first one at least ``duration_s`` later. Rates come from the stage's frame counters over that
 window (frames / seconds, by the stage's own clock), latencies from the per-frame samples the
-stage took in it.
+stage took in it. With several inference workers (``inference:1``... ``inference:N``) the first
+one's reports open and close the window, and every figure of inference adds up the workers: each
+worker's counters over its own reports in the window, by its own clock, and all its samples.
 
 Result keys (times in milliseconds unless the name says ``_s``; a latency summary is
 ``{"p50", "p95", "p99", "mean", "samples"}``, ``null`` without samples):
@@ -19,22 +21,23 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
 ``machine``
     CPU model, cores available, Python.
 ``config``
-    ``source``, ``streams``, ``duration_s``, ``warmup_s``, ``config_file`` (``--config``, or
-    ``null``), ``min_face_size`` and ``min_face_px`` (detector and embedding size floors),
-    ``threads`` (0: every core), ``backend``,
+    ``source``, ``streams``, ``workers`` (inference workers sharing the cameras), ``duration_s``,
+    ``warmup_s``, ``config_file`` (``--config``, or ``null``), ``min_face_size`` and
+    ``min_face_px`` (detector and embedding size floors), ``threads`` (0: every core), ``backend``,
     ``precision``, ``embed_every_frame`` (``--no-skips``), ``fast`` (``--fast``: the file read
     as fast as the pipeline takes its frames; every latency is then ``null``, every latency
     sample list empty), ``watchlist`` (folder, or ``null`` for an empty one), ``source_info``
     (``width``, ``height``, ``fps``, ``frames`` of a file).
 ``startup_s``
-    From launch to the inference stage's first report of processed frames (engine loading).
+    From launch to an inference stage's first report of processed frames (engine loading).
 ``measured_s``
     Length of the measured window.
 ``fps``
     Frames processed per second, all sources together.
 ``sources``
-    Per source label (``cam1``...): ``fps``, ``frames`` (processed in the window), ``sent`` (by
-    its capture stage), ``dropped`` (at capture: rate cap, reader slot overwritten, queue full),
+    Per source label (``cam1``...): ``fps``, ``frames`` (processed in the window, by the workers
+    that served it), ``sent`` (by its capture stage), ``dropped`` (at capture: rate cap, reader
+    slot overwritten, queue full),
     ``skipped`` (by the batcher, which takes only the newest waiting frame of a camera),
     ``capture_to_detect_ms`` and ``capture_to_result_ms`` (per frame, capture time to its
     detections, and to its results: tracked, embedded, matched).
@@ -72,9 +75,9 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     someone who does appear in the source is not seen, so run a source without enrolled people
     (no ``--expect``) to measure the rate alone.
 ``steps_ms``
-    Per step of the inference stage, from its samples in the window: ``{"median", "mean",
-    "p95", "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call), ``match``,
-    ``batch`` (a whole batch: detect, track, crop, embed, match, decide, overlay).
+    Per step of the inference stage (every worker), from its samples in the window: ``{"median",
+    "mean", "p95", "count"}`` for ``detect`` (one batched call), ``embed`` (one batched call),
+    ``match``, ``batch`` (a whole batch: detect, track, crop, embed, match, decide, overlay).
 ``batching``
     ``frames_per_batch``, ``faces_per_embed_batch``, ``full_detections`` (whole cascade) and
     ``tracked_detections`` (O-Net on tracked boxes only) per second.
@@ -83,6 +86,13 @@ Result keys (times in milliseconds unless the name says ``_s``; a latency summar
     core (can exceed 100); ``cores``: cores available; ``stages``: the same per stage.
 ``peak_rss_mb``
     Per stage, the peak resident memory (``VmHWM``) at the end of the window.
+``workers``
+    Per inference stage (``inference``, or ``inference:1``... ``inference:N``): ``pid``,
+    ``cameras`` (the sources it processed frames of in the window), ``frames``, ``fps``,
+    ``skipped``, ``busy`` (the share of the window it spent processing batches: batches times
+    their mean time), ``capacity_fps`` (frames per second of processing: what it would sustain
+    if always busy; ``null`` without batches), ``cpu_cores`` (its CPU time over the window, in
+    cores) and ``peak_rss_mb``. Its ``frames``, ``fps`` and ``skipped`` add up to the totals.
 ``pids``
     Every stage's process id (all of them have ended when the command returns).
 ``restarted``
@@ -180,6 +190,8 @@ class PipelineCollector:
     report: Callable[[str], None]
     startup_timeout_s: float = STARTUP_TIMEOUT_S
     expected: list[str] = field(default_factory=list)  #: enrolled people (names or ids) who appear in the sources
+    #: the inference stages, the first one's reports timing the window
+    inference: list[str] = field(default_factory=lambda: ["inference"])
     error: str | None = None
     launched: float = field(default_factory=time.monotonic)
     launched_wall: float = field(default_factory=time.time)
@@ -190,7 +202,7 @@ class PipelineCollector:
     events: list[tuple[float, Event]] = field(default_factory=list)  #: (received, event), whole run
     peak_rss: dict[str, int | None] = field(default_factory=dict)
     _latest: dict[str, StageStats] = field(default_factory=dict)
-    _previous_inference: StageStats | None = None
+    _previous_progress: tuple[float, dict[str, int]] | None = None  #: (ts, inference counters) of the last line
     _last_progress: float = 0.0
     _halt: threading.Event = field(default_factory=threading.Event)
 
@@ -246,19 +258,34 @@ class PipelineCollector:
         self._latest[stats.stage] = stats
         if self.start is not None and not self.complete:
             self.window.append(stats)
-        if stats.stage != "inference":
+        if stats.stage not in self.inference:
             return
         now = time.monotonic()
         if self.first_frames is None and any(stats.counters.get(f"frames[{s}]", 0) for s in self.sources):
             self.first_frames = now
+        if stats.stage != self.clock:
+            return
         if self.first_frames is not None:
-            if self.start is None and now - self.first_frames >= self.warmup_s:
+            reported = all(name in self._latest for name in self.inference)
+            if self.start is None and now - self.first_frames >= self.warmup_s and reported:
                 self.start = self._snapshot()
-            elif self.start is not None and stats.ts - self.start.stats["inference"].ts >= self.duration_s:
+            elif self.start is not None and stats.ts - self.start.stats[self.clock].ts >= self.duration_s:
                 self.end = self._snapshot()
                 self.peak_rss = {name: peak_rss_kb(pid) for name, pid in self.end.pids.items()}
         self._progress_line(stats)
-        self._previous_inference = stats
+
+    @property
+    def clock(self) -> str:
+        """The inference stage whose reports time the window: one clock, as the workers report apart."""
+        return self.inference[0]
+
+    def _inference_counters(self) -> dict[str, int]:
+        """The newest counters of every inference stage, added up."""
+        total: dict[str, int] = {}
+        for name in self.inference:
+            for key, value in (self._latest[name].counters if name in self._latest else {}).items():
+                total[key] = total.get(key, 0) + value
+        return total
 
     def _snapshot(self) -> _Snapshot:
         pids = self.supervisor.stage_pids()
@@ -271,17 +298,18 @@ class PipelineCollector:
             self.report(line)
 
     def _progress_line(self, stats: StageStats) -> None:
-        previous = self._previous_inference
-        if previous is None or stats.ts <= previous.ts:
+        previous, counters = self._previous_progress, self._inference_counters()
+        self._previous_progress = (stats.ts, counters)
+        if previous is None or stats.ts <= previous[0]:
             return
-        seconds = stats.ts - previous.ts
-        rate = lambda key: (stats.counters.get(key, 0) - previous.counters.get(key, 0)) / seconds
+        seconds = stats.ts - previous[0]
+        rate = lambda key: (counters.get(key, 0) - previous[1].get(key, 0)) / seconds
         if self.first_frames is None:
             phase = f"starting {time.monotonic() - self.launched:.0f} s"
         elif self.start is None:
             phase = f"warm-up {time.monotonic() - self.first_frames:.0f}/{self.warmup_s:g} s"
         else:
-            phase = f"measuring {stats.ts - self.start.stats['inference'].ts:.0f}/{self.duration_s:g} s"
+            phase = f"measuring {stats.ts - self.start.stats[self.clock].ts:.0f}/{self.duration_s:g} s"
         fps = ", ".join(f"{s} {rate(f'frames[{s}]'):.1f}" for s in self.sources)
         self._progress(f"{phase}: fps {fps}; {rate('faces'):.1f} faces/s, {rate('embeddings'):.1f} embeddings/s")
 
@@ -289,34 +317,32 @@ class PipelineCollector:
     def results(self) -> dict[str, Any]:
         """The figures of the measured window (see the module docstring)."""
         assert self.start is not None and self.end is not None and self.first_frames is not None
-        first, last = self.start.stats["inference"], self.end.stats["inference"]
+        first, last = self.start.stats[self.clock], self.end.stats[self.clock]
         seconds = last.ts - first.ts
-        delta = lambda key, stage="inference": (
-            self.end.stats[stage].counters.get(key, 0) - self.start.stats[stage].counters.get(key, 0)
-            if stage in self.end.stats and stage in self.start.stats else 0
-        )
+        delta = self._delta
+        total = lambda key: sum(delta(key, worker) for worker in self.inference)
         samples: dict[str, list[float]] = {}
         for stats in self.window:
-            if stats.stage == "inference":
+            if stats.stage in self.inference:
                 for name, values in stats.latencies.items():
                     samples.setdefault(name, []).extend(values)
         sources: dict[str, Any] = {}
         for name in self.sources:
             capture = f"capture:{name}"
-            frames = delta(f"frames[{name}]")
             sources[name] = {
-                "fps": frames / seconds,
-                "frames": frames,
+                "fps": sum(delta(f"frames[{name}]", worker) / self._span(worker, seconds) for worker in self.inference),
+                "frames": total(f"frames[{name}]"),
                 "sent": delta("frames_sent", capture),
                 "dropped": delta("frames_dropped", capture),
-                "skipped": delta(f"skipped[{name}]"),
+                "skipped": total(f"skipped[{name}]"),
                 "capture_to_detect_ms": latency_summary(samples.get(f"capture_to_detect[{name}]", [])),
                 "capture_to_result_ms": latency_summary(samples.get(f"capture_to_result[{name}]", [])),
             }
         every = lambda prefix: [v for s in self.sources for v in samples.get(f"{prefix}[{s}]", [])]
         in_window = [e for _, e in self.events if first.ts < e.ts <= last.ts]
         received = [(at, e) for at, e in self.events if first.ts < e.ts <= last.ts and e.capture_ts and e.type in ("match", "unknown")]
-        faces, embeddings, batches = delta("faces"), delta("embeddings"), delta("batches")
+        faces, embeddings, batches = total("faces"), total("embeddings"), total("batches")
+        cpu = self._cpu()
         return {
             "startup_s": self.first_frames - self.launched,
             "measured_s": seconds,
@@ -335,7 +361,7 @@ class PipelineCollector:
             "faces_per_s": faces / seconds,
             "embeddings_per_s": embeddings / seconds,
             "embeddings_per_face": embeddings / faces if faces else 0.0,
-            "frames_skipped": delta("frames_skipped"),
+            "frames_skipped": total("frames_skipped"),
             "decisions": {kind: sum(e.type == kind for e in in_window) for kind in ("match", "unknown", "track_end")},
             "identities": self._identities(),
             "open_set": open_set_figures(self.events, self.expected, self.launched_wall + self.first_frames - self.launched),
@@ -343,13 +369,52 @@ class PipelineCollector:
             "batching": {
                 "frames_per_batch": sum(s["frames"] for s in sources.values()) / batches if batches else 0.0,
                 "faces_per_embed_batch": embeddings / len(samples["embed"]) if samples.get("embed") else 0.0,
-                "full_detections_per_s": delta("detections_full") / seconds,
-                "tracked_detections_per_s": delta("detections_tracked") / seconds,
+                "full_detections_per_s": total("detections_full") / seconds,
+                "tracked_detections_per_s": total("detections_tracked") / seconds,
             },
-            "cpu": self._cpu(),
+            "cpu": cpu,
             "peak_rss_mb": {name: round(kb / 1024, 1) for name, kb in self.peak_rss.items() if kb is not None},
+            "workers": {worker: self._worker(worker, seconds, cpu["stages"]) for worker in self.inference},
             "pids": dict(self.end.pids),
             "restarted": sorted(n for n, pid in self.end.pids.items() if self.start.pids.get(n) not in (None, pid)),
+        }
+
+    def _delta(self, key: str, stage: str) -> int:
+        """Counter ``key`` of ``stage`` over the window (0 for a stage that did not report at both ends)."""
+        assert self.start is not None and self.end is not None
+        if stage not in self.end.stats or stage not in self.start.stats:
+            return 0
+        return self.end.stats[stage].counters.get(key, 0) - self.start.stats[stage].counters.get(key, 0)
+
+    def _span(self, stage: str, seconds: float) -> float:
+        """The window by ``stage``'s own reports (``seconds``, the clock's, if it has no span of its own):
+        its counters over its own time, as each worker reports when it will."""
+        assert self.start is not None and self.end is not None
+        if stage in self.end.stats and stage in self.start.stats:
+            span = self.end.stats[stage].ts - self.start.stats[stage].ts
+            if span > 0:
+                return span
+        return seconds
+
+    def _worker(self, worker: str, seconds: float, cpu: dict[str, float]) -> dict[str, Any]:
+        """One inference stage's share (see ``workers`` in the module docstring)."""
+        assert self.end is not None
+        span = self._span(worker, seconds)
+        batches = self._delta("batches", worker)
+        frames = sum(self._delta(f"frames[{name}]", worker) for name in self.sources)
+        batch_s = [v for stats in self.window if stats.stage == worker for v in stats.latencies.get("batch", ())]
+        busy_s = batches * float(np.mean(batch_s)) if batch_s else 0.0
+        kb = self.peak_rss.get(worker)
+        return {
+            "pid": self.end.pids.get(worker),
+            "cameras": [name for name in self.sources if self._delta(f"frames[{name}]", worker) > 0],
+            "frames": frames,
+            "fps": frames / span,
+            "skipped": self._delta("frames_skipped", worker),
+            "busy": busy_s / span,
+            "capacity_fps": frames / busy_s if busy_s else None,
+            "cpu_cores": cpu[worker] / 100.0 if worker in cpu else None,
+            "peak_rss_mb": round(kb / 1024, 1) if kb is not None else None,
         }
 
     def _cpu(self) -> dict[str, Any]:

@@ -43,6 +43,10 @@ COMMANDS = {
     '--out "$out/pipeline_fast.json"',
     "pipeline_fast_noskips": 'streamrec bench pipeline --source "$clip" --fast --config configs/wide.toml --duration 20 --data-dir "$watchlist" '
     '--no-skips --out "$out/pipeline_fast_noskips.json"',
+    "pipeline_workers_4x1": 'streamrec bench pipeline --source "$clip" --streams 4 --workers 1 --duration 30 --data-dir "$watchlist" '
+    '--out "$out/pipeline_workers_4x1.json"',
+    "pipeline_workers_4x2": 'streamrec bench pipeline --source "$clip" --streams 4 --workers 2 --duration 30 --data-dir "$watchlist" '
+    '--out "$out/pipeline_workers_4x2.json"',
     "transport": 'streamrec bench transport --out "$out/transport.json"',
     "transport_1280x720": 'streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"',
     "peers": 'streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \\\n'
@@ -51,6 +55,8 @@ COMMANDS = {
     '    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"',
 }
 _PIPELINES = ("pipeline_1", "pipeline_4", "pipeline_1_noskips", "pipeline_fast", "pipeline_fast_noskips")
+#: the same live streams served by one inference worker, then by two (the section on cameras per worker)
+_WORKER_RUNS = ("pipeline_workers_4x1", "pipeline_workers_4x2")
 
 # The project's performance targets: what the figures are judged against, not results
 PEER_TARGETS = {"facenet_pytorch": 5.0, "face_recognition": 2.0}  #: our FPS over theirs, at least
@@ -108,9 +114,14 @@ def _load(folder: Path, name: str) -> dict[str, Any] | None:
 
 
 def _pipeline_names(folder: Path) -> list[str]:
-    """The known pipeline files first, in their order, then any other ``pipeline_*.json``."""
-    others = sorted(p.stem for p in folder.glob("pipeline_*.json") if p.stem not in _PIPELINES)
-    return [*_PIPELINES, *others]
+    """The known pipeline files first, in their order, then any other ``pipeline_*.json``, then
+    the runs of the section on cameras per worker (which the pipeline section leaves out)."""
+    others = sorted(p.stem for p in folder.glob("pipeline_*.json") if p.stem not in _PIPELINES and not _worker_run(p.stem))
+    return [*_PIPELINES, *others, *_WORKER_RUNS]
+
+
+def _worker_run(name: str) -> bool:
+    return name.startswith("pipeline_workers_")
 
 
 # -- formatting -----------------------------------------------------------------------------------
@@ -275,7 +286,7 @@ def _markdown(data: dict[str, Any], folder: Path, out: Path, links: dict[str, st
         (f"Written by `streamrec bench report` from the JSON files in [`{raw}/`]({raw}/) (the raw results, "
         "every key documented in the `--help` of the `streamrec bench` sub-verb that wrote it); "
         "do not edit by hand. Every measurement, then this report, again, from the project root with "
-        "the environment active (about twelve minutes, on an otherwise idle machine):"),
+        "the environment active (about fourteen minutes, on an otherwise idle machine):"),
         "",
         "```",
         REPRODUCE,
@@ -291,6 +302,7 @@ def _markdown(data: dict[str, Any], folder: Path, out: Path, links: dict[str, st
     lines += _identification_section(data)
     lines += _time_section(data, links)
     lines += _pipeline_section(data, links)
+    lines += _workers_section(data)
     lines += _transport_section(data)
     lines += _peers_section(data)
     return lines
@@ -694,7 +706,7 @@ def _pipeline_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
 
 
 def _pipeline_names_in(data: dict[str, Any]) -> list[str]:
-    return [k for k in data if k.startswith("pipeline_") and (k in _PIPELINES or data[k])]
+    return [k for k in data if k.startswith("pipeline_") and not _worker_run(k) and (k in _PIPELINES or data[k])]
 
 
 def _pipeline_detail(result: dict[str, Any]) -> list[str]:
@@ -742,6 +754,82 @@ def _pipeline_detail(result: dict[str, Any]) -> list[str]:
     if result.get("restarted"):
         lines.append(f"Restarted during the window: {', '.join(result['restarted'])}.")
     return [*lines, ""]
+
+
+def _workers_section(data: dict[str, Any]) -> list[str]:
+    """The same live cameras on one inference worker and on several: what each run took of the
+    cameras' frames, and how many cameras one worker keeps at their full rate on this machine."""
+    lines = ["## Cameras per inference worker", ""]
+    runs = {name: data.get(name) for name in _WORKER_RUNS}
+    measured = {name: result for name, result in runs.items() if result}
+    clip = _clip(data)
+    lines += [
+        ("The clip played live as several cameras (`--streams`), each its own capture process, served by one inference worker or "
+         "several (`--workers`, as `streamrec run --workers` starts them; each camera on one worker, chosen by hashing its name). "
+         "Per camera: its FPS as a share of the camera's own frame rate (100%: every frame it sent was processed). Frames skipped: "
+         "a newer frame of the same camera was already waiting. CPU cores per worker: its process's CPU time over the window, "
+         "from `/proc`, with the cameras it served."),
+        "",
+    ]
+    rows = [_workers_row(name, result) for name, result in measured.items()]
+    if rows:
+        lines += _table(["run", "streams", "workers", "FPS, all cameras", "per camera, of its own FPS", "frames skipped",
+                         "p95 capture to event ms", "CPU cores per worker (its cameras)"], rows) + [""]
+    for name, result in runs.items():
+        if result is None:
+            lines += [*_not_measured(name), ""]
+    sizing = [line for name, result in measured.items() for line in _workers_sizing(name, result)]
+    if sizing:
+        machine: dict[str, Any] = next((r["machine"] for r in measured.values() if r.get("machine")), {})
+        flags = machine.get("cpu_flags")
+        cpu = CpuInfo(machine.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else machine.get("cpu", "unknown")
+        rate = f"{clip['fps']:g} fps" if clip else "its own rate"
+        lines += [
+            (f"Cameras at full rate ({rate}) that one worker sustains on this machine ({cpu}, {machine.get('cores_available', '?')} cores): "
+             "the worker's processing capacity (frames it processed per second spent processing batches) over the camera's frame rate. "
+             "Workers share the machine's cores, so a worker's capacity depends on how many run beside it: size with the run "
+             "that has as many workers as the deployment."),
+            "",
+            *sizing,
+            "",
+        ]
+    return lines
+
+
+def _workers_row(name: str, result: dict[str, Any]) -> list[str]:
+    cfg = result.get("config") or {}
+    camera_fps = (cfg.get("source_info") or {}).get("fps")
+    shares = sorted(row["fps"] / camera_fps for row in result["sources"].values()) if camera_fps and not cfg.get("fast") else []
+    share = "-"
+    if shares:  # the slowest camera's share to the fastest's, one figure when they round alike
+        low, high = f"{100 * shares[0]:.0f}%", f"{100 * shares[-1]:.0f}%"
+        share = low if low == high else f"{low} to {high}"
+    event = (result.get("latency_ms") or {}).get("capture_to_event")
+    workers = ", ".join(f"{worker} {_f(row.get('cpu_cores'), '.2f')} ({', '.join(row.get('cameras') or []) or 'no camera'})"
+                        for worker, row in (result.get("workers") or {}).items())
+    return [f"`{name}.json`", str(cfg.get("streams", "-")), str(cfg.get("workers", 1)), _f(result["fps"]), share,
+            str(result.get("frames_skipped", "-")), _f(event["p95"] if event else None), workers or "-"]
+
+
+def _workers_sizing(name: str, result: dict[str, Any]) -> list[str]:
+    """One line per worker of a run: the cameras at full rate it sustains, and on what ground:
+    measured when saturated (it skipped frames: its cameras offered more than it took), or
+    extrapolated from the share of the window it spent processing."""
+    camera_fps = ((result.get("config") or {}).get("source_info") or {}).get("fps")
+    workers = result.get("workers") or {}
+    lines = []
+    for worker, row in workers.items():
+        capacity = row.get("capacity_fps")
+        if not camera_fps or capacity is None:
+            continue
+        if row.get("skipped"):
+            ground = f"measured when saturated: its cameras offered more frames than it took ({row['skipped']} skipped)"
+        else:
+            ground = (f"not saturated ({100 * row.get('busy', 0):.0f}% of the window spent processing, no frame skipped): "
+                      "extrapolated, a fuller load may lower it")
+        lines.append(f"- `{name}.json`, {worker} of {len(workers)}: **{capacity / camera_fps:.1f} cameras** ({capacity:.1f} frames/s "
+                     f"of processing / {camera_fps:g} fps), {ground}.")
+    return lines
 
 
 def _transport_section(data: dict[str, Any]) -> list[str]:

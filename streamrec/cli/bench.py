@@ -165,11 +165,13 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Runs the stage processes `streamrec run` runs (capture, inference, events, "
         "render; no web server) on --streams copies of --source, each its own capture process "
-        "(cam1..camN) reading the file at its own frame rate and looping, like N cameras. After the "
+        "(cam1..camN) reading the file at its own frame rate and looping, like N cameras, served by "
+        "--workers inference workers as `streamrec run --workers` serves them (each camera by one). After the "
         "engines load and --warmup seconds of processing, measures for --duration seconds from the "
         "stages' own reports: FPS per source (frame counters), capture-to-result and "
         "capture-to-event latency percentiles, faces and embeddings per second, dropped frames, "
-        "CPU of all stage processes, peak memory per stage, the time of each inference step. "
+        "CPU of all stage processes, peak memory per stage, the time of each inference step, and per "
+        "inference worker its cameras, FPS, busy share, CPU cores and peak memory. "
         "Matching runs against an empty watchlist unless --data-dir names one, in which case the "
         "people identified (names in match events) are reported too, and the open-set figures: "
         "the tracks named as the enrolled people --expect says appear, and how many of the other "
@@ -179,6 +181,8 @@ def _register_pipeline(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", required=True, metavar="FILE_OR_URL", help="video file (or rtsp:// / http(s):// stream) every stream plays")
     parser.add_argument("--streams", type=number(whole=True, ge=1, le=MAX_SOURCES), default=1, metavar="N",
                         help=f"copies of the source, each its own camera, at most {MAX_SOURCES} (default: %(default)s)")
+    parser.add_argument("--workers", type=int, metavar="N", help="inference workers sharing the cameras, each camera served by one "
+                        "(default: the configuration's [pipeline] workers, else 1)")
     parser.add_argument("--duration", type=number(gt=0), default=30.0, metavar="S", help="measured seconds (default: %(default)g)")
     parser.add_argument("--warmup", type=number(ge=0), default=5.0, metavar="S", help="seconds of processing before measuring, after the engines load (default: %(default)g)")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="detector, batch, tracker, matcher and pipeline settings "
@@ -267,6 +271,11 @@ def _print_pipeline(result: dict[str, Any]) -> None:
     stages = ", ".join(f"{name} {value:.0f}%" for name, value in sorted(result["cpu"]["stages"].items()))
     print(f"CPU {result['cpu']['percent']:.0f}% of one core (all stages; {result['cpu']['cores']} cores): {stages}")
     print("peak RSS MB: " + ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(result["peak_rss_mb"].items())))
+    for name, worker in result["workers"].items():
+        capacity = "-" if worker["capacity_fps"] is None else f"{worker['capacity_fps']:.1f}"
+        cores = "-" if worker["cpu_cores"] is None else f"{worker['cpu_cores']:.2f}"
+        print(f"{name}: {', '.join(worker['cameras']) or 'no camera'}; {worker['fps']:.1f} fps, busy {100 * worker['busy']:.0f}% "
+              f"(capacity {capacity} fps), {cores} CPU cores, {worker['skipped']} skipped")
     for person in result["identities"]:
         print(f"identified {person['name']}: {person['matches']} match event(s), first after {person['first_s']:.1f} s on {', '.join(person['sources'])}")
     _print_open_set(result["open_set"])
@@ -325,7 +334,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     if args.data_dir is not None and not (args.data_dir / DB_NAME).is_file():
         raise UserError(f"{args.data_dir}: no watchlist there (enroll people with `streamrec enroll --data-dir {args.data_dir}`)")
     _check_expected(args.expect, args.data_dir)
-    options = {option: getattr(args, option) for option in ("threads", "precision", "backend") if getattr(args, option) is not None}
+    options = {option: getattr(args, option) for option in ("threads", "precision", "backend", "workers") if getattr(args, option) is not None}
     try:
         config = load_config(args.config) if args.config else RunConfig()
         config = override(config, {
@@ -335,7 +344,8 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         }, {f"pipeline.{option}": f"--{option}" for option in options} | {"sources": "--source"}, str(args.config or ""))
     except ConfigError as exc:
         raise UserError(str(exc)) from None
-    config, inference = resolve_pipeline(config, ", ".join(f"--{option}" for option in options) or str(args.config or "pipeline"))
+    given = ", ".join(f"--{option}" for option in options if option != "workers")  # those that choose the inference
+    config, inference = resolve_pipeline(config, given or str(args.config or "pipeline"))
     stderr(f"streamrec bench pipeline: inference on {inference.describe()}")
     try:
         engines = ensure_engines(args.engines, stderr)
@@ -349,16 +359,18 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
             "events": f"ipc://{run_dir / 'events-pub'}", "frames": f"ipc://{run_dir / 'frames-pub'}", "http": "",
         }})
         endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
-                                   LinkCurve.from_links(config.links))
+                                   LinkCurve.from_links(config.links), config.worker_links())
         log_file = work / "logs" / "streamrec.log"
         configure_logging("supervisor", log_file)
         watchlist = args.data_dir if args.data_dir is not None else work / "watchlist"
         factories = stage_factories(config, watchlist, engines, endpoints, log_file, journal_dir=work / "events")
         supervisor = Supervisor(config, work, factories, endpoints, run_dir, status_line=False)
         collector = PipelineCollector(
-            supervisor, endpoints, [s.label for s in config.sources], args.warmup, args.duration, stderr, expected=args.expect
+            supervisor, endpoints, [s.label for s in config.sources], args.warmup, args.duration, stderr, expected=args.expect,
+            inference=[name for name in factories if name.split(":")[0] == "inference"],
         )
-        stderr(f"streamrec bench pipeline: {args.streams} stream(s) of {args.source}; {args.warmup:g} s warm-up, {args.duration:g} s measured")
+        stderr(f"streamrec bench pipeline: {args.streams} stream(s) of {args.source} on {len(config.worker_links()) or 1} inference worker(s); "
+               f"{args.warmup:g} s warm-up, {args.duration:g} s measured")
         figures, why = bench_pipeline(supervisor, collector)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -376,7 +388,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     result = {
         "machine": machine(),
         "config": {
-            "source": args.source, "streams": args.streams, "duration_s": args.duration, "warmup_s": args.warmup,
+            "source": args.source, "streams": args.streams, "workers": len(config.worker_links()) or 1, "duration_s": args.duration, "warmup_s": args.warmup,
             "threads": config.pipeline.threads, "precision": config.pipeline.precision, "backend": config.pipeline.backend,
             "embed_every_frame": config.tracker.embed_every_frame, "fast": args.fast,
             "config_file": str(args.config) if args.config else None,
@@ -458,7 +470,8 @@ def _register_report(kinds: argparse._SubParsersAction) -> None:
         "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
         "machine, how to reproduce it, the project's targets and why, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
         "targets met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
-        "CPU and memory, the frame transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
+        "CPU and memory, how many cameras at full rate one inference worker sustains (pipeline_workers_*.json), the frame "
+        "transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
         "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
         "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "
         "\"not measured\" with the command that measures it. Needs matplotlib (the 'build' extra).",

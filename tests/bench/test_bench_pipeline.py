@@ -91,6 +91,44 @@ def test_pipeline_two_streams(hamilton_clip: Path, engine_dir: Path, tmp_path: P
     assert not [name for name, pid in report["pids"].items() if _alive(pid)]
 
 
+def test_pipeline_two_workers(hamilton_clip: Path, engine_dir: Path):
+    result = run_cli(
+        "bench", "pipeline", "--source", str(hamilton_clip), "--streams", "2", "--workers", "2", "--duration", "5", "--warmup", "3",
+        "--engines", str(engine_dir), "--json", timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["config"]["workers"] == 2 and report["measured_s"] >= 5
+    # progress while measuring, counted over both workers, and the worker count said at the start
+    assert "on 2 inference worker(s)" in result.stderr and "measuring" in result.stderr
+    workers = report["workers"]
+    assert set(workers) == {"inference:1", "inference:2"}
+    assert set(report["pids"]) == {"events", "render", "inference:1", "inference:2", "capture:cam1", "capture:cam2"}
+    # cam1 and cam2 hash to different workers of two: each worker serves one, each camera one worker
+    served = [camera for worker in workers.values() for camera in worker["cameras"]]
+    assert sorted(served) == ["cam1", "cam2"] and all(len(worker["cameras"]) == 1 for worker in workers.values())
+    for name, worker in workers.items():
+        assert set(worker) == {"pid", "cameras", "frames", "fps", "skipped", "busy", "capacity_fps", "cpu_cores", "peak_rss_mb"}
+        (camera,) = worker["cameras"]
+        row = report["sources"][camera]
+        # a camera's figures are those of the worker that served it
+        assert (worker["frames"], worker["skipped"]) == (row["frames"], row["skipped"]) and worker["fps"] == pytest.approx(row["fps"])
+        assert 0 < worker["fps"] <= 29.97 * 1.05 and 0 < worker["busy"] <= 1.05
+        assert worker["capacity_fps"] >= worker["fps"] * 0.95
+        # its CPU time and peak memory were read from /proc while it ran, as its own process
+        assert worker["pid"] == report["pids"][name] and worker["cpu_cores"] > 0
+        assert worker["cpu_cores"] == pytest.approx(report["cpu"]["stages"][name] / 100)
+        assert worker["peak_rss_mb"] == report["peak_rss_mb"][name] > report["peak_rss_mb"]["events"]
+    assert workers["inference:1"]["pid"] != workers["inference:2"]["pid"]
+    # the workers' counters add up to the totals
+    assert sum(w["frames"] for w in workers.values()) == sum(r["frames"] for r in report["sources"].values())
+    assert sum(w["fps"] for w in workers.values()) == pytest.approx(report["fps"])
+    assert sum(w["skipped"] for w in workers.values()) == report["frames_skipped"]
+    assert report["latency_ms"]["capture_to_result"]["samples"] == sum(w["frames"] for w in workers.values())
+    assert report["steps_ms"]["batch"]["count"] > 0 and report["restarted"] == []
+    assert not [name for name, pid in report["pids"].items() if _alive(pid)]
+
+
 def test_pipeline_human_table(hamilton_clip: Path, engine_dir: Path):
     result = run_cli(
         "bench", "pipeline", "--source", str(hamilton_clip), "--duration", "2", "--warmup", "1", "--no-skips",
@@ -108,6 +146,7 @@ def test_pipeline_human_table(hamilton_clip: Path, engine_dir: Path):
         (["--source", "{tmp}/not_a_video.mp4"], "not_a_video.mp4: not a readable video file"),
         (["--source", "{clip}", "--data-dir", "{tmp}"], "no watchlist there"),
         (["--source", "{clip}", "--threads", "100000"], "--threads: must be a whole number between 0 and"),
+        (["--source", "{clip}", "--workers", "0"], "--workers: must be a whole number between 1 and 32 (got 0)"),
     ],
 )
 def test_pipeline_bad_input(args: list[str], message: str, hamilton_clip: Path, tmp_path: Path):

@@ -237,3 +237,83 @@ def test_no_results(tmp_path: Path):
         write_report(tmp_path, tmp_path / "out.md")
     result = run_cli("bench", "report", "--dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out.md"), timeout=60)
     assert result.returncode != 0 and "streamrec: error:" in result.stderr and "no such folder" in result.stderr
+
+
+MACHINE = {"cpu": "Test CPU 9000", "cpu_flags": ["avx2"], "cores_available": 2, "python": "3.12.0"}
+
+
+def _workers_run(streams: int, sources_fps: list[float], workers: dict[str, dict], skipped: int, event_p95: float) -> dict:
+    """A small ``bench pipeline --workers`` result: the keys the report reads."""
+    return {
+        "machine": MACHINE,
+        "config": {"source": "clip.mp4", "streams": streams, "workers": len(workers), "fast": False, "warmup_s": 5.0,
+                   "source_info": {"width": 640, "height": 360, "fps": 29.97, "frames": 275}},
+        "fps": sum(sources_fps),
+        "sources": {f"cam{i + 1}": {"fps": fps} for i, fps in enumerate(sources_fps)},
+        "frames_skipped": skipped,
+        "latency_ms": {"capture_to_event": {"p50": 80.0, "p95": event_p95, "p99": 160.0, "mean": 85.0, "samples": 12}},
+        "workers": workers,
+    }
+
+
+ONE_WORKER = _workers_run(4, [15.0] * 4, {"inference": {
+    "pid": 10, "cameras": ["cam1", "cam2", "cam3", "cam4"], "frames": 1800, "fps": 60.0, "skipped": 300, "busy": 0.98,
+    "capacity_fps": 61.2, "cpu_cores": 1.85, "peak_rss_mb": 420.0}}, skipped=300, event_p95=140.3)
+TWO_WORKERS = _workers_run(4, [25.0, 20.0, 29.97, 29.97], {
+    "inference:1": {"pid": 11, "cameras": ["cam2"], "frames": 600, "fps": 20.0, "skipped": 0, "busy": 0.6, "capacity_fps": 49.95,
+                    "cpu_cores": 0.9, "peak_rss_mb": 410.0},
+    "inference:2": {"pid": 12, "cameras": ["cam1", "cam3", "cam4"], "frames": 2548, "fps": 84.94, "skipped": 120, "busy": 1.0,
+                    "capacity_fps": 75.0, "cpu_cores": 1.02, "peak_rss_mb": 415.0},
+}, skipped=120, event_p95=95.0)
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"\n## {heading}\n")[1].split("\n## ")[0]
+
+
+def test_cameras_per_worker_section(tmp_path: Path):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "pipeline_workers_4x1.json").write_text(json.dumps(ONE_WORKER))
+    (folder / "pipeline_workers_4x2.json").write_text(json.dumps(TWO_WORKERS))
+    out = tmp_path / "benchmarks.md"
+    write_report(folder, out)
+    text = out.read_text()
+    section = _section(text, "Cameras per inference worker")
+    # 15 of 29.97 fps is 50%; 20 of 29.97 is 67%, 29.97 of 29.97 is 100%
+    assert ("| `pipeline_workers_4x1.json` | 4 | 1 | 60.0 | 50% | 300 | 140.3 | inference 1.85 (cam1, cam2, cam3, cam4) |") in section
+    assert ("| `pipeline_workers_4x2.json` | 4 | 2 | 104.9 | 67% to 100% | 120 | 95.0 | "
+            "inference:1 0.90 (cam2), inference:2 1.02 (cam1, cam3, cam4) |") in section
+    cpu = CpuInfo(MACHINE["cpu"], tuple(MACHINE["cpu_flags"])).describe()
+    assert f"one worker sustains on this machine ({cpu}, 2 cores)" in section
+    # 61.2 / 29.97 = 2.04; 49.95 / 29.97 = 1.67; 75 / 29.97 = 2.50
+    assert ("- `pipeline_workers_4x1.json`, inference of 1: **2.0 cameras** (61.2 frames/s of processing / 29.97 fps), measured when "
+            "saturated: its cameras offered more frames than it took (300 skipped).") in section
+    assert ("- `pipeline_workers_4x2.json`, inference:1 of 2: **1.7 cameras** (50.0 frames/s of processing / 29.97 fps), not saturated "
+            "(60% of the window spent processing, no frame skipped): extrapolated, a fuller load may lower it.") in section
+    assert "- `pipeline_workers_4x2.json`, inference:2 of 2: **2.5 cameras** (75.0 frames/s" in section
+    assert "Not measured" not in section
+    # the runs are this section's alone: the pipeline section does not list them
+    assert "pipeline_workers" not in _section(text, "The pipeline end to end")
+
+
+def test_cameras_per_worker_not_measured(bench_dir: Path, tmp_path: Path):
+    before = tmp_path / "before" / "benchmarks.md"  # the same name: the same links to its plots
+    write_report(bench_dir, before)
+    section = _section(before.read_text(), "Cameras per inference worker")
+    for name in ("pipeline_workers_4x1", "pipeline_workers_4x2"):
+        assert f"Not measured: `{name}.json` is missing." in section and COMMANDS[name] in section
+    assert "cameras** (" not in section
+    # one run of the two: the other is said missing; the other sections read as without it
+    recorded_machine = _json(bench_dir, "pipeline_1")["machine"]
+    (bench_dir / "pipeline_workers_4x1.json").write_text(json.dumps({**ONE_WORKER, "machine": recorded_machine}))
+    after = tmp_path / "after" / "benchmarks.md"
+    write_report(bench_dir, after)
+    section = _section(after.read_text(), "Cameras per inference worker")
+    assert "Not measured: `pipeline_workers_4x1.json` is missing." not in section and "`pipeline_workers_4x1.json` | 4 | 1 |" in section
+    assert "Not measured: `pipeline_workers_4x2.json` is missing." in section and COMMANDS["pipeline_workers_4x2"] in section
+    # the machine section names the file among those measured on its machine
+    assert "`pipeline_workers_4x1.json`" in _section(after.read_text(), "Machine")
+    others = lambda text: (text.split("\n## Machine\n")[0] + text.split("\n## Targets\n")[1].split("\n## Cameras per inference worker\n")[0]
+                           + text.split("\n## Frame transport\n")[1])
+    assert others(after.read_text()) == others(before.read_text())

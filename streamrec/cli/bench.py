@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BACKENDS, backend_class, default_threads
+from streamrec.backends import (
+    BACKENDS,
+    BackendOptions,
+    BackendUnavailable,
+    TritonOptions,
+    backend_class,
+    default_threads,
+)
 from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES
 from streamrec.bench.models import (
     bench_detection,
@@ -66,6 +73,14 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each from 1 to {MAX_FACE} (got {text!r})") from None
 
 
+def _triton_url(text: str) -> str:
+    """``HOST:PORT``, as the triton backend takes it."""
+    try:
+        return TritonOptions(url=text).url
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-verbs to the ``streamrec`` parser."""
     bench = verbs.add_parser("bench", help="benchmarks: per-model speed, the whole pipeline, the frame transport, peers side by side")
@@ -95,6 +110,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help=f"FaceNet precisions, from {', '.join(PRECISIONS)} (default: fp32,int8)")
     models.add_argument("--device", metavar="DEVICE", help="where every backend runs: cpu, gpu (openvino), cuda:N (torch, "
                         "tensorrt); the GPU's name, driver and CUDA are recorded (default: each backend's own)")
+    models.add_argument("--triton-url", type=_triton_url, default=TritonOptions.url, metavar="HOST:PORT",
+                        help="the Triton Inference Server's gRPC address, for --backend triton; it must serve the "
+                        "engines (streamrec engines export --triton DIR, docs/triton.md) (default: %(default)s)")
     models.add_argument("--engines", type=Path, metavar="DIR", help="engine folder")
     models.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
     models.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -141,14 +159,19 @@ def run_models(args: argparse.Namespace) -> int:
         frames = bench_frames(args.source, args.size)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
-    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, args.device)
-    stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
-    detection = bench_detection(
-        folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends, args.device
-    )
+    options = BackendOptions(device=args.device, triton=TritonOptions(url=args.triton_url))
+    try:
+        stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
+        nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, options)
+        stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
+        detection = bench_detection(
+            folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends, options
+        )
+    except (ValueError, BackendUnavailable) as exc:  # a backend refusing to open (no Triton server there), or one gone mid-run
+        raise UserError(str(exc)) from None
     result = {
         "machine": machine(args.device), "threads": args.threads, "device": args.device,
+        "triton_url": args.triton_url if "triton" in backends else None,
         "libraries": {b: importlib.metadata.version(backend_class(b).library) for b in backends},
         "skipped": skipped, "nets": nets, "detection": detection,
     }

@@ -222,6 +222,27 @@ def test_a_pipeline_refuses_to_start_without_the_server_or_its_models(server: Tr
     assert missing.stderr == f"streamrec: error: {config}: triton.url: triton at {server.url} has no ready model 'site1-pnet'\n"
 
 
+def test_bench_models_times_the_server_beside_onnxruntime(server: TritonServer, engine_dir: Path, tmp_path: Path):
+    """``bench models --triton-url``: every net at every batch, and whole frames, timed through
+    the server at that address beside ONNX Runtime in process; a server that is not there is one
+    line."""
+    common = ("bench", "models", "--backend", "onnxruntime,triton", "--precision", "fp32", "--threads", "1",
+              "--duration", "0.05", "--rounds", "1", "--batches", "1,4", "--min-face-sizes", "40", "--engines", str(engine_dir))
+    out = tmp_path / "bench.json"
+    run = run_cli(*common, "--triton-url", _up(server).url, "--out", str(out), timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert report["triton_url"] == server.url and set(report["libraries"]) == {"onnxruntime", "triton"}
+    timed = {(r["model"], r["backend"], r["batch"]) for r in report["nets"] if r["runs"] >= 1 and r["median_ms"] > 0}
+    assert timed == {(m, b, n) for m in ("rnet", "onet", "facenet") for b in ("onnxruntime", "triton") for n in (1, 4)}
+    (detection,) = report["detection"]
+    assert detection["faces_found"]["triton"] == detection["faces_found"]["onnxruntime"] >= 2
+    closed = TritonServer(server.repository, tmp_path / "unused.log").url  # a free port nobody serves
+    down = run_cli(*common, "--triton-url", closed, timeout=120)
+    assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
+    assert down.stderr.splitlines()[-1].startswith(f"streamrec: error: triton at {closed}: the health check failed"), down.stderr
+
+
 def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
     """``(cert, key)``: a self-signed certificate for 127.0.0.1, valid for two days (openssl)."""
     if shutil.which("openssl") is None:

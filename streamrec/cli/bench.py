@@ -94,7 +94,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "by round with facenet-pytorch's MTCNN.detect() on the same frames and the same thread budget "
         "(skipped with a note if facenet-pytorch cannot be imported). A backend and precision this "
         "machine cannot run (bf16 without AVX-512 BF16 or AMX) is left out with the reason. The "
-        "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags.",
+        "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags. Through --backend triton every net "
+        "runs on the Triton Inference Server at --triton-url, recorded as triton_url.",
     )
     models.add_argument("--batches", type=number_list(whole=True, ge=1), default=[1, 8, 32], metavar="B,B,...", help="batch sizes (default: 1,8,32)")
     models.add_argument("--duration", type=number(gt=0), default=3.0, metavar="S", help="seconds per model and batch (default: %(default)s)")
@@ -478,10 +479,11 @@ def _register_report(kinds: argparse._SubParsersAction) -> None:
     parser = kinds.add_parser(
         "report", help="docs/benchmarks.md and its plots, written from the JSON files of the other sub-verbs",
         description="Reads the JSON files the other sub-verbs write with --out (pipeline_*.json, transport.json, "
-        "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
+        "peers.json, models_triton.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
         "machine, how to reproduce it, the project's targets and why, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
         "targets met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
-        "CPU and memory, the frame transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
+        "CPU and memory, the frame transport, the peers in detail, and each net in process beside through a Triton "
+        "server (bench models --backend onnxruntime,triton). Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
         "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
         "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "
         "\"not measured\" with the command that measures it. Needs matplotlib (the 'build' extra).",

@@ -150,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.repository is None or args.log is None:
         parser.error("REPOSITORY and LOG are needed to start a server")
+    if not args.repository.is_dir():
+        print(f"tritonserver: {args.repository}: no such model repository (streamrec engines export --triton DIR writes one)",
+              file=sys.stderr)
+        return 1
     try:
         server = TritonServer(args.repository, args.log)
         try:

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,6 +242,39 @@ def test_bench_models_times_the_server_beside_onnxruntime(server: TritonServer, 
     down = run_cli(*common, "--triton-url", closed, timeout=120)
     assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
     assert down.stderr.splitlines()[-1].startswith(f"streamrec: error: triton at {closed}: the health check failed"), down.stderr
+
+
+def test_a_server_started_for_a_script_is_ready_and_stops_with_its_process_group(server: TritonServer, tmp_path: Path):
+    """``python -m streamrec.bench.tritonserver REPOSITORY LOG`` (as tools/run_benchmarks.sh runs
+    it) returns once every model is ready, printing ``PID HOST:PORT``; killing that process group
+    stops it. A repository that is not there is one line."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    command = [sys.executable, "-m", "streamrec.bench.tritonserver"]
+    started = subprocess.run([*command, str(server.repository), str(tmp_path / "server.log")], capture_output=True,
+                             text=True, timeout=300, check=False)
+    assert started.returncode == 0, started.stderr
+    pid, url = started.stdout.split()
+    try:
+        with grpcclient.InferenceServerClient(url) as client:
+            assert client.is_server_ready(client_timeout=5)
+            assert all(client.is_model_ready(net, client_timeout=5) for net in ("pnet", "rnet", "onet", "facenet"))
+    finally:
+        os.killpg(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    with grpcclient.InferenceServerClient(url) as client:
+        while True:
+            try:
+                client.is_server_live(client_timeout=1)
+            except InferenceServerException:
+                break
+            assert time.monotonic() < deadline, "the server outlived its process group"
+            time.sleep(0.1)  # polling interval of a deadline loop
+    missing = subprocess.run([*command, str(tmp_path / "nowhere"), str(tmp_path / "server.log")], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr == f"tritonserver: {tmp_path / 'nowhere'}: no such model repository (streamrec engines export --triton DIR writes one)\n"
 
 
 def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:

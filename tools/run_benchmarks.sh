@@ -2,14 +2,22 @@
 # Every measurement behind docs/benchmarks.md, in one run on one machine, then the report.
 # Usage, from the project root with the environment active (. .venv/bin/activate):
 #   tools/run_benchmarks.sh [DATA]      DATA: the shared data folder (default ../shared/data)
-# Takes about fourteen minutes. Run it on an otherwise idle machine: the figures are medians, but
+# Takes about eighteen minutes. Run it on an otherwise idle machine: the figures are medians, but
 # other work on the same cores still slows every system.
 set -euo pipefail
 data=${1:-../shared/data}
 clip=$data/video/short_hamilton_clip.mp4
 out=docs/bench
 watchlist=$(mktemp -d)
-trap 'rm -rf "$watchlist"' EXIT
+triton=$(mktemp -d)
+triton_pid=
+# the Triton server's whole process group (its Python-backend stubs too), also when a step fails
+cleanup() {
+    if [ -n "$triton_pid" ]; then kill -- -"$triton_pid" 2>/dev/null || true; fi
+    rm -rf "$watchlist" "$triton"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 mkdir -p "$out"
 
 echo "== enrolling the people of $data/faces"
@@ -39,6 +47,18 @@ streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \
     --expected lin_manuel_miranda,barack_obama,alex_lacamoire \
     --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \
     --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"
+
+echo "== the nets in process and through Triton: nvidia-pytriton's tritonserver (.venv-triton, made by make test), same machine"
+if python -m streamrec.bench.tritonserver --check 2>/dev/null; then
+    streamrec engines export --triton "$triton/repository" --platform python --threads 1 >/dev/null
+    server=$(python -m streamrec.bench.tritonserver "$triton/repository" "$triton/tritonserver.log")  # "PID HOST:PORT", once ready
+    read -r triton_pid url <<<"$server"
+    streamrec bench models --backend onnxruntime,triton --precision fp32 --threads 1 --triton-url "$url" --out "$out/models_triton.json"
+    kill -- -"$triton_pid"
+    triton_pid=
+else
+    echo "Triton beside in-process inference: not measured, no tritonserver in .venv-triton (make test makes it)"
+fi
 
 echo "== report"
 streamrec bench report --dir "$out" --out docs/benchmarks.md

@@ -9,6 +9,7 @@ budget, interleaved round by round with our detector on each backend.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import os
@@ -148,12 +149,13 @@ def bench_nets(
     seconds: float,
     report: Callable[[str], None],
     engines: list[tuple[BackendName, str]],
-    device: str | None = None,
+    options: BackendOptions,
 ) -> list[dict[str, Any]]:
     """Latency per batch and per item, and items per second, at each batch size: FaceNet for
     each (backend, precision) of ``engines``, R-Net and O-Net in fp32 (as detection always
-    runs) on each backend, on ``device``. The engines of one model and batch are alternated call
-    by call; each call returns host arrays, so a GPU's work is complete when it is timed."""
+    runs) on each backend, on the device and Triton server of ``options``. The engines of one
+    model and batch are alternated call by call; each call returns host arrays, so a GPU's (or
+    a server's) work is complete when it is timed."""
     rng = np.random.default_rng(0)
     rows = []
     for name, shape in _SHAPES.items():
@@ -162,7 +164,7 @@ def bench_nets(
             (backend, precision): open_backend(
                 backend,
                 engine_dir / ENGINE_FILES[facenet_engine(precision) if name == "facenet" else name],
-                BackendOptions(threads=threads, max_batch=max(batches), precision=precision, device=device),
+                dataclasses.replace(options, threads=threads, max_batch=max(batches), precision=precision),
             )
             for backend, precision in pairs
         }
@@ -209,15 +211,16 @@ def bench_detection(
     rounds: int,
     report: Callable[[str], None],
     backends: list[BackendName],
-    device: str | None = None,
+    options: BackendOptions,
 ) -> list[dict[str, Any]]:
-    """Whole-frame MTCNN time on each backend (on ``device``) vs facenet-pytorch's ``detect()``
+    """Whole-frame MTCNN time on each backend (on the device and Triton server of ``options``)
+    vs facenet-pytorch's ``detect()``
     on the CPU, interleaved per
     frame, each backend through :class:`~streamrec.faces.FaceModels` as the pipeline uses it.
     Every detector first runs over the frames twice, untimed, so a backend that compiles per
     input shape (OpenVINO) has compiled them all before the timing starts."""
-    options = BackendOptions(threads=threads, device=device)
-    engines = {b: FaceModels(ModelsConfig(backend=b, backend_options=options), engine_dir, report) for b in backends}
+    timed = dataclasses.replace(options, threads=threads)
+    engines = {b: FaceModels(ModelsConfig(backend=b, backend_options=timed), engine_dir, report) for b in backends}
     rows = []
     for min_face in min_faces:
         ours = {b: functools.partial(models.detect, min_face_size=min_face) for b, models in engines.items()}

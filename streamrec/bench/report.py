@@ -2,7 +2,8 @@
 of the other ``bench`` sub-verbs.
 
 :func:`write_report` reads, from one folder, ``pipeline_*.json`` (``streamrec bench pipeline
---out``), ``transport.json`` (``bench transport``) and ``peers.json`` (``bench peers``), and
+--out``), ``transport.json`` (``bench transport``), ``peers.json`` (``bench peers``) and
+``models_triton.json`` (``bench models --backend onnxruntime,triton``), and
 writes a Markdown report and, in a folder named after it (``docs/benchmarks/`` beside
 ``docs/benchmarks.md``), three PNG plots: FPS and CPU time per frame of each system, the
 distribution of per-frame times and latencies, and where the time of a frame goes. Every number
@@ -33,7 +34,8 @@ __all__ = ["COMMANDS", "REPRODUCE", "ReportError", "pipeline_latency", "pipeline
 REPRODUCE = "tools/run_benchmarks.sh"
 
 #: The line of ``tools/run_benchmarks.sh`` that writes each file (``$clip``, ``$data``,
-#: ``$watchlist`` and ``$out`` are the script's variables)
+#: ``$watchlist``, ``$out`` and ``$url``, the address of the Triton server it starts, are the
+#: script's variables)
 COMMANDS = {
     "pipeline_1": 'streamrec bench pipeline --source "$clip" --streams 1 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_1.json"',
     "pipeline_4": 'streamrec bench pipeline --source "$clip" --streams 4 --duration 30 --data-dir "$watchlist" --out "$out/pipeline_4.json"',
@@ -53,6 +55,8 @@ COMMANDS = {
     '    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \\\n'
     '    --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \\\n'
     '    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"',
+    "models_triton": 'streamrec bench models --backend onnxruntime,triton --precision fp32 --threads 1 --triton-url "$url" '
+    '--out "$out/models_triton.json"',
 }
 _PIPELINES = ("pipeline_1", "pipeline_4", "pipeline_1_noskips", "pipeline_fast", "pipeline_fast_noskips")
 #: the same live streams served by one inference worker, then by two (the section on cameras per worker)
@@ -260,6 +264,7 @@ def write_report(folder: Path, out: Path) -> list[Path]:
     data["transport"] = _load(folder, "transport")
     data["transport_1280x720"] = _load(folder, "transport_1280x720")
     data["peers"] = _load(folder, "peers")
+    data["models_triton"] = _load(folder, "models_triton")
     if not any(data.values()):
         raise ReportError(f"{folder}: none of the benchmark JSON files is there (run {REPRODUCE} first)")
     plots_dir = out.parent / out.stem
@@ -286,7 +291,7 @@ def _markdown(data: dict[str, Any], folder: Path, out: Path, links: dict[str, st
         (f"Written by `streamrec bench report` from the JSON files in [`{raw}/`]({raw}/) (the raw results, "
         "every key documented in the `--help` of the `streamrec bench` sub-verb that wrote it); "
         "do not edit by hand. Every measurement, then this report, again, from the project root with "
-        "the environment active (about fourteen minutes, on an otherwise idle machine):"),
+        "the environment active (about eighteen minutes, on an otherwise idle machine):"),
         "",
         "```",
         REPRODUCE,
@@ -305,6 +310,7 @@ def _markdown(data: dict[str, Any], folder: Path, out: Path, links: dict[str, st
     lines += _workers_section(data)
     lines += _transport_section(data)
     lines += _peers_section(data)
+    lines += _triton_section(data)
     return lines
 
 
@@ -957,6 +963,61 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
     lines.append(f"Load average: the machine's 1-minute load before and after each system ran; above the thread budget "
                  f"({cfg['threads']}), other work competed for the cores.")
     return [*lines, ""]
+
+
+#: the nets as the report names them, in the order ``bench models`` times them
+_NETS = {"rnet": "R-Net", "onet": "O-Net", "facenet": "FaceNet"}
+
+
+def _triton_section(data: dict[str, Any]) -> list[str]:
+    """Each net, and whole-frame MTCNN, in this process (ONNX Runtime) and through the Triton
+    server ``tools/run_benchmarks.sh`` starts, from ``models_triton.json``: what serving the
+    engines from a server costs a call."""
+    lines = ["## Triton beside in-process inference", ""]
+    result = data.get("models_triton")
+    if result is None:
+        return [*lines, *_not_measured("models_triton"), "",
+                "(It needs the `tritonserver` of `.venv-triton`, which `make test` makes; without it the script says so and goes on.)", ""]
+    nets = {(r["model"], r["batch"], r["backend"]): r["median_ms"] for r in result["nets"] if r["precision"] == "fp32"}
+    rows: list[list[str]] = []
+    added: dict[int, list[float]] = {}  # per batch size, what a call of each net cost more
+    for (model, batch, backend), ours in nets.items():
+        served = nets.get((model, batch, "triton"))
+        if backend == "onnxruntime" and served is not None:
+            rows.append(_triton_row(_NETS.get(model, model), str(batch), ours, served))
+            added.setdefault(batch, []).append(served - ours)
+    for row in result["detection"]:
+        times = {b: t["median_ms"] for b, t in row["streamrec"].items()}
+        if {"onnxruntime", "triton"} <= times.keys():
+            label = f"MTCNN, a {row['frame']} frame, faces from {row['min_face_size']:g} px"
+            rows.append(_triton_row(label, f"whole frame (of {row['frames']})", times["onnxruntime"], times["triton"]))
+    if not rows:
+        return [*lines, "Not measured: `models_triton.json` has no figures of both onnxruntime and triton.", ""]
+    libraries = result.get("libraries") or {}
+    smallest = min(added, default=None)
+    cost = (f"A call of a batch of {smallest} cost {min(added[smallest]):.2f} to {max(added[smallest]):.2f} ms more through the "
+            "server here: the gRPC round trip, the copies in and out and the Python backend. " if smallest is not None else "")
+    lines += [
+        (f"`streamrec bench models --backend onnxruntime,triton --precision fp32 --threads {result['threads']}`: each net fed random "
+         "inputs in this process by ONNX Runtime "
+         f"{libraries.get('onnxruntime', '')} and through Triton (tritonclient {libraries.get('triton', '?')}), the two alternated "
+         "call by call; then MTCNN's whole-frame detection on each, interleaved frame by frame. The server was nvidia-pytriton's `tritonserver` "
+         "on the same machine, its Python backend running the same ONNX files with ONNX Runtime (the repository "
+         "`streamrec engines export --triton DIR --platform python --threads 1` writes), reached over gRPC on loopback "
+         f"(`{result.get('triton_url') or 'loopback'}`). A GPU server was not measured."),
+        "",
+        *_table(["model", "batch", "in process ms", "through Triton ms", "difference per call ms", "ratio"], rows),
+        "",
+        (f"Median ms per call (a batch, or a whole frame); ratio: through Triton over in process. {cost}What a call costs more "
+         "weighs most on the small MTCNN nets, called several times per frame; the server pays off where it has what the "
+         "pipeline's machine lacks (a GPU, more cores) or serves several pipelines at once."),
+        "",
+    ]
+    return lines
+
+
+def _triton_row(label: str, batch: str, ours: float, served: float) -> list[str]:
+    return [label, batch, f"{ours:.2f}", f"{served:.2f}", f"{served - ours:+.2f}", f"{served / ours:.2f}x"]
 
 
 def _pair_figures(result: dict[str, Any] | None, scored: bool = False) -> str:

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import BACKENDS, backend_class, default_threads
+from streamrec.backends import (
+    BACKENDS,
+    BackendOptions,
+    BackendUnavailable,
+    TritonOptions,
+    backend_class,
+    default_threads,
+)
 from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES
 from streamrec.bench.models import (
     bench_detection,
@@ -66,6 +73,14 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each from 1 to {MAX_FACE} (got {text!r})") from None
 
 
+def _triton_url(text: str) -> str:
+    """``HOST:PORT``, as the triton backend takes it."""
+    try:
+        return TritonOptions(url=text).url
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-verbs to the ``streamrec`` parser."""
     bench = verbs.add_parser("bench", help="benchmarks: per-model speed, the whole pipeline, the frame transport, peers side by side")
@@ -79,7 +94,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "by round with facenet-pytorch's MTCNN.detect() on the same frames and the same thread budget "
         "(skipped with a note if facenet-pytorch cannot be imported). A backend and precision this "
         "machine cannot run (bf16 without AVX-512 BF16 or AMX) is left out with the reason. The "
-        "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags.",
+        "results record the CPU and its AMX, AVX-512 BF16, VNNI and AVX2 flags. Through --backend triton every net "
+        "runs on the Triton Inference Server at --triton-url, recorded as triton_url.",
     )
     models.add_argument("--batches", type=number_list(whole=True, ge=1), default=[1, 8, 32], metavar="B,B,...", help="batch sizes (default: 1,8,32)")
     models.add_argument("--duration", type=number(gt=0), default=3.0, metavar="S", help="seconds per model and batch (default: %(default)s)")
@@ -95,6 +111,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help=f"FaceNet precisions, from {', '.join(PRECISIONS)} (default: fp32,int8)")
     models.add_argument("--device", metavar="DEVICE", help="where every backend runs: cpu, gpu (openvino), cuda:N (torch, "
                         "tensorrt); the GPU's name, driver and CUDA are recorded (default: each backend's own)")
+    models.add_argument("--triton-url", type=_triton_url, default=TritonOptions.url, metavar="HOST:PORT",
+                        help="the Triton Inference Server's gRPC address, for --backend triton; it must serve the "
+                        "engines (streamrec engines export --triton DIR, docs/triton.md) (default: %(default)s)")
     models.add_argument("--engines", type=Path, metavar="DIR", help="engine folder")
     models.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results here")
     models.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -141,14 +160,19 @@ def run_models(args: argparse.Namespace) -> int:
         frames = bench_frames(args.source, args.size)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
-    nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, args.device)
-    stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
-    detection = bench_detection(
-        folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends, args.device
-    )
+    options = BackendOptions(device=args.device, triton=TritonOptions(url=args.triton_url))
+    try:
+        stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
+        nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, options)
+        stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
+        detection = bench_detection(
+            folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends, options
+        )
+    except (ValueError, BackendUnavailable) as exc:  # a backend refusing to open (no Triton server there), or one gone mid-run
+        raise UserError(str(exc)) from None
     result = {
         "machine": machine(args.device), "threads": args.threads, "device": args.device,
+        "triton_url": args.triton_url if "triton" in backends else None,
         "libraries": {b: importlib.metadata.version(backend_class(b).library) for b in backends},
         "skipped": skipped, "nets": nets, "detection": detection,
     }
@@ -467,11 +491,12 @@ def _register_report(kinds: argparse._SubParsersAction) -> None:
     parser = kinds.add_parser(
         "report", help="docs/benchmarks.md and its plots, written from the JSON files of the other sub-verbs",
         description="Reads the JSON files the other sub-verbs write with --out (pipeline_*.json, transport.json, "
-        "peers.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
+        "peers.json, models_triton.json; tools/run_benchmarks.sh makes them all, then runs this) and writes a Markdown report: the "
         "machine, how to reproduce it, the project's targets and why, the end-to-end FPS of our pipeline and of each peer with the ratios and the "
         "targets met or missed, who each system identified, where the time of a frame goes, the pipeline's latencies, "
         "CPU and memory, how many cameras at full rate one inference worker sustains (pipeline_workers_*.json), the frame "
-        "transport. Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
+        "transport, the peers in detail, and each net in process beside through a Triton server (bench models --backend "
+        "onnxruntime,triton). Three PNG plots (FPS and CPU time per frame, per-frame time and latency "
         "distributions, stage breakdown) go into a folder named after the report (docs/benchmarks/ for "
         "docs/benchmarks.md). Every number comes from the JSON files; a missing file makes its section say "
         "\"not measured\" with the command that measures it. Needs matplotlib (the 'build' extra).",

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,6 +221,60 @@ def test_a_pipeline_refuses_to_start_without_the_server_or_its_models(server: Tr
     missing = run_cli(*common, "--config", str(config), timeout=120)
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr == f"streamrec: error: {config}: triton.url: triton at {server.url} has no ready model 'site1-pnet'\n"
+
+
+def test_bench_models_times_the_server_beside_onnxruntime(server: TritonServer, engine_dir: Path, tmp_path: Path):
+    """``bench models --triton-url``: every net at every batch, and whole frames, timed through
+    the server at that address beside ONNX Runtime in process; a server that is not there is one
+    line."""
+    common = ("bench", "models", "--backend", "onnxruntime,triton", "--precision", "fp32", "--threads", "1",
+              "--duration", "0.05", "--rounds", "1", "--batches", "1,4", "--min-face-sizes", "40", "--engines", str(engine_dir))
+    out = tmp_path / "bench.json"
+    run = run_cli(*common, "--triton-url", _up(server).url, "--out", str(out), timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert report["triton_url"] == server.url and set(report["libraries"]) == {"onnxruntime", "triton"}
+    timed = {(r["model"], r["backend"], r["batch"]) for r in report["nets"] if r["runs"] >= 1 and r["median_ms"] > 0}
+    assert timed == {(m, b, n) for m in ("rnet", "onet", "facenet") for b in ("onnxruntime", "triton") for n in (1, 4)}
+    (detection,) = report["detection"]
+    assert detection["faces_found"]["triton"] == detection["faces_found"]["onnxruntime"] >= 2
+    closed = TritonServer(server.repository, tmp_path / "unused.log").url  # a free port nobody serves
+    down = run_cli(*common, "--triton-url", closed, timeout=120)
+    assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
+    assert down.stderr.splitlines()[-1].startswith(f"streamrec: error: triton at {closed}: the health check failed"), down.stderr
+
+
+def test_a_server_started_for_a_script_is_ready_and_stops_with_its_process_group(server: TritonServer, tmp_path: Path):
+    """``python -m streamrec.bench.tritonserver REPOSITORY LOG`` (as tools/run_benchmarks.sh runs
+    it) returns once every model is ready, printing ``PID HOST:PORT``; killing that process group
+    stops it. A repository that is not there is one line."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    command = [sys.executable, "-m", "streamrec.bench.tritonserver"]
+    started = subprocess.run([*command, str(server.repository), str(tmp_path / "server.log")], capture_output=True,
+                             text=True, timeout=300, check=False)
+    assert started.returncode == 0, started.stderr
+    pid, url = started.stdout.split()
+    try:
+        with grpcclient.InferenceServerClient(url) as client:
+            assert client.is_server_ready(client_timeout=5)
+            assert all(client.is_model_ready(net, client_timeout=5) for net in ("pnet", "rnet", "onet", "facenet"))
+    finally:
+        os.killpg(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    with grpcclient.InferenceServerClient(url) as client:
+        while True:
+            try:
+                client.is_server_live(client_timeout=1)
+            except InferenceServerException:
+                break
+            assert time.monotonic() < deadline, "the server outlived its process group"
+            time.sleep(0.1)  # polling interval of a deadline loop
+    missing = subprocess.run([*command, str(tmp_path / "nowhere"), str(tmp_path / "server.log")], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr == f"tritonserver: {tmp_path / 'nowhere'}: no such model repository (streamrec engines export --triton DIR writes one)\n"
 
 
 def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:

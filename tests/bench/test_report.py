@@ -130,6 +130,9 @@ def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):
     assert "Not measured: `transport.json` is missing." in transport_part and COMMANDS["transport"] in transport_part
     assert "Not judged: the peers not measured." in text
     assert "| >= 25 FPS, one live stream | 26.0 FPS | **met** |" in text  # the other figures are judged as ever
+    triton_part = text.split("## Triton beside in-process inference")[1]
+    assert "Not measured: `models_triton.json` is missing." in triton_part and COMMANDS["models_triton"] in triton_part
+    assert "`.venv-triton`, which `make test` makes" in triton_part
 
 
 def test_transport_from_before_the_tcp_rows(bench_dir: Path, tmp_path: Path):
@@ -220,6 +223,76 @@ def test_identification_is_judged_on_the_pair_file_when_given(bench_dir: Path, t
     section = text.split("## Who was identified")[1].split("\n## ")[0]
     assert "| pair accuracy | LFW pair accuracy |" in section and "| 0.992 +- 0.010 |" in section
     assert "LFW pair accuracy: the same protocol on `pairsDevTest.txt` (500 same-person and 500 different-person pairs" in section
+
+
+def _net(model: str, backend: str, batch: int, median_ms: float) -> dict:
+    """One row of ``bench models``' ``nets``, as it writes them."""
+    return {"model": model, "backend": backend, "precision": "fp32", "batch": batch, "median_ms": median_ms,
+            "p10_ms": median_ms * 0.9, "p90_ms": median_ms * 1.1, "runs": 100.0, "per_item_ms": median_ms / batch,
+            "items_per_s": 1e3 * batch / median_ms}
+
+
+def _timing(median_ms: float) -> dict:
+    return {"median_ms": median_ms, "p10_ms": median_ms * 0.9, "p90_ms": median_ms * 1.1, "runs": 40.0}
+
+
+#: what ``streamrec bench models --backend onnxruntime,triton --precision fp32 --threads 1
+#: --triton-url ...`` writes (the shape of a real run's file), with figures chosen here
+MODELS_TRITON = {
+    "machine": {"cpu": "AMD EPYC", "cpu_flags": ["avx2"], "cores_available": 2, "cpu_count": 2, "memory_gb": 24.0,
+                "os": "Linux-6.18-x86_64-with-glibc2.36", "python": "3.11.7", "measured": "2026-12-02T18:06:00Z", "gpu": None},
+    "threads": 1, "device": None, "triton_url": "127.0.0.1:50507", "libraries": {"onnxruntime": "1.32.0", "triton": "2.73.0"},
+    "skipped": [],
+    "nets": [_net("rnet", "onnxruntime", 1, 0.5), _net("rnet", "triton", 1, 2.5),
+             _net("rnet", "onnxruntime", 32, 4.0), _net("rnet", "triton", 32, 8.0),
+             _net("facenet", "onnxruntime", 1, 40.0), _net("facenet", "triton", 1, 44.0)],
+    "detection": [{"min_face_size": 40.0, "frame": "640x480", "frames": 8,
+                   "streamrec": {"onnxruntime": _timing(40.0), "triton": _timing(60.0)},
+                   "faces_found": {"onnxruntime": 8, "triton": 8}, "reference": "facenet-pytorch 2.6.0, torch 2.14.1",
+                   "facenet_pytorch": _timing(96.0), "speedup": {"onnxruntime": 2.4, "triton": 1.6}}],
+}
+
+
+def test_triton_beside_in_process(tmp_path: Path):
+    """Per net and batch: both medians, what a call through the server costs more, and the ratio,
+    worked out by hand from the figures of :data:`MODELS_TRITON`; what the server was."""
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "models_triton.json").write_text(json.dumps(MODELS_TRITON))
+    out = tmp_path / "benchmarks.md"
+    write_report(folder, out)
+    section = out.read_text().split("## Triton beside in-process inference\n")[1]
+    for row in ("| R-Net | 1 | 0.50 | 2.50 | +2.00 | 5.00x |", "| R-Net | 32 | 4.00 | 8.00 | +4.00 | 2.00x |",
+                "| FaceNet | 1 | 40.00 | 44.00 | +4.00 | 1.10x |",
+                "| MTCNN, a 640x480 frame, faces from 40 px | whole frame (of 8) | 40.00 | 60.00 | +20.00 | 1.50x |"):
+        assert f"\n{row}\n" in section, row
+    assert "A call of a batch of 1 cost 2.00 to 4.00 ms more through the server here" in section
+    assert "nvidia-pytriton's `tritonserver` on the same machine, its Python backend running the same ONNX files with ONNX Runtime" in section
+    assert "over gRPC on loopback (`127.0.0.1:50507`). A GPU server was not measured." in section
+    assert "ONNX Runtime 1.32.0 and through Triton (tritonclient 2.73.0)" in section and "--threads 1`" in section
+
+
+def test_triton_without_both_backends_says_so(tmp_path: Path):
+    """A file of a run without triton (or without onnxruntime) has nothing to set side by side."""
+    alone = {**MODELS_TRITON, "nets": [r for r in MODELS_TRITON["nets"] if r["backend"] == "onnxruntime"],
+             "detection": [{**MODELS_TRITON["detection"][0], "streamrec": {"onnxruntime": _timing(40.0)}}]}
+    (tmp_path / "models_triton.json").write_text(json.dumps(alone))
+    write_report(tmp_path, tmp_path / "benchmarks.md")
+    section = (tmp_path / "benchmarks.md").read_text().split("## Triton beside in-process inference")[1]
+    assert "Not measured: `models_triton.json` has no figures of both onnxruntime and triton." in section and "|" not in section
+
+
+def test_the_triton_section_leaves_the_others_as_they_were(bench_dir: Path, tmp_path: Path):
+    """The recorded results with and without ``models_triton.json``: every section from the
+    targets to the peers reads the same."""
+    def sections(name: str) -> str:
+        out = tmp_path / name / "benchmarks.md"  # the same name, so the same links to the plots
+        write_report(bench_dir, out)
+        return out.read_text().split("\n## Targets")[1].split("\n## Triton beside in-process inference")[0]
+
+    without = sections("without")
+    (bench_dir / "models_triton.json").write_text(json.dumps(MODELS_TRITON))
+    assert sections("with") == without
 
 
 def test_commands_are_those_of_the_script():

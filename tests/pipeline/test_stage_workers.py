@@ -26,7 +26,9 @@ CAMERAS = ("door", "hall")
 
 
 def _config(path: Path, events_address: str, clip: Path) -> Path:
-    """Every link on a loopback port, two workers, and the two cameras playing ``clip``."""
+    """Every link on a loopback port, two workers, and the two cameras playing ``clip`` at 10
+    frames a second (the first is the source :func:`outputs` writes, whose table the ``fps``
+    line after it ends)."""
     workers = "".join(f'[[links.workers]]\nframes = "tcp://127.0.0.1:{free_port()}"\n'
                       f'status = "tcp://127.0.0.1:{free_port()}"\n' for _ in range(2))
     path.write_text(f'[links]\nevents_in = "tcp://127.0.0.1:{free_port()}"\noverlays = "tcp://127.0.0.1:{free_port()}"\n'
@@ -56,7 +58,8 @@ def test_worker_stages_share_the_cameras_and_a_killed_worker_s_camera_moves_and_
     assert rendezvous(moved, {1, 2}) == 2 and rendezvous(kept, {1, 2}) == 1
     events_address = f"tcp://127.0.0.1:{free_port()}"
     config = _config(tmp_path / "workers.toml", events_address, hamilton_clip)
-    data = {name: enrolled(tmp_path / name) for name in ("events", "inference:1", "inference:2")}
+    data = {name: enrolled(tmp_path / name) for name in ("inference:1", "inference:2")}  # each on a host of its own
+    data["events"] = tmp_path / "events"  # the journal
     commands = {
         "events": _stage("events", config, data["events"]),
         **{f"inference:{k}": [*_stage("inference", config, data[f"inference:{k}"]), "--worker", str(k)] for k in (1, 2)},

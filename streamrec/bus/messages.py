@@ -349,13 +349,17 @@ class Serving(Message):
     ``instance``: the stage process's own id, new each time one starts. Sent when the stage
     starts, before its first decision about a camera it had not served, and every
     ``SERVING_EVERY_S``; the events stage ends the tracks that a stage which stopped sending it,
-    or which another took over from, left open (:mod:`streamrec.events.tracks`). A kind of its
-    own, like :class:`EndTracks`; subscribers never see it."""
+    or which another took over from, left open (:mod:`streamrec.events.tracks`). ``taken``: the
+    cameras of ``sources`` it has just taken (new to it, or back after a break); only these
+    take a camera from another stage, since a worker a camera left still names it for a while,
+    and must not take it back from the worker it moved to. A kind of its own, like
+    :class:`EndTracks`; subscribers never see it."""
 
     kind: ClassVar[str] = "serving"
     instance: Name
     sources: Annotated[tuple[Name, ...], Field(max_length=MAX_SOURCES)]
     ts: Timestamp
+    taken: Annotated[tuple[Name, ...], Field(max_length=MAX_SOURCES)] = ()
 
 
 @dataclass(frozen=True, config=_CONFIG)

@@ -10,12 +10,14 @@ source getting its ``track_end`` (with the track's last decision and a ``detail`
   :class:`~streamrec.bus.messages.EndTracks` request with the exit status. Such a request is
   handled after the other events received with it: those the dead stage sent before it died.
 * Every inference stage says which cameras it serves (:class:`~streamrec.bus.messages.Serving`,
-  with an id of its own process) before its first decision about each, and every second. When
-  another process says it serves a camera (the stage restarted, by a supervisor or by whatever
-  runs it on its host, or the camera moved to another inference stage), the tracks of that
-  camera announced before are ended; and when a process has said nothing for ``SILENT_S``
-  (its host is gone), the tracks of the cameras it served are. A stage's messages arrive in the
-  order it sent them, so the tracks ended are exactly its predecessor's.
+  with an id of its own process) every second, and that it has taken one before its first
+  decision about it. When another process says it has taken a camera (the stage restarted, by a
+  supervisor or by whatever runs it on its host, or the camera moved to another inference
+  stage), the tracks of that camera announced before are ended; and when a process has said
+  nothing for ``SILENT_S`` (its host is gone), the tracks of the cameras it served are. A
+  stage's messages arrive in the order it sent them, so the tracks ended are exactly its
+  predecessor's. A worker that a camera left still says it serves it until it notices (no
+  frames for a few seconds): that takes nothing back from the worker the camera moved to.
 
 At most ``MAX_OPEN_TRACKS`` are followed (far more faces than any site has in view at once):
 beyond that the oldest is forgotten, counted and logged, so that no sender can make the stage
@@ -123,8 +125,9 @@ class OpenTracks:
         ended = 0
         for source in message.sources:
             previous = self.serving.get(source)
-            self.serving[source] = message.instance
-            if previous is not None and previous != message.instance:
+            if previous is None or source in message.taken:
+                self.serving[source] = message.instance
+            if previous not in (None, message.instance) and source in message.taken:
                 ended += self._end(source, message.ts, "ended when another inference stage took over its camera", kept)
         return ended
 

@@ -33,9 +33,10 @@ each capture sends its camera to one of them (:mod:`~streamrec.pipeline.workers`
 other worker hands out, and keeps running while none is sent (its run stops it).
 
 It tells the events stage which cameras it serves (:class:`~streamrec.bus.messages.Serving`, with
-an id of this process) before its first decision about each and every ``SERVING_EVERY_S``, so
-that tracks a predecessor or a stage that fell silent left open are ended
-(:mod:`streamrec.events.tracks`), wherever the stages run.
+an id of this process) every ``SERVING_EVERY_S``, and that it has taken one before its first
+decision about a camera new to it or back after ``SERVED_S`` without frames, so that tracks a
+predecessor or a stage that fell silent left open are ended (:mod:`streamrec.events.tracks`),
+wherever the stages run.
 
 Each decision keeps a face for the face library (:mod:`streamrec.match.kept`): a track decided
 unknown its best-quality face, a match the face that made it; faces past ``[privacy]
@@ -185,9 +186,11 @@ class InferenceStage(Stage):
             return True
         return self.batcher.live or bool(self.batcher.frames)
 
-    def _serving(self, block: bool = True) -> None:
-        """Tell the events stage that this process is alive and which cameras it serves."""
-        send(self.events_out, Serving.kind, Serving(self.instance, tuple(sorted(self.served)), time.time()), block=block)
+    def _serving(self, taken: frozenset[str] = frozenset(), block: bool = True) -> None:
+        """Tell the events stage that this process is alive and which cameras it serves, of
+        which ``taken`` it has just taken: their tracks announced before are another stage's."""
+        served = Serving(self.instance, tuple(sorted(self.served)), time.time(), tuple(sorted(taken)))
+        send(self.events_out, Serving.kind, served, block=block)
         self._serving_due = time.monotonic() + SERVING_EVERY_S
 
     def _forget_cameras(self) -> None:
@@ -206,10 +209,12 @@ class InferenceStage(Stage):
         self.refuse("frames", errors)
         self.count("frames_stale", stale)
         self.count("frames_unknown_source", unknown)
-        new = not self.served.keys() >= received.keys()
-        self.served.update(dict.fromkeys(received, time.monotonic()))
-        if new:  # before any decision about a camera new to it
-            self._serving()
+        now = time.monotonic()
+        # new to it, or back after a break (it may have moved to another worker meanwhile)
+        taken = frozenset(name for name in received if now - self.served.get(name, now - SERVED_S) >= SERVED_S)
+        self.served.update(dict.fromkeys(received, now))
+        if taken:  # before any decision about them
+            self._serving(taken)
         for name, frames in received.items():
             self.batcher.add(name, frames)
         return set(received)

@@ -145,7 +145,7 @@ def live_door(door_data: dict[str, Path], folder: Path, door: str = "challenge_s
     subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", address, "--data-dir", str(data)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        yield data, Events(subscriber).start()
+        yield data, Events(subscriber)
     finally:
         for process in (subscriber, run):
             stop_process(process)

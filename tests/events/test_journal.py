@@ -265,11 +265,11 @@ def test_a_stage_that_takes_over_a_camera_ends_the_tracks_its_predecessor_left_o
     folder = tmp_path / "events"
     with _running_stage(folder) as (stage, producer, _):
         base = stage.journal.seq
-        send(producer, "serving", Serving("first", ("cam", "door"), time.time()))
+        send(producer, "serving", Serving("first", ("cam", "door"), time.time(), ("cam", "door")))
         for kind, source, track_id in [("match", "cam", 1), ("unknown", "cam", 2), ("match", "door", 3)]:
             _decision(producer, kind, source, track_id)
         send(producer, "serving", Serving("first", ("cam", "door"), time.time()))  # a beat changes nothing
-        send(producer, "serving", Serving("second", ("cam",), time.time()))
+        send(producer, "serving", Serving("second", ("cam",), time.time(), ("cam",)))
         _decision(producer, "match", "cam", 4)
         _step_until(stage, lambda: stage.journal.seq == base + 6)
         assert stage.counters["tracks_ended_for_a_dead_stage"] == 2
@@ -288,11 +288,11 @@ def test_a_track_ended_at_a_takeover_is_not_ended_again_by_the_worker_the_camera
     folder = tmp_path / "events"
     with _running_stage(folder) as (stage, producer, _):
         base = stage.journal.seq
-        send(producer, "serving", Serving("first", ("cam",), time.time()))
+        send(producer, "serving", Serving("first", ("cam",), time.time(), ("cam",)))
         _decision(producer, "match", "cam", 1)
         _decision(producer, "match", "cam", 3)
         send(producer, "track_end", Event("track_end", "cam", time.time(), track_id=3, name="Ann"))
-        send(producer, "serving", Serving("second", ("cam",), time.time()))  # the takeover ends track 1
+        send(producer, "serving", Serving("second", ("cam",), time.time(), ("cam",)))  # the takeover ends track 1
         send(producer, "track_end", Event("track_end", "cam", time.time(), track_id=1, name="Ann"))  # "first" stops
         send(producer, "track_end", Event("track_end", "cam", time.time(), track_id=3, name="Ann"))  # ended twice by its stage
         _decision(producer, "match", "cam", 2)
@@ -303,6 +303,27 @@ def test_a_track_ended_at_a_takeover_is_not_ended_again_by_the_worker_the_camera
         ("match", 1), ("match", 3), ("track_end", 3), ("track_end", 1), ("track_end", 3), ("match", 2),
     ]
     assert events[3]["detail"] == "ended when another inference stage took over its camera"
+
+
+def test_a_worker_that_a_camera_left_names_it_a_while_longer_but_never_takes_it_back(tmp_path: Path):
+    """A camera moved from worker "first" to "second": until "first" notices (no frames for a few
+    seconds) its beats still name the camera, which must not end the tracks "second" opens there;
+    only a camera taken (new to a stage, or back after a break) ends its predecessor's tracks."""
+    folder = tmp_path / "events"
+    with _running_stage(folder) as (stage, producer, _):
+        base = stage.journal.seq
+        send(producer, "serving", Serving("first", ("cam",), time.time(), ("cam",)))
+        _decision(producer, "match", "cam", 1)
+        send(producer, "serving", Serving("second", ("cam",), time.time(), ("cam",)))  # ends track 1
+        _decision(producer, "match", "cam", 2)
+        send(producer, "serving", Serving("first", ("cam",), time.time()))  # a beat of the worker the camera left
+        _decision(producer, "match", "cam", 4)
+        send(producer, "serving", Serving("first", ("cam",), time.time(), ("cam",)))  # the camera back on "first"
+        _step_until(stage, lambda: stage.journal.seq == base + 6)
+    events = _journaled(folder)
+    assert [(e["type"], e["track_id"]) for e in events] == [
+        ("match", 1), ("track_end", 1), ("match", 2), ("match", 4), ("track_end", 2), ("track_end", 4),
+    ]
 
 
 def test_the_tracks_of_a_stage_that_falls_silent_end(tmp_path: Path):

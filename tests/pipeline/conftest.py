@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,22 +90,34 @@ def enroll_people(faces_dir: Path, data_dir: Path, models) -> None:
         watchlist.close()
 
 
-@dataclass
-class Events:
-    """The lines a ``streamrec events --json`` process printed, parsed, as they arrive."""
+class JsonLines:
+    """What a process prints on its standard output, one JSON object a line, read on a thread of
+    its own: a test takes the lines as they come, with a deadline, and never blocks on the pipe."""
 
-    process: subprocess.Popen
-    received: list[dict] = field(default_factory=list)
-    _queue: queue.Queue = field(default_factory=queue.Queue)
-
-    def start(self) -> Events:
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self._lines: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        return self
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self._queue.put(json.loads(line))
+            self._lines.put(json.loads(line))
+
+    def take(self, timeout: float) -> dict | None:
+        """The next line, waiting ``timeout`` seconds at most for it; None when none came."""
+        try:
+            return self._lines.get(timeout=timeout) if timeout > 0 else self._lines.get_nowait()
+        except queue.Empty:
+            return None
+
+
+class Events(JsonLines):
+    """The events a ``streamrec events --json`` process printed, parsed, as they arrive."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        super().__init__(process)
+        self.received: list[dict] = []  #: every event taken so far, in order
 
     def wait_for(self, test: Callable[[dict], bool], timeout: float, after_seq: int = 0) -> dict:
         """The first event (received now or later, with ``seq > after_seq``) passing ``test``."""
@@ -114,9 +126,8 @@ class Events:
                 return event
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                event = self._queue.get(timeout=0.5)
-            except queue.Empty:
+            event = self.take(0.5)
+            if event is None:
                 continue
             self.received.append(event)
             if event["seq"] > after_seq and test(event):
@@ -125,8 +136,8 @@ class Events:
 
     @property
     def last_seq(self) -> int:
-        while not self._queue.empty():
-            self.received.append(self._queue.get())
+        while (event := self.take(0)) is not None:
+            self.received.append(event)
         return max((e["seq"] for e in self.received), default=0)
 
 
@@ -170,7 +181,7 @@ def start_pipeline(rtsp_clip: Path, data_dir: Path, folder: Path, options: Seque
         [*cli_command(), "events", "--json", "--address", events, "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
-    running = Pipeline(process, data_dir, http, events, server, Events(subscriber).start(), log)
+    running = Pipeline(process, data_dir, http, events, server, Events(subscriber), log)
     deadline = time.monotonic() + 60
     while not ((data_dir / "run.json").exists() and _listening(http)):
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()

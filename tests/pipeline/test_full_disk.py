@@ -48,7 +48,7 @@ def test_a_stage_crash_on_a_full_disk_is_survived_and_no_event_is_lost(hamilton_
             [*cli_command(), "events", "--json", "--since", "1d", "--data-dir", str(data), "--address", events_address],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
-        events = Events(subscriber).start()
+        events = Events(subscriber)
         try:
             events.wait_for(lambda e: e["type"] == "source_status" and e["detail"].startswith("open"), timeout=120)
             disk.fill()

@@ -105,7 +105,7 @@ def named_then_stopped(commands: dict[str, list[str]], events_address: str, data
     subscribed), call ``while_running``, then SIGTERM each stage, which must exit 0."""
     subscriber = subprocess.Popen([*cli_command(), "events", "--json", "--address", events_address, "--data-dir", str(data)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    events = Events(subscriber).start()
+    events = Events(subscriber)
     stages: dict[str, subprocess.Popen] = {}
     try:
         with open(logs, "a") as out:

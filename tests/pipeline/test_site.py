@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ import pytest
 
 from streamrec.events.journal import read_journal
 from tests.conftest import cli_command, run_cli
-from tests.pipeline.conftest import stop_process
+from tests.pipeline.conftest import JsonLines, stop_process
 from tests.pipeline.test_links import curve_keys, enrolled  # noqa: F401 - a shared fixture
 from tests.support.mosquitto import Broker, need_mosquitto
 from tests.support.netns import Site, SiteHost, site
@@ -50,20 +48,13 @@ class Watcher:
                                "--user", "watcher", "--password-file", str(folder / "watcher-password"), "--tls-ca", str(ca))
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=(folder / "watcher.log").open("ab"), text=True,
                                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.lines: queue.Queue[dict] = queue.Queue()
+        self.lines = JsonLines(self.process)
         self.messages: list[dict] = []  #: the events received, with their topic, in order
         self.subscriptions = 0
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(json.loads(line))
 
     def _take(self, timeout: float) -> None:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
+        line = self.lines.take(timeout)
+        if line is None:
             return
         if line.get("subscribed"):
             self.subscriptions += 1

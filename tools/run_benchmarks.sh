@@ -2,7 +2,7 @@
 # Every measurement behind docs/benchmarks.md, in one run on one machine, then the report.
 # Usage, from the project root with the environment active (. .venv/bin/activate):
 #   tools/run_benchmarks.sh [DATA]      DATA: the shared data folder (default ../shared/data)
-# Takes about eighteen minutes. Run it on an otherwise idle machine: the figures are medians, but
+# Takes about half an hour. Run it on an otherwise idle machine: the figures are medians, but
 # other work on the same cores still slows every system.
 set -euo pipefail
 data=${1:-../shared/data}

@@ -291,7 +291,7 @@ def _markdown(data: dict[str, Any], folder: Path, out: Path, links: dict[str, st
         (f"Written by `streamrec bench report` from the JSON files in [`{raw}/`]({raw}/) (the raw results, "
         "every key documented in the `--help` of the `streamrec bench` sub-verb that wrote it); "
         "do not edit by hand. Every measurement, then this report, again, from the project root with "
-        "the environment active (about eighteen minutes, on an otherwise idle machine):"),
+        "the environment active (about half an hour, on an otherwise idle machine):"),
         "",
         "```",
         REPRODUCE,

@@ -118,8 +118,8 @@ def _set(folder: Path, name: str, change: Callable[[dict], object]) -> None:
 
 def test_missing_files_say_not_measured(bench_dir: Path, tmp_path: Path):
     _set(bench_dir, "pipeline_1", lambda d: d.update(fps=26.0))
-    (bench_dir / "peers.json").unlink()
-    (bench_dir / "transport.json").unlink()
+    for name in ("peers", "transport", "models_triton"):
+        (bench_dir / f"{name}.json").unlink(missing_ok=True)
     out = tmp_path / "benchmarks.md"
     written = write_report(bench_dir, out)
     assert written[0] == out and all(p.is_file() for p in written)
@@ -290,6 +290,7 @@ def test_the_triton_section_leaves_the_others_as_they_were(bench_dir: Path, tmp_
         write_report(bench_dir, out)
         return out.read_text().split("\n## Targets")[1].split("\n## Triton beside in-process inference")[0]
 
+    (bench_dir / "models_triton.json").unlink(missing_ok=True)
     without = sections("without")
     (bench_dir / "models_triton.json").write_text(json.dumps(MODELS_TRITON))
     assert sections("with") == without
@@ -371,6 +372,8 @@ def test_cameras_per_worker_section(tmp_path: Path):
 
 
 def test_cameras_per_worker_not_measured(bench_dir: Path, tmp_path: Path):
+    for name in ("pipeline_workers_4x1", "pipeline_workers_4x2"):
+        (bench_dir / f"{name}.json").unlink(missing_ok=True)
     before = tmp_path / "before" / "benchmarks.md"  # the same name: the same links to its plots
     write_report(bench_dir, before)
     section = _section(before.read_text(), "Cameras per inference worker")

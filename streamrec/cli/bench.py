@@ -352,6 +352,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     from streamrec.match.store import DB_NAME
     from streamrec.pipeline.assemble import stage_factories
     from streamrec.pipeline.logs import configure_logging
+    from streamrec.pipeline.stage import stage_kind
     from streamrec.pipeline.supervisor import Supervisor
 
     info = _probe_source(args.source)
@@ -391,7 +392,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         supervisor = Supervisor(config, work, factories, endpoints, run_dir, status_line=False)
         collector = PipelineCollector(
             supervisor, endpoints, [s.label for s in config.sources], args.warmup, args.duration, stderr, expected=args.expect,
-            inference=[name for name in factories if name.split(":")[0] == "inference"],
+            inference=[name for name in factories if stage_kind(name) == "inference"],
         )
         stderr(f"streamrec bench pipeline: {args.streams} stream(s) of {args.source} on {len(config.worker_links()) or 1} inference worker(s); "
                f"{args.warmup:g} s warm-up, {args.duration:g} s measured")

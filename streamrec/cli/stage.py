@@ -160,7 +160,7 @@ def _factories(kind: str, args: argparse.Namespace, config: RunConfig, run_dir: 
     except OSError as exc:
         raise UserError(f"cannot create the data directory {folder} ({exc.strerror or exc})") from None
     endpoints = Endpoints.for_run(run_dir, config.outputs.events, config.outputs.frames, dict(config.links.set_links()),
-                                   LinkCurve.from_links(config.links), [(w.frames, w.status) for w in config.links.workers])
+                                   LinkCurve.from_links(config.links), config.worker_links())
     if not config.links.stats:
         endpoints = dataclasses.replace(endpoints, stats="")  # no receiver to wait for
     log_file = folder / "logs" / "streamrec.log" if kind in NEEDS_DATA else None

@@ -28,9 +28,15 @@ from streamrec.bus.sockets import DropLog, Publisher, push_socket, send
 from streamrec.pipeline.logs import configure_logging
 from streamrec.pipeline.rundir import hold
 
-__all__ = ["Stage", "count_refused", "end_with_parent", "run_stage"]
+__all__ = ["Stage", "count_refused", "end_with_parent", "run_stage", "stage_kind"]
 
 STATS_INTERVAL_S = 1.0
+
+
+def stage_kind(name: str) -> str:
+    """What stage ``name`` runs: ``capture:front`` -> ``capture``, and ``inference:2`` (one of
+    several inference workers) -> ``inference``, as a stage of one kind is named ``kind:which``."""
+    return name.partition(":")[0]
 
 
 def count_refused(counters: MutableMapping[str, int], drops: DropLog, socket: str, errors: Sequence[Exception]) -> None:

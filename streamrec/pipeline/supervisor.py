@@ -65,7 +65,7 @@ from streamrec.config.model import RunConfig
 from streamrec.pipeline.capture import EXIT_SOURCE_FAILED
 from streamrec.pipeline.logs import console
 from streamrec.pipeline.rundir import own
-from streamrec.pipeline.stage import STATS_INTERVAL_S, Stage, count_refused, run_stage
+from streamrec.pipeline.stage import STATS_INTERVAL_S, Stage, count_refused, run_stage, stage_kind
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor"]
 
@@ -186,8 +186,7 @@ class Supervisor:
         """With several inference workers (which never end by themselves): whether every capture
         has finished, so the run ends (the workers are stopped, and end their tracks)."""
         captures = [child for child in self.children if child.name.startswith("capture:")]
-        workers = any(child.name.startswith("inference:") for child in self.children)
-        return workers and all(child.finished for child in captures)
+        return bool(self.endpoints.workers) and all(child.finished for child in captures)
 
     def _reap_captures(self) -> None:
         """The inference stage has ended because every source has: wait for the capture stages
@@ -225,7 +224,7 @@ class Supervisor:
                 log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
                 child.process.kill()
                 child.process.join()
-                if child.name.startswith("inference"):
+                if stage_kind(child.name) == "inference":
                     self._end_tracks(f"ended when the inference stage was killed (it did not stop within {STOP_TIMEOUT_S:.0f} s)")
 
     def _end_tracks(self, why: str) -> None:
@@ -297,7 +296,7 @@ class Supervisor:
         if not final and now - self._last_status < (1.0 if interactive else 10.0):
             return
         self._last_status = now
-        reports = [stats for stage, stats in self.stats.items() if stage.partition(":")[0] == "inference"]
+        reports = [stats for stage, stats in self.stats.items() if stage_kind(stage) == "inference"]
         if not reports:
             return
         counter = lambda name: sum(report.counters.get(name, 0) for report in reports)

@@ -141,6 +141,12 @@ def _lat(summary: dict[str, float] | None) -> str:
     return f"{summary['p50']:.1f} / {summary['p95']:.1f} / {summary['p99']:.1f}"
 
 
+def _cpu(machine: dict[str, Any]) -> str:
+    """A result's CPU, with the instruction sets its figures depend on where the run recorded them."""
+    flags = machine.get("cpu_flags")
+    return CpuInfo(machine.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else machine.get("cpu", "unknown")
+
+
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -333,9 +339,7 @@ def _machine_section(data: dict[str, Any], folder: Path) -> list[str]:
         cores = f"{m.get('cores_available', '?')} cores available"
         if m.get("cpu_count") and m.get("cpu_count") != m.get("cores_available"):
             cores += f" (of {m['cpu_count']})"
-        flags = m.get("cpu_flags")  # the instruction sets a figure depends on, where recorded
-        cpu = CpuInfo(m.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else m.get("cpu", "unknown")
-        parts = [f"CPU: {cpu}, {cores}"]
+        parts = [f"CPU: {_cpu(m)}, {cores}"]
         memory = m.get("memory_gb") or (m["memory_mb"] / 1024 if m.get("memory_mb") else None)
         parts.append(f"memory: {memory:.0f} GiB" if memory else "memory: not recorded")
         system = m.get("os") or m.get("platform")
@@ -787,8 +791,7 @@ def _workers_section(data: dict[str, Any]) -> list[str]:
     sizing = [line for name, result in measured.items() for line in _workers_sizing(name, result)]
     if sizing:
         machine: dict[str, Any] = next((r["machine"] for r in measured.values() if r.get("machine")), {})
-        flags = machine.get("cpu_flags")
-        cpu = CpuInfo(machine.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else machine.get("cpu", "unknown")
+        cpu = _cpu(machine)
         rate = f"{clip['fps']:g} fps" if clip else "its own rate"
         lines += [
             (f"Cameras at full rate ({rate}) that one worker sustains on this machine ({cpu}, {machine.get('cores_available', '?')} cores): "

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 from streamrec.capture import State, Status
 
@@ -38,12 +36,3 @@ class StatusLog:
                 raise AssertionError(f"no {count} x {state.value} within {timeout} s; seen:\n{seen}")
             return found()[count - 1]
 
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` until true; returns the seconds it took, fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.02)
-    return time.monotonic() - started

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from streamrec.capture import CaptureError, FrameReader, LatestFrame, ReaderOptions, State
-from tests.capture.recorder import StatusLog, wait_until
+from tests.capture.recorder import StatusLog
+from tests.support.wait import wait_until
 
 
 def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(hamilton_clip: Path) -> None:

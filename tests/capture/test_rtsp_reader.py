@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from streamrec.capture import Frame, FrameReader, LatestFrame, ReaderOptions, State, Status, parse_source
-from tests.capture.recorder import StatusLog, wait_until
+from tests.capture.recorder import StatusLog
 from tests.support.rtsp import RtspServer
+from tests.support.wait import wait_until
 
 #: Short timeouts so that faults show within seconds; the defaults are for real networks.
 QUICK = ReaderOptions(

@@ -19,7 +19,8 @@ from streamrec.pipeline.workers import rendezvous
 from tests.conftest import cli_command
 from tests.pipeline.conftest import Events, free_port, stop_process
 from tests.pipeline.test_links import _stage, enrolled, outputs  # noqa: F401 - a shared fixture
-from tests.pipeline.test_workers import DECISIONS, TAKEOVER, _is_lin_on, _until
+from tests.pipeline.test_workers import DECISIONS, TAKEOVER, _is_lin_on
+from tests.support.wait import wait_until
 
 #: the cameras, the first of them on worker 2 and the second on worker 1 (checked below)
 CAMERAS = ("door", "hall")
@@ -103,8 +104,8 @@ def test_worker_stages_share_the_cameras_and_a_killed_worker_s_camera_moves_and_
         given = max(e["track_id"] for e in events.received if e.get("track_id") and _worker(e["track_id"]) == 2)
         back_at = events.last_seq
         start("inference:2")
-        _until(lambda: f"{moved}: now served by worker 2; worker 1 is still linked" in moves()[-1], 120,
-               f"the camera did not come back to worker 2: {moves()}")
+        wait_until(lambda: f"{moved}: now served by worker 2; worker 1 is still linked" in moves()[-1], 120,
+                   f"the camera did not come back to worker 2: {moves()}", every=0.5)
         again = events.wait_for(_named_on(moved, 2), timeout=180, after_seq=back_at)
         assert again["track_id"] > given, f"worker 2 gave track id {again['track_id']} again"
         # worker 1 says it serves the camera a little longer, but never takes it back

@@ -22,6 +22,7 @@ from streamrec.pipeline.workers import rendezvous
 from tests.conftest import run_cli
 from tests.pipeline.conftest import Pipeline, enroll_people, free_port, quiet_outputs, start_pipeline
 from tests.support.rtsp import RtspServer
+from tests.support.wait import wait_until
 
 LIN = "lin_manuel_miranda"
 DECISIONS = ("match", "unknown")
@@ -54,13 +55,6 @@ def _metrics(pipeline: Pipeline) -> dict[tuple[str, str, str], float]:
     return {(metric, stage, source): float(value) for metric, source, stage, value in found}
 
 
-def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
-
-
 def _is_lin_on(label: str) -> Callable[[dict], bool]:
     return lambda event: event["type"] == "match" and event["name"] == LIN and event["source"] == label
 
@@ -77,7 +71,8 @@ def test_each_camera_is_served_by_the_worker_rendezvous_gives_it_and_the_person_
         now = _metrics(pipeline)
         return all(frames(now, worker, label) >= frames(before, worker, label) + 10 for label, worker in expected.items())
 
-    _until(ten_more_frames_each, 60, f"cameras not served as rendezvous gives them: {expected}: {_metrics(pipeline)}")
+    wait_until(ten_more_frames_each, 60, f"cameras not served as rendezvous gives them: {expected}: {_metrics(pipeline)}",
+               every=0.5)
     after = _metrics(pipeline)
     for label, worker in expected.items():
         assert after[("streamrec_worker", f"capture:{label}", label)] == worker
@@ -102,8 +97,8 @@ def test_a_killed_worker_s_camera_moves_to_the_other_its_tracks_end_and_ids_stay
     assert taken["track_id"] != decided["track_id"]
     log = pipeline.log.read_text()
     assert f"{camera}: now served by worker {other}; worker {worker} is gone" in log
-    _until(lambda: _metrics(pipeline).get(("streamrec_worker_moves_total", f"capture:{camera}", camera), 0) >= 1, 20,
-           "the move was not counted")
+    wait_until(lambda: _metrics(pipeline).get(("streamrec_worker_moves_total", f"capture:{camera}", camera), 0) >= 1, 20,
+               "the move was not counted", every=0.5)
     sources: dict[int, set[str]] = {}
     for event in pipeline.events.received:
         if event["type"] in DECISIONS:
@@ -116,7 +111,8 @@ def test_a_worker_that_stops_answering_is_noticed_by_the_heartbeats_and_its_came
     camera = labels[1]
     worker = rendezvous(camera, {1, 2})
     serving = lambda: _metrics(pipeline).get(("streamrec_worker", f"capture:{camera}", camera))
-    _until(lambda: serving() == worker, 120, "the camera is not on its own worker (one killed before is still starting)")
+    wait_until(lambda: serving() == worker, 120, "the camera is not on its own worker (one killed before is still starting)",
+               every=0.5)
     seq = pipeline.events.last_seq
     decided = pipeline.events.wait_for(lambda e: e["type"] in DECISIONS and e["source"] == camera, timeout=90, after_seq=seq)
     moved = f"{camera}: now served by worker {3 - worker}; worker {worker} is gone"
@@ -127,7 +123,7 @@ def test_a_worker_that_stops_answering_is_noticed_by_the_heartbeats_and_its_came
     os.kill(hung, signal.SIGSTOP)
     try:
         stopped = time.monotonic()
-        _until(lambda: lines(moved) > moves, 20, "the hung worker was not noticed")
+        wait_until(lambda: lines(moved) > moves, 20, "the hung worker was not noticed", every=0.5)
         assert time.monotonic() - stopped < 10  # three missed heartbeats of a second, and a step
         ended = pipeline.events.wait_for(lambda e: e["type"] == "track_end" and e["track_id"] == decided["track_id"], timeout=30,
                                          after_seq=seq)
@@ -135,7 +131,7 @@ def test_a_worker_that_stops_answering_is_noticed_by_the_heartbeats_and_its_came
         pipeline.events.wait_for(lambda e: e["type"] in DECISIONS and e["source"] == camera, timeout=60, after_seq=ended["seq"])
     finally:
         os.kill(hung, signal.SIGCONT)
-    _until(lambda: lines(back) > returns, 30, "the camera did not come back to its worker")
+    wait_until(lambda: lines(back) > returns, 30, "the camera did not come back to its worker", every=0.5)
 
 
 def test_a_run_of_workers_ends_when_every_file_has_ended_and_every_track_with_it(

@@ -86,7 +86,8 @@ def resample_regions(
     base = frame_index.astype(np.int64)[:, None, None] * (hp * wp)
 
     def corner(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return flat[(base + rows[:, :, None] * wp + cols[:, None, :]).ravel()]
+        # np.take along axis 0 copies whole 3-channel rows: several times faster than fancy indexing
+        return np.take(flat, (base + rows[:, :, None] * wp + cols[:, None, :]).ravel(), axis=0)
 
     sums = corner(ye, xe) - corner(ys, xe) - corner(ye, xs) + corner(ys, xs)
     sums = sums.reshape(len(regions), out_h, out_w, 3)

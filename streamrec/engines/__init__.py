@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ENGINE_FILES", "MANIFEST_NAME", "MODELS_KEY", "PUBLISHED_MODEL", "TRAINED_PREFIX", "default_engine_dir",
+    "ENGINE_FILES", "MANIFEST_FORMAT", "MANIFEST_NAME", "MODELS_KEY", "PUBLISHED_MODEL", "TRAINED_PREFIX", "default_engine_dir",
     "ensure_engines", "facenet_engine", "model_file", "read_manifest", "trained_models", "trained_weights",
 ]
 
@@ -29,6 +29,10 @@ ENGINE_FILES: dict[str, str] = {
     "facenet_int8": "facenet_int8.onnx",
 }
 MANIFEST_NAME = "manifest.json"
+#: what a build writes as the manifest's ``format``; raised whenever a build makes different files
+#: from the same sources (2: the int8 FaceNet keeps its L2 normalisation in fp32), so engines an
+#: older streamrec built are rebuilt on first use instead of running stale
+MANIFEST_FORMAT = 2
 #: the manifest's section of trained FaceNets: name -> entry (``file``, ``weights``, ``base``, ...)
 MODELS_KEY = "models"
 #: the name ``--model`` gives the published FaceNet
@@ -61,6 +65,18 @@ def missing(engine_dir: Path) -> list[str]:
     """Engine files (and the manifest) not present in ``engine_dir``."""
     names = [*ENGINE_FILES.values(), MANIFEST_NAME]
     return [name for name in names if not (engine_dir / name).is_file()]
+
+
+def outdated(engine_dir: Path) -> str | None:
+    """Why the engines in ``engine_dir`` must be rebuilt although every file is there (built by
+    an older streamrec, or an unreadable manifest), or ``None`` when they are current."""
+    try:
+        found = read_manifest(engine_dir).get("format")
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"the engine manifest in {engine_dir} is unreadable ({exc})"
+    if not isinstance(found, int) or found < MANIFEST_FORMAT:
+        return f"the engines in {engine_dir} were built by an older streamrec (format {found}, now {MANIFEST_FORMAT})"
+    return None
 
 
 def read_manifest(engine_dir: Path) -> dict[str, Any]:
@@ -101,12 +117,14 @@ def trained_weights(model_path: Path) -> Path | None:
 
 
 def ensure_engines(engine_dir: Path | None = None, report: Callable[[str], None] = print) -> Path:
-    """Return the engine folder, building the engines first if any file is missing."""
+    """Return the engine folder, building the engines first if any file is missing or they are
+    :func:`outdated`."""
     folder = engine_dir or default_engine_dir()
     absent = missing(folder)
-    if absent:
+    why = f"engines missing in {folder} ({', '.join(absent)})" if absent else outdated(folder)
+    if why:
         from streamrec.engines.build import build_engines
 
-        report(f"engines missing in {folder} ({', '.join(absent)}): building them now, once (about a minute)")
+        report(f"{why}: building them now, once (about a minute)")
         build_engines(folder, report)
     return folder

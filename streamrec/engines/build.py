@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from streamrec.backends import BackendOptions, open_backend
-from streamrec.engines import ENGINE_FILES, MANIFEST_NAME, MODELS_KEY, read_manifest
+from streamrec.engines import ENGINE_FILES, MANIFEST_FORMAT, MANIFEST_NAME, MODELS_KEY, read_manifest
 from streamrec.engines.sources import locate_sources, sha256_file
 
 __all__ = [
@@ -58,6 +58,8 @@ MTCNN_TOLERANCE = 1e-4
 FACENET_MIN_COSINE = 0.9999
 #: int8 FaceNet must agree with fp32 this well on every calibration crop.
 INT8_MIN_COSINE = 0.99
+#: int8 FaceNet's embeddings must be unit vectors this closely (its normalisation computes in fp32)
+INT8_MAX_NORM_ERROR = 1e-5
 
 Report = Callable[[str], None]
 
@@ -220,8 +222,12 @@ def _int8(folder: Path, crops: np.ndarray) -> dict[str, float]:
     quantize_facenet(folder / ENGINE_FILES["facenet"], folder / ENGINE_FILES["facenet_int8"], calibration)
     fp32 = open_backend("onnxruntime", folder / ENGINE_FILES["facenet"]).run(calibration)[0]
     int8 = open_backend("onnxruntime", folder / ENGINE_FILES["facenet_int8"]).run(calibration)[0]
+    norm_error = float(np.abs(np.linalg.norm(int8, axis=1) - 1).max())
+    if norm_error > INT8_MAX_NORM_ERROR:  # a distance between off-length vectors is not what the threshold means
+        raise BuildError(f"facenet_int8: embeddings up to {norm_error:.1e} off unit length (> {INT8_MAX_NORM_ERROR})")
     cosines = np.sum(fp32 * int8, axis=1)
-    result = {"min_cosine_vs_fp32": float(cosines.min()), "mean_cosine_vs_fp32": float(cosines.mean())}
+    result = {"min_cosine_vs_fp32": float(cosines.min()), "mean_cosine_vs_fp32": float(cosines.mean()),
+              "max_norm_error": norm_error}
     if result["min_cosine_vs_fp32"] < INT8_MIN_COSINE:
         raise BuildError(f"facenet_int8: min cosine vs fp32 {result['min_cosine_vs_fp32']:.4f} (< {INT8_MIN_COSINE})")
     return result
@@ -312,7 +318,7 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
         step(f"quantized FaceNet to int8: min cosine vs fp32 {int8['min_cosine_vs_fp32']:.4f}")
 
         manifest = {
-            "format": 1,
+            "format": MANIFEST_FORMAT,
             "opset": OPSET,
             "files": {ENGINE_FILES[n]: _describe(folder / ENGINE_FILES[n]) for n in ENGINE_FILES},
             "sources": {
@@ -329,6 +335,7 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
                 "facenet_int8_min_cosine_vs_fp32": int8["min_cosine_vs_fp32"],
                 "facenet_int8_mean_cosine_vs_fp32": int8["mean_cosine_vs_fp32"],
                 "facenet_int8_min_cosine_required": INT8_MIN_COSINE,
+                "facenet_int8_max_norm_error": int8["max_norm_error"],
             },
             "tools": _tool_versions(),
         }

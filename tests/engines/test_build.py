@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from streamrec.backends import BackendOptions, open_backend
-from streamrec.engines import ENGINE_FILES, MANIFEST_NAME, missing
-from streamrec.engines.build import FACENET_MIN_COSINE, MTCNN_TOLERANCE, BuildError, build_engines
+from streamrec.engines import ENGINE_FILES, MANIFEST_FORMAT, MANIFEST_NAME, missing, outdated
+from streamrec.engines.build import (
+    FACENET_MIN_COSINE,
+    INT8_MAX_NORM_ERROR,
+    MTCNN_TOLERANCE,
+    BuildError,
+    build_engines,
+    face_crops,
+    sample_photos,
+)
 
 TRAINED = {"door": {"file": "facenet-door.onnx", "base": {"model": "facenet"}}}
 
@@ -48,7 +56,7 @@ def test_a_rebuild_keeps_the_trained_models_and_their_files(two_builds):
 def test_manifest_records_hashes_sources_and_parity(two_builds):
     first, _, manifest = two_builds
     assert json.loads((first / MANIFEST_NAME).read_text()) == manifest
-    assert manifest["opset"] == 17
+    assert manifest["opset"] == 17 and manifest["format"] == MANIFEST_FORMAT
     for name in ENGINE_FILES.values():
         import hashlib
 
@@ -60,6 +68,7 @@ def test_manifest_records_hashes_sources_and_parity(two_builds):
     assert parity["facenet_min_cosine_vs_opencv"] >= FACENET_MIN_COSINE
     assert parity["facenet_crops"] >= 10
     assert parity["facenet_int8_min_cosine_vs_fp32"] >= parity["facenet_int8_min_cosine_required"] == 0.99
+    assert parity["facenet_int8_max_norm_error"] <= INT8_MAX_NORM_ERROR
     assert not list(first.glob(".build-*")), "temporary build folder left behind"
 
 
@@ -77,6 +86,16 @@ def test_dynamic_batch_and_pnet_size(two_builds):
     assert together.shape == (9, 512)
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_int8_embeddings_are_unit_vectors(two_builds):
+    """The quantized FaceNet normalises in fp32: its embeddings of real faces are unit vectors, as
+    fp32's are, so distances and the match threshold mean the same in both precisions (with the
+    normalisation quantized they were up to 3e-3 off)."""
+    first, _, _ = two_builds
+    crops = face_crops(first, sample_photos())
+    int8 = open_backend("onnxruntime", first / ENGINE_FILES["facenet_int8"], BackendOptions(precision="int8"))
+    np.testing.assert_allclose(np.linalg.norm(int8.run(crops)[0], axis=1), 1.0, atol=INT8_MAX_NORM_ERROR)
 
 
 def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
@@ -114,4 +133,29 @@ def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):
     result = run_cli("demo", "--engines", str(folder), "--json")
     assert result.returncode == 0, result.stderr
     assert "building them now" in result.stderr
-    assert not missing(folder)
+    assert not missing(folder) and outdated(folder) is None
+
+
+def test_engines_built_by_an_older_streamrec_are_rebuilt_on_first_use(two_builds, tmp_path: Path):
+    """Every file there but a manifest of an older format (its int8 FaceNet quantized the
+    normalisation): the next command rebuilds, saying why, and keeps the trained models listed."""
+    from tests.conftest import run_cli
+
+    first, _, _ = two_builds
+    for name in ENGINE_FILES.values():
+        (tmp_path / name).write_bytes((first / name).read_bytes())
+    old = {**json.loads((first / MANIFEST_NAME).read_text()), "format": 1, "models": TRAINED}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(old))
+    assert "built by an older streamrec (format 1, now" in (outdated(tmp_path) or "")
+    result = run_cli("demo", "--engines", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "built by an older streamrec" in result.stderr and "building them now" in result.stderr
+    rebuilt = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert rebuilt["format"] == MANIFEST_FORMAT and rebuilt["models"] == TRAINED
+    assert outdated(tmp_path) is None
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_an_unreadable_manifest_means_a_rebuild(tmp_path: Path, text: str):
+    (tmp_path / MANIFEST_NAME).write_text(text)
+    assert "unreadable" in (outdated(tmp_path) or "")

@@ -21,18 +21,50 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from streamrec.backends import BackendName, BackendOptions, backend_class
-from streamrec.detect.mtcnn import MTCNN, MTCNNConfig
+from streamrec.backends import Backend, BackendName, BackendOptions, backend_class
+from streamrec.detect.mtcnn import MTCNN, MTCNNConfig, largest_frame_side
 from streamrec.detect.types import FaceDetections
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
 from streamrec.embed.select import Selection, main_face
 from streamrec.engines import ENGINE_FILES, PUBLISHED_MODEL, ensure_engines, model_file
 from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
 
-__all__ = ["PRECISIONS", "FaceModels", "ImageFaces", "ModelsConfig", "Precision", "face_engine"]
+__all__ = [
+    "PRECISIONS", "FaceModels", "FrameTooLarge", "ImageFaces", "ModelsConfig", "Precision",
+    "check_image_side", "face_engine",
+]
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+
+class FrameTooLarge(ValueError):
+    """Frames larger than the backend's engines take at the min face size asked for (one line).
+    Raised before any work, so a caller that serves several cameras refuses one camera's frames
+    and carries on with the others."""
+
+
+def check_image_side(backend: type[Backend], max_side: int, min_face_size: float) -> None:
+    """Raise :class:`FrameTooLarge` (one line, saying what to change) when images downscaled to
+    ``max_side`` px could be too large for ``backend``'s engines at ``min_face_size``
+    (:attr:`Backend.max_input_side`). It needs the backend's class only, not the machine it runs
+    on: a configuration that can never work is refused before anything is built, loaded or run."""
+    why = _size_refusal(backend.kind, backend.max_input_side, max_side, min_face_size)
+    if why is not None:
+        raise FrameTooLarge(f"images of up to {max_side} px are too large: {why}; lower --max-side or raise "
+                            "--min-face-size")
+
+
+def _size_refusal(kind: str, limit: int | None, side: int, min_face_size: float) -> str | None:
+    """Why frames whose longer side is ``side`` px are too large for engines that take P-Net
+    inputs up to ``limit`` px, or ``None`` when they fit."""
+    if limit is None or side <= (largest := largest_frame_side(limit, min_face_size)):
+        return None
+    return (
+        f"at min face size {min_face_size:g} px the {kind} backend takes frames up to {largest} px on their "
+        f"longer side (its P-Net engine takes at most {limit} px), and {side} px needs a min face size of "
+        f"{12 * side // limit + 1} px or more"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,7 +85,10 @@ class ModelsConfig:
     detector: MTCNNConfig = field(default_factory=MTCNNConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     selection: Selection = "centre"
-    max_side: int = DEFAULT_MAX_SIDE
+    #: The longest side image files are downscaled to (:meth:`FaceModels.analyse`); ``None`` for
+    #: models that read no files (the pipeline's inference stage): frames are taken at their own
+    #: size, checked as they come (:meth:`FaceModels.detect`).
+    max_side: int | None = DEFAULT_MAX_SIDE
     #: Which FaceNet embeds: ``facenet`` (the published one) or the name of one ``streamrec
     #: train`` wrote into the engine folder. Embeddings of different models never compare.
     model: str = PUBLISHED_MODEL
@@ -91,6 +126,8 @@ class FaceModels:
         if self.config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.config.precision!r})")
         backend = backend_class(self.config.backend)
+        if self.config.max_side is not None:  # a matter of configuration: said before whether it runs here
+            check_image_side(backend, self.config.max_side, self.config.detector.min_face_size)
         detection = replace(self.config.backend_options, precision="fp32")
         embedding = replace(self.config.backend_options, precision=self.config.precision)
         backend.check_options(embedding)  # before engines are built or loaded
@@ -107,8 +144,20 @@ class FaceModels:
         """Faces in ``(N, H, W, 3)`` uint8 RGB frames of one shape (or one ``(H, W, 3)`` frame),
         one :class:`FaceDetections` per frame, highest score first: the whole cascade, looking
         for faces from ``min_face_size`` px up (default: the configured size). A detector per
-        size is made on first use and kept: cameras may each set their own."""
-        return self._detector(min_face_size).detect(frames)
+        size is made on first use and kept: cameras may each set their own.
+
+        Raises :class:`FrameTooLarge` before any work when the frames are larger than the engines
+        take at that min face size (TensorRT's P-Net engine has a largest size)."""
+        detector = self._detector(min_face_size)
+        if frames.ndim in (3, 4):  # other shapes: the detector says what it wants
+            height, width = frames.shape[-3:-1]
+            why = _size_refusal(self.config.backend, self.nets[0].max_input_side, max(height, width),
+                                detector.config.min_face_size)
+            if why is not None:
+                raise FrameTooLarge(
+                    f"{width}x{height} frames are too large: {why}; downscale them or raise the min face size"
+                )
+        return detector.detect(frames)
 
     def refine(self, frames: np.ndarray, boxes: Sequence[np.ndarray]) -> list[FaceDetections]:
         """Re-detect known faces only: the cascade's last stage on ``boxes[i]`` ``(k, 4)`` of
@@ -157,21 +206,24 @@ class FaceModels:
         ``crop``: also return the main face's crop (:attr:`ImageFaces.crop`).
         Unusable files come back with ``error`` set; they never stop the run.
         """
+        max_side = self.config.max_side
+        if max_side is None:
+            raise ValueError("these models read no image files: their max_side is None")
         batch: list[Path] = []
         for path in paths:
             batch.append(Path(path))
             if len(batch) == chunk:
-                yield from self._analyse_chunk(batch, embed, crop)
+                yield from self._analyse_chunk(batch, embed, crop, max_side)
                 batch = []
         if batch:
-            yield from self._analyse_chunk(batch, embed, crop)
+            yield from self._analyse_chunk(batch, embed, crop, max_side)
 
-    def _analyse_chunk(self, paths: list[Path], embed: str, crop: bool) -> list[ImageFaces]:
+    def _analyse_chunk(self, paths: list[Path], embed: str, crop: bool, max_side: int) -> list[ImageFaces]:
         loaded: list[LoadedImage] = []
         results: list[ImageFaces] = []
         for path in paths:
             try:
-                image = load_image(path, self.config.max_side)
+                image = load_image(path, max_side)
             except ImageError as exc:
                 results.append(ImageFaces(path, error=str(exc)))
                 continue

@@ -110,6 +110,11 @@ class Backend(ABC):
     library: ClassVar[str]
     #: the :attr:`BackendOptions.precision` values this backend computes in
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    #: the largest height or width an input whose height and width are dynamic (P-Net's pyramid
+    #: levels) may take, or ``None``: any. Known from the class alone, without loading a model or
+    #: importing the engine's library, so a configuration that asks for more is refused before
+    #: anything is built or run, on any machine.
+    max_input_side: ClassVar[int | None] = None
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:

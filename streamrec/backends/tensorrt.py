@@ -26,7 +26,9 @@ also height and width from 12 (its window) to :data:`PNET_MAX_SIDE`, which cover
 of frames up to 1920 px on either side at ``min_face_size`` 20 or more (the first level is the
 frame scaled by 12 / ``min_face_size``). P-Net's batch is at most :data:`PNET_MAX_BATCH` frames
 (larger batches are split): the engine's working memory is sized for the largest shape of its
-profile. An input outside the profile is refused in one line.
+profile. Frames that would need a larger level are refused before detection, as the class says
+its largest side (:attr:`Backend.max_input_side`, checked by :mod:`streamrec.faces`); an input
+outside the profile is still refused in one line here, last.
 
 Memory and the stream. Page-locked host buffers and device buffers are allocated once per input
 shape bucket (the input shape without its batch: one for R-Net, O-Net and FaceNet, one per
@@ -314,6 +316,7 @@ class TensorRtBackend(Backend):
     kind = "tensorrt"
     library = "tensorrt"
     precisions = ("fp32", "fp16")
+    max_input_side = PNET_MAX_SIDE
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:

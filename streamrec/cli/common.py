@@ -31,7 +31,7 @@ from streamrec.embed.select import SELECTIONS
 from streamrec.engines import PUBLISHED_MODEL
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
-from streamrec.faces import FaceModels, ModelsConfig
+from streamrec.faces import FaceModels, ModelsConfig, check_image_side
 from streamrec.images import DEFAULT_MAX_SIDE
 
 __all__ = [
@@ -195,13 +195,21 @@ def add_model_options(parser: argparse.ArgumentParser, embeds: bool = True) -> N
     )
 
 
-def resolve_engine(backend: BackendChoice, precision: PrecisionChoice, device: str | None, where: str) -> Choice:
+def resolve_engine(
+    backend: BackendChoice, precision: PrecisionChoice, device: str | None, where: str,
+    images: tuple[int, float] | None = None,
+) -> Choice:
     """The backend, precision and device to run (``auto`` resolved), checked against this machine
     before any engine is built or loaded; :class:`UserError` naming ``where`` (the options or
-    keys that asked, if known) when it cannot run here."""
+    keys that asked, if known) when it cannot run here. ``images``: the longest side and the min
+    face size of the images to detect faces in, refused first if the backend's engines cannot
+    take them: that is the configuration's fault, on any machine."""
     try:
         choice = choose(backend, precision, device)
-        backend_class(choice.backend).check_options(BackendOptions(device=choice.device, precision=choice.precision))
+        chosen = backend_class(choice.backend)
+        if images is not None:
+            check_image_side(chosen, *images)
+        chosen.check_options(BackendOptions(device=choice.device, precision=choice.precision))
     except ValueError as exc:
         raise UserError(f"{where}: {exc}" if where else str(exc)) from None
     return choice
@@ -221,7 +229,10 @@ def resolve_pipeline(
 
 def open_models(args: argparse.Namespace) -> FaceModels:
     """Build the detector and embedder the options describe, building engines if needed."""
-    choice = resolve_engine(args.backend, args.precision, args.device, "")  # the line names the value
+    min_face_size = getattr(args, "min_face_size", MTCNNConfig.min_face_size)
+    max_side = getattr(args, "max_side", DEFAULT_MAX_SIDE)
+    # the line names the value
+    choice = resolve_engine(args.backend, args.precision, args.device, "", (max_side, min_face_size))
     if choice.automatic:
         stderr(f"streamrec: inference on {choice.describe()}")
     try:
@@ -231,14 +242,14 @@ def open_models(args: argparse.Namespace) -> FaceModels:
                 threads=args.threads, device=choice.device, triton=TritonOptions(url=args.triton_url)
             ),
             precision=choice.precision,
-            detector=MTCNNConfig(min_face_size=getattr(args, "min_face_size", MTCNNConfig.min_face_size)),
+            detector=MTCNNConfig(min_face_size=min_face_size),
             embed=EmbedConfig(
                 alignment=getattr(args, "alignment", EmbedConfig.alignment),
                 margin=getattr(args, "margin", EmbedConfig.margin),
                 flip=getattr(args, "flip", EmbedConfig.flip),
             ),
             selection=getattr(args, "selection", "centre"),
-            max_side=getattr(args, "max_side", DEFAULT_MAX_SIDE),
+            max_side=max_side,
             model=getattr(args, "model", PUBLISHED_MODEL),
         )
         return FaceModels(config, args.engines, report=stderr)

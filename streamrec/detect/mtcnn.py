@@ -19,7 +19,7 @@ from streamrec.detect import boxes as bx
 from streamrec.detect.resample import integral_images, resample_frames, resample_regions
 from streamrec.detect.types import FaceDetections
 
-__all__ = ["MTCNN", "MTCNNConfig", "pyramid_scales"]
+__all__ = ["MTCNN", "MTCNNConfig", "largest_frame_side", "pyramid_scales"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,20 @@ def pyramid_scales(height: int, width: int, config: MTCNNConfig) -> list[float]:
         scale *= config.factor
         side *= config.factor
     return scales
+
+
+def largest_frame_side(level_side: int, min_face_size: float) -> int:
+    """The longest frame side whose pyramid levels are at most ``level_side`` px high and wide, when
+    looking for faces from ``min_face_size`` px up: an engine that takes P-Net inputs only up to
+    a size (TensorRT's profile) takes frames only up to this. The first level is the largest, the
+    frame scaled by 12 / ``min_face_size`` as :meth:`MTCNN._propose` sizes it."""
+    scale = 12.0 / min_face_size  # the first of pyramid_scales, computed the same way
+    side = int(level_side / scale)
+    while side > 0 and int(side * scale + 1) > level_side:
+        side -= 1
+    while int((side + 1) * scale + 1) <= level_side:
+        side += 1
+    return side
 
 
 @dataclass

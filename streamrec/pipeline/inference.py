@@ -19,7 +19,9 @@ so no two hosts' clocks are ever subtracted. Counters include
 sources: ``frames_skipped``), ``frames_stale`` (their ring slot was reused before they were
 read), ``faces``, ``embeddings``, ``batches``, ``detections_full`` and ``detections_tracked``
 (frames given the whole cascade, or re-detection of their tracked faces), ``track_splits``,
-``decisions_match`` and ``decisions_unknown``, ``overlays_dropped`` and ``faces_not_drawn``;
+``decisions_match`` and ``decisions_unknown``, ``overlays_dropped`` and ``faces_not_drawn``,
+``frames_too_large[SOURCE]`` (larger than the engines take at its min face size: no faces
+looked for, said once per frame size in the log);
 refused input: ``malformed_frames``, ``malformed_status`` (both in ``malformed_messages``),
 ``frames_unknown_source`` and ``statuses_unknown_source`` (well-formed, about a source that is
 not configured), ``faces_kept`` and ``faces_pruned``; ``batches_failed`` (their frames lost: the
@@ -125,7 +127,7 @@ class InferenceStage(Stage):
         detector = MTCNNConfig(min_face_size=cfg.detector.min_face_size, thresholds=(pnet, rnet, onet))
         settings = ModelsConfig(
             backend=choice.backend, backend_options=options, precision=choice.precision,
-            detector=detector, model=cfg.pipeline.model,
+            detector=detector, model=cfg.pipeline.model, max_side=None,  # camera frames, each size checked
         )
         models = FaceModels(settings, self.engine_dir, report=self.log.info)
         if choice.backend == "triton":

@@ -12,13 +12,16 @@ took the track's place: the track is split. Each track's identity
 (:mod:`streamrec.track.identity`) turns its matches into decisions.
 
 What it reports to its :class:`Meter`: counters ``detections_full`` and ``detections_tracked``
-(frames), ``faces``, ``embeddings``, ``track_splits``; latencies ``embed`` and ``match`` per
-batch. What it finds comes back as :class:`Decided`, :class:`Ended` and :class:`Embedded` (every
-matched embedding, for the doors) outcomes, in the order they happened.
+(frames), ``frames_too_large[SOURCE]`` (frames larger than the engines take: no faces looked
+for, said once per source and frame size in the log), ``faces``, ``embeddings``,
+``track_splits``; latencies ``embed`` and ``match`` per batch. What it finds comes back as
+:class:`Decided`, :class:`Ended` and :class:`Embedded` (every matched embedding, for the doors)
+outcomes, in the order they happened.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -30,7 +33,7 @@ import numpy as np
 from streamrec.bus.messages import MAX_NAME, FrameHeader
 from streamrec.config.model import RunConfig
 from streamrec.detect.types import FaceDetections
-from streamrec.faces import FaceModels
+from streamrec.faces import FaceModels, FrameTooLarge
 from streamrec.match.kept import face_crop
 from streamrec.match.matcher import Matcher
 from streamrec.pipeline.batching import Frame
@@ -41,6 +44,8 @@ from streamrec.track.state import FaceSample
 from streamrec.track.tracker import IoUTracker, Track
 
 __all__ = ["Chosen", "Decided", "Embedded", "Ended", "Meter", "Outcome", "Recognition", "SourceFaces"]
+
+log = logging.getLogger(__name__)
 
 
 class Meter(Protocol):
@@ -58,6 +63,7 @@ class SourceFaces:
     tracker: IoUTracker
     min_face_size: float
     since_full: int = 0  #: frames since its last whole-cascade detection
+    too_large: tuple[int, int] | None = None  #: the frame size last refused as too large, said once
 
     def due_full(self, full_every: int) -> bool:
         """Whether the source's next frame gets the whole cascade (and count it either way)."""
@@ -153,9 +159,14 @@ class Recognition:
             else:
                 tracked[(header.height, header.width)].append(name)
         result: dict[str, FaceDetections] = {}
-        for (_, _, min_face), names in full.items():
+        for (height, width, min_face), names in full.items():
             stack = np.stack([frames[n][1] for n in names])
-            result.update(zip(names, self.models.detect(stack, min_face)))
+            try:
+                result.update(zip(names, self.models.detect(stack, min_face)))
+            except FrameTooLarge as exc:
+                self._too_large(names, (height, width), exc)
+                result.update(dict.fromkeys(names, FaceDetections.empty()))
+                continue
             self.meter.count("detections_full", len(names))
         for names in tracked.values():
             stack = np.stack([frames[n][1] for n in names])
@@ -163,6 +174,17 @@ class Recognition:
             result.update(zip(names, self.models.refine(stack, boxes)))
             self.meter.count("detections_tracked", len(names))
         return result
+
+    def _too_large(self, names: list[str], size: tuple[int, int], exc: FrameTooLarge) -> None:
+        """Frames of sources ``names`` the engines cannot take: they are counted and go on with no
+        faces, and each source's frame size is said once, so that one camera with too large a
+        picture neither stops the others nor fills the log."""
+        for name in names:
+            self.meter.count(f"frames_too_large[{name}]")
+            source = self.sources[name]
+            if source.too_large != size:
+                source.too_large = size
+                log.error("source %s: no faces looked for in its frames: %s", name, exc)
 
     def _predicted(self, name: str, ts: float) -> np.ndarray:
         """``(k, 4)``: where source ``name``'s tracked faces are expected at ``ts``."""

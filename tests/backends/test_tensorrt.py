@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -21,22 +22,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec.backends import BackendOptions, open_backend
+from streamrec.backends import BackendOptions, backend_class, open_backend
 from streamrec.backends.tensorrt import (
     PNET_MAX_BATCH,
     PNET_MAX_SIDE,
     EngineKey,
     Profile,
+    TensorRtBackend,
     cached_plan,
     check_shape,
     cuda_ordinal,
     manifest,
     profile_for,
 )
-from streamrec.detect.mtcnn import MTCNNConfig, pyramid_scales
+from streamrec.detect.mtcnn import MTCNNConfig, largest_frame_side, pyramid_scales
 from streamrec.engines import ENGINE_FILES, read_manifest
 from streamrec.engines.build import MTCNN_TOLERANCE, face_crops, mtcnn_inputs, sample_photos
 from streamrec.engines.check import MIN_COSINE
+from streamrec.faces import FrameTooLarge, check_image_side
 from tests.conftest import run_cli
 
 #: LFW View 1 accuracy may differ from ONNX Runtime's by this much (2 of 1,000 pairs)
@@ -92,6 +95,24 @@ def test_precisions_tensorrt_does_not_run_are_refused_before_building(tmp_path: 
                   timeout=120)
     _one_line_refusal(run, phrase, repr(precision))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [["--min-face-size", "12"], ["--max-side", "4000"]])
+def test_images_too_large_for_pnet_are_refused_before_anything_else(faces_dir: Path, options: list[str]):
+    """A configuration no TensorRT engine can take is refused as such, on any machine: before
+    whether TensorRT runs here, before any engine is built and before any image is read."""
+    run = run_cli("detect", "--backend", "tensorrt", *options, str(faces_dir / "barack_obama" / "1.jpg"),
+                  timeout=120)
+    _one_line_refusal(run, "are too large", "lower --max-side or raise --min-face-size")
+    assert run.stdout == ""
+
+
+@needs_no_tensorrt
+def test_images_that_just_fit_pass_the_size_check(faces_dir: Path):
+    largest = largest_frame_side(PNET_MAX_SIDE, 12)
+    run = run_cli("detect", "--backend", "tensorrt", "--min-face-size", "12", "--max-side", str(largest),
+                  str(faces_dir / "barack_obama" / "1.jpg"), timeout=120)
+    _one_line_refusal(run, "pip install 'streamrec[tensorrt]'")  # the next check: the machine
 
 
 @pytest.mark.parametrize(("device", "ordinal"), [(None, 0), ("cuda", 0), ("CUDA:1", 1), ("cuda:12", 12)])
@@ -210,6 +231,40 @@ def test_a_pyramid_level_beyond_the_profile_is_refused_in_one_line(input_shapes)
     with pytest.raises(ValueError, match="downscale the frames or raise min_face_size") as refused:
         check_shape("pnet.onnx", (1, int(1080 * scale + 1), int(1920 * scale + 1), 3), profile)
     assert "\n" not in str(refused.value) and "pnet.onnx: input 1x1081x1921x3" in str(refused.value)
+
+
+@pytest.mark.parametrize("min_face_size", [12, 12.5, 16, 17, 20, 24.3, 40, 100])
+def test_frames_up_to_the_largest_side_fit_pnet_and_one_pixel_more_do_not(input_shapes, min_face_size):
+    profile = profile_for(input_shapes["pnet"], 64)
+    config = MTCNNConfig(min_face_size=min_face_size)
+    largest = largest_frame_side(PNET_MAX_SIDE, min_face_size)
+    for height, width in ((largest, largest), (largest // 2, largest)):
+        for scale in pyramid_scales(height, width, config):
+            check_shape("pnet.onnx", (1, int(height * scale + 1), int(width * scale + 1), 3), profile)
+    beyond = largest + 1
+    level = int(beyond * pyramid_scales(beyond, beyond, config)[0] + 1)
+    with pytest.raises(ValueError, match="outside the TensorRT engine's profile"):
+        check_shape("pnet.onnx", (1, level, level, 3), profile)
+
+
+def test_the_tensorrt_class_states_its_largest_input_side_and_other_backends_none():
+    assert TensorRtBackend.max_input_side == PNET_MAX_SIDE
+    assert backend_class("onnxruntime").max_input_side is None
+    check_image_side(backend_class("onnxruntime"), 100_000, 12)  # no limit
+    check_image_side(TensorRtBackend, 1920, 20)  # the profile's own case
+
+
+@pytest.mark.parametrize(("max_side", "min_face_size"), [(1600, 12), (1922, 20), (4000, 20), (1153, 12)])
+def test_a_max_side_beyond_the_profile_is_refused_naming_the_min_face_size_that_fits(max_side, min_face_size):
+    with pytest.raises(FrameTooLarge) as refused:
+        check_image_side(TensorRtBackend, max_side, min_face_size)
+    message = str(refused.value)
+    largest = largest_frame_side(PNET_MAX_SIDE, min_face_size)
+    assert "\n" not in message and f"up to {largest} px" in message and f"{PNET_MAX_SIDE} px" in message
+    needed = int(re.search(r"needs a min face size of (\d+) px", message).group(1))
+    # the smallest whole min face size that takes these images
+    fits = largest_frame_side(PNET_MAX_SIDE, needed - 1), largest_frame_side(PNET_MAX_SIDE, needed)
+    assert fits[0] < max_side <= fits[1]
 
 
 @pytest.mark.parametrize("shape", [(65, 24, 24, 3), (0, 24, 24, 3), (1, 48, 48, 3), (1, 24, 24)])

@@ -9,8 +9,7 @@ import re
 import socket
 import stat
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from streamrec.door.actions import (
     WebhookAction,
     perform,
 )
+from tests.support.wait import wait_until
 
 OUTCOME = {"outcome": "granted", "person": "Ann", "reason": "challenge passed", "source": "front", "score": 0.93}
 #: Generous bounds for a shared, slow machine: what matters is that a timeout ends the action.
@@ -98,13 +98,6 @@ def _failed_in_one_line(result: ActionResult, *phrases: str) -> None:
     assert "\n" not in result.detail and result.detail.isprintable(), result.detail
     for phrase in phrases:
         assert phrase in result.detail, result.detail
-
-
-def _until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        time.sleep(0.01)
 
 
 # Webhooks
@@ -229,7 +222,7 @@ def test_command_past_its_timeout_is_killed_with_its_children(tmp_path: Path):
         except FileNotFoundError:
             return True
 
-    _until(lambda: all(gone(pid) for pid in started), "the command and its child are killed")
+    wait_until(lambda: all(gone(pid) for pid in started), 10, "the command and its child killed", every=0.01)
 
 
 def test_missing_program_fails(tmp_path: Path):
@@ -278,9 +271,9 @@ def test_runner_performs_off_the_callers_thread(tmp_path: Path):
         assert runner.submit(outcome) == 1
         assert results.got == []  # submit returned while the relay still waits
         outcome["outcome"] = "denied"  # the caller's mapping is its own again
-        _until(lambda: (tmp_path / "started-Ann").exists(), "the relay starts")
+        wait_until(lambda: (tmp_path / "started-Ann").exists(), 10, "the relay starts", every=0.01)
         (tmp_path / "go").touch()
-        _until(lambda: len(results.got) == 1, "the result arrives")
+        wait_until(lambda: len(results.got) == 1, 10, "the result arrives", every=0.01)
     outcome, result, thread = results.got[0]
     assert outcome == OUTCOME and result.ok and thread != threading.current_thread().name
 
@@ -290,14 +283,14 @@ def test_runner_refuses_beyond_its_queue_and_runs_only_triggered_actions(tmp_pat
     actions = [_gated(tmp_path), _webhook(receiver.url, outcomes=["denied"])]
     with ActionRunner(actions, results, max_pending=1) as runner:
         assert runner.submit(OUTCOME) == 1  # granted: only the relay
-        _until(lambda: (tmp_path / "started-Ann").exists(), "the first relay starts")
+        wait_until(lambda: (tmp_path / "started-Ann").exists(), 10, "the first relay starts", every=0.01)
         assert runner.submit({**OUTCOME, "person": "Bob"}) == 1  # waits in the queue
         assert runner.submit({**OUTCOME, "person": "Cy"}) == 0  # no room: refused at once
         assert [(o["person"], r.detail) for o, r, _ in results.got] == [("Cy", "not run: 1 action already waiting")]
         (tmp_path / "go").touch()
-        _until(lambda: len(results.got) == 3, "both relays finish")
+        wait_until(lambda: len(results.got) == 3, 10, "both relays finish", every=0.01)
         assert runner.submit({**OUTCOME, "outcome": "denied"}) == 1  # the webhook only
-        _until(lambda: len(results.got) == 4, "the webhook is called")
+        wait_until(lambda: len(results.got) == 4, 10, "the webhook is called", every=0.01)
     assert [(o["person"], r.ok) for o, r, _ in results.got[1:]] == [("Ann", True), ("Bob", True), ("Ann", True)]
     assert results.got[3][1].action.startswith("webhook") and receiver.requests.qsize() == 1
     assert runner.submit(OUTCOME) == 0 and results.got[4][1].detail == "not run: the door is closing"
@@ -313,7 +306,7 @@ def test_runner_survives_a_failing_callback(receiver: Receiver):
     with ActionRunner([_webhook(receiver.url)], record_then_fail) as runner:
         runner.submit(OUTCOME)
         runner.submit(OUTCOME)
-        _until(lambda: len(calls) == 2, "both results are handed over")
+        wait_until(lambda: len(calls) == 2, 10, "both results are handed over", every=0.01)
     assert all(result.ok for result in calls)
 
 

@@ -4,6 +4,7 @@ and the events and overlays made of them."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from streamrec.bus.messages import FrameHeader
 from streamrec.config.model import DetectorConfig, RunConfig, SourceConfig
+from streamrec.faces import FaceModels, ModelsConfig
 from streamrec.match.matcher import Matcher
 from streamrec.pipeline.batching import Frame
 from streamrec.pipeline.outputs import SourceOutput, decision_event, overlay, track_end_event
@@ -130,6 +132,35 @@ def test_a_scene_cut_splits_the_track_and_the_new_face_is_decided_afresh(shared_
     assert [o.track for o in closing] == [new] and not work.sources["door"].tracker.tracks
     last = track_end_event(closing[0])
     assert last is not None and (last.track_id, last.name) == (new.id, "joe_biden")
+
+
+@pytest.fixture
+def small_pnet_models(engine_dir: Path) -> FaceModels:
+    """The real engines, with a P-Net that takes pyramid levels up to 400 px a side, as TensorRT's
+    takes them up to 1153 px: a 640 px frame fits at min face size 20 (a 385 px first level),
+    not at 12 (641 px)."""
+    models = FaceModels(ModelsConfig(max_side=None), engine_dir)
+    models.nets[0].max_input_side = 400
+    return models
+
+
+def test_a_camera_whose_frames_are_too_large_gets_no_faces_said_once_and_the_others_go_on(
+    shared_data, small_pnet_models, watchlist, caplog: pytest.LogCaptureFixture
+):
+    near, far = SourceConfig(url="0", name="near", min_face_size=12), SourceConfig(url="1", name="far")
+    config = RunConfig(sources=[near, far])
+    stats = _Stats()
+    work = Recognition(config, small_pnet_models, Matcher(watchlist), iter(range(1, 1000)).__next__, stats)
+    face = _pixels(shared_data, OBAMA)
+    with caplog.at_level(logging.ERROR, logger="streamrec.pipeline.recognition"):
+        for i in range(3):
+            found = work.detect({name: _frame(name, i, i * 0.1, face) for name in ("near", "far")})
+            assert not len(found["near"]) and len(found["far"])
+    assert stats.counts["frames_too_large[near]"] == 3 and "frames_too_large[far]" not in stats.counts
+    refusals = [r.getMessage() for r in caplog.records]
+    assert len(refusals) == 1 and "source near:" in refusals[0]
+    assert "480x640 frames are too large" in refusals[0]
+    assert "takes frames up to" in refusals[0] and "\n" not in refusals[0]
 
 
 def test_the_frame_rate_counts_the_frames_of_its_window_and_overlays_keep_to_render_fps():

@@ -26,6 +26,7 @@ from streamrec.match.matcher import Matcher
 from streamrec.match.store import Watchlist
 from tests.conftest import run_cli
 from tests.pipeline.conftest import Pipeline, start_pipeline
+from tests.support.wait import wait_until
 
 if TYPE_CHECKING:  # only for types: without Playwright the browser fixture skips the tests
     from playwright.sync_api import Browser, Page
@@ -77,12 +78,9 @@ def log_in(page: Page, base: str) -> None:
         assert opened.status == 200
 
 
-def _until(condition: Callable[[], object], timeout: float, what: str, pipeline: Pipeline) -> object:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s; log:\n{pipeline.log.read_text()[-3000:]}"
-        time.sleep(0.2)
-    return result
+def _with_log(what: str, pipeline: Pipeline) -> Callable[[], str]:
+    """``what`` was awaited, and how the pipeline's log ends, read when a wait fails."""
+    return lambda: f"{what} (the log ends:\n{pipeline.log.read_text()[-3000:]}\n)"
 
 
 def _events(pipeline: Pipeline) -> list[dict]:
@@ -125,7 +123,9 @@ def _assign_an_unknown_face(page: Page, pipeline: Pipeline) -> None:
         found = [f for f in faces if matcher.match(f.vector[None])[0].person_id is None]
         return found[0].id if found else None
 
-    face = str(_until(a_stranger, 120, "an unknown face of someone not enrolled", pipeline))
+    wait_until(a_stranger, 120, _with_log("an unknown face of someone not enrolled", pipeline), every=0.2)
+    face = a_stranger()  # one of those found: any will do
+    assert face is not None
     card = page.locator(f'#unknown [data-face="{face}"]')
     card.wait_for(timeout=30_000)  # the page shows it (it refreshes itself)
     card.locator("select").select_option(VISITOR_ID)
@@ -191,7 +191,7 @@ def _delete_and_find_nothing(page: Page, pipeline: Pipeline) -> None:
     def ended() -> bool:  # tracks named Lin still open when he was erased end with his id only
         return named <= {e["track_id"] for e in _events(pipeline) if e["type"] == "track_end"}
 
-    _until(ended, 60, "the tracks named Lin ended", pipeline)
+    wait_until(ended, 60, _with_log("the tracks named Lin ended", pipeline), every=0.2)
     with Watchlist(pipeline.data_dir) as store, store.read() as view:
         assert view.person(LIN_ID) is None and view.negatives(LIN_ID) == []
     assert not [p for p in photos if p.exists()]
@@ -215,9 +215,13 @@ def test_the_face_library_against_a_running_pipeline(running: Pipeline, browser:
     page = browser.new_page()
     try:
         log_in(page, base)
-        # the running pipeline removed the face an earlier run kept past its days
-        _until(lambda: not any(f.ts < time.time() - 30 * 86400 for f in KeptFaces(running.data_dir).recent("unknown", 10_000)),
-               60, "the old face pruned", running)
+
+        def old_face_pruned() -> bool:
+            """The running pipeline removed the face an earlier run kept past its days."""
+            month_ago = time.time() - 30 * 86400
+            return not any(f.ts < month_ago for f in KeptFaces(running.data_dir).recent("unknown", 10_000))
+
+        wait_until(old_face_pruned, 60, _with_log("the old face pruned", running), every=0.2)
         _enroll_by_upload(page, faces_dir)
         _assign_an_unknown_face(page, running)
         _mark_not_this_person(page, running)

@@ -10,8 +10,9 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
   bf16, about 5x faster per face than fp32 on such a CPU;
 * anything else: ``onnxruntime`` in fp32.
 
-int8 is never picked by ``auto``: on an AVX2-only CPU its LFW View 1 accuracy is 0.004 below
-fp32's (docs/accuracy.md), over that bound; ask for it by name. TensorRT is never picked
+int8 is never picked by ``auto``: on an AVX2-only CPU its LFW View 1 accuracy is 0.001 below
+fp32's with ONNX Runtime and 0.004 below with OpenVINO (docs/accuracy.md), at and over that
+bound by a pair or two, which a 1,000-pair estimate cannot tell apart; ask for it by name. TensorRT is never picked
 either: its engines take minutes to compile on first use, so it runs only when asked for. Nor is
 ``triton``, which has no entry: it needs the address of a server ([triton] url).
 
@@ -41,8 +42,8 @@ BACKEND_CHOICES: tuple[BackendChoice, ...] = get_args(BackendChoice)
 #: what ``--precision`` and ``[pipeline] precision`` accept
 PrecisionChoice = Literal["auto", Precision]
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
-#: run only when named: TensorRT compiles its engines for minutes on first use; int8 loses more
-#: LFW accuracy than the bound on an AVX2-only CPU
+#: run only when named: TensorRT compiles its engines for minutes on first use; int8's LFW accuracy
+#: is at or over the bound on an AVX2-only CPU
 _NAMED_ONLY = {"backend": ("tensorrt",), "precision": ("int8",)}
 #: where the kernel says an NVIDIA driver is loaded
 _NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")

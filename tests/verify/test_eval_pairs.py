@@ -31,13 +31,15 @@ def test_lfw_view1(lfw_view1: Path):
 
 
 def test_lfw_view1_int8(lfw_view1: Path):
-    """The int8 engine keeps View 1 accuracy (docs/accuracy.md: 0.986, as fp32)."""
+    """The int8 engine keeps View 1 accuracy (docs/accuracy.md: 0.985, fp32 0.986), two pairs of
+    rounding on another CPU allowed as for fp32 above; with its L2 normalisation quantized it
+    measured 0.982."""
     result = run_cli(
         "eval-pairs", "--pairs", str(lfw_view1 / "pairsDevTest.txt"), "--images", str(lfw_view1 / "deepfunneled"),
         "--precision", "int8", "--json",
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["accuracy"] >= 0.98
+    assert json.loads(result.stdout)["accuracy"] >= 0.983
 
 
 @pytest.fixture()

@@ -36,9 +36,16 @@ Result keys (times in milliseconds unless the name says ``_s``; a time summary i
     ``source``, ``source_info`` (``width``, ``height``, ``fps``, ``frames``), ``frames`` (the
     limit, ``null``: the whole clip), ``threads``, ``systems``, ``faces`` (folder or ``null``),
     ``people``, ``expected`` (``--expected``), ``decode`` (how frames reach the systems),
-    ``engine`` (streamrec's ``backend``, ``precision`` and ``device``).
+    ``engine`` (the first streamrec row's ``backend``, ``precision`` and ``device``), ``engines``
+    (every streamrec row's, in order), ``skipped`` (one line for each backend and precision asked
+    for that this machine cannot run: not measured).
 ``systems``
-    Per system (``face_recognition``, ``facenet_pytorch``, ``streamrec``): ``available``; when
+    Per system (``face_recognition``, ``facenet_pytorch``, ``streamrec``), in the order of
+    ``--systems``; streamrec has one row per engine of ``config.engines``: the first under
+    ``streamrec`` (the row the report's targets read), each further one under
+    ``streamrec:BACKEND:PRECISION`` (e.g. ``streamrec:openvino:int8``; every row runs on the same
+    ``--device``), each with its ``engine`` (``backend``, ``precision``, ``device``).
+    Each row: ``available``; when
     false, ``reason``; when a run failed, ``error``. Otherwise: ``versions``, ``detector``,
     ``embedder``, ``match``, ``threshold``; ``load_s`` (the video process's), ``photos_load_s``;
     ``frames``, ``frames_sha256``, ``processing_s`` (sum of the per-frame times), ``fps`` (frames
@@ -103,6 +110,7 @@ PIPELINE_NOTE = (
     "streamrec's full pipeline (tracking; embeddings skipped for tracked faces) is measured by "
     "`streamrec bench pipeline`; attach its --out JSON with --pipeline-result"
 )
+_ENGINE_KEYS = ("backend", "precision", "device")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
@@ -236,6 +244,30 @@ def _run_system(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _engine(choice: Choice | None) -> dict[str, Any]:
+    """A streamrec row's engine as the result records it (``None``: ONNX Runtime fp32 on the CPU)."""
+    if choice is None:
+        return {"backend": "onnxruntime", "precision": "fp32", "device": None}
+    return {"backend": choice.backend, "precision": choice.precision, "device": choice.device}
+
+
+def _row_key(engine: dict[str, Any], first: bool) -> str:
+    """The key of a streamrec row in ``systems``: ``streamrec`` for the first engine (the row the
+    report's targets and ``--pipeline-result`` comparisons read), ``streamrec:BACKEND:PRECISION``
+    for each further one."""
+    return "streamrec" if first else f"streamrec:{engine['backend']}:{engine['precision']}"
+
+
+def _rows(base: dict[str, Any], systems: Sequence[str], engines: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, worker spec)`` of each row, in the order of ``systems``: streamrec once per engine."""
+    rows = []
+    for system in systems:
+        for index, engine in enumerate(engines if system == "streamrec" else [engines[0]]):
+            key = _row_key(engine, index == 0) if system == "streamrec" else system
+            rows.append((key, {**base, **engine, "system": system}))
+    return rows
+
+
 def bench_peers(
     source: Path,
     faces: Path | None,
@@ -247,13 +279,16 @@ def bench_peers(
     engines: Path | None = None,
     pipeline_result: Path | None = None,
     pair_file: tuple[Path, Path] | None = None,
-    engine: Choice | None = None,
+    choices: Sequence[Choice] = (),
+    skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every system in ``systems`` on ``source`` (first ``frames`` frames, or all) and
     return the result described in this module's docstring. ``pair_file`` is ``(PAIRS.txt,
     image folder)`` of an LFW-format list every system scores besides the photos' pairs
-    (:class:`~streamrec.verify.pairs.PairsFormatError` when it is malformed). ``engine``: the
-    backend, precision and device of the streamrec row (default ONNX Runtime fp32 on the CPU)."""
+    (:class:`~streamrec.verify.pairs.PairsFormatError` when it is malformed). ``choices``: the
+    backend, precision and device of each streamrec row, in order, every one measured like a
+    peer on the same frames (default: ONNX Runtime fp32 on the CPU); ``skipped``: a line for each
+    engine asked for that cannot run here, kept in the result."""
     from streamrec.match.calibrate import person_folders
 
     info = probe_video(source)
@@ -270,43 +305,44 @@ def bench_peers(
         "source": str(source), "frames": frames, "threads": threads, "engines": str(engines),
         "people": {name: [str(p) for p in photos] for name, photos in people.items()},
         "pairs": _spec_pairs(pair_list), "pair_file": _spec_pairs(file_list), "threshold": DEFAULT_THRESHOLD,
-        "backend": engine.backend if engine else "onnxruntime", "precision": engine.precision if engine else "fp32",
-        "device": engine.device if engine else None,
     }
+    engine_list = [_engine(choice) for choice in choices] or [_engine(None)]
     results: dict[str, Any] = {}
-    for system in systems:
-        spec = {**base, "system": system}
+    for key, spec in _rows(base, systems, engine_list):
+        system = spec["system"]
         if system == "facenet_pytorch":
             weights, why = facenet_pytorch_weights(report)
             if weights is None:
-                results[system] = {"system": system, "available": False, "reason": why}
-                report(f"[{system}] not available: {why}")
+                results[key] = {"system": system, "available": False, "reason": why}
+                report(f"[{key}] not available: {why}")
                 continue
             spec["facenet_pytorch_weights"] = str(weights)
-        report(f"[{system}] starting (its own process, {threads} thread(s))")
+        report(f"[{key}] starting (its own process, {threads} thread(s))")
         load_before = os.getloadavg()[0]
         result = _run_system(spec)
         result["load_avg"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
+        if system == "streamrec":
+            result["engine"] = {name: spec[name] for name in _ENGINE_KEYS}
         if result.get("available") and "per_frame" in result and people:
             result.update(identities(result["per_frame"]["names"], info["fps"], expected))
-        results[system] = result
+        results[key] = result
         if not result.get("available"):
-            report(f"[{system}] not available: {result.get('reason')}")
+            report(f"[{key}] not available: {result.get('reason')}")
         elif "error" in result:
-            report(f"[{system}] failed: {result['error']}")
+            report(f"[{key}] failed: {result['error']}")
         else:
-            report(f"[{system}] {result['frames']} frames at {result['fps']:.1f} FPS, {result['faces_per_frame']:.2f} faces per frame")
+            report(f"[{key}] {result['frames']} frames at {result['fps']:.1f} FPS, {result['faces_per_frame']:.2f} faces per frame")
     digests = {r["frames_sha256"] for r in results.values() if r.get("frames_sha256")}
     pipeline: dict[str, Any] = {"note": PIPELINE_NOTE, "source": None, "result": None}
     if pipeline_result is not None:
         pipeline.update(source=str(pipeline_result), result=json.loads(Path(pipeline_result).read_text()))
     return {
-        "machine": machine(engine.device if engine else None),
+        "machine": machine(engine_list[0]["device"]),
         "config": {
             "source": str(source), "source_info": info, "frames": frames, "threads": threads, "systems": list(systems),
             "faces": str(faces) if faces is not None else None, "people": sorted(people),
             "expected": list(expected) if expected is not None else None,
-            "engine": {key: base[key] for key in ("backend", "precision", "device")},
+            "engine": engine_list[0], "engines": engine_list, "skipped": list(skipped),
             "decode": "each worker decodes the file frame by frame with OpenCV (BGR to RGB), outside the timed region; "
             "the first frame is processed once untimed, then every frame in order from frame 0",
         },

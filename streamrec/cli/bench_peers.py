@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from streamrec.backends import default_threads
-from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES
+from streamrec.backends.choose import (
+    AUTO,
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    BackendChoice,
+    Choice,
+    PrecisionChoice,
+)
 from streamrec.bench.peer_workers import SYSTEMS
 from streamrec.cli.common import UserError, emit_result, number, resolve_engine, stderr, thread_count
 
@@ -34,6 +42,22 @@ def _systems(text: str) -> list[str]:
     return list(dict.fromkeys(systems))
 
 
+def _choices(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names from ``choices``, ``auto`` only alone (it picks one
+    engine for this machine, so it has nothing to be compared with)."""
+
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(_names(text)))
+        wrong = [n for n in names if n not in choices]
+        if wrong:
+            raise argparse.ArgumentTypeError(f"unknown {wrong[0]!r} (choose from {', '.join(choices)})")
+        if AUTO in names and len(names) > 1:
+            raise argparse.ArgumentTypeError(f"{AUTO} stands alone: it picks one for this machine (got {text!r})")
+        return names
+
+    return parse
+
+
 def register_peers(kinds: argparse._SubParsersAction) -> None:
     """Add ``peers`` to the sub-verbs of ``streamrec bench``."""
     from streamrec.bench import peers as doc
@@ -46,7 +70,8 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
         "the same thread budget: face_recognition (dlib HOG + ResNet, face_locations then face_encodings, "
         "tolerance 0.6), facenet-pytorch (MTCNN(keep_all=True) + InceptionResnetV1 holding the FaceNet "
         "20180408-102900 weights our engine is built from, threshold 1.12) and streamrec (our MTCNN and "
-        "FaceNet on --backend (ONNX Runtime unless told), every face of every frame, and the watchlist matcher; no tracking). "
+        "FaceNet on --backend in --precision (ONNX Runtime fp32 unless told), every face of every frame, and the watchlist "
+        "matcher; no tracking), one streamrec row per backend and precision of the comma lists, each run like a peer. "
         "Reports FPS, the detection / embedding split, faces per frame, CPU cores used and peak memory "
         "of each. With --faces (one folder of photos per person), each system enrolls those people and "
         "names faces on the clip, and scores a pair list built from the photos with the eval-pairs "
@@ -73,11 +98,14 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--expected", type=_names, metavar="NAME,NAME", help="the people who really appear in the clip: "
                         "any other name a system gives is listed as unexpected")
     parser.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (built on first use)")
-    ours = parser.add_argument_group("streamrec's engine (the other systems run as they ship)")
-    ours.add_argument("--backend", choices=BACKEND_CHOICES, default="onnxruntime",
-                      help="backend of the streamrec row, as 'streamrec detect --help' lists them (default: %(default)s)")
-    ours.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
-                      help="how streamrec's FaceNet computes (default: %(default)s)")
+    ours = parser.add_argument_group("streamrec's engines (the other systems run as they ship)")
+    ours.add_argument("--backend", type=_choices(BACKEND_CHOICES), default=["onnxruntime"], metavar="B,B",
+                      help=f"backends of the streamrec rows, from {', '.join(BACKEND_CHOICES)} (auto only alone): one row "
+                      "per backend and precision, run one after the other like the peers; a pair this machine cannot run "
+                      "is said in one line and listed in config.skipped (default: onnxruntime)")
+    ours.add_argument("--precision", type=_choices(PRECISION_CHOICES), default=["fp32"], metavar="P,P",
+                      help=f"how streamrec's FaceNet computes, from {', '.join(PRECISION_CHOICES)} (auto only alone) "
+                      "(default: fp32)")
     ours.add_argument("--device", metavar="DEVICE", help="where streamrec's backend runs: cpu, gpu, cuda:N (default: the backend's own)")
     parser.add_argument("--pipeline-result", type=Path, metavar="FILE.json",
                         help="attach the result of `streamrec bench pipeline --out FILE.json` (our full pipeline, with tracking)")
@@ -95,18 +123,19 @@ def _print_peers(result: dict[str, Any]) -> None:
     limit = f"first {cfg['frames']} frames" if cfg["frames"] else "every frame"
     print(f"peers on {cfg['source']} ({info['width']}x{info['height']}, {info['fps']:g} fps, {info['frames']} frames): {limit}, "
           f"{cfg['threads']} thread(s); machine: {result['machine']['cpu']}")
-    print(f"{'system':17} {'frames':>6} {'fps':>6} {'med ms':>7} {'detect ms':>9} {'embed ms':>8} {'ms/face':>7} "
+    width = max([17, *(len(name) + 1 for name in result["systems"])])
+    print(f"{'system':{width}} {'frames':>6} {'fps':>6} {'med ms':>7} {'detect ms':>9} {'embed ms':>8} {'ms/face':>7} "
           f"{'faces/fr':>8} {'cores':>5} {'peak MB':>7} {'pair acc':>8}")
     for name, row in result["systems"].items():
         if not row.get("available"):
-            print(f"{name:17} not available: {row.get('reason')}")
+            print(f"{name:{width}} not available: {row.get('reason')}")
             continue
         if "error" in row:
-            print(f"{name:17} failed: {row['error']}")
+            print(f"{name:{width}} failed: {row['error']}")
             continue
         stage = row["stage_ms"]
         accuracy = (row.get("verification") or {}).get("accuracy")
-        print(f"{name:17} {row['frames']:>6} {row['fps']:>6.1f} {row['frame_ms']['median']:>7.1f} "
+        print(f"{name:{width}} {row['frames']:>6} {row['fps']:>6.1f} {row['frame_ms']['median']:>7.1f} "
               f"{_num((stage['detect'] or {}).get('median'), '.1f'):>9} {_num((stage['embed'] or {}).get('median'), '.1f'):>8} "
               f"{_num(row['embed_ms_per_face'], '.1f'):>7} {row['faces_per_frame']:>8.2f} {row['cpu_cores_used']:>5.2f} "
               f"{_num(row['peak_rss_mb'] or row['peak_rss_mb_process'], '.0f'):>7} {_num(accuracy, '.3f'):>8}")
@@ -116,6 +145,11 @@ def _print_peers(result: dict[str, Any]) -> None:
         named = ", ".join(f"{who} {r['frames']} frames ({r['first_frame']}-{r['last_frame']})" for who, r in row["identities"].items())
         extra = f"; unexpected: {', '.join(row['unexpected_names'])}" if row.get("unexpected_names") else ""
         print(f"{name}: {named or 'nobody named'}; {row['unknown_faces']} unknown faces{extra}")
+    engines = [(name, row["engine"]) for name, row in result["systems"].items() if "engine" in row]
+    if len(engines) > 1:
+        print("streamrec rows: " + ", ".join(f"{name} = {e['backend']} {e['precision']} on {e['device'] or 'cpu'}" for name, e in engines))
+    for line in cfg["skipped"]:
+        print(f"streamrec not run on {line}")
     pairs = result["pairs"]
     if pairs:
         print(f"pairs: {pairs['same']} same + {pairs['different']} different from {pairs['photos']} photos of "
@@ -151,6 +185,32 @@ def _pair_file(pairs: Path | None, images: Path | None) -> tuple[Path, Path] | N
     return pairs, images
 
 
+def _engines(
+    backends: Sequence[BackendChoice], precisions: Sequence[PrecisionChoice], device: str | None
+) -> tuple[list[Choice], list[str]]:
+    """The streamrec rows' engines, checked before any system runs, and one line for each pair of
+    ``--backend`` and ``--precision`` this machine cannot run (said on stderr). One pair is
+    resolved as every verb resolves ``--backend``/``--precision`` (``auto`` included), and stops
+    the run if it cannot run here; of several, those that can run are compared, and the run stops
+    only when none can."""
+    from streamrec.bench.models import engine_choices
+
+    if len(backends) == 1 and len(precisions) == 1:
+        return [resolve_engine(backends[0], precisions[0], device, "")], []
+    named_backends = [b for b in backends if b != AUTO]
+    named_precisions = [p for p in precisions if p != AUTO]
+    if len(named_backends) < len(backends) or len(named_precisions) < len(precisions):
+        raise UserError(f"--backend {AUTO} and --precision {AUTO} pick one engine; name the backends and precisions to compare")
+    runnable, skipped = engine_choices(named_backends, list(named_precisions), device)
+    for line in skipped:
+        stderr(f"not run: {line}")
+    if not runnable:
+        raise UserError("no backend here runs the precisions asked for: " + "; ".join(skipped))
+    runs = set(runnable)
+    asked = [Choice(backend, precision, device) for backend in named_backends for precision in named_precisions]
+    return [choice for choice in asked if (choice.backend, choice.precision) in runs], skipped
+
+
 def run_peers_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.models import probe_video
     from streamrec.bench.peers import bench_peers, frames_for
@@ -170,12 +230,13 @@ def run_peers_bench(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UserError(f"{args.pipeline_result}: not a readable JSON file ({exc})") from None
     frames = frames_for(args.duration, args.frames, info["fps"])
-    choice = resolve_engine(args.backend, args.precision, args.device, "")
+    engines, skipped = _engines(args.backend, args.precision, args.device)
     stderr(f"streamrec bench peers: {', '.join(args.systems)} on {args.source}, "
-           f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s); streamrec on {choice.describe()}")
+           f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s); "
+           f"streamrec on {', '.join(choice.describe() for choice in engines)}")
     try:
         result = bench_peers(args.source, args.faces, frames, args.threads, args.systems, stderr,
-                             args.expected, args.engines, args.pipeline_result, pair_file, choice)
+                             args.expected, args.engines, args.pipeline_result, pair_file, engines, skipped)
     except (BuildError, SourceError) as exc:
         raise UserError(str(exc)) from None
     emit_result(result, args, _print_peers)

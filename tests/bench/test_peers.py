@@ -149,3 +149,61 @@ def test_an_engine_this_machine_lacks_is_one_line(hamilton_clip: Path):
     result = _peers("--source", str(hamilton_clip), "--frames", "2", "--systems", "streamrec", "--backend", "onnxruntime", "--precision", "fp16")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("streamrec: ") and "fp16" in result.stderr
+
+
+def test_each_engine_is_a_streamrec_row_on_the_same_frames(hamilton_clip: Path, tmp_path: Path):
+    """``--backend onnxruntime,openvino``: two streamrec rows, one after the other on the same
+    frames, each recording its engine; the first keeps the key the report's targets read."""
+    pytest.importorskip("openvino", reason="the openvino backend is the 'openvino' extra")
+    out = tmp_path / "bench" / "peers.json"
+    result = _peers("--source", str(hamilton_clip), "--frames", "3", "--threads", "2", "--systems", "streamrec",
+                    "--backend", "onnxruntime,openvino", "--precision", "fp32", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    onnx, openvino = ({"backend": backend, "precision": "fp32", "device": None} for backend in ("onnxruntime", "openvino"))
+    assert list(report["systems"]) == ["streamrec", "streamrec:openvino:fp32"]
+    assert report["config"]["engine"] == onnx and report["config"]["engines"] == [onnx, openvino]
+    assert report["config"]["skipped"] == [] and report["config"]["systems"] == ["streamrec"]
+    rows = report["systems"]
+    for row, engine in zip(rows.values(), (onnx, openvino)):
+        assert row["available"] is True and "error" not in row, row.get("error")
+        assert row["engine"] == engine and f"({engine['backend']} on" in row["embedder"]
+        assert row["frames"] == 3 and row["faces"] > 0
+    assert rows["streamrec"]["frames_sha256"] == rows["streamrec:openvino:fp32"]["frames_sha256"] and report["same_frames"] is True
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("streamrec ") and line.split()[1] == "3" for line in lines)
+    assert any(line.startswith("streamrec:openvino:fp32 ") and line.split()[1] == "3" for line in lines)
+
+
+
+def test_an_engine_this_cpu_lacks_is_one_line_beside_those_that_run(hamilton_clip: Path):
+    """``--precision fp32,bf16`` on a CPU without bf16: the fp32 row runs; bf16 is one line on
+    stderr and in the text, and listed in ``config.skipped``."""
+    from streamrec.backends.cpu import cpu_info
+
+    pytest.importorskip("openvino", reason="the openvino backend is the 'openvino' extra")
+    if cpu_info().bf16:
+        pytest.skip("this CPU computes in bf16, so there is no refusal to see")
+    result = _peers("--source", str(hamilton_clip), "--frames", "2", "--threads", "2", "--systems", "streamrec",
+                    "--backend", "openvino", "--precision", "fp32,bf16", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    refusals = [line for line in result.stderr.splitlines() if "bf16" in line]
+    assert len(refusals) == 1 and refusals[0].startswith("not run: openvino bf16: ") and "AVX-512 BF16" in refusals[0]
+    report = json.loads(result.stdout)
+    assert report["config"]["skipped"] == [refusals[0].removeprefix("not run: ")]
+    assert report["config"]["engines"] == [{"backend": "openvino", "precision": "fp32", "device": None}]
+    row = report["systems"]["streamrec"]
+    assert list(report["systems"]) == ["streamrec"] and row["available"] is True and "error" not in row, row.get("error")
+    assert row["engine"]["precision"] == "fp32" and row["frames"] == 2
+
+
+def test_engines_none_of_which_runs_or_auto_among_others_are_refused(hamilton_clip: Path):
+    result = _peers("--source", str(hamilton_clip), "--systems", "streamrec", "--backend", "onnxruntime", "--precision", "bf16,fp16")
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "[streamrec]" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("streamrec: ") and "no backend here runs the precisions asked for: onnxruntime bf16: " in last
+    result = _peers("--source", str(hamilton_clip), "--backend", "auto,onnxruntime")
+    assert result.returncode == 2 and "auto stands alone" in result.stderr
+    result = _peers("--source", str(hamilton_clip), "--backend", "auto", "--precision", "fp32,int8")
+    assert result.returncode == 1 and "--backend auto and --precision auto pick one engine" in result.stderr

@@ -52,6 +52,7 @@ COMMANDS = {
     "transport": 'streamrec bench transport --out "$out/transport.json"',
     "transport_1280x720": 'streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"',
     "peers": 'streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \\\n'
+    '    --backend onnxruntime,openvino --precision fp32,int8 \\\n'
     '    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \\\n'
     '    --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \\\n'
     '    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"',
@@ -259,6 +260,27 @@ def _usable_peers(peers: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {name: row for name, row in peers.get("systems", {}).items() if row.get("available") and "error" not in row and row.get("fps")}
 
 
+def _streamrec_rows(peers: dict[str, Any] | None) -> list[str]:
+    """The keys of the streamrec rows of ``peers.json``: ``streamrec``, then one per further engine."""
+    return [name for name, row in (peers or {}).get("systems", {}).items() if row.get("system", name) == "streamrec"]
+
+
+def _peer_label(name: str, peers: dict[str, Any] | None) -> str:
+    """How the report names a row of ``peers.json``; a streamrec row with its backend and precision
+    (and device, when one was named) when the run measured several engines, so each row says which."""
+    row = (peers or {}).get("systems", {}).get(name) or {}
+    label = _PEER_LABELS.get(row.get("system", name), name)
+    engine = row.get("engine")
+    if engine and len(_streamrec_rows(peers)) > 1:
+        label += f", {_engine_text(engine)}"
+    return label
+
+
+def _engine_text(engine: dict[str, Any]) -> str:
+    """A streamrec row's engine in a few words: ``openvino int8``, ``torch fp16 on cuda:0``."""
+    return f"{engine['backend']} {engine['precision']}" + (f" on {engine['device']}" if engine.get("device") else "")
+
+
 # -- the report -----------------------------------------------------------------------------------
 def write_report(folder: Path, out: Path) -> list[Path]:
     """Write the Markdown report ``out`` from the JSON files in ``folder``, and its plots into
@@ -403,7 +425,7 @@ def _headline_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
         rows.append([_pipeline_label(result), timed, _f(result["fps"]), _f(cores, ".2f"), _f(_cpu_ms_per_frame(cores, result["fps"])),
                      _f(memory, ".0f") + (" (sum of stage peaks)" if memory else ""), *(["-"] * len(ours_cols))])
     for name, row in peers.items():
-        rows.append([_PEER_LABELS.get(name, name), "offline: every frame, as fast as it goes", _f(row["fps"]), _f(row.get("cpu_cores_used"), ".2f"),
+        rows.append([_peer_label(name, data.get("peers")), "offline: every frame, as fast as it goes", _f(row["fps"]), _f(row.get("cpu_cores_used"), ".2f"),
                      _f(_cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"])), _f(_peer_memory(row), ".0f"), *ratio_cells(row["fps"])])
     if rows:
         lines += _table(header, rows) + [""]
@@ -420,6 +442,7 @@ def _headline_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
     if live:
         lines += _live_caveat(live, four, peers)
     lines += _target_rows(live, fast, peers, data)
+    lines += _engine_ratios(data.get("peers"))
     if "fps" in links:
         lines += [f"![FPS and CPU time per frame of each system]({links['fps']})", ""]
     return lines
@@ -484,6 +507,37 @@ def _target_rows(live: dict[str, Any] | None, fast: dict[str, Any] | None, peers
     if notes:
         lines += [("The offline throughput of the pipeline (the like-for-like figure) is not measured: `pipeline_fast.json` is "
                   f"missing; `{REPRODUCE}` makes it with:"), "", *_command_block(["pipeline_fast"]), ""]
+    return lines
+
+
+def _engine_ratios(peers: dict[str, Any] | None) -> list[str]:
+    """With several streamrec engines in ``peers.json``: each one's per-frame FPS over each peer's,
+    beside the speed targets, so the engine that gets there (or closest) shows; and the engines
+    asked for that could not run. Nothing for a run of one engine."""
+    names = _streamrec_rows(peers)
+    if len(names) < 2:
+        return []
+    usable = _usable_peers(peers)
+    header = ["streamrec, per frame (no tracking), on", "FPS",
+              *(f"over {_PEER_LABELS[name]}, target {target:g}x" for name, target in PEER_TARGETS.items())]
+    rows = []
+    for name in names:
+        row = (peers or {})["systems"][name]
+        engine = _engine_text(row["engine"])
+        if name not in usable:
+            rows.append([engine, f"not measured: {row.get('reason') or row.get('error') or 'no frames'}", *["-"] * len(PEER_TARGETS)])
+            continue
+        cells = []
+        for peer, target in PEER_TARGETS.items():
+            theirs = usable.get(peer)
+            ratio = row["fps"] / theirs["fps"] if theirs else None
+            cells.append("-" if ratio is None else f"{ratio:.2f}x" + (" (reaches it)" if ratio >= target else ""))
+        rows.append([engine, _f(row["fps"]), *cells])
+    lines = [("Per frame, without tracking, on each engine `bench peers` ran (the targets are judged on the pipeline above; "
+              "this is what each engine alone gives, every face of every frame):"), "", *_table(header, rows), ""]
+    skipped = ((peers or {}).get("config") or {}).get("skipped") or []
+    if skipped:
+        lines += ["Asked for, not run on this machine: " + "; ".join(skipped) + ".", ""]
     return lines
 
 
@@ -609,14 +663,14 @@ def _identification_section(data: dict[str, Any]) -> list[str]:
                      ", ".join(unexpected) or "none", *["-"] * len(keys)])
     for name, row in peers_all.items():
         if not row.get("available") or "error" in row:
-            rows.append([_PEER_LABELS.get(name, name), "-", row.get("reason") or row.get("error") or "-", "-", "-", *["-"] * len(keys)])
+            rows.append([_peer_label(name, data.get("peers")), "-", row.get("reason") or row.get("error") or "-", "-", "-", *["-"] * len(keys)])
             continue
         people = row.get("identities")
         if people is None:
             continue
         named = "; ".join(f"{who}: {r['faces']} faces on {r['frames']} frames, first at {_f(r.get('first_s'), '.2f')} s" for who, r in people.items())
         found = f"{len(set(people) & set(expected))} of {len(expected)}" if expected else "-"
-        rows.append([_PEER_LABELS.get(name, name), found, named or "nobody", f"{row.get('unknown_faces', '-')} unknown faces",
+        rows.append([_peer_label(name, data.get("peers")), found, named or "nobody", f"{row.get('unknown_faces', '-')} unknown faces",
                      ", ".join(row.get("unexpected_names") or []) or "none", *(_accuracy(row.get(key)) for key in keys)])
     if not rows:
         return [*lines, *_not_measured("peers"), ""]
@@ -660,7 +714,7 @@ def _time_section(data: dict[str, Any], links: dict[str, str]) -> list[str]:
         stages = _peer_stages(row)
         if not stages:
             continue
-        rows.append([_PEER_LABELS.get(name, name), *(_f(stages[n], ".2f") for n in _STAGES), _f(stages["total"], ".2f"),
+        rows.append([_peer_label(name, data.get("peers")), *(_f(stages[n], ".2f") for n in _STAGES), _f(stages["total"], ".2f"),
                      f"{row['faces_per_frame']:.2f}", f"{row['faces_per_frame']:.2f}", _f(_cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"])),
                      f"means of {row['frames']} frames"])
     if not rows:
@@ -940,7 +994,7 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
     ]
     rows, how = [], []
     for name, row in peers.get("systems", {}).items():
-        label = _PEER_LABELS.get(name, name)
+        label = _peer_label(name, peers)
         if not row.get("available"):
             rows.append([label, f"not available: {row.get('reason')}", *["-"] * 10])
             continue
@@ -1064,7 +1118,7 @@ def _systems_fps(data: dict[str, Any]) -> list[tuple[str, float, float | None, s
             label += "\n(FPS: all streams together)"
         rows.append((label, result["fps"], _cpu_ms_per_frame(_pipeline_cores(result), result["fps"]), "offline" if result["config"].get("fast") else "live"))
     for name, row in _usable_peers(data.get("peers")).items():
-        rows.append((_PEER_LABELS.get(name, name).replace(", ", "\n"), row["fps"], _cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"]), "offline"))
+        rows.append((_peer_label(name, data.get("peers")).replace(", ", "\n"), row["fps"], _cpu_ms_per_frame(row.get("cpu_cores_used"), row["fps"]), "offline"))
     return rows
 
 
@@ -1109,7 +1163,7 @@ def _plot_latency(figure: Any, data: dict[str, Any]) -> bool:
         ms = np.sort(np.asarray((row.get("per_frame") or {}).get("ms") or [], dtype=float))
         if ms.size:
             axis.step(ms, np.arange(1, ms.size + 1) / ms.size, where="post", color=next(colours), linewidth=1.5,
-                      label=f"{_PEER_LABELS.get(name, name)}: time per frame, offline ({ms.size} frames)")
+                      label=f"{_peer_label(name, data.get('peers'))}: time per frame, offline ({ms.size} frames)")
             drawn = True
     markers = iter(["o", "s", "^", "D"])
     pipeline_colours = iter(["#4c72b0", "#1f3b73", "#6fa8dc", "#264653"])
@@ -1157,7 +1211,7 @@ def _plot_stages(figure: Any, data: dict[str, Any]) -> bool:
     for name, row in _usable_peers(data.get("peers")).items():
         stages = _peer_stages(row)
         if stages:
-            rows.append((_PEER_LABELS.get(name, name).replace(", ", "\n"), stages))
+            rows.append((_peer_label(name, data.get("peers")).replace(", ", "\n"), stages))
     if not rows:
         return False
     axis = figure.subplots()

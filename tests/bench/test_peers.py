@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_command
+from tests.conftest import cli_command, run_cli
 
 # The people of the clip with photos in faces/: few photos, so enrollment and the pair list
 # (alex_lacamoire's 3 photos give 3 same-person pairs) stay quick.
@@ -153,7 +153,8 @@ def test_an_engine_this_machine_lacks_is_one_line(hamilton_clip: Path):
 
 def test_each_engine_is_a_streamrec_row_on_the_same_frames(hamilton_clip: Path, tmp_path: Path):
     """``--backend onnxruntime,openvino``: two streamrec rows, one after the other on the same
-    frames, each recording its engine; the first keeps the key the report's targets read."""
+    frames, each recording its engine; the first keeps the key the report's targets read, and
+    the report names each row by its engine."""
     pytest.importorskip("openvino", reason="the openvino backend is the 'openvino' extra")
     out = tmp_path / "bench" / "peers.json"
     result = _peers("--source", str(hamilton_clip), "--frames", "3", "--threads", "2", "--systems", "streamrec",
@@ -174,6 +175,13 @@ def test_each_engine_is_a_streamrec_row_on_the_same_frames(hamilton_clip: Path, 
     assert any(line.startswith("streamrec ") and line.split()[1] == "3" for line in lines)
     assert any(line.startswith("streamrec:openvino:fp32 ") and line.split()[1] == "3" for line in lines)
 
+    markdown = tmp_path / "benchmarks.md"
+    written = run_cli("bench", "report", "--dir", str(out.parent), "--out", str(markdown), timeout=120)
+    assert written.returncode == 0, written.stderr
+    text = markdown.read_text()
+    for engine, row in zip(("onnxruntime fp32", "openvino fp32"), rows.values()):
+        assert f"| streamrec, per frame (no tracking), {engine} | offline: every frame, as fast as it goes | {row['fps']:.1f} |" in text
+        assert f"| {engine} | {row['fps']:.1f} | - | - |" in text  # its FPS over the peers': none measured here
 
 
 def test_an_engine_this_cpu_lacks_is_one_line_beside_those_that_run(hamilton_clip: Path):

@@ -225,6 +225,37 @@ def test_identification_is_judged_on_the_pair_file_when_given(bench_dir: Path, t
     assert "LFW pair accuracy: the same protocol on `pairsDevTest.txt` (500 same-person and 500 different-person pairs" in section
 
 
+def test_each_streamrec_engine_is_labelled_and_set_beside_the_targets(bench_dir: Path, tmp_path: Path):
+    """A peers.json with two streamrec engines and one refused: every table names each row by its
+    engine, and each engine's per-frame FPS over each peer's is given beside the speed targets
+    (figures chosen here, ratios worked out by hand); the pipeline's targets are judged as ever."""
+    refused = "openvino bf16: bf16 needs a CPU with AVX-512 BF16 or AMX"
+
+    def two_engines(data: dict) -> None:
+        onnx, openvino = {"backend": "onnxruntime", "precision": "fp32", "device": None}, {"backend": "openvino", "precision": "int8", "device": None}
+        systems = data["systems"]
+        systems["facenet_pytorch"]["fps"], systems["face_recognition"]["fps"] = 2.0, 5.0
+        systems["streamrec"].update(fps=8.0, engine=onnx)
+        systems["streamrec:openvino:int8"] = {**systems["streamrec"], "fps": 12.0, "engine": openvino}
+        data["config"].update(engines=[onnx, openvino], skipped=[refused])
+
+    _set(bench_dir, "peers", two_engines)
+    out = tmp_path / "benchmarks.md"
+    write_report(bench_dir, out)
+    text = out.read_text()
+    # 8 / 2 = 4.00 (under 5), 8 / 5 = 1.60 (under 2); 12 / 2 = 6.00 and 12 / 5 = 2.40, both over
+    assert "| onnxruntime fp32 | 8.0 | 4.00x | 1.60x |" in text
+    assert "| openvino int8 | 12.0 | 6.00x (reaches it) | 2.40x (reaches it) |" in text
+    assert f"Asked for, not run on this machine: {refused}." in text
+    for engine in ("onnxruntime fp32", "openvino int8"):
+        label = f"streamrec, per frame (no tracking), {engine}"
+        assert f"| {label} | offline: every frame, as fast as it goes |" in text  # the headline
+        assert f"\n| {label} | " in text.split("## Where the time of a frame goes")[1].split("\n## ")[0]
+        assert f"\n| {label} | " in text.split("## The peers in detail")[1]
+    fast = _json(bench_dir, "pipeline_fast")
+    assert f"| >= 5x facenet-pytorch | {fast['fps'] / 2.0:.2f}x ({fast['fps']:.1f} vs 2.00 FPS) |" in text
+
+
 def _net(model: str, backend: str, batch: int, median_ms: float) -> dict:
     """One row of ``bench models``' ``nets``, as it writes them."""
     return {"model": model, "backend": backend, "precision": "fp32", "batch": batch, "median_ms": median_ms,

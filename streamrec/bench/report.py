@@ -65,6 +65,8 @@ _WORKER_RUNS = ("pipeline_workers_4x1", "pipeline_workers_4x2")
 
 # The project's performance targets: what the figures are judged against, not results
 PEER_TARGETS = {"facenet_pytorch": 5.0, "face_recognition": 2.0}  #: our FPS over theirs, at least
+#: the engines' own target: per frame, every face embedded, no tracking, our FPS over theirs
+ENGINE_TARGETS = {"facenet_pytorch": 3.0, "face_recognition": 3.5}
 FPS_TARGET = 25.0  #: one live stream of the clip, end to end
 EVENT_P95_TARGET_MS = 150.0  #: p95 capture-to-event latency, one stream
 STREAMS_TARGET = (4, 8.0)  #: this many streams at once keep at least this FPS each
@@ -519,22 +521,23 @@ def _engine_ratios(peers: dict[str, Any] | None) -> list[str]:
         return []
     usable = _usable_peers(peers)
     header = ["streamrec, per frame (no tracking), on", "FPS",
-              *(f"over {_PEER_LABELS[name]}, target {target:g}x" for name, target in PEER_TARGETS.items())]
+              *(f"over {_PEER_LABELS[name]}, target {target:g}x" for name, target in ENGINE_TARGETS.items())]
     rows = []
     for name in names:
         row = (peers or {})["systems"][name]
         engine = _engine_text(row["engine"])
         if name not in usable:
-            rows.append([engine, f"not measured: {row.get('reason') or row.get('error') or 'no frames'}", *["-"] * len(PEER_TARGETS)])
+            rows.append([engine, f"not measured: {row.get('reason') or row.get('error') or 'no frames'}", *["-"] * len(ENGINE_TARGETS)])
             continue
         cells = []
-        for peer, target in PEER_TARGETS.items():
+        for peer, target in ENGINE_TARGETS.items():
             theirs = usable.get(peer)
             ratio = row["fps"] / theirs["fps"] if theirs else None
             cells.append("-" if ratio is None else f"{ratio:.2f}x" + (" (reaches it)" if ratio >= target else ""))
         rows.append([engine, _f(row["fps"]), *cells])
-    lines = [("Per frame, without tracking, on each engine `bench peers` ran (the targets are judged on the pipeline above; "
-              "this is what each engine alone gives, every face of every frame):"), "", *_table(header, rows), ""]
+    lines = [("Per frame, without tracking, on each engine `bench peers` ran: what each engine alone gives, every face of "
+              "every frame detected and embedded, against the engines' own targets (the targets above are the pipeline's):"),
+             "", *_table(header, rows), ""]
     skipped = ((peers or {}).get("config") or {}).get("skipped") or []
     if skipped:
         lines += ["Asked for, not run on this machine: " + "; ".join(skipped) + ".", ""]

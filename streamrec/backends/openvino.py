@@ -3,10 +3,14 @@
 OpenVINO reads the project's ONNX files directly, so nothing is converted or added to engines/.
 
 Threads. On the CPU, ``INFERENCE_NUM_THREADS`` is ``threads``, with one stream, the latency hint
-and CPU pinning off. Pinned, the engine's worker threads took about 10% of the CPU time of the
-NumPy work that runs between calls (the MTCNN pyramid, crops, NMS), against 1-2% unpinned
-(measured on 2 cores; a pool that spins takes most of it, tests/backends/test_openvino.py
-watches for that). Between calls the workers sleep: an idle process uses no CPU.
+and CPU pinning off: streamrec runs its stages as separate processes, and pinned pools of two
+processes can land on the same cores. After each call OpenVINO's oneTBB workers busy-wait for
+about a millisecond of one core (OpenVINO documents this "worker wait"; no setting turns it off),
+then sleep: an idle process uses no CPU, and the NumPy work between calls keeps its core. The wait
+is paid per call, so a cascade of short calls pays it often: on 640x480 frames (min face 40, 2
+threads, 2-core AMD EPYC) whole-frame MTCNN took 14 ms a frame on either CPU backend, with 27 ms
+of CPU time under OpenVINO against 19 ms under ONNX Runtime, whose spinning is off. Pinned,
+the wait is as long. tests/backends/test_openvino.py tells this bounded wait from a pool that spins.
 
 Shapes. Each model is compiled once as read, with its dynamic dimensions (the batch; P-Net's
 height and width), so any input runs at once. A model compiled for one fixed shape runs the

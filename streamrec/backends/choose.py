@@ -8,13 +8,14 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
   in fp16, then fp32;
 * a CPU that computes in bf16 (AVX-512 BF16 or AMX) with OpenVINO installed: ``openvino`` in
   bf16, about 5x faster per face than fp32 on such a CPU;
-* anything else: ``onnxruntime`` in fp32.
+* any other CPU: ``onnxruntime`` in int8, the quantized FaceNet (about half fp32's time per
+  face; LFW View 1 0.985 against fp32's 0.986, with the same VAL, AUC and threshold,
+  docs/accuracy.md); fp32 for a model ``streamrec train`` wrote, which has no int8 engine.
 
-int8 is never picked by ``auto``: on an AVX2-only CPU its LFW View 1 accuracy is 0.001 below
-fp32's with ONNX Runtime and 0.004 below with OpenVINO (docs/accuracy.md), at and over that
-bound by a pair or two, which a 1,000-pair estimate cannot tell apart; ask for it by name. TensorRT is never picked
-either: its engines take minutes to compile on first use, so it runs only when asked for. Nor is
-``triton``, which has no entry: it needs the address of a server ([triton] url).
+OpenVINO's int8 is not an entry: on the same engine file its View 1 accuracy measured 0.004
+below fp32's, over the bound; ask for it by name. TensorRT is never picked either: its engines
+take minutes to compile on first use, so it runs only when asked for. Nor is ``triton``, which
+has no entry: it needs the address of a server ([triton] url).
 
 Every entry passed over is kept with the backend's own one-line reason, so the caller can say
 what was picked and why. The probes are cheap: a GPU entry is passed over without importing
@@ -30,6 +31,7 @@ from typing import Final, Literal, get_args
 
 from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.backends.cpu import cpu_info
+from streamrec.engines import PUBLISHED_MODEL
 from streamrec.faces import Precision
 
 __all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "BackendChoice", "Choice", "PrecisionChoice",
@@ -42,9 +44,8 @@ BACKEND_CHOICES: tuple[BackendChoice, ...] = get_args(BackendChoice)
 #: what ``--precision`` and ``[pipeline] precision`` accept
 PrecisionChoice = Literal["auto", Precision]
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
-#: run only when named: TensorRT compiles its engines for minutes on first use; int8's LFW accuracy
-#: is at or over the bound on an AVX2-only CPU
-_NAMED_ONLY = {"backend": ("tensorrt",), "precision": ("int8",)}
+#: run only when named: TensorRT compiles its engines for minutes on first use
+_NAMED_ONLY = ("tensorrt",)
 #: where the kernel says an NVIDIA driver is loaded
 _NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 
@@ -69,7 +70,6 @@ CANDIDATES: tuple[_Candidate, ...] = (
     _Candidate("openvino", "bf16", "cpu"),
     _Candidate("torch", "bf16", "cpu"),
     _Candidate("onnxruntime", "int8", "cpu"),
-    _Candidate("openvino", "int8", "cpu"),
     _Candidate("onnxruntime", "fp32", "cpu"),
     _Candidate("openvino", "fp32", "cpu"),
     _Candidate("torch", "fp32", "cpu"),
@@ -100,8 +100,10 @@ def _device_kind(device: str | None) -> str | None:
     return None if not device else device.split(":", 1)[0]
 
 
-def _refusal(candidate: _Candidate, device: str | None) -> str | None:
-    """Why ``candidate`` cannot run here (one line), or ``None`` when it can."""
+def _refusal(candidate: _Candidate, device: str | None, model: str) -> str | None:
+    """Why ``candidate`` cannot run ``model`` here (one line), or ``None`` when it can."""
+    if candidate.precision == "int8" and model != PUBLISHED_MODEL:
+        return f"model {model!r} has no int8 engine"
     if candidate.device == "cuda" and not _NVIDIA_DRIVER.exists():
         return "no NVIDIA driver loaded"
     if candidate.device == "cpu" and candidate.precision == "bf16" and not cpu_info().bf16:
@@ -115,8 +117,11 @@ def _refusal(candidate: _Candidate, device: str | None) -> str | None:
     return None
 
 
-def choose(backend: BackendChoice, precision: PrecisionChoice, device: str | None = None) -> Choice:
-    """The backend, precision and device to run, ``auto`` in either resolved for this machine.
+def choose(
+    backend: BackendChoice, precision: PrecisionChoice, device: str | None = None, model: str = PUBLISHED_MODEL
+) -> Choice:
+    """The backend, precision and device to run FaceNet ``model`` with (the published one, or a
+    trained one's name), ``auto`` in either resolved for this machine.
 
     Named values are kept as given (whether they run here is the backend's to say when it
     opens), and so is a named backend none of whose entries runs here (on an Intel GPU, for
@@ -127,15 +132,13 @@ def choose(backend: BackendChoice, precision: PrecisionChoice, device: str | Non
     kind = _device_kind(device)
     passed: list[tuple[str, str]] = []
     for candidate in CANDIDATES:
-        if (backend == AUTO and candidate.backend in _NAMED_ONLY["backend"]) or (
-            precision == AUTO and candidate.precision in _NAMED_ONLY["precision"]
-        ):
+        if backend == AUTO and candidate.backend in _NAMED_ONLY:
             continue
         if backend not in (AUTO, candidate.backend) or precision not in (AUTO, candidate.precision):
             continue
         if kind is not None and kind != candidate.device:
             continue
-        reason = _refusal(candidate, device)
+        reason = _refusal(candidate, device, model)
         if reason is None:
             return Choice(candidate.backend, candidate.precision, device or candidate.device, _grouped(passed), True)
         passed.append((reason, str(candidate)))

@@ -144,7 +144,8 @@ def add_engine_options(
     )
     group.add_argument(
         "--precision", choices=PRECISION_CHOICES, default=precision,
-        help="how FaceNet computes: auto (the fastest the backend runs here whose accuracy holds; never int8); fp32 (the published model); bf16 (openvino or torch on a CPU with "
+        help="how FaceNet computes: auto (the fastest the backend runs here whose accuracy holds: int8 on "
+        "onnxruntime for the published model, where no bf16 is faster; never openvino's int8); fp32 (the published model); bf16 (openvino or torch on a CPU with "
         "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or "
         "openvino: the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md); "
         "MTCNN computes in fp32 (default: %(default)s)",
@@ -197,15 +198,15 @@ def add_model_options(parser: argparse.ArgumentParser, embeds: bool = True) -> N
 
 def resolve_engine(
     backend: BackendChoice, precision: PrecisionChoice, device: str | None, where: str,
-    images: tuple[int, float] | None = None,
+    images: tuple[int, float] | None = None, model: str = PUBLISHED_MODEL,
 ) -> Choice:
-    """The backend, precision and device to run (``auto`` resolved), checked against this machine
-    before any engine is built or loaded; :class:`UserError` naming ``where`` (the options or
-    keys that asked, if known) when it cannot run here. ``images``: the longest side and the min
-    face size of the images to detect faces in, refused first if the backend's engines cannot
-    take them: that is the configuration's fault, on any machine."""
+    """The backend, precision and device to run FaceNet ``model`` with (``auto`` resolved),
+    checked against this machine before any engine is built or loaded; :class:`UserError` naming
+    ``where`` (the options or keys that asked, if known) when it cannot run here. ``images``: the
+    longest side and the min face size of the images to detect faces in, refused first if the
+    backend's engines cannot take them: that is the configuration's fault, on any machine."""
     try:
-        choice = choose(backend, precision, device)
+        choice = choose(backend, precision, device, model)
         chosen = backend_class(choice.backend)
         if images is not None:
             check_image_side(chosen, *images)
@@ -222,7 +223,7 @@ def resolve_pipeline(
     :func:`resolve_engine`, so that every stage (and a restarted one) runs what is said at the
     start, and the choice, to say it."""
     pipeline = config.pipeline
-    choice = resolve_engine(pipeline.backend, pipeline.precision, pipeline.device or None, where)
+    choice = resolve_engine(pipeline.backend, pipeline.precision, pipeline.device or None, where, model=pipeline.model)
     resolved = {"backend": choice.backend, "precision": choice.precision, "device": choice.device or ""}
     return override(config, {"pipeline": resolved}, names, origin), choice
 
@@ -232,7 +233,8 @@ def open_models(args: argparse.Namespace) -> FaceModels:
     min_face_size = getattr(args, "min_face_size", MTCNNConfig.min_face_size)
     max_side = getattr(args, "max_side", DEFAULT_MAX_SIDE)
     # the line names the value
-    choice = resolve_engine(args.backend, args.precision, args.device, "", (max_side, min_face_size))
+    model = getattr(args, "model", PUBLISHED_MODEL)
+    choice = resolve_engine(args.backend, args.precision, args.device, "", (max_side, min_face_size), model)
     if choice.automatic:
         stderr(f"streamrec: inference on {choice.describe()}")
     try:
@@ -250,7 +252,7 @@ def open_models(args: argparse.Namespace) -> FaceModels:
             ),
             selection=getattr(args, "selection", "centre"),
             max_side=max_side,
-            model=getattr(args, "model", PUBLISHED_MODEL),
+            model=model,
         )
         return FaceModels(config, args.engines, report=stderr)
     except (ValueError, SourceError, BuildError) as exc:

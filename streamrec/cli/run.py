@@ -63,7 +63,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", metavar="DEVICE", help="where the backend runs: cpu, gpu (openvino), cuda or cuda:N "
                         "(tensorrt, torch) (default from the config: the backend's own)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="how FaceNet computes; auto: the fastest the backend "
-                        "runs here whose accuracy holds, never int8 (default from the config: auto)")
+                        "runs here whose accuracy holds, int8 on onnxruntime for the published model where no bf16 is faster "
+                        "(default from the config: auto)")
     parser.add_argument("--triton-url", metavar="HOST:PORT", help="the Triton Inference Server's gRPC address, for "
                         "--backend triton (default from the config: [triton] url, 127.0.0.1:8001)")
     parser.add_argument("--model", metavar="NAME", help="which FaceNet embeds: facenet (the published one) or a model "

@@ -147,7 +147,7 @@ class PipelineConfig(Section):
         default="auto",
         description="Inference backend that runs the MTCNN and FaceNet engines: auto (the fastest this machine "
         "runs whose accuracy holds: torch on an NVIDIA GPU, openvino with bf16 on a CPU with AVX-512 BF16 or AMX, "
-        "else onnxruntime; `streamrec run` says which it took and why); onnxruntime; openvino (the "
+        "else onnxruntime in int8; `streamrec run` says which it took and why); onnxruntime; openvino (the "
         "'openvino' extra; bf16 on CPUs with AVX-512 BF16 or AMX); tensorrt (the 'tensorrt' extra, on an NVIDIA "
         "GPU; not yet run on a GPU by the project); torch (the 'torch' extra: the whole detector and "
         "embedder, crops included, in PyTorch on the device); or triton (the 'triton' extra: the engines run "
@@ -168,8 +168,8 @@ class PipelineConfig(Section):
     )
     precision: PrecisionChoice = Field(
         default="auto",
-        description="How FaceNet computes: auto (the fastest the backend runs here whose accuracy holds; never "
-        "int8); fp32 (the published model); bf16 (openvino or torch on a CPU with "
+        description="How FaceNet computes: auto (the fastest the backend runs here whose accuracy holds: int8 "
+        "on onnxruntime for the published model, where no bf16 is faster; never openvino's int8); fp32 (the published model); bf16 (openvino or torch on a CPU with "
         "AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 (onnxruntime or openvino: "
         "the quantized engine, 2-3x faster on CPUs, slightly less accurate; docs/accuracy.md). Whether the "
         "backend and this machine compute in it is checked when the pipeline starts.",

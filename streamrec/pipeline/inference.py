@@ -120,7 +120,7 @@ class InferenceStage(Stage):
         assert self.ctx is not None
         cfg = self.config
         # `streamrec run` resolved "auto" before the start; resolved here too for other callers
-        choice = choose(cfg.pipeline.backend, cfg.pipeline.precision, cfg.pipeline.device or None)
+        choice = choose(cfg.pipeline.backend, cfg.pipeline.precision, cfg.pipeline.device or None, cfg.pipeline.model)
         options = BackendOptions(threads=cfg.pipeline.threads or None, device=choice.device,
                                  triton=cfg.triton.options())
         pnet, rnet, onet = cfg.detector.thresholds

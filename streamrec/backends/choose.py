@@ -31,7 +31,7 @@ from typing import Final, Literal, get_args
 
 from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.backends.cpu import cpu_info
-from streamrec.engines import PUBLISHED_MODEL
+from streamrec.engines import PUBLISHED_MODEL, int8_refusal
 from streamrec.faces import Precision
 
 __all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "BackendChoice", "Choice", "PrecisionChoice",
@@ -102,8 +102,8 @@ def _device_kind(device: str | None) -> str | None:
 
 def _refusal(candidate: _Candidate, device: str | None, model: str) -> str | None:
     """Why ``candidate`` cannot run ``model`` here (one line), or ``None`` when it can."""
-    if candidate.precision == "int8" and model != PUBLISHED_MODEL:
-        return f"model {model!r} has no int8 engine"
+    if candidate.precision == "int8" and (refusal := int8_refusal(model)):
+        return refusal
     if candidate.device == "cuda" and not _NVIDIA_DRIVER.exists():
         return "no NVIDIA driver loaded"
     if candidate.device == "cpu" and candidate.precision == "bf16" and not cpu_info().bf16:

@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = [
     "ENGINE_FILES", "MANIFEST_FORMAT", "MANIFEST_NAME", "MODELS_KEY", "PUBLISHED_MODEL", "TRAINED_PREFIX", "default_engine_dir",
-    "ensure_engines", "facenet_engine", "model_file", "read_manifest", "trained_models", "trained_weights",
+    "ensure_engines", "facenet_engine", "int8_refusal", "model_file", "read_manifest", "trained_models", "trained_weights",
 ]
 
 #: engine name -> file name inside the engine folder
@@ -45,6 +45,14 @@ def facenet_engine(precision: str) -> str:
     """The FaceNet engine (a key of :data:`ENGINE_FILES`) a precision runs: the quantized file
     for ``int8``; the fp32 file otherwise, which ``bf16`` computes in bfloat16."""
     return "facenet_int8" if precision == "int8" else "facenet"
+
+
+def int8_refusal(model: str) -> str | None:
+    """Why ``model`` cannot run in int8 (one line), or ``None`` when it can: only the published
+    FaceNet is quantized."""
+    if model == PUBLISHED_MODEL:
+        return None
+    return f"model {model!r} has no int8 engine: only the published model is quantized"
 
 
 def default_engine_dir() -> Path:
@@ -102,8 +110,9 @@ def model_file(engine_dir: Path, model: str, precision: str) -> Path:
     if model not in models:
         known = ", ".join([PUBLISHED_MODEL, *sorted(models)])
         raise ValueError(f"no model {model!r} in {engine_dir} (there: {known}; 'streamrec train' adds one)")
-    if precision == "int8":
-        raise ValueError(f"model {model!r} has no int8 engine: only the published model is quantized")
+    refusal = int8_refusal(model) if precision == "int8" else None
+    if refusal:
+        raise ValueError(refusal)
     return engine_dir / str(models[model]["file"])
 
 

@@ -66,7 +66,8 @@ def test_auto_takes_onnxruntime_int8_only_for_the_published_model_and_never_tens
         assert (choose("onnxruntime", "auto").precision, choose("auto", "auto").precision) == ("int8", "int8")
         trained = choose("auto", "auto", model="trained-1")
         assert (trained.backend, trained.precision) == ("onnxruntime", "fp32")
-        assert "model 'trained-1' has no int8 engine (onnxruntime int8 on cpu)" in trained.describe()
+        assert ("model 'trained-1' has no int8 engine: only the published model is quantized (onnxruntime int8 on cpu)"
+                in trained.describe())
         with pytest.raises(ValueError, match="^nothing here runs backend auto precision int8: .*model 'trained-1' has no int8"):
             choose("auto", "int8", model="trained-1")
 

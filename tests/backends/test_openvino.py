@@ -201,13 +201,13 @@ def test_precision_and_device_mismatches_are_refused(engine_dir: Path, engine, o
         open_backend("openvino", engine_dir / ENGINE_FILES[engine], options)
 
 
-def _other_threads_cpu(run: Callable[[], object], frames: int) -> tuple[float, float]:
+def _other_threads_cpu(run: Callable[[], object]) -> tuple[float, float]:
     """CPU time of the process's other threads, and of this one, during the host work (an MTCNN
-    pyramid level of ``frames`` 640x480 frames) that follows each of 30 calls of ``run``. CPU
-    time, not wall time, so the load of the machine does not decide a verdict."""
+    pyramid level of four 640x480 frames, about 15 ms) that follows each of 30 calls of ``run``.
+    CPU time, not wall time, so the load of the machine does not decide a verdict."""
     from streamrec.detect.resample import integral_images, resample_frames
 
-    integral = integral_images(np.random.default_rng(1).integers(0, 256, (frames, 480, 640, 3), dtype=np.uint8))
+    integral = integral_images(np.random.default_rng(1).integers(0, 256, (4, 480, 640, 3), dtype=np.uint8))
     others = mine = 0.0
     for _ in range(30):
         run()
@@ -221,14 +221,14 @@ def _other_threads_cpu(run: Callable[[], object], frames: int) -> tuple[float, f
 def test_worker_threads_sleep_soon_after_a_call_and_leave_the_cpu_to_the_work_between_calls(engine_dir: Path):
     """After a call the engine's oneTBB workers busy-wait about a millisecond of CPU, then sleep
     (measured 1.1-1.6 ms a call, whatever the work that follows): during 15 ms of host work after
-    each call the other threads took under a tenth of its CPU time (bound: 0.3). A pool that spins until the
-    next call takes about all of it: ONNX Runtime with spinning on, measured the same way beside
-    it, shows the measurement sees spinning."""
+    each call the other threads took under a tenth of its CPU time (bound: 0.3). A pool that
+    spins until the next call takes about all of it: ONNX Runtime with spinning on, measured the
+    same way beside it, shows the measurement sees spinning."""
     import onnxruntime as ort
 
     level = np.random.default_rng(0).uniform(0, 255, (1, 144, 192, 3)).astype(np.float32)
     pnet = open_backend("openvino", engine_dir / ENGINE_FILES["pnet"], BackendOptions(threads=2))
-    others, mine = _other_threads_cpu(lambda: pnet.run(level), frames=4)
+    others, mine = _other_threads_cpu(lambda: pnet.run(level))
     assert others < 0.3 * mine, f"other threads {others * 1e3:.1f} ms of CPU during {mine * 1e3:.1f} ms of host work"
 
     spinning_options = ort.SessionOptions()
@@ -236,7 +236,7 @@ def test_worker_threads_sleep_soon_after_a_call_and_leave_the_cpu_to_the_work_be
     spinning_options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     spinning = ort.InferenceSession(str(engine_dir / ENGINE_FILES["pnet"]), spinning_options, providers=["CPUExecutionProvider"])
     feed = {spinning.get_inputs()[0].name: level}
-    spun, mine = _other_threads_cpu(lambda: spinning.run(None, feed), frames=4)
+    spun, mine = _other_threads_cpu(lambda: spinning.run(None, feed))
     assert spun > 0.5 * mine, f"a spinning pool took only {spun * 1e3:.1f} ms of CPU during {mine * 1e3:.1f} ms of host work"
 
 

@@ -34,8 +34,8 @@ from streamrec.backends.cpu import cpu_info
 from streamrec.engines import PUBLISHED_MODEL, int8_refusal
 from streamrec.faces import Precision
 
-__all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "BackendChoice", "Choice", "PrecisionChoice",
-           "choose"]
+__all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "PRECISION_MEANINGS", "BackendChoice", "Choice",
+           "PrecisionChoice", "choose"]
 
 AUTO: Final = "auto"
 #: what ``--backend`` and ``[pipeline] backend`` accept
@@ -44,6 +44,14 @@ BACKEND_CHOICES: tuple[BackendChoice, ...] = get_args(BackendChoice)
 #: what ``--precision`` and ``[pipeline] precision`` accept
 PrecisionChoice = Literal["auto", Precision]
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
+#: what each of those means, said alike by ``--help`` and the configuration's description
+PRECISION_MEANINGS = (
+    "auto (the fastest the backend runs here whose accuracy holds: int8 on onnxruntime for the published "
+    "model, where no bf16 is faster; never openvino's int8); fp32 (the published model); bf16 (openvino or "
+    "torch on a CPU with AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 "
+    "(onnxruntime or openvino: the quantized engine, 2-3x faster on CPUs, slightly less accurate; "
+    "docs/accuracy.md)"
+)
 #: run only when named: TensorRT compiles its engines for minutes on first use
 _NAMED_ONLY = ("tensorrt",)
 #: where the kernel says an NVIDIA driver is loaded

@@ -17,6 +17,7 @@ from streamrec.backends import BackendOptions, TritonOptions, backend_class, def
 from streamrec.backends.choose import (
     BACKEND_CHOICES,
     PRECISION_CHOICES,
+    PRECISION_MEANINGS,
     BackendChoice,
     Choice,
     PrecisionChoice,
@@ -144,11 +145,7 @@ def add_engine_options(
     )
     group.add_argument(
         "--precision", choices=PRECISION_CHOICES, default=precision,
-        help="how FaceNet computes: auto (the fastest the backend runs here whose accuracy holds: int8 on "
-        "onnxruntime for the published model, where no bf16 is faster; never openvino's int8); fp32 (the "
-        "published model); bf16 (openvino or torch on a CPU with AVX-512 BF16 or AMX, torch on CUDA); fp16 "
-        "(tensorrt, torch on CUDA); or int8 (onnxruntime or openvino: the quantized engine, 2-3x faster on "
-        "CPUs, slightly less accurate; docs/accuracy.md); MTCNN computes in fp32 (default: %(default)s)",
+        help=f"how FaceNet computes: {PRECISION_MEANINGS}; MTCNN computes in fp32 (default: %(default)s)",
     )
     group.add_argument(
         "--triton-url", metavar="HOST:PORT", default=TritonOptions.url,

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from streamrec.backends import TritonOptions, default_threads
-from streamrec.backends.choose import BackendChoice, PrecisionChoice
+from streamrec.backends.choose import PRECISION_MEANINGS, BackendChoice, PrecisionChoice
 from streamrec.capture.source import SourceError, parse_source
 from streamrec.config.addresses import (
     BrokerAddress,
@@ -168,11 +168,8 @@ class PipelineConfig(Section):
     )
     precision: PrecisionChoice = Field(
         default="auto",
-        description="How FaceNet computes: auto (the fastest the backend runs here whose accuracy holds: int8 "
-        "on onnxruntime for the published model, where no bf16 is faster; never openvino's int8); fp32 (the "
-        "published model); bf16 (openvino or torch on a CPU with AVX-512 BF16 or AMX, torch on CUDA); fp16 "
-        "(tensorrt, torch on CUDA); or int8 (onnxruntime or openvino: the quantized engine, 2-3x faster on "
-        "CPUs, slightly less accurate; docs/accuracy.md). Whether the backend and this machine compute in it is checked when the pipeline starts.",
+        description=f"How FaceNet computes: {PRECISION_MEANINGS}. Whether the backend and this machine compute "
+        "in it is checked when the pipeline starts.",
     )
     workers: int = Field(
         default=1, ge=1, le=MAX_WORKERS,

@@ -48,25 +48,27 @@ def clip_frames(hamilton_clip: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def lfw_accuracy(lfw_view1: Path) -> Callable[[str, str], float]:
-    """``streamrec eval-pairs`` on LFW View 1, run once per backend and precision the tests ask for.
+def lfw_accuracy(lfw_view1: Path) -> Callable[..., float]:
+    """``streamrec eval-pairs`` on LFW View 1, run once per backend, precision and device (the
+    backend's own by default) the tests ask for.
 
     Each run detects and embeds all 1,549 images: 2-3 minutes on an idle 2-core machine, up to
     4 on a loaded one. Caching them here, for every backend's tests, keeps it at one run each
     (ONNX Runtime fp32, the reference of them all, runs once) however many tests compare them.
     """
-    results: dict[tuple[str, str], float] = {}
+    results: dict[tuple[str, str, str | None], float] = {}
 
-    def accuracy(backend: str, precision: str) -> float:
-        if (backend, precision) not in results:
+    def accuracy(backend: str, precision: str, device: str | None = None) -> float:
+        if (backend, precision, device) not in results:
             run = run_cli(
                 "eval-pairs", "--pairs", str(lfw_view1 / "pairsDevTest.txt"), "--images", str(lfw_view1 / "deepfunneled"),
-                "--backend", backend, "--precision", precision, "--json", timeout=1800,
+                "--backend", backend, "--precision", precision, *(["--device", device] if device else []), "--json",
+                timeout=1800,
             )
             assert run.returncode == 0, run.stderr
             report = json.loads(run.stdout)
             assert report["pairs_scored"] == 1000
-            results[backend, precision] = report["accuracy"]
-        return results[backend, precision]
+            results[backend, precision, device] = report["accuracy"]
+        return results[backend, precision, device]
 
     return accuracy

@@ -1,5 +1,6 @@
 """The torch backend on a CUDA device: the same faces and embeddings as on the CPU and as the
-ONNX Runtime path, crops equal to OpenCV's, and fp16/bf16 FaceNet close to fp32.
+ONNX Runtime path, crops equal to OpenCV's, fp16/bf16 FaceNet close to fp32, and LFW View 1
+accuracy within 0.002 of ONNX Runtime fp32 in every precision.
 
 Skipped where no CUDA device is visible (the CPU tests beside this file cover the same code)."""
 
@@ -16,7 +17,7 @@ from streamrec.backends.torch import TorchFaceEmbedder, TorchMTCNN
 from streamrec.backends.torch.crops import box_crops, warp_crops
 from streamrec.embed import align
 from streamrec.faces import FaceModels, ModelsConfig
-from tests.backends.compare import assert_same_faces
+from tests.backends.compare import LFW_TOLERANCE, assert_same_faces
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
@@ -81,3 +82,13 @@ def test_reduced_precision_stays_close_to_fp32(photos, models, engine_dir, preci
     vectors = reduced.embed_crops(crops)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.sum(vectors * models.embedder.embed_crops(crops), axis=1).min() >= 0.999
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_lfw_view1_on_cuda_within_0_002_of_onnxruntime(lfw_accuracy, precision):
+    """``eval-pairs --backend torch --device cuda`` (the whole cascade and FaceNet on the GPU)
+    in each precision it runs there, against ONNX Runtime fp32 on the CPU: the accuracy guard."""
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip(f"{torch.cuda.get_device_name()} has no bf16 arithmetic")
+    ours = lfw_accuracy("torch", precision, "cuda")
+    assert abs(ours - lfw_accuracy("onnxruntime", "fp32")) <= LFW_TOLERANCE

@@ -59,6 +59,12 @@ def test_crops_on_cuda_equal_opencvs(photos, models):
         np.testing.assert_array_equal(got, align.warp_crops(image, faces.landmarks), err_msg=name)
 
 
+def _skip_without(precision: str) -> None:
+    """Skip where the GPU lacks ``precision``: bf16 needs compute capability 8.0 (Ampere) on."""
+    if precision == "bf16" and torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip(f"{torch.cuda.get_device_name()} has no bf16 arithmetic")
+
+
 def _crops(photos, models) -> np.ndarray:
     return np.concatenate(
         [align.box_crops(photos[n], models.detector.detect(photos[n])[0].boxes, 0.15) for n in PHOTOS]
@@ -73,8 +79,7 @@ def test_fp32_embeddings_on_cuda_match_onnx_runtime(photos, models, cuda_models)
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_reduced_precision_stays_close_to_fp32(photos, models, engine_dir, precision):
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip(f"{torch.cuda.get_device_name()} has no bf16 arithmetic")
+    _skip_without(precision)
     options = BackendOptions(device="cuda")
     reduced = FaceModels(ModelsConfig(backend="torch", backend_options=options, precision=precision), engine_dir).embedder
     assert isinstance(reduced, TorchFaceEmbedder)
@@ -88,7 +93,6 @@ def test_reduced_precision_stays_close_to_fp32(photos, models, engine_dir, preci
 def test_lfw_view1_on_cuda_within_0_002_of_onnxruntime(lfw_accuracy, precision):
     """``eval-pairs --backend torch --device cuda`` (the whole cascade and FaceNet on the GPU)
     in each precision it runs there, against ONNX Runtime fp32 on the CPU: the accuracy guard."""
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip(f"{torch.cuda.get_device_name()} has no bf16 arithmetic")
+    _skip_without(precision)
     ours = lfw_accuracy("torch", precision, "cuda")
     assert abs(ours - lfw_accuracy("onnxruntime", "fp32")) <= LFW_TOLERANCE

@@ -1,8 +1,13 @@
 """Which device and which arithmetic the torch backend runs on, refused early with one line.
 
-``fp32`` runs everywhere. ``fp16`` needs CUDA. ``bf16`` needs CUDA with bf16 support, or a CPU
-that computes in bf16 natively (AVX-512 BF16 or AMX tiles): elsewhere PyTorch emulates bf16
-through fp32 and it is slower than fp32 itself, so it is refused rather than offered.
+``fp32`` runs everywhere, as IEEE single precision: on CUDA, PyTorch would otherwise run
+convolutions in TF32 (inputs rounded to 10-bit mantissas), enough to move an O-Net score by
+1e-4. ``fp16`` needs CUDA. ``bf16`` needs a CUDA device of compute capability 8.0 (Ampere) or
+later, or a CPU that computes in bf16 natively (AVX-512 BF16 or AMX tiles): elsewhere bf16 is
+emulated through fp32 and slower than fp32 itself, so it is refused rather than offered.
+
+Opening a device checks only that it exists, without starting CUDA in the process: the
+processes that choose a backend (a pipeline's supervisor) are not the ones that run it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import torch
 from streamrec.backends.base import default_threads
 from streamrec.backends.cpu import require_bf16
 
-__all__ = ["open_device", "reduced_dtype", "set_cpu_threads"]
+__all__ = ["exact_fp32", "open_device", "reduced_dtype", "set_cpu_threads"]
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -30,7 +35,7 @@ def open_device(name: str) -> torch.device:
     if not torch.cuda.is_available():
         built = "with" if torch.version.cuda else "without"
         raise ValueError(f"device {name!r}: no CUDA device is visible (PyTorch {torch.__version__}, built {built} CUDA)")
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = device.index or 0  # current_device() would start CUDA here
     if index >= torch.cuda.device_count():
         raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...)")
     return torch.device("cuda", index)
@@ -42,13 +47,25 @@ def reduced_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if precision == "fp32":
         return None
     if device.type == "cuda":
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        if precision == "bf16" and torch.cuda.get_device_capability(device) < (8, 0):
             raise ValueError(f"{torch.cuda.get_device_name(device)} has no bf16 arithmetic; use fp16 or fp32")
         return _DTYPES[precision]
     if precision == "fp16":
         raise ValueError("fp16 needs a CUDA device; on the CPU use fp32 (or bf16 on a CPU with AVX-512 BF16 or AMX)")
     require_bf16()
     return _DTYPES[precision]
+
+
+def exact_fp32() -> None:
+    """Have CUDA compute float32 convolutions and matrix products in IEEE single precision, not
+    TF32, as fp32 promises (and as the parity with the CPU backends needs). The setting is the
+    whole process's; reduced precisions go through autocast and are not affected."""
+    if hasattr(torch.backends.cudnn, "conv"):  # PyTorch 2.9 on; its old flags must not be mixed in
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def set_cpu_threads(threads: int | None) -> None:

@@ -234,10 +234,11 @@ class TorchMTCNN(MTCNN):
     ) -> tuple[_Candidates, list[torch.Tensor]]:
         """Crop every candidate, resample to ``size``, run ``net``; keep those above ``threshold``."""
         regions, valid = _crop_regions(cand.boxes, w, h)
-        cand = cand.take(valid)
+        # a mask indexes by finding its true entries, a wait for the device each time: once here
+        cand = cand.take(torch.nonzero(valid).flatten())
         crops = resample_regions(integral, cand.frame, regions, size, size)
         prob, offsets, *extra = net.forward(crops)
-        keep = prob > threshold
+        keep = torch.nonzero(prob > threshold).flatten()
         survivors = _Candidates(cand.boxes[keep], prob[keep], cand.frame[keep], offsets[keep])
         return survivors, [e[keep] for e in extra]
 

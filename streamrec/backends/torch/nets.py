@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec
-from streamrec.backends.torch.device import open_device, reduced_dtype, set_cpu_threads
+from streamrec.backends.torch.device import exact_fp32, open_device, reduced_dtype, set_cpu_threads
 from streamrec.engines import ENGINE_FILES, trained_weights
 from streamrec.engines.sources import locate_sources
 
@@ -101,6 +101,8 @@ class TorchNet(Backend):
         self.autocast = reduced_dtype(self.device, options.precision)
         if self.device.type == "cpu":
             set_cpu_threads(options.threads)
+        else:
+            exact_fp32()
         self.module = _load(name, self.model_path).to(self.device).eval()
         self.inputs = [_SPECS[name][0]]
         self.outputs = _SPECS[name][1]

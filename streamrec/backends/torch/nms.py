@@ -27,11 +27,28 @@ __all__ = ["nms_grid", "nms_matrix"]
 
 #: Integers up to this are exact in float32.
 _EXACT_FLOAT32 = 2**24
+#: Boxes one suppression call takes at most (a single larger group excepted), on the CPU and on
+#: CUDA: the bounds above which torchvision's own batched_nms goes class by class.
+_BOXES_PER_CALL = {False: 4_000, True: 20_000}
 
 
 def _by_group(kept: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """``kept`` (best first) stably regrouped by ascending group."""
     return kept[torch.sort(groups[kept], stable=True).indices]
+
+
+def _runs(groups: torch.Tensor, most_groups: int, most_boxes: int) -> list[tuple[int, int]]:
+    """Consecutive group ranges ``[first, end)`` of at most ``most_groups`` groups and, unless
+    one group alone is larger, at most ``most_boxes`` boxes: the calls :func:`nms_grid` makes."""
+    counts = torch.bincount(groups).tolist()
+    runs, first, boxes = [], 0, 0
+    for group, count in enumerate(counts):
+        if group > first and (group - first == most_groups or boxes + count > most_boxes):
+            runs.append((first, group))
+            first, boxes = group, 0
+        boxes += count
+    runs.append((first, len(counts)))
+    return runs
 
 
 def nms_grid(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float, span: int) -> torch.Tensor:
@@ -46,12 +63,18 @@ def nms_grid(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, th
     per_call = _EXACT_FLOAT32 // span
     if per_call < 1:
         raise ValueError(f"boxes up to {span} px cannot be shifted exactly in float32")
+    # torchvision breaks ties between equal scores by a sort that is not stable on CUDA; the host
+    # takes equal scores in index order. Distinct ranks in that order make both choose alike.
+    order = torch.sort(scores, descending=True, stable=True).indices
+    rank = torch.empty_like(scores)
+    rank[order] = torch.arange(len(scores), 0, -1, dtype=scores.dtype, device=scores.device)
     kept = []
-    # Normally one call; only batches of very many frames and levels need several.
-    for first in range(0, int(groups.max()) + 1, per_call):
-        members = torch.nonzero((groups >= first) & (groups < first + per_call)).flatten()
+    # Normally one call. Its cost grows with the square of its boxes (an all-pairs bit mask on
+    # CUDA), so like torchvision's batched_nms it goes group by group beyond a few thousand.
+    for first, end in _runs(groups, per_call, _BOXES_PER_CALL[boxes.device.type == "cuda"]):
+        members = torch.nonzero((groups >= first) & (groups < end)).flatten()
         shift = ((groups[members] - first) * span).to(torch.float32)[:, None]
-        keep = torchvision.ops.nms(boxes[members] + shift, scores[members], threshold)
+        keep = torchvision.ops.nms(boxes[members] + shift, rank[members], threshold)
         kept.append(members[keep])
     return _by_group(torch.cat(kept), groups)
 

@@ -45,7 +45,7 @@ def scan_integral_images(frames: torch.Tensor) -> torch.Tensor:
     n, h, w, c = frames.shape
     dtype = torch.int32 if h * w <= _INT32_SAFE_PIXELS else torch.int64
     out = torch.zeros((n, h + 1, w + 1, c), dtype=dtype, device=frames.device)
-    out[:, 1:, 1:] = frames.to(dtype).cumsum(1).cumsum(2)
+    out[:, 1:, 1:] = frames.to(dtype).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)  # int32 stays int32
     return out
 
 

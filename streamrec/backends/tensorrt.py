@@ -200,6 +200,9 @@ def _import() -> tuple[Any, Any]:
             missing.append(name.split(".")[0])
     if missing:
         raise ValueError(f"the tensorrt backend needs {' and '.join(missing)}, not installed here: {_INSTALL}")
+    version = str(modules[0].__version__)
+    if version.split(".")[0] != "10":  # 11 dropped the fp16 builder flag (networks are strongly typed)
+        raise ValueError(f"the tensorrt backend runs on TensorRT 10, and this is TensorRT {version}: {_INSTALL}")
     return modules[0], modules[1]
 
 

@@ -294,7 +294,9 @@ def test_mtcnn_outputs_match_onnxruntime(engine_dir: Path):
         ours = open_backend("tensorrt", engine_dir / ENGINE_FILES[name])
         theirs = open_backend("onnxruntime", engine_dir / ENGINE_FILES[name])
         for batch in batches:
-            for a, b in zip(ours.run(batch), theirs.run(batch)):
+            got, expected = ours.run(batch), theirs.run(batch)
+            assert len(got) == len(expected), name
+            for a, b in zip(got, expected):
                 assert a.shape == b.shape and float(np.abs(a - b).max()) <= MTCNN_TOLERANCE, name
 
 

@@ -9,7 +9,7 @@ thread of its own, so the thread that decides who may enter never waits for one.
 
 The outcome travels as one JSON object: the body of a webhook's request, and the standard input
 of a command, which also finds each of its top-level scalar values in its environment as
-``STREAMREC_<KEY>`` (``STREAMREC_OUTCOME=granted``, ``STREAMREC_PERSON=Ann``) so that a
+``STREAMREC_<KEY>`` (``STREAMREC_OUTCOME=granted``, ``STREAMREC_NAME=Ann``) so that a
 three-line shell script need not parse JSON.
 
 Only the standard library is used: ``urllib.request`` makes one POST with a JSON body and

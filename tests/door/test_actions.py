@@ -30,7 +30,7 @@ from streamrec.door.actions import (
 )
 from tests.support.wait import wait_until
 
-OUTCOME = {"outcome": "granted", "person": "Ann", "reason": "challenge passed", "source": "front", "score": 0.93}
+OUTCOME = {"outcome": "granted", "name": "Ann", "reason": "challenge passed", "source": "front", "score": 0.93}
 #: Generous bounds for a shared, slow machine: what matters is that a timeout ends the action.
 SLACK_S = 3.0
 
@@ -192,7 +192,7 @@ def test_command_gets_the_outcome_on_stdin_and_in_its_environment(tmp_path: Path
     result = perform(_command(relay, "open"), OUTCOME)
     assert json.loads(Path(f"{got}.json").read_text()) == OUTCOME
     env = dict(line.split("=", 1) for line in Path(f"{got}.env").read_text().splitlines())
-    assert env == {"STREAMREC_OUTCOME": "granted", "STREAMREC_PERSON": "Ann", "STREAMREC_REASON": "challenge passed",
+    assert env == {"STREAMREC_OUTCOME": "granted", "STREAMREC_NAME": "Ann", "STREAMREC_REASON": "challenge passed",
                    "STREAMREC_SOURCE": "front", "STREAMREC_SCORE": "0.93"}
     assert result.ok and result.code == 0 and result.detail == "exit status 0: open"
     assert result.action == f"command {relay}"
@@ -200,7 +200,7 @@ def test_command_gets_the_outcome_on_stdin_and_in_its_environment(tmp_path: Path
 
 def test_command_failure_reports_status_and_last_line(tmp_path: Path):
     relay = _script(tmp_path / "relay", 'echo "trying"\necho "relay busy" >&2\nexit 3\n')
-    result = perform(_command(relay), {**OUTCOME, "person": None})
+    result = perform(_command(relay), {**OUTCOME, "name": None})
     _failed_in_one_line(result, "exit status 3: relay busy")
     assert result.code == 3
 
@@ -259,7 +259,7 @@ class _Results:
 
 def _gated(tmp_path: Path) -> CommandAction:
     """A relay that says it started, then waits until the test lets it finish."""
-    return _command(_script(tmp_path / "gated", f"touch {tmp_path}/started-$STREAMREC_PERSON\n"
+    return _command(_script(tmp_path / "gated", f"touch {tmp_path}/started-$STREAMREC_NAME\n"
                                                 f"while [ ! -e {tmp_path}/go ]; do sleep 0.01; done\n"),
                     timeout_s=30, outcomes=["granted"])
 
@@ -284,14 +284,14 @@ def test_runner_refuses_beyond_its_queue_and_runs_only_triggered_actions(tmp_pat
     with ActionRunner(actions, results, max_pending=1) as runner:
         assert runner.submit(OUTCOME) == 1  # granted: only the relay
         wait_until(lambda: (tmp_path / "started-Ann").exists(), 10, "the first relay starts", every=0.01)
-        assert runner.submit({**OUTCOME, "person": "Bob"}) == 1  # waits in the queue
-        assert runner.submit({**OUTCOME, "person": "Cy"}) == 0  # no room: refused at once
-        assert [(o["person"], r.detail) for o, r, _ in results.got] == [("Cy", "not run: 1 action already waiting")]
+        assert runner.submit({**OUTCOME, "name": "Bob"}) == 1  # waits in the queue
+        assert runner.submit({**OUTCOME, "name": "Cy"}) == 0  # no room: refused at once
+        assert [(o["name"], r.detail) for o, r, _ in results.got] == [("Cy", "not run: 1 action already waiting")]
         (tmp_path / "go").touch()
         wait_until(lambda: len(results.got) == 3, 10, "both relays finish", every=0.01)
         assert runner.submit({**OUTCOME, "outcome": "denied"}) == 1  # the webhook only
         wait_until(lambda: len(results.got) == 4, 10, "the webhook is called", every=0.01)
-    assert [(o["person"], r.ok) for o, r, _ in results.got[1:]] == [("Ann", True), ("Bob", True), ("Ann", True)]
+    assert [(o["name"], r.ok) for o, r, _ in results.got[1:]] == [("Ann", True), ("Bob", True), ("Ann", True)]
     assert results.got[3][1].action.startswith("webhook") and receiver.requests.qsize() == 1
     assert runner.submit(OUTCOME) == 0 and results.got[4][1].detail == "not run: the door is closing"
 

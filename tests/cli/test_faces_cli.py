@@ -80,3 +80,11 @@ def test_embed_all_faces(tmp_path: Path, shared_data: Path):
     assert result.returncode == 0, result.stderr
     assert np.load(out).shape == (6, 512)
     assert result.stdout.count("row ") == 6 and "wrote 6 embeddings" in result.stdout
+
+
+def test_detect_numbers_faces_as_json_indexes_them(shared_data: Path):
+    image = str(shared_data / "scenes" / "fr_two_people.jpg")
+    (item,) = json.loads(run_cli("detect", image, "--json").stdout)
+    text = run_cli("detect", image).stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in text[1:]] == [
+        f"face {k}" + (" (main)" if k == item["main_face"] else "") for k in range(len(item["faces"]))]

@@ -140,7 +140,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "With --open-set, the decision rule of `streamrec run` ([matcher] of --config, else the defaults) "
         "is measured instead: the people of --images are enrolled, those of --strangers are not, and "
         "the report gives how many faces and tracks of the people not enrolled would be named (the "
-        "false-positive identification rate, with its 95%% upper bound) and how many held-out photos "
+        "false-positive identification rate, with its 95% upper bound) and how many held-out photos "
         "of the enrolled are named right, at the configured rule and over a sweep of thresholds "
         "(docs/accuracy.md, \"Open-set identification\").",
     )

@@ -13,7 +13,7 @@ from tests.conftest import run_cli
 VERBS = [
     ["demo"], ["run"], ["config", "check"], ["config", "defaults"], ["config", "reference"], ["events"], ["enroll"], ["watchlist", "list"], ["calibrate"], ["engines", "build"], ["engines", "info"],
     ["detect"], ["embed"], ["compare"], ["eval-pairs"], ["train"], ["bench", "models"], ["bench", "pipeline"], ["bench", "transport"], ["bench", "peers"],
-    ["bench", "report"],
+    ["bench", "report"], ["engines", "check"], ["engines", "export"],
 ]
 
 
@@ -21,6 +21,7 @@ VERBS = [
 def test_every_verb_has_help(verb):
     result = run_cli(*verb, "--help")
     assert result.returncode == 0 and "usage: streamrec" in result.stdout
+    assert "%%" not in result.stdout  # a description is printed as written, not %-formatted as an option's help is
 
 
 def test_detect_json(shared_data: Path):

@@ -28,7 +28,7 @@ from streamrec.cli import (
     users,
     watchlist,
 )
-from streamrec.cli.common import UserError
+from streamrec.cli.common import UserError, say_error
 
 __all__ = ["build_parser", "main"]
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
-        print(f"streamrec: error: {exc}", file=sys.stderr)
+        say_error(str(exc))
         return exc.status
     except KeyboardInterrupt:
         print("streamrec: interrupted", file=sys.stderr)

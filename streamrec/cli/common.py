@@ -47,6 +47,7 @@ __all__ = [
     "print_json",
     "resolve_engine",
     "resolve_pipeline",
+    "say_error",
     "stderr",
     "thread_count",
     "write_atomic",
@@ -64,6 +65,12 @@ class UserError(Exception):
 def stderr(message: str) -> None:
     """Progress and diagnostics go to stderr so stdout stays clean for results and JSON."""
     print(message, file=sys.stderr, flush=True)
+
+
+def say_error(message: str) -> None:
+    """One problem, on one line of stderr, with the prefix every verb uses for its errors (so a
+    script can find them, whichever verb printed them)."""
+    stderr(f"streamrec: error: {message}")
 
 
 def number(*, ge: float | None = None, gt: float | None = None, le: float | None = None,

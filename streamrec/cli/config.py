@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from streamrec.cli.common import print_json, stderr
+from streamrec.cli.common import print_json, say_error, stderr
 from streamrec.config import ConfigError, load_config
 from streamrec.config.addresses import exposure_warning
 from streamrec.config.generate import default_toml, reference_markdown
@@ -64,7 +64,7 @@ def run_check(args: argparse.Namespace) -> int:
             for line in result["warnings"]:
                 stderr(f"streamrec: warning: {line}")
             for line in result["problems"]:
-                stderr(f"streamrec: error: {line}")
+                say_error(line)
             if result["ok"]:
                 print(f"{result['file']}: ok", flush=True)
     return 0 if all(result["ok"] for result in results) else 1

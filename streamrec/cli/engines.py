@@ -89,9 +89,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="ONNX Runtime threads per model instance, for --platform python; 0: ONNX Runtime's "
                         "default (default: %(default)s)")
     export.set_defaults(handler=run_export)
-    for sub in (build, info, check, export):
+    json_prints = {
+        build: "print the manifest of the engines as JSON",
+        info: "print the manifest of the engines as JSON",
+        check: "print the parity record (what parity-BACKEND.json holds) as JSON",
+        export: "print the repository, its platform and the models written as JSON",
+    }
+    for sub, prints in json_prints.items():
         sub.add_argument("--engines", type=Path, metavar="DIR", help="engine folder (default: see 'streamrec detect --help')")
-        sub.add_argument("--json", action="store_true", help="print the manifest as JSON")
+        sub.add_argument("--json", action="store_true", help=prints)
     build.set_defaults(handler=run_build)
     info.set_defaults(handler=run_info)
 
@@ -150,7 +156,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def _print_parity(record: dict[str, Any]) -> None:
     figures = [
-        f"{precision} {entry['min_cosine']:.6f}" if "min_cosine" in entry else f"{precision} not run here"
+        f"{precision} {entry['min_cosine']:.6f}" if "min_cosine" in entry else f"{precision} not run here ({entry['skipped']})"
         for precision, entry in record["facenet"].items()
     ]
     mtcnn = ", ".join(f"{k} {v:.1e}" for k, v in record["mtcnn_max_abs_diff"].items())

@@ -19,7 +19,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "eval-pairs", help="verification accuracy on an LFW-format pair list (10-fold protocol)",
         description="Run the LFW protocol on any pair list in LFW's pairs.txt format (header "
         "'folds n' or 'n'; 'name i j' = same person, 'name1 i name2 j' = different; images "
-        "DIR/name/name_%%04d.jpg): 10-fold accuracy (threshold chosen on 9 folds, scored on the "
+        "DIR/name/name_%04d.jpg): 10-fold accuracy (threshold chosen on 9 folds, scored on the "
         "10th), VAL at FAR=1e-3, AUC and EER, and the best overall threshold. Pairs with an image "
         "where no face is found are left out and counted, as Sandberg's validate_on_lfw does; "
         "'accuracy_counting_skipped' counts them as errors instead.",

@@ -116,6 +116,8 @@ class _Printer:
 def run_events(args: argparse.Namespace) -> int:
     folder = data_dir(args.data_dir)
     printer = _Printer(args.json, args.topic, args.count)
+    if args.since is not None and not folder.is_dir():  # a mistyped --data-dir would replay nothing, silently
+        raise UserError(f"no data directory {folder}: no journal to replay")
     address = _address(folder, args.address)
     ctx = zmq.Context()
     try:

@@ -16,7 +16,7 @@ from streamrec.cli.common import (
     number,
     open_models,
     print_json,
-    stderr,
+    say_error,
     write_atomic,
 )
 from streamrec.embed.facenet import DEFAULT_THRESHOLD, MAX_DISTANCE
@@ -94,12 +94,12 @@ def run_detect(args: argparse.Namespace) -> int:
     else:
         for item in results:
             if "error" in item:
-                stderr(f"error: {item['error']}")
+                say_error(item["error"])
                 continue
             faces = item["faces"]
             print(f"{item['image']}: {len(faces)} face{'s' if len(faces) != 1 else ''} ({item['width']}x{item['height']})")
-            for k, face in enumerate(faces, start=1):
-                star = " (main)" if k - 1 == item["main_face"] else ""
+            for k, face in enumerate(faces):
+                star = " (main)" if k == item["main_face"] else ""
                 print(f"  face {k}{star}: {_describe_face(face)}")
     return 1 if any("error" in item for item in results) else 0
 
@@ -129,23 +129,36 @@ def run_embed(args: argparse.Namespace) -> int:
         print_json({"out": str(args.out), "rows": len(matrix), "failed": failed, "embeddings": listing})
     else:
         for item in listing:
-            where = f"row {item['row']}" if item["row"] is not None else "no row"
             if "error" in item:
-                stderr(f"{item['image']}: {where}: error: {item['error']}")
+                where = f"row {item['row']} is NaN" if item["row"] is not None else "no row"
+                say_error(f"{item['image']}: {item['error'].removeprefix(str(item['image']) + ': ')} ({where})")
             else:
-                print(f"{item['image']}: {where}: box {item['box']}")
-        print(f"wrote {len(matrix)} embeddings ({matrix.shape[1]}-d) to {args.out}")
+                print(f"{item['image']}: row {item['row']}: box {item['box']}")
+        print(_wrote(len(matrix), 0 if args.all_faces else failed, matrix.shape[1], args.out))
     return 1 if failed else 0
+
+
+def _wrote(rows: int, empty: int, size: int, out: Path) -> str:
+    """What ``embed`` saved: the rows of NaN (images without a usable face) are not embeddings,
+    and a count that included them would overstate what the file holds."""
+    if not empty:
+        return f"wrote {rows} embedding{'s' if rows != 1 else ''} ({size}-d) to {out}"
+    real = rows - empty
+    return (f"wrote {rows} rows ({size}-d) to {out}: {real} embedding{'s' if real != 1 else ''} and {empty} "
+            f"row{'s' if empty != 1 else ''} of NaN (image{'s' if empty != 1 else ''} without a usable face)")
 
 
 def run_compare(args: argparse.Namespace) -> int:
     models = open_models(args)
     results = list(models.analyse([args.image_a, args.image_b], embed="main"))
     for result in results:
-        if result.error:
-            raise UserError(result.error)
-        if not len(result.embeddings):
-            raise UserError(f"{result.path}: no face found")
+        problem = result.error or (None if len(result.embeddings) else f"{result.path}: no face found")
+        if problem is None:
+            continue
+        if args.json:  # the shape of detect's object for an unusable image
+            print_json({"image": str(result.path), "error": problem})
+            return 1
+        raise UserError(problem)
     distance = float(np.linalg.norm(results[0].embeddings[0] - results[1].embeddings[0]))
     same = distance < args.threshold
     if args.json:

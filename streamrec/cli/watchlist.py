@@ -140,7 +140,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "With --open-set, the decision rule of `streamrec run` ([matcher] of --config, else the defaults) "
         "is measured instead: the people of --images are enrolled, those of --strangers are not, and "
         "the report gives how many faces and tracks of the people not enrolled would be named (the "
-        "false-positive identification rate, with its 95%% upper bound) and how many held-out photos "
+        "false-positive identification rate, with its 95% upper bound) and how many held-out photos "
         "of the enrolled are named right, at the configured rule and over a sweep of thresholds "
         "(docs/accuracy.md, \"Open-set identification\").",
     )
@@ -162,10 +162,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 @contextlib.contextmanager
-def _watchlist(args: argparse.Namespace) -> Iterator[Watchlist]:
-    """The watchlist of ``--data-dir``; its refusals become one-line user errors."""
+def _watchlist(args: argparse.Namespace, create: bool = False) -> Iterator[Watchlist]:
+    """The watchlist of ``--data-dir``, created only by ``enroll`` (the other verbs read it, or
+    change someone already in it); its refusals become one-line user errors."""
     try:
-        with Watchlist(data_dir(args.data_dir)) as store:
+        with Watchlist(data_dir(args.data_dir), create=create) as store:
             yield store
     except WatchlistError as exc:
         raise UserError(str(exc)) from None
@@ -185,7 +186,7 @@ def _when(ts: float) -> str:
 
 
 def run_enroll(args: argparse.Namespace) -> int:
-    with _watchlist(args) as store:
+    with _watchlist(args, create=True) as store:
         store.resolve(args.name, args.id)  # a bad name or id fails before the models load
         report = enroll_photos(store, open_models(args), args.name, args.images, args.id, dict(args.metadata))
     if args.json:

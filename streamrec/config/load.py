@@ -5,23 +5,29 @@ Every way a file can be unusable ends here as a :class:`ConfigError`: unreadable
 TOML, nested too deeply for the parser, or a key, type, range or rule the schema refuses. Values
 given on the command line go through the same schema (:func:`override`), reported under the
 option's name (``--threads: ...``).
+
+pydantic runs a table's rules between keys only once each of its keys is valid, and the rules
+between tables only once every table is; so that one typo does not hide them, the check goes on
+without what was wrong (a bad key is taken at its default, a bad list item left out) and reports
+the rules then broken, except those that read a key that was wrong: every problem is listed at once.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import difflib
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from streamrec.config.model import RuleError, RunConfig
+from streamrec.config.model import BrokenRules, Loc, RuleError, RunConfig
 from streamrec.config.schema import Node, allowed, key_path, model_schema, node_at, shown_loc, toml_string
 
 if sys.version_info >= (3, 11):
@@ -86,8 +92,67 @@ def parse_config(data: Mapping[str, Any], origin: str = "", names: Mapping[str, 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        root = model_schema(model)
-        raise ConfigError(*(_problem(error, origin, names or {}, root) for error in exc.errors())) from None
+        errors = exc.errors()
+    root = model_schema(model)
+    problems = [line for error in errors for line in _problems(error, origin, names or {}, root)]
+    problems += (_problem(rule, origin, names or {}, root) for rule in _rules_beyond(model, data, errors))
+    raise ConfigError(*dict.fromkeys(problems)) from None
+
+
+#: a file is checked again at most this often: once without its bad keys (to reach the rules of
+#: the tables they were in), once more without the tables whose rules broke (to reach the rules
+#: between tables)
+_PASSES = 3
+
+
+def _rules_beyond(model: type[RunConfig], data: Mapping[str, Any], errors: list[ErrorDetails]) -> Iterator[RuleError]:
+    """The broken rules ``errors`` hid: found by checking ``data`` again without what each error
+    was about, and reported only where the rule reads nothing that was wrong (else it would be
+    judged against a default the file does not say). Keys found wrong on a later pass are there
+    only because of what was taken away, and are not reported."""
+    wrong: list[Loc] = []
+    for _ in range(_PASSES):
+        wrong += (tuple(error["loc"]) for error in errors if error["loc"])
+        pruned = _without(data, wrong)
+        if pruned == data:
+            return
+        try:
+            model.model_validate(pruned)
+            return
+        except ValidationError as exc:
+            data, errors = pruned, exc.errors()
+        for error in errors:
+            cause = (error.get("ctx") or {}).get("error")
+            for rule in cause.rules if isinstance(cause, BrokenRules) else ():
+                if not any(_overlap(read, bad) for read in (rule.loc, *rule.reads) for bad in wrong):
+                    yield rule
+
+
+def _overlap(first: Loc, second: Loc) -> bool:
+    """Whether one location lies within the other (a table holds its keys)."""
+    size = min(len(first), len(second))
+    return first[:size] == second[:size]
+
+
+def _without(data: Mapping[str, Any], locs: Iterable[Loc]) -> dict[str, Any]:
+    """A copy of ``data`` without what is at each of ``locs``: the key (so its default applies),
+    or the whole item of a list the location is in (an item has required keys, and a rule over
+    the list reads them all)."""
+    keys: set[Loc] = set()
+    items: set[Loc] = set()
+    for loc in locs:
+        index = next((at for at, part in enumerate(loc) if isinstance(part, int)), None)
+        (keys if index is None else items).add(loc if index is None else loc[: index + 1])
+    pruned = copy.deepcopy(dict(data))
+    # items first, the last of each list first, so that the indices of the others still hold
+    for loc in [*sorted(items, key=lambda loc: loc[-1], reverse=True), *keys]:
+        parent: Any = pruned
+        for part in loc[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) and isinstance(part, str) else None
+        last = loc[-1]
+        if (last in parent) if isinstance(parent, dict) else isinstance(parent, list) and isinstance(last, int) and last < len(parent):
+            del parent[last]
+    return pruned
 
 
 def override(config: RunConfig, changes: Mapping[str, Any], names: Mapping[str, str] | None = None,
@@ -100,13 +165,23 @@ def override(config: RunConfig, changes: Mapping[str, Any], names: Mapping[str, 
     return parse_config(data, origin, names)
 
 
-def _problem(error: ErrorDetails, origin: str, names: Mapping[str, str], root: Node) -> str:
-    loc, value = tuple(error["loc"]), error["input"]
+def _problems(error: ErrorDetails, origin: str, names: Mapping[str, str], root: Node) -> list[str]:
+    """One line for each problem of a pydantic error: one for a key, one per rule for a validator's
+    broken rules."""
     cause = (error.get("ctx") or {}).get("error")
-    if isinstance(cause, RuleError):
-        loc, value = cause.loc, cause.value
-    got = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {render_value(value)})"
-    text = f"{_reason(error['type'], loc, cause, root)}{got}"
+    if isinstance(cause, BrokenRules):
+        return [_problem(rule, origin, names, root) for rule in cause.rules]
+    return [_problem(error, origin, names, root)]
+
+
+def _problem(error: ErrorDetails | RuleError, origin: str, names: Mapping[str, str], root: Node) -> str:
+    cause: object
+    if isinstance(error, RuleError):
+        kind, loc, value, cause = "rule", error.loc, error.value, str(error)
+    else:
+        kind, loc, value, cause = error["type"], tuple(error["loc"]), error["input"], (error.get("ctx") or {}).get("error")
+    got = "" if kind in ("missing", "extra_forbidden") else f" (got {render_value(value)})"
+    text = f"{_reason(kind, loc, cause, root)}{got}"
     loc = shown_loc(loc, root)
     for size in range(len(loc), 0, -1):
         name = names.get(key_path(loc[:size]))

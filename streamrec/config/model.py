@@ -5,14 +5,17 @@ bounds and its description (the only place they are written; ``configs/default.t
 A new key is one ``Field`` line in its section. Bounds are what makes sense for the key, not
 merely what does not crash: a distance between L2-normalised embeddings lies in [0, 2], a batch
 that waits a second is no longer real time. Rules between keys are validators that name the key
-they report on, so every problem reads ``section.key: reason (got VALUE)``.
+they report on, so every problem reads ``section.key: reason (got VALUE)``; each validator
+reports every rule it finds broken, not only the first, and names the other keys each rule reads
+(so that a check can still run the rule when some other key of the file is wrong:
+:func:`streamrec.config.load.parse_config`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -51,6 +54,7 @@ __all__ = [
     "MIN_FACE",
     "AuthConfig",
     "BatchConfig",
+    "BrokenRules",
     "DetectorConfig",
     "DoorConfig",
     "LinksConfig",
@@ -77,13 +81,40 @@ MAX_WORKERS = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class RuleError(ValueError):
-    """A rule between keys, raised by a model validator: ``loc`` is the key it reports on
-    (``("matcher", "votes")``) and ``value`` that key's value, as a field's own error has them."""
+Loc = tuple[str | int, ...]
 
-    def __init__(self, loc: tuple[str | int, ...], value: object, message: str) -> None:
+
+class RuleError(ValueError):
+    """A broken rule between keys, found by a model validator: ``loc`` is the key it reports on
+    (``("matcher", "votes")``) and ``value`` that key's value, as a field's own error has them;
+    ``reads`` are the other keys (or whole tables) the rule depends on, so that it is not reported
+    while one of them is itself wrong (the rule would then be judged against a default)."""
+
+    def __init__(self, loc: Loc, value: object, message: str, reads: tuple[Loc, ...] = ()) -> None:
         super().__init__(message)
-        self.loc, self.value = loc, value
+        self.loc, self.value, self.reads = loc, value, reads
+
+
+class BrokenRules(ValueError):
+    """Every rule a model validator found broken (pydantic reports one error per validator; the
+    check lists each rule on its own line)."""
+
+    def __init__(self, rules: list[RuleError]) -> None:
+        super().__init__("; ".join(map(str, rules)))
+        self.rules = rules
+
+
+def _rules(find: Callable[[Any], Iterator[RuleError]]) -> Any:
+    """A model validator from a generator of the rules a model breaks: all of them are reported
+    together, so fixing one does not merely reveal the next."""
+
+    def check(self: Any) -> Any:
+        broken = list(find(self))
+        if broken:
+            raise BrokenRules(broken)
+        return self
+
+    return model_validator(mode="after")(check)
 
 
 class Section(BaseModel):
@@ -119,13 +150,14 @@ def _together(section: str, first: str, second: str) -> Any:
     """A validator for a section: keys ``first`` and ``second`` (a certificate and its key) are
     given both, or neither; the error names the one missing."""
 
-    def check(self: Any) -> Any:
+    def find(self: Any) -> Iterator[RuleError]:
         if bool(getattr(self, first)) != bool(getattr(self, second)):
             key = second if getattr(self, first) else first
-            raise RuleError((section, key), getattr(self, key), f"{first} and {second} go together: give both, or neither")
-        return self
+            other = first if key == second else second
+            yield RuleError((section, key), getattr(self, key), f"{first} and {second} go together: give both, or neither",
+                            reads=((section, other),))
 
-    return model_validator(mode="after")(check)
+    return _rules(find)
 
 
 def _threads(value: int) -> int:
@@ -418,6 +450,9 @@ class OutputsConfig(Section):
 
 #: the internal links of ``streamrec.bus.sockets.Endpoints`` that ``[links]`` can place, in its order
 LINKS = ("frames", "status", "overlays", "events_in", "stats", "monitor", "events_feed", "jpeg_feed")
+CURVE = ("curve_server_key", "curve_server_secret", "curve_client_secret", "curve_clients")
+#: what a rule over every link's address reads: each link key, and every worker's table
+_EVERY_LINK: tuple[Loc, ...] = (*(("links", key) for key in LINKS), ("links", "workers"))
 
 
 def link_location(key: str) -> tuple[str | int, ...]:
@@ -522,33 +557,35 @@ class LinksConfig(Section):
         "other connection is refused.",
     )
 
-    @model_validator(mode="after")
-    def _distinct_and_reachable(self) -> LinksConfig:
+    @_rules
+    def _distinct_and_reachable(self) -> Iterator[RuleError]:
         if self.workers:
             taken = next((key for key in ("frames", "status") if getattr(self, key)), None)
             if taken is not None:
-                raise RuleError(("links", taken), getattr(self, taken), "with [[links.workers]] each worker has its "
-                                f"own {taken} link: leave links.{taken} \"\"")
+                yield RuleError(("links", taken), getattr(self, taken), "with [[links.workers]] each worker has its "
+                                f"own {taken} link: leave links.{taken} \"\"", reads=(("links", "workers"),))
         seen: list[tuple[str, str]] = []
         for key, address in self.set_links():
-            for other, taken in seen:
-                if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
-                    raise RuleError(link_location(key), address, f"binds the same address as links.{other} ({taken})")
+            clash = next((f"links.{other} ({taken})" for other, taken in seen
+                          if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken))), None)
+            if clash is not None:
+                yield RuleError(link_location(key), address, f"binds the same address as {clash}", reads=_EVERY_LINK)
             seen.append((key, address))
-        curve = ("curve_server_key", "curve_server_secret", "curve_client_secret", "curve_clients")
-        given = [key for key in curve if getattr(self, key)]
-        if given and len(given) < len(curve):
-            missing = next(key for key in curve if not getattr(self, key))
-            raise RuleError(("links", missing), "", f"CURVE needs all of {', '.join(curve)} (`streamrec keys`)")
+        given = [key for key in CURVE if getattr(self, key)]
+        if given and len(given) < len(CURVE):
+            missing = next(key for key in CURVE if not getattr(self, key))
+            yield RuleError(("links", missing), "", f"CURVE needs all of {', '.join(CURVE)} (`streamrec keys`)",
+                            reads=tuple(("links", key) for key in CURVE))
         beyond = next((item for item in seen if binds_beyond_loopback(parse_zmq_endpoint(item[1]))), None)
         if beyond is not None and not given:
-            raise RuleError(link_location(beyond[0]), beyond[1], "a link beyond this machine needs CURVE: set "
-                            f"{', '.join(curve)} (`streamrec keys NAME --out DIR` makes the certificates)")
+            yield RuleError(link_location(beyond[0]), beyond[1], "a link beyond this machine needs CURVE: set "
+                            f"{', '.join(CURVE)} (`streamrec keys NAME --out DIR` makes the certificates)",
+                            reads=_EVERY_LINK + tuple(("links", key) for key in CURVE))
         frames = [address for key, address in seen if key.endswith("frames")]
         if self.frame_pixels == "ring" and any(binds_beyond_loopback(parse_zmq_endpoint(a)) for a in frames):
-            raise RuleError(("links", "frame_pixels"), self.frame_pixels, "a frames link beyond this machine needs "
-                            'the pixels in the message: set frame_pixels = "raw" or "jpeg"')
-        return self
+            yield RuleError(("links", "frame_pixels"), self.frame_pixels, "a frames link beyond this machine needs "
+                            'the pixels in the message: set frame_pixels = "raw" or "jpeg"',
+                            reads=(("links", "frames"), ("links", "workers")))
 
     def set_links(self) -> Iterator[tuple[str, str]]:
         """``(key, address)`` of each link given an address (a worker's as ``workers[K].frames``,
@@ -833,18 +870,19 @@ class MqttConfig(Section):
 
     _tls_pair = _together("mqtt", "tls_cert", "tls_key")
 
-    @model_validator(mode="after")
-    def _secure_beyond_loopback(self) -> MqttConfig:
+    @_rules
+    def _secure_beyond_loopback(self) -> Iterator[RuleError]:
         if (self.tls_ca or self.tls_cert) and not self.tls:
             key = "tls_ca" if self.tls_ca else "tls_cert"
-            raise RuleError(("mqtt", key), getattr(self, key), "is used only with tls = true: set it, or remove this key")
+            yield RuleError(("mqtt", key), getattr(self, key), "is used only with tls = true: set it, or remove this key",
+                            reads=(("mqtt", "tls"),))
         if self.password_file and not self.username:
-            raise RuleError(("mqtt", "password_file"), self.password_file, "a password needs a username: set username")
+            yield RuleError(("mqtt", "password_file"), self.password_file, "a password needs a username: set username",
+                            reads=(("mqtt", "username"),))
         if self.broker and binds_beyond_loopback(parse_broker_address(self.broker)) and not (self.username and self.tls):
-            raise RuleError(("mqtt", "broker"), self.broker, "is beyond this machine: the events (with the names of the "
+            yield RuleError(("mqtt", "broker"), self.broker, "is beyond this machine: the events (with the names of the "
                             "people recognised) would cross the network to anyone; set username, password_file and "
-                            "tls = true, or use a broker on 127.0.0.1")
-        return self
+                            "tls = true, or use a broker on 127.0.0.1", reads=(("mqtt", "username"), ("mqtt", "tls")))
 
 
 class RunConfig(BaseModel):
@@ -877,34 +915,38 @@ class RunConfig(BaseModel):
             return [(worker.frames, worker.status) for worker in self.links.workers]
         return [("", "")] * self.pipeline.workers if self.pipeline.workers > 1 else []
 
-    @model_validator(mode="after")
-    def _across_sections(self) -> RunConfig:
+    @_rules
+    def _across_sections(self) -> Iterator[RuleError]:
         seen: dict[str, int] = {}
         for index, source in enumerate(self.sources):
             first = seen.setdefault(source.label, index)
             if first != index:
-                raise RuleError(("sources", index, "name"), source.label, f"sources[{first}] has the same name "
-                                "(names derive from the URL where none is given): give each source its own name")
+                yield RuleError(("sources", index, "name"), source.label, f"sources[{first}] has the same name "
+                                "(names derive from the URL where none is given): give each source its own name",
+                                reads=(("sources",),))
         if not self.tracker.embed_every_frame:
             for key in ("votes", "unknown_after"):
                 value = getattr(self.matcher, key)
                 if value > self.tracker.max_embeddings:
-                    raise RuleError(("matcher", key), value, f"must be at most [tracker] max_embeddings "
-                                    f"({self.tracker.max_embeddings}): a track has no more embeddings")
+                    yield RuleError(("matcher", key), value, f"must be at most [tracker] max_embeddings "
+                                    f"({self.tracker.max_embeddings}): a track has no more embeddings",
+                                    reads=(("tracker", "embed_every_frame"), ("tracker", "max_embeddings")))
         for key, address in self.links.set_links():
             for output in ("events", "frames"):
                 taken = getattr(self.outputs, output)
                 if clashes(parse_zmq_endpoint(address), parse_zmq_endpoint(taken)):
-                    raise RuleError(link_location(key), address, f"binds the same address as outputs.{output} ({taken})")
+                    yield RuleError(link_location(key), address, f"binds the same address as outputs.{output} ({taken})",
+                                    reads=(*_EVERY_LINK, ("outputs", output)))
         given = len(self.links.workers)
         if given and self.pipeline.workers not in (1, given):
-            raise RuleError(("pipeline", "workers"), self.pipeline.workers, f"[[links.workers]] gives {given} worker(s): "
-                            "set the same number, or leave it 1")
+            yield RuleError(("pipeline", "workers"), self.pipeline.workers, f"[[links.workers]] gives {given} worker(s): "
+                            "set the same number, or leave it 1", reads=(("links", "workers"),))
         shared = next((key for key in ("frames", "status") if getattr(self.links, key)), None)
         if self.pipeline.workers > 1 and shared is not None:
-            raise RuleError(("pipeline", "workers"), self.pipeline.workers, f"each worker binds its own {shared} link, "
-                            f"and links.{shared} gives one address: leave it \"\", or give [[links.workers]]")
+            yield RuleError(("pipeline", "workers"), self.pipeline.workers, f"each worker binds its own {shared} link, "
+                            f"and links.{shared} gives one address: leave it \"\", or give [[links.workers]]",
+                            reads=(("links", "frames"), ("links", "status")))
         if self.door.threshold > self.matcher.threshold:
-            raise RuleError(("door", "threshold"), self.door.threshold, f"must be at most [matcher] threshold "
-                            f"({self.matcher.threshold:g}): a door names no one a camera would not")
-        return self
+            yield RuleError(("door", "threshold"), self.door.threshold, f"must be at most [matcher] threshold "
+                            f"({self.matcher.threshold:g}): a door names no one a camera would not",
+                            reads=(("matcher", "threshold"),))

@@ -2,7 +2,7 @@
 
 FaceNet 20180408-102900 was trained on MTCNN boxes widened by a margin and resized to 160x160
 (Sandberg's ``align_dataset_mtcnn.py``), so the box crop is the native input. The warp rotates
-and scales each face so its landmarks land on :data:`TEMPLATE_160`, the mean landmark positions
+and scales each face so its landmarks land on :data:`TEMPLATE_160`, the median landmark positions
 of box crops, giving the same framing with the eyes levelled.
 """
 

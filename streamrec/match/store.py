@@ -294,12 +294,15 @@ class WatchlistView:
 
 
 class Watchlist:
-    """The watchlist of ``data_dir`` (created on first use). Safe to share between threads; any
-    number of processes may open the same one."""
+    """The watchlist of ``data_dir`` (created on first use unless ``create`` is false: a verb that
+    only reads it must not turn a mistyped folder into a new, empty watchlist). Safe to share
+    between threads; any number of processes may open the same one."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, create: bool = True) -> None:
         self.path = Path(data_dir) / DB_NAME
         self._lock = threading.Lock()
+        if not create and not self.path.is_file():
+            raise WatchlistError(f"no watchlist in {data_dir}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import struct
@@ -98,12 +99,22 @@ def test_detect_and_embed_report_unusable_files_on_stderr(tmp_path: Path, shared
     detect = run_cli("detect", broken, good)
     assert detect.returncode == 1
     assert detect.stdout.splitlines()[0] == f"{good}: 1 face (970x2204)" and "truncated" not in detect.stdout
-    assert detect.stderr.splitlines() == [f"error: {broken}: truncated JPEG (the file ends before the image data does)"]
+    assert detect.stderr.splitlines() == [f"streamrec: error: {broken}: truncated JPEG (the file ends before the image data does)"]
     embed = run_cli("embed", broken, good, "--out", str(tmp_path / "v.npy"))
     assert embed.returncode == 1
     first, last = embed.stdout.splitlines()
-    assert first.startswith(f"{good}: row 1: box ") and last == f"wrote 2 embeddings (512-d) to {tmp_path / 'v.npy'}"
-    assert embed.stderr.splitlines() == [f"{broken}: row 0: error: {broken}: truncated JPEG (the file ends before the image data does)"]
+    assert first.startswith(f"{good}: row 1: box ")
+    assert last == (f"wrote 2 rows (512-d) to {tmp_path / 'v.npy'}: 1 embedding and 1 row of NaN (image without a usable "
+                    "face)")
+    assert embed.stderr.splitlines() == [
+        f"streamrec: error: {broken}: truncated JPEG (the file ends before the image data does) (row 0 is NaN)"]
+    compare = run_cli("compare", good, broken, "--json")
+    assert compare.returncode == 1 and compare.stderr == ""
+    assert json.loads(compare.stdout) == {
+        "image": broken, "error": f"{broken}: truncated JPEG (the file ends before the image data does)"}
+    text = run_cli("compare", good, broken)
+    assert text.returncode == 1 and text.stdout == ""
+    assert text.stderr.splitlines() == [f"streamrec: error: {broken}: truncated JPEG (the file ends before the image data does)"]
     _no_traceback(detect)
     _no_traceback(embed)
 
@@ -161,7 +172,7 @@ def test_no_face_is_not_an_error_for_detect_but_is_for_compare(shared_data: Path
         (["detect", "x.jpg", "--margin", "2"], "argument --margin: must be a finite number between 0 and 1 (got 2)"),
         (["detect", "x.jpg", "--threads", "0"], "argument --threads: must be a whole number between 1 and"),
         (["detect", "x.jpg", "--backend", "tpu"], "invalid choice: 'tpu'"),
-        (["detect", "x.jpg", "--precision", "bf16"], "error: the onnxruntime backend runs fp32 and int8 only (got precision 'bf16')"),
+        (["detect", "x.jpg", "--precision", "bf16"], "streamrec: error: the onnxruntime backend runs fp32 and int8 only (got precision 'bf16')"),
     ],
 )
 def test_bad_options(args, message):

@@ -13,7 +13,7 @@ import zmq
 
 from streamrec.bus.messages import EVENT_TYPES, Event
 from streamrec.bus.sockets import Publisher
-from tests.conftest import cli_command
+from tests.conftest import cli_command, run_cli
 
 
 def _lines(stream, into: queue.Queue) -> None:
@@ -73,3 +73,11 @@ def test_access_events_read_as_a_line_each():
     denied = format_event(Event("access", "door", 1e9, result="denied", reason="no_movement", detail="moved 1 deg", **common).to_json())
     assert asked.endswith("access        door track 3: Ann asked to turn left")
     assert denied.endswith("access        door track 3: Ann denied (no_movement): moved 1 deg")
+
+
+def test_replaying_a_missing_data_dir_is_refused(tmp_path: Path):
+    missing = tmp_path / "nosuch"
+    result = run_cli("events", "--since", "1d", "--no-follow", "--data-dir", str(missing))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"streamrec: error: no data directory {missing}: no journal to replay"]
+    assert not missing.exists()

@@ -13,7 +13,7 @@ from tests.conftest import run_cli
 VERBS = [
     ["demo"], ["run"], ["config", "check"], ["config", "defaults"], ["config", "reference"], ["events"], ["enroll"], ["watchlist", "list"], ["calibrate"], ["engines", "build"], ["engines", "info"],
     ["detect"], ["embed"], ["compare"], ["eval-pairs"], ["train"], ["bench", "models"], ["bench", "pipeline"], ["bench", "transport"], ["bench", "peers"],
-    ["bench", "report"],
+    ["bench", "report"], ["engines", "check"], ["engines", "export"],
 ]
 
 
@@ -21,6 +21,7 @@ VERBS = [
 def test_every_verb_has_help(verb):
     result = run_cli(*verb, "--help")
     assert result.returncode == 0 and "usage: streamrec" in result.stdout
+    assert "%%" not in result.stdout  # a description is printed as written, not %-formatted as an option's help is
 
 
 def test_detect_json(shared_data: Path):
@@ -80,3 +81,11 @@ def test_embed_all_faces(tmp_path: Path, shared_data: Path):
     assert result.returncode == 0, result.stderr
     assert np.load(out).shape == (6, 512)
     assert result.stdout.count("row ") == 6 and "wrote 6 embeddings" in result.stdout
+
+
+def test_detect_numbers_faces_as_json_indexes_them(shared_data: Path):
+    image = str(shared_data / "scenes" / "fr_two_people.jpg")
+    (item,) = json.loads(run_cli("detect", image, "--json").stdout)
+    text = run_cli("detect", image).stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in text[1:]] == [
+        f"face {k}" + (" (main)" if k == item["main_face"] else "") for k in range(len(item["faces"]))]

@@ -47,6 +47,9 @@ def test_openvino_record(engine_copy: Path):
     assert max(record["mtcnn_max_abs_diff"].values()) <= record["mtcnn_tolerance"]
     info = run_cli("engines", "info", "--engines", str(engine_copy))
     assert info.returncode == 0 and f"openvino {record['version']} on {record['cpu']}" in info.stdout
+    for precision, entry in record["facenet"].items():
+        if "skipped" in entry:  # with the reason, which the record keeps
+            assert f"{precision} not run here ({entry['skipped']})" in info.stdout
 
 
 def test_a_figure_below_its_bound_is_a_failure():

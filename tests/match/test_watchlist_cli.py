@@ -134,3 +134,15 @@ def test_remove_purge_leaves_nothing_of_the_person_on_disk(tmp_path: Path):
         assert [p.id for p in view.persons()] == ["bo-bell"]
     refused = run_cli("watchlist", "remove", "ada-lovelace", "--purge", "--data-dir", str(tmp_path))
     assert refused.returncode != 0 and refused.stderr.strip().endswith("no person with id 'ada-lovelace' in the watchlist")
+
+
+@pytest.mark.parametrize("verb", [["watchlist", "list"], ["watchlist", "show", "ada"], ["watchlist", "remove", "ada"],
+                                  ["watchlist", "remove", "ada", "--purge"], ["watchlist", "rebuild"]], ids=" ".join)
+def test_a_mistyped_data_dir_is_refused_not_created(tmp_path: Path, verb: list[str]):
+    missing, empty = tmp_path / "nosuch", tmp_path / "empty"
+    empty.mkdir()
+    for folder in (missing, empty):
+        result = run_cli(*verb, "--data-dir", str(folder))
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.splitlines() == [f"streamrec: error: no watchlist in {folder}"]
+    assert not missing.exists() and not any(empty.iterdir())

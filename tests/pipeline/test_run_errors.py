@@ -110,6 +110,26 @@ def test_unusable_sources_say_why(tmp_path: Path, arguments: list[str], says: st
     assert says in _one_error_line(result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("photo.jpg", None, "photo.jpg: a JPEG still image, not a video: use `streamrec detect` or `streamrec enroll` for photos"),
+        ("text.jpg", b"not a photo\n", "text.jpg: not a readable video (unsupported format or corrupt file)"),
+    ],
+)
+def test_a_photo_or_a_file_named_like_one_is_refused_in_one_line_before_anything_starts(
+    faces_dir: Path, tmp_path: Path, name: str, content: bytes | None, says: str
+):
+    source = tmp_path / name
+    source.write_bytes(content if content is not None else (faces_dir / "barack_obama" / "1.jpg").read_bytes())
+    data = tmp_path / "data"
+    result = run_cli("run", "--source", str(source), "--data-dir", str(data), *quiet_outputs(), timeout=120)
+    assert result.returncode == 1
+    assert says in _one_error_line(result.stderr)
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # not a word from OpenCV or FFmpeg
+    assert not data.exists()  # nothing was started
+
+
 def _inference_refusals() -> list[tuple[str, list[str], str]]:
     """(configuration file, options, what the error line says) for inference this machine cannot run."""
     import torch

@@ -234,20 +234,20 @@ class FrameReader:
             self._counters.dropped += 1
             return None
         fast_file = self.spec.kind is SourceKind.FILE and self.options.fast
-        wall_time = self._file_clock(timestamp) if fast_file and timestamp is not None else time.time()
+        media_time = self._file_clock(timestamp) if fast_file and timestamp is not None else None
+        wall_time = time.time()
         out = self._frame_buffer(*self._last_size) if self._frame_buffer and self._last_size else None
         rgb = retrieve_rgb(capture, out)
         if rgb is None:
             return None
         self._last_size = rgb.shape[:2]
-        frame = Frame(self.spec.label, self._counters.delivered, wall_time, timestamp, rgb)
+        frame = Frame(self.spec.label, self._counters.delivered, wall_time, timestamp, rgb, media_time)
         self._counters.delivered += 1
         return frame
 
     def _file_clock(self, timestamp: float) -> float:
-        """The capture time of a file read ``fast``: the file's own time line, anchored at its
-        first frame (and continued across loops), so that tracking sees the true motion between
-        frames however fast they are read."""
+        """The media time of a frame of a file read ``fast`` (:attr:`Frame.media_time`): the
+        file's own time line, anchored at its first frame's read time and continued across loops."""
         if self._clock is None:
             self._clock = (time.time() - timestamp, timestamp)
         anchor, last = self._clock

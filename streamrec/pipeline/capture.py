@@ -121,7 +121,7 @@ class CaptureStage(Stage):
         free ring slot (its pixels then never reached the socket)."""
         height, width = frame.rgb.shape[:2]
         header = functools.partial(FrameHeader, self.label, frame.index, frame.wall_time, height, width, dropped,
-                                   age=time.monotonic() - frame.monotonic_time)
+                                   age=time.monotonic() - frame.monotonic_time, media_ts=frame.media_time)
         if self.ring is None:
             pixels = encode_frame_pixels(frame.rgb, self.links.frame_pixels, self.links.frame_quality)
             return send_frame(self.frames_out, header(pixels=self.links.frame_pixels), block=False, pixels=pixels), False

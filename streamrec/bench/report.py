@@ -798,7 +798,7 @@ def _pipeline_detail(result: dict[str, Any]) -> list[str]:
                         [[name.replace("_", " "), _lat(s), _f(s["mean"]) if s else "-", str(s["samples"]) if s else "0"] for name, s in latency.items()])
         lines.append("")
     else:
-        lines += ["No latencies: frames read as fast as taken carry the file's own time line.", ""]
+        lines += ["No latencies: frames read as fast as taken wait their turn in full queues (their age is the backlog).", ""]
     steps = result.get("steps_ms") or {}
     lines += _table(["inference step", "median ms", "mean ms", "p95 ms", "calls"],
                     [[name, _f(s["median"], ".2f"), _f(s.get("mean"), ".2f"), _f(s["p95"], ".2f"), str(s["count"])] for name, s in steps.items() if s])

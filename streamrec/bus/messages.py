@@ -26,6 +26,7 @@ bumps the version.
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 import time
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
@@ -179,9 +180,9 @@ class Message:
         return _adapter(type(self)).dump_python(self, mode="json")
 
 
-FRAME_VERSION = 2
+FRAME_VERSION = 3
 _FRAME_MAGIC = b"SRFH"
-_FRAME = struct.Struct("<4sHqdIIqIQBdHH")
+_FRAME = struct.Struct("<4sHqdIIqIQBddHH")
 #: where a frame's pixels are: in a shared-memory ring, or after the header, raw RGB or JPEG
 FramePixels = Literal["ring", "raw", "jpeg"]
 _PIXEL_CODES: tuple[str, ...] = get_args(FramePixels)
@@ -212,7 +213,10 @@ class FrameHeader(_Picture):
     (:mod:`streamrec.bus.ring`), or follow it in the same message (``pixels`` raw or jpeg).
 
     ``index``: frames delivered by this source so far (gaps = frames dropped downstream).
-    ``ts``: capture wall-clock time (Unix seconds). ``dropped``: frames the capture stage
+    ``ts``: capture wall-clock time (Unix seconds): when the frame was read. ``media_ts``: for a
+    file read as fast as frames are taken, the frame's time on the file's own time line,
+    anchored at its first frame's read time and continued across loops (it runs ahead of the
+    wall clock); None where the source's time line is the wall clock. ``dropped``: frames the capture stage
     dropped so far (rate cap, slow consumer). ``ring``, ``slot``, ``seq``: where the pixels are
     (ring file name, slot) and the sequence number the slot must still hold, when ``pixels`` is
     ``ring``; with ``raw`` (``height * width * 3`` bytes of RGB) or ``jpeg`` they are the
@@ -227,7 +231,7 @@ class FrameHeader(_Picture):
     fraction of JSON's encoding and decoding. Layout (little-endian): ``b"SRFH"``, ``u16``
     version (``FRAME_VERSION``), ``i64`` index, ``f64`` ts, ``u32`` height, ``u32`` width,
     ``i64`` dropped, ``u32`` slot, ``u64`` seq, ``u8`` pixels (0 ring, 1 raw, 2 jpeg), ``f64``
-    age, ``u16`` byte lengths of source and ring, then both as UTF-8.
+    age, ``f64`` media_ts (NaN for None), ``u16`` byte lengths of source and ring, then both as UTF-8.
     """
 
     kind: ClassVar[str] = "frame"
@@ -237,7 +241,14 @@ class FrameHeader(_Picture):
     seq: Count = 0
     pixels: FramePixels = "ring"
     age: Annotated[float, Field(ge=0, le=MAX_TIME, allow_inf_nan=False)] = 0.0
+    media_ts: Timestamp | None = None
     received: float = dataclasses.field(default=0.0, compare=False)
+
+    @property
+    def motion_ts(self) -> float:
+        """The time tracking measures motion between frames on: ``media_ts`` where the frame has
+        one (a file read fast moves at its own pace, not at the pace it is read), else ``ts``."""
+        return self.ts if self.media_ts is None else self.media_ts
 
     def age_at(self, now: float) -> float:
         """Seconds since the capture at ``now`` (``time.monotonic()`` of this process)."""
@@ -248,7 +259,8 @@ class FrameHeader(_Picture):
         source, ring = self.source.encode(), self.ring.encode()
         return _FRAME.pack(
             _FRAME_MAGIC, FRAME_VERSION, self.index, self.ts, self.height, self.width, self.dropped, self.slot, self.seq,
-            _PIXEL_CODES.index(self.pixels), self.age, len(source), len(ring),
+            _PIXEL_CODES.index(self.pixels), self.age, math.nan if self.media_ts is None else self.media_ts,
+            len(source), len(ring),
         ) + source + ring
 
     @classmethod
@@ -259,7 +271,7 @@ class FrameHeader(_Picture):
         if len(data) < _FRAME.size or bytes(data[:4]) != _FRAME_MAGIC:
             raise MessageError(f"not a frame message ({len(data)} bytes without the frame header's signature)")
         received = time.monotonic()
-        _, version, index, ts, height, width, dropped, slot, seq, pixels, age, source_len, ring_len = _FRAME.unpack_from(data)
+        _, version, index, ts, height, width, dropped, slot, seq, pixels, age, media_ts, source_len, ring_len = _FRAME.unpack_from(data)
         if version != FRAME_VERSION:
             raise MessageError(f"frame: version {version}, expected {FRAME_VERSION}")
         if pixels >= len(_PIXEL_CODES):
@@ -274,7 +286,7 @@ class FrameHeader(_Picture):
         try:
             return cls(
                 source=source, index=index, ts=ts, height=height, width=width, dropped=dropped, ring=ring, slot=slot, seq=seq,
-                pixels=_PIXEL_CODES[pixels], age=age, received=received,
+                pixels=_PIXEL_CODES[pixels], age=age, media_ts=None if math.isnan(media_ts) else media_ts, received=received,
             )
         except ValidationError as exc:
             raise _one_line("frame", exc) from None

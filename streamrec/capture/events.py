@@ -68,15 +68,19 @@ class Status:
 class Frame:
     """One delivered frame. ``rgb``: ``(H, W, 3)`` uint8. ``index`` counts delivered frames of
     this reader from 0, across reconnects and file loops. ``wall_time`` is ``time.time()`` when
-    the frame was captured (for a paced file: when it became due; for a file read ``fast``: its
-    first frame's read time plus the file's own timestamp, so the file's time line is kept). ``stream_time`` is the
-    stream's own timestamp in seconds where the container or protocol gives one (None for MJPEG
-    over HTTP); it restarts when a stream is reopened or a file loops. ``monotonic_time`` is
-    ``time.monotonic()`` when it was delivered, to measure its age in this process."""
+    the frame was captured (for a paced file: when it became due; for a file read ``fast``: when
+    it was read). ``stream_time`` is the stream's own timestamp in seconds where the container or
+    protocol gives one (None for MJPEG over HTTP); it restarts when a stream is reopened or a
+    file loops. ``media_time``, for a file read ``fast`` only: its first frame's read time plus
+    the file's own timestamp, continued across loops, so that tracking sees the true motion
+    between frames however fast they are read (it runs ahead of the wall clock, so it is no
+    capture time); None elsewhere. ``monotonic_time`` is ``time.monotonic()`` when it was
+    delivered, to measure its age in this process."""
 
     source: str
     index: int
     wall_time: float
     stream_time: float | None
     rgb: np.ndarray
+    media_time: float | None = None
     monotonic_time: float = field(default_factory=time.monotonic)

@@ -25,9 +25,10 @@ __all__ = ["describe", "has_timestamps", "open_capture", "quiet_library_logs", "
 
 _OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 #: FFmpeg's log level (``av_log``) as OpenCV sets it from the environment when it opens its first
-#: capture: 8 is AV_LOG_FATAL (errors, such as "Connection refused", are 16)
+#: capture: -8 is AV_LOG_QUIET. Not 8 (AV_LOG_FATAL): FFmpeg's JPEG decoder says "No JPEG data
+#: found in image" at that level, for a file named .jpg that holds no JPEG
 _FFMPEG_LOG_ENV = "OPENCV_FFMPEG_LOGLEVEL"
-_FFMPEG_FATAL_ONLY = "8"
+_FFMPEG_QUIET = "-8"
 _ENV_LOCK = threading.Lock()
 
 
@@ -35,15 +36,17 @@ def quiet_library_logs() -> None:
     """Keep OpenCV and FFmpeg from printing their own lines: a camera that cannot be reached
     makes both print several per attempt ("backend is generally available but can't be used to
     capture by name", "Connection to tcp://... failed"), where the reader reports each attempt
-    once with its reason. Call it before the first capture opens (FFmpeg's level is read then).
+    once with its reason. :func:`open_capture` calls it before every open, so that it holds in
+    every process that opens a capture (FFmpeg's level is read at the first open of a process).
     A level the user set (``OPENCV_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``) is kept, to debug with."""
-    os.environ.setdefault(_FFMPEG_LOG_ENV, _FFMPEG_FATAL_ONLY)
+    os.environ.setdefault(_FFMPEG_LOG_ENV, _FFMPEG_QUIET)
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def open_capture(spec: SourceSpec, open_timeout: float, read_timeout: float) -> cv2.VideoCapture | None:
     """An opened capture for ``spec``, or None if it cannot be opened (OpenCV gives no reason)."""
+    quiet_library_logs()
     if spec.kind is SourceKind.WEBCAM:
         capture = cv2.VideoCapture(spec.target)
     else:

@@ -14,11 +14,13 @@ at once.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -27,11 +29,18 @@ from streamrec.capture.events import CaptureError, Counters, Frame, State, Statu
 from streamrec.capture.opencv import describe, has_timestamps, open_capture, retrieve_rgb, stream_time
 from streamrec.capture.source import SourceKind, SourceSpec, parse_source
 from streamrec.capture.timing import Backoff, Pacer, RateCap, StallWatch
+from streamrec.images.header import image_format
 
-__all__ = ["FrameBuffer", "FrameReader", "ReaderOptions", "StatusCallback"]
+__all__ = ["FrameBuffer", "FrameReader", "ReaderOptions", "StatusCallback", "check_file"]
 
 #: time between a fast-read file's last frame and its first again, when it loops
 FILE_LOOP_GAP_S = 0.04
+#: why a file that OpenCV cannot read as a video fails
+NOT_A_VIDEO = "not a readable video (unsupported format or corrupt file)"
+#: why a photo fails as a source (after "a" or "a JPEG")
+STILL_IMAGE = "still image, not a video: use `streamrec detect` or `streamrec enroll` for photos"
+#: enough of a file's first bytes to recognise every image format by its signature
+_SIGNATURE_BYTES = 16
 
 StatusCallback = Callable[[Status], None]
 #: ``(height, width) -> array`` to decode the next frame into, or None for a new array
@@ -74,7 +83,8 @@ class FrameReader:
     stage hands out frame-ring slots, so a frame is written once, where the batcher reads it).
 
     Raises :class:`CaptureError` (after a ``FAILED`` status) for a source that can never work:
-    a webcam index that does not open, a file that is not a video. Network sources are retried
+    a webcam index that does not open, a file that is not a video (a photo, a file OpenCV opens
+    at 0x0 pixels or that ends before its first frame). Network sources are retried
     forever; a webcam that opened once and is lost later is retried too (it may be plugged in
     again).
     """
@@ -114,7 +124,7 @@ class FrameReader:
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Generator[Frame, None, None]:
         """Open, read and reconnect until the source ends, fails or the reader is stopped."""
         try:
             while not self._stop.is_set():
@@ -128,7 +138,7 @@ class FrameReader:
                 if self._stop.is_set():
                     break
                 if lost is None:
-                    self._report(State.ENDED, "end of file")
+                    self._end_of_file()
                     return
                 self._report(State.LOST, lost)
                 self._retry(lost)
@@ -139,9 +149,16 @@ class FrameReader:
     def _open(self) -> cv2.VideoCapture | None:
         """Open the source; on failure fail for good or wait out a backoff delay (returns None)."""
         self._report(State.OPENING)
+        if self.spec.kind is SourceKind.FILE:
+            self._refuse_photo()
         started = time.monotonic()
         capture = open_capture(self.spec, self.options.open_timeout, self.options.read_timeout)
         if capture is not None:
+            if self.spec.kind is SourceKind.FILE and not (
+                capture.get(cv2.CAP_PROP_FRAME_WIDTH) > 0 and capture.get(cv2.CAP_PROP_FRAME_HEIGHT) > 0
+            ):  # FFmpeg's image2 demuxer, chosen by a photo's extension, opens any file so named
+                capture.release()
+                self._fail(NOT_A_VIDEO)
             self._ever_opened = True
             self._timed = has_timestamps(self.spec, capture)
             self._report(State.OPEN, describe(capture, self._timed))
@@ -155,6 +172,17 @@ class FrameReader:
             self._retry(f"cannot open: failed after {took:.2f} s (refused, not found or not a video stream)")
         return None
 
+    def _refuse_photo(self) -> None:
+        """Fail for a photo, recognised by its content (whatever its name): OpenCV would play it
+        as a video of one frame, which ends at once with nothing said."""
+        try:
+            with open(self.spec.target, "rb") as file:
+                found = image_format(file.read(_SIGNATURE_BYTES))
+        except OSError as exc:
+            self._fail(f"cannot read it ({exc.strerror or exc})")
+        if found is not None:
+            self._fail(f"a {found} {STILL_IMAGE}")
+
     def _worth_retrying(self) -> bool:
         """Streams come back; a file does not, and a webcam index that never opened is absent."""
         return self.spec.kind is not SourceKind.FILE and (
@@ -164,7 +192,7 @@ class FrameReader:
     def _unopenable(self) -> str:
         if self.spec.kind is SourceKind.WEBCAM:
             return f"cannot open camera index {self.spec.target} (no such camera, or it is in use)"
-        return "not a readable video (unsupported format or corrupt file)"
+        return NOT_A_VIDEO
 
     def _stream(self, capture: cv2.VideoCapture) -> Generator[Frame, None, str | None]:
         """Deliver frames from an open capture; returns why a live source was lost, or None when a
@@ -206,20 +234,20 @@ class FrameReader:
             self._counters.dropped += 1
             return None
         fast_file = self.spec.kind is SourceKind.FILE and self.options.fast
-        wall_time = self._file_clock(timestamp) if fast_file and timestamp is not None else time.time()
+        media_time = self._file_clock(timestamp) if fast_file and timestamp is not None else None
+        wall_time = time.time()
         out = self._frame_buffer(*self._last_size) if self._frame_buffer and self._last_size else None
         rgb = retrieve_rgb(capture, out)
         if rgb is None:
             return None
         self._last_size = rgb.shape[:2]
-        frame = Frame(self.spec.label, self._counters.delivered, wall_time, timestamp, rgb)
+        frame = Frame(self.spec.label, self._counters.delivered, wall_time, timestamp, rgb, media_time)
         self._counters.delivered += 1
         return frame
 
     def _file_clock(self, timestamp: float) -> float:
-        """The capture time of a file read ``fast``: the file's own time line, anchored at its
-        first frame (and continued across loops), so that tracking sees the true motion between
-        frames however fast they are read."""
+        """The media time of a frame of a file read ``fast`` (:attr:`Frame.media_time`): the
+        file's own time line, anchored at its first frame's read time and continued across loops."""
         if self._clock is None:
             self._clock = (time.time() - timestamp, timestamp)
         anchor, last = self._clock
@@ -228,6 +256,17 @@ class FrameReader:
         self._clock = (anchor, timestamp)
         return anchor + timestamp
 
+    def _end_of_file(self) -> None:
+        """Report that a file ended, or fail for one that played no video: it ended before its
+        first frame, or after its only one (a photo in a format FFmpeg reads and the signatures
+        here do not know, such as JPEG 2000 or TGA)."""
+        read = self._counters.delivered + self._counters.dropped
+        if read == 0:
+            self._fail("not a readable video (it ends before its first frame)")
+        if read == 1:
+            self._fail(f"a {STILL_IMAGE}")
+        self._report(State.ENDED, "end of file")
+
     def _retry(self, reason: str) -> None:
         """Report the coming reconnect and sleep its backoff delay (cut short by :meth:`stop`)."""
         delay = self._backoff.next_delay()
@@ -235,7 +274,7 @@ class FrameReader:
         self._report(State.RECONNECTING, reason, self._backoff.attempt, delay)
         self._stop.wait(delay)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> NoReturn:
         self._report(State.FAILED, reason)
         raise CaptureError(f"{self.spec.label}: {reason}")
 
@@ -243,3 +282,15 @@ class FrameReader:
         self.status = Status(state, self.spec.label, self._counters.snapshot(), reason, attempt, delay)
         if self._on_status is not None:
             self._on_status(self.status)
+
+
+def check_file(spec: SourceSpec) -> None:
+    """Read a file source's first two frames as fast as they decode, raising :class:`CaptureError`
+    where playing it would: a command then refuses a file that is no video (a photo, an empty or
+    unreadable file) in one line before it starts anything, instead of a run that ends empty."""
+    frames = FrameReader(spec, ReaderOptions(fast=True)).frames()
+    try:
+        for _ in itertools.islice(frames, 2):
+            pass
+    finally:
+        frames.close()

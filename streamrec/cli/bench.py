@@ -407,7 +407,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     shutil.rmtree(work, ignore_errors=True)
     if figures is None:
         raise UserError("interrupted before the measurement ended", status=130)
-    if args.fast:  # a fast file's frames carry the file's own time line: no capture latency
+    if args.fast:  # a fast file's frames wait their turn in full queues: their age is the backlog, no latency
         figures["latency_ms"] = dict.fromkeys(figures["latency_ms"])
         figures["latency_samples_ms"] = {name: [] for name in figures["latency_samples_ms"]}
     result = {

@@ -14,8 +14,8 @@ from streamrec.backends.choose import BACKEND_CHOICES, PRECISION_CHOICES, Choice
 from streamrec.bus.curve import LinkCurve
 from streamrec.bus.messages import MAX_NAME
 from streamrec.bus.sockets import Endpoints, new_run_dir
+from streamrec.capture import CaptureError, SourceKind, check_file, parse_source
 from streamrec.capture import SourceError as SourceSpecError
-from streamrec.capture import parse_source
 from streamrec.cli.common import UserError, check_link_keys, resolve_pipeline, stderr
 from streamrec.config import ConfigError, RunConfig, load_config, override
 from streamrec.config.addresses import exposure_warning, parse_http_address, parse_zmq_endpoint
@@ -113,8 +113,10 @@ def _configure(args: argparse.Namespace) -> tuple[RunConfig, Choice]:
         raise UserError("no sources: give --source (repeatable) or [[sources]] in --config")
     for index, source in enumerate(config.sources):
         try:
-            parse_source(source.url)
-        except SourceSpecError as exc:
+            spec = parse_source(source.url)
+            if spec.kind is SourceKind.FILE:  # a photo or no video at all: one line now, not an empty run
+                check_file(spec)
+        except (SourceSpecError, CaptureError) as exc:
             where = names.get(f"sources[{index}]") or ": ".join(filter(None, (origin, f"sources[{index}].url")))
             raise UserError(f"{where}: {exc}") from None
     config, inference = _resolve_backend(config, names, origin)

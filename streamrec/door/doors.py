@@ -97,14 +97,14 @@ class Doors:
         """A frame of a door was tracked: the faces of ``tracks`` seen on it."""
         door = self.doors.get(header.source)
         if door is not None:
-            seen = {track.id: track.landmarks for track in tracks if track.last_ts == header.ts}
-            self._handle(door.frame(header.ts, seen, time.monotonic()))
+            seen = {track.id: track.landmarks for track in tracks if track.last_ts == header.motion_ts}
+            self._handle(door.frame(header.motion_ts, seen, time.monotonic()))
 
     def embedded(self, source: str, track: Track, header: FrameHeader, observation: Observation) -> None:
         """A face of a door was embedded and matched."""
         door = self.doors.get(source)
         if door is not None:
-            self._handle(door.evidence(Evidence(track.id, header.ts, observation)))
+            self._handle(door.evidence(Evidence(track.id, header.motion_ts, observation)))
 
     def ended(self, source: str, track: Track) -> None:
         """A track of a door ended."""

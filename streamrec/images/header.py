@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FORMATS", "Header", "HeaderError", "read_header"]
+__all__ = ["FORMATS", "Header", "HeaderError", "image_format", "read_header"]
 
 
 class HeaderError(ValueError):
@@ -151,6 +151,13 @@ _READERS: tuple[tuple[str, Callable[[bytes], bool], Callable[[bytes], Header]], 
     ("PNM", lambda d: d[:1] == b"P" and d[1:2] in b"123456" and d[2:3].isspace(), _pnm),
 )
 FORMATS = tuple(name for name, _, _ in _READERS)  #: the formats accepted
+
+
+def image_format(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` (a file's first bytes) starts with, else
+    None: a cheap look at the content, for whoever must tell a photo from a video by more than
+    its file name."""
+    return next((name for name, matches, _ in _READERS if matches(data)), None)
 
 
 def read_header(data: bytes) -> Header:

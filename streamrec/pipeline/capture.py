@@ -39,7 +39,6 @@ from streamrec.capture import (
     Status,
     parse_source,
 )
-from streamrec.capture.opencv import quiet_library_logs
 from streamrec.config.model import LinksConfig, SourceConfig
 from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.workers import WorkerLinks
@@ -66,7 +65,6 @@ class CaptureStage(Stage):
 
     def setup(self) -> None:
         assert self.ctx is not None
-        quiet_library_logs()  # this stage logs every status change itself, in one line
         self.statuses: queue.Queue[Status] = queue.Queue()  # filled by the reader's thread
         options = ReaderOptions(max_fps=self.source.fps or None, fast=self.source.fast, loop=self.source.loop)
         spec = parse_source(self.source.url)
@@ -123,7 +121,7 @@ class CaptureStage(Stage):
         free ring slot (its pixels then never reached the socket)."""
         height, width = frame.rgb.shape[:2]
         header = functools.partial(FrameHeader, self.label, frame.index, frame.wall_time, height, width, dropped,
-                                   age=time.monotonic() - frame.monotonic_time)
+                                   age=time.monotonic() - frame.monotonic_time, media_ts=frame.media_time)
         if self.ring is None:
             pixels = encode_frame_pixels(frame.rgb, self.links.frame_pixels, self.links.frame_quality)
             return send_frame(self.frames_out, header(pixels=self.links.frame_pixels), block=False, pixels=pixels), False

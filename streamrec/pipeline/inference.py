@@ -12,7 +12,8 @@ by its successor, and a door whose frames stop is denied on this stage's own clo
 Latency samples it reports (seconds): ``detect``, ``embed``, ``match`` and ``batch`` (the whole
 batch) per batch; per frame, ``capture_to_detect[SOURCE]`` (its detections done) and
 ``capture_to_result[SOURCE]`` (its faces tracked, embedded, matched and decided), except for a
-file read ``fast``, whose frames carry the file's own time line. Both add the age the frame
+file read ``fast``, whose frames wait their turn in queues that it keeps full (their age is the
+backlog, not the pipeline's speed). Both add the age the frame
 header brought (measured by the capture on its own clock) to the time since it arrived here,
 so no two hosts' clocks are ever subtracted. Counters include
 ``frames[SOURCE]`` (processed), ``skipped[SOURCE]`` (passed over for a newer frame; all
@@ -311,8 +312,8 @@ class InferenceStage(Stage):
 
     def _detected(self, name: str, header: FrameHeader) -> None:
         """Count a frame whose detection is done, with the source's frame rate, and how old the
-        frame was by then (not for a file read ``fast``: its frames are stamped with the file's
-        own time line)."""
+        frame was by then (not for a file read ``fast``: its frames wait their turn in full
+        queues, so their age measures the backlog)."""
         fps = self.outputs[name].processed(time.monotonic())
         self.count(f"frames[{name}]")
         self.gauges[f"fps[{name}]"] = round(fps, 2)

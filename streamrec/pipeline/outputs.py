@@ -81,7 +81,7 @@ def overlay(header: FrameHeader, tracks: Iterable[Track], fps: float) -> tuple[O
     decisions. Returns it and how many faces it has no room for (a crowd)."""
     faces = []
     for track in tracks:
-        if track.last_ts != header.ts:
+        if track.last_ts != header.motion_ts:
             continue
         decision = track.state.decision
         label = decision.name if decision and decision.type == "match" else ("unknown" if decision else "...")

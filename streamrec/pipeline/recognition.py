@@ -170,7 +170,7 @@ class Recognition:
             self.meter.count("detections_full", len(names))
         for names in tracked.values():
             stack = np.stack([frames[n][1] for n in names])
-            boxes = [self._predicted(n, frames[n][0].ts) for n in names]
+            boxes = [self._predicted(n, frames[n][0].motion_ts) for n in names]
             result.update(zip(names, self.models.refine(stack, boxes)))
             self.meter.count("detections_tracked", len(names))
         return result
@@ -194,12 +194,12 @@ class Recognition:
         """Follow ``faces`` of source ``name``'s ``frame`` on its tracks. Returns the tracks that
         ended and the faces to embed."""
         header, pixels = frame
-        matched, ended = self.sources[name].tracker.update(faces, header.ts)
+        matched, ended = self.sources[name].tracker.update(faces, header.motion_ts)
         chosen = []
         for track, index in matched:
             quality = face_quality(pixels, faces.boxes[index], faces.landmarks[index])
-            if self.policy.wants(track, quality, header.ts, self.eager(name, track)):
-                self.policy.record(track, quality, header.ts)
+            if self.policy.wants(track, quality, header.motion_ts, self.eager(name, track)):
+                self.policy.record(track, quality, header.motion_ts)
                 chosen.append(Chosen(name, track, quality, header, pixels, faces[[index]]))
         self.meter.count("faces", len(faces))
         return [Ended(name, track) for track in ended], chosen
@@ -243,7 +243,7 @@ class Recognition:
         of another): the face goes on, on a new track decided afresh; the old track ends."""
         old = item.track
         item.track = self.sources[item.source].tracker.split(old)
-        self.policy.record(item.track, item.quality, item.header.ts)
+        self.policy.record(item.track, item.quality, item.header.motion_ts)
         self.meter.count("track_splits")
         return Ended(item.source, old)
 

@@ -130,6 +130,9 @@ def test_unknown_fields_are_ignored_for_compatibility():
 def test_frame_headers_round_trip_in_binary():
     header = FrameHeader("caméra 1", 7, 1.5, 480, 640, 2, "ring-0123456789ab-10-1", 3, 99)
     assert FrameHeader.unpack(header.pack()) == header
+    fast = FrameHeader("cam", 8, 1.5, 480, 640, media_ts=9.25)  # a file read fast: its own time line
+    assert FrameHeader.unpack(fast.pack()) == fast
+    assert (header.motion_ts, fast.motion_ts) == (1.5, 9.25)
 
 
 @pytest.mark.parametrize(
@@ -165,6 +168,8 @@ def _set(packed: bytes, fmt: str, offset: int, value: object) -> bytes:
         (("<B", 50, 7), "frame: pixels code 7, expected 0 to 2"),  # pixels
         (("<d", 51, math.nan), "frame: age: Input should be a finite number"),
         (("<d", 51, -0.5), "frame: age: Input should be greater than or equal to 0"),
+        (("<d", 59, -1.0), "frame: media_ts: Input should be greater than or equal to 0"),
+        (("<d", 59, math.inf), "frame: media_ts: Input should be a finite number"),
     ],
 )
 def test_frame_headers_out_of_range_are_refused(field, reason):

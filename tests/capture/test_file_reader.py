@@ -7,10 +7,11 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from streamrec.capture import CaptureError, Frame, FrameReader, ReaderOptions, State
+from streamrec.capture import CaptureError, Frame, FrameReader, ReaderOptions, State, check_file, parse_source
 from tests.capture.recorder import StatusLog
 
 CLIP_FRAMES = 275
@@ -96,6 +97,39 @@ def test_a_file_that_is_not_a_video_fails(tmp_path: Path) -> None:
     notes.write_text("not a video\n")
     with pytest.raises(CaptureError, match="notes.mp4: not a readable video"):
         list(FrameReader(notes))
+
+
+def test_a_photo_fails_before_it_is_opened_whatever_its_name(faces_dir: Path, tmp_path: Path) -> None:
+    named_as_video = tmp_path / "photo.mp4"
+    named_as_video.write_bytes((faces_dir / "barack_obama" / "1.jpg").read_bytes())
+    log = StatusLog()
+    with pytest.raises(CaptureError, match=r"photo.mp4: a JPEG still image, not a video: use `streamrec detect`"):
+        list(FrameReader(named_as_video, on_status=log))
+    assert [status.state for status in log.statuses] == [State.OPENING, State.FAILED]
+
+
+def test_a_file_named_like_a_photo_that_holds_none_fails_instead_of_opening_at_0x0(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.jpg"  # FFmpeg's image2 demuxer, chosen by the extension, opens it at 0x0
+    notes.write_text("not a photo\n")
+    log = StatusLog()
+    with pytest.raises(CaptureError, match=r"notes.jpg: not a readable video \(unsupported format"):
+        list(FrameReader(notes, on_status=log))
+    assert [status.state for status in log.statuses] == [State.OPENING, State.FAILED]
+
+
+def test_a_photo_of_a_format_not_recognised_by_content_fails_after_its_only_frame(faces_dir: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jp2"  # JPEG 2000: FFmpeg reads it as a video of one frame
+    assert cv2.imwrite(str(photo), cv2.imread(str(faces_dir / "barack_obama" / "1.jpg")))
+    log = StatusLog()
+    with pytest.raises(CaptureError, match=r"photo.jp2: a still image, not a video"):
+        list(FrameReader(photo, ReaderOptions(fast=True), on_status=log))
+    assert [status.state for status in log.statuses] == [State.OPENING, State.OPEN, State.FAILED]
+    with pytest.raises(CaptureError, match=r"photo.jp2: a still image, not a video"):
+        check_file(parse_source(photo))
+
+
+def test_check_file_passes_a_video(hamilton_clip: Path) -> None:
+    check_file(parse_source(hamilton_clip))  # raises for anything that is no video
 
 
 @pytest.mark.skipif(not Path("/dev/video0").exists(), reason="no camera on this machine (/dev/video0)")

@@ -74,11 +74,11 @@ def _json(body: object) -> bytes:
     return json.dumps(body).encode()  # NaN and Infinity as JavaScript writes them
 
 
-def _frame(source: str, ring: str, height: int = 360, width: int = 640, version: int = 2, index: int = 1, ts: float = 1.0) -> bytes:
+def _frame(source: str, ring: str, height: int = 360, width: int = 640, version: int = 3, index: int = 1, ts: float = 1.0) -> bytes:
     """A frame message by its documented layout (streamrec.bus.messages.FrameHeader), its pixels
-    in a ring, aged 0."""
+    in a ring, aged 0, with no media time."""
     names = source.encode() + ring.encode()
-    head = struct.pack("<4sHqdIIqIQBdHH", b"SRFH", version, index, ts, height, width, 0, 0, 1, 0, 0.0,
+    head = struct.pack("<4sHqdIIqIQBddHH", b"SRFH", version, index, ts, height, width, 0, 0, 1, 0, 0.0, math.nan,
                        len(source.encode()), len(ring.encode()))
     return head + names
 

@@ -42,6 +42,8 @@ def test_a_file_that_ends_flushes_its_events_and_exits_0(hamilton_clip: Path, fa
     assert "lin_manuel_miranda" in {e["name"] for e in matches}
     ended = {e["track_id"] for e in events if e["type"] == "track_end"}
     assert {e["track_id"] for e in matches} <= ended  # every decided track was closed at the end
+    # capture_ts is when the frame was read, not the file's time line, which --fast runs ahead of
+    assert matches and all(0 <= e["ts"] - e["capture_ts"] < 60 for e in matches), [(e["ts"], e["capture_ts"]) for e in matches]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["type"] in ("track_end", "source_status")
 
@@ -108,6 +110,26 @@ def test_unusable_sources_say_why(tmp_path: Path, arguments: list[str], says: st
     result = run_cli("run", *arguments, "--data-dir", str(tmp_path), timeout=60)
     assert result.returncode != 0
     assert says in _one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("photo.jpg", None, "photo.jpg: a JPEG still image, not a video: use `streamrec detect` or `streamrec enroll` for photos"),
+        ("text.jpg", b"not a photo\n", "text.jpg: not a readable video (unsupported format or corrupt file)"),
+    ],
+)
+def test_a_photo_or_a_file_named_like_one_is_refused_in_one_line_before_anything_starts(
+    faces_dir: Path, tmp_path: Path, name: str, content: bytes | None, says: str
+):
+    source = tmp_path / name
+    source.write_bytes(content if content is not None else (faces_dir / "barack_obama" / "1.jpg").read_bytes())
+    data = tmp_path / "data"
+    result = run_cli("run", "--source", str(source), "--data-dir", str(data), *quiet_outputs(), timeout=120)
+    assert result.returncode == 1
+    assert says in _one_error_line(result.stderr)
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # not a word from OpenCV or FFmpeg
+    assert not data.exists()  # nothing was started
 
 
 def _inference_refusals() -> list[tuple[str, list[str], str]]:

@@ -233,18 +233,30 @@ def _socket(ctx: zmq.Context, kind: int, hwm: int | None, linger_ms: int) -> zmq
     return sock
 
 
+def _connect(sock: zmq.Socket, address: str, monitor: int) -> zmq.Socket:
+    """Connect ``sock``, watching the ``monitor`` socket events (none: 0) from before the
+    connection starts: a monitor attached after ``connect()`` misses the handshake with a peer
+    that is already there. The monitor's PAIR socket is ``sock.get_monitor_socket()``, which
+    returns the one attached here."""
+    if monitor:
+        sock.get_monitor_socket(monitor)
+    sock.connect(address)
+    return sock
+
+
 def push_socket(
-    ctx: zmq.Context, address: str, hwm: int | None = None, linger_ms: int = 1000, heartbeat_ms: int = 0
+    ctx: zmq.Context, address: str, hwm: int | None = None, linger_ms: int = 1000, heartbeat_ms: int = 0,
+    monitor: int = 0,
 ) -> zmq.Socket:
     """A PUSH socket connected to ``address`` (``hwm``: queue length before sends fail). With
     ``heartbeat_ms``, ZeroMQ pings the peer that often and drops the connection after three
-    unanswered (a peer whose host vanished sends no FIN, so nothing else would end it)."""
+    unanswered (a peer whose host vanished sends no FIN, so nothing else would end it).
+    ``monitor``: socket events to watch, see :func:`_connect`."""
     sock = _socket(ctx, zmq.PUSH, hwm, linger_ms)
     if heartbeat_ms:
         sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat_ms)
-    sock.connect(address)
-    return sock
+    return _connect(sock, address, monitor)
 
 
 def pull_socket(
@@ -262,16 +274,16 @@ def pull_socket(
 
 def sub_socket(
     ctx: zmq.Context, address: str, topics: Sequence[str] | None = None, hwm: int | None = None,
-    accepts: type[Message] | None = None,
+    accepts: type[Message] | None = None, monitor: int = 0,
 ) -> zmq.Socket:
     """A SUB socket connected to ``address``, subscribed to ``topics`` (all when empty),
-    refusing frames larger than :func:`part_limit` of ``accepts``."""
+    refusing frames larger than :func:`part_limit` of ``accepts``. ``monitor``: socket events
+    to watch, see :func:`_connect`."""
     sock = _socket(ctx, zmq.SUB, hwm, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, part_limit(accepts))
     for topic in topics or [""]:
         sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-    sock.connect(address)
-    return sock
+    return _connect(sock, address, monitor)
 
 
 def send(

@@ -121,7 +121,8 @@ def run_events(args: argparse.Namespace) -> int:
     address = _address(folder, args.address)
     ctx = zmq.Context()
     try:
-        subscriber = None if args.no_follow else sub_socket(ctx, address, args.topic)
+        subscriber = None if args.no_follow else sub_socket(
+            ctx, address, args.topic, monitor=zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         if args.since is not None:
             for event in read_journal(folder / "events", since_ts=args.since):
                 if not printer.show(event):
@@ -140,7 +141,7 @@ def _follow(subscriber: zmq.Socket, address: str, printer: _Printer) -> None:
     """Print live events until ``printer`` has had enough. While no publisher is connected for
     ``NO_PUBLISHER_S`` (none started yet, or the pipeline stopped), say so once on stderr and
     go on waiting: ZeroMQ itself reconnects in silence, forever."""
-    monitor = subscriber.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    monitor = subscriber.get_monitor_socket()  # attached before it connected
     poller = zmq.Poller()
     poller.register(subscriber, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)

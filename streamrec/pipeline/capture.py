@@ -78,8 +78,9 @@ class CaptureStage(Stage):
             self.workers = WorkerLinks(self.ctx, self.label, self.endpoints.workers, STATUS_LINGER_MS)
         else:
             self.frames_out = push_socket(self.ctx, self.endpoints.frames, hwm=2, linger_ms=0)
-            self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS)
-            self.link_events = self.status_out.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            self.status_out = push_socket(self.ctx, self.endpoints.status, linger_ms=STATUS_LINGER_MS,
+                                          monitor=zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            self.link_events = self.status_out.get_monitor_socket()
         self.linked = False  #: the status link to the batcher has been made (see :meth:`_status_linked`)
         self.latest = LatestFrame(self.reader, lossless=self.source.fast).start()
 

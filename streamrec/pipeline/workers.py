@@ -68,9 +68,9 @@ class WorkerLinks:
         self._monitors: dict[int, zmq.Socket] = {}
         for worker, (frames, status) in enumerate(addresses, 1):
             self.frames[worker] = push_socket(ctx, frames, hwm=2, linger_ms=0)
-            self.status[worker] = push_socket(ctx, status, linger_ms=status_linger_ms, heartbeat_ms=HEARTBEAT_MS)
-            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-            self._monitors[worker] = self.status[worker].get_monitor_socket(events)
+            self.status[worker] = push_socket(ctx, status, linger_ms=status_linger_ms, heartbeat_ms=HEARTBEAT_MS,
+                                              monitor=zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+            self._monitors[worker] = self.status[worker].get_monitor_socket()
         self.linked: set[int] = set()  #: the workers whose status link is up now
         self.serving: int | None = None  #: the worker the camera is sent to
         self._started = time.monotonic()

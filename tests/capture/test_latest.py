@@ -47,7 +47,9 @@ def test_a_frame_is_handed_out_once_and_the_end_is_seen(hamilton_clip: Path) -> 
 
 def test_lossless_hands_out_every_frame_of_a_fast_file_in_order(hamilton_clip: Path) -> None:
     with LatestFrame(FrameReader(hamilton_clip, ReaderOptions(fast=True)), lossless=True) as latest:
-        time.sleep(0.5)  # a consumer that starts late: a reader racing ahead would drop frames meanwhile
+        # a consumer that starts late: the reader gets as far ahead as it may (a frame in the slot,
+        # the next one read and waiting) and stops there; one racing on would drop frames meanwhile
+        wait_until(lambda: latest.reader.counters.delivered >= 2, 30, "the reader reading ahead")
         frames = []
         while (frame := latest.get(timeout=5)) is not None:
             frames.append(frame)

@@ -134,11 +134,15 @@ class Events(JsonLines):
                 return event
         raise AssertionError(f"no such event within {timeout:.0f} s; got {[(e['type'], e.get('name'), e.get('detail')) for e in self.received[-15:]]}")
 
-    @property
-    def last_seq(self) -> int:
+    def drain(self) -> list[dict]:
+        """Take in every event that has arrived, without waiting; returns all received so far."""
         while (event := self.take(0)) is not None:
             self.received.append(event)
-        return max((e["seq"] for e in self.received), default=0)
+        return self.received
+
+    @property
+    def last_seq(self) -> int:
+        return max((e["seq"] for e in self.drain()), default=0)
 
 
 @dataclass

@@ -72,7 +72,8 @@ def cli_command() -> list[str]:
 
 def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run the ``streamrec`` command as a real process; returns the finished process."""
-    return subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run([*cli_command(), *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope="session")

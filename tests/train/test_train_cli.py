@@ -17,7 +17,14 @@ import pytest
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
 from streamrec.engines.sources import sha256_file
 from tests.conftest import run_cli
+from tests.support.needs import need_module
 
+#: the package each CPU backend needs, and why the test needs it
+BACKEND_PACKAGES = {
+    "onnxruntime": ("onnxruntime", "the onnxruntime backend, a dependency of streamrec"),
+    "openvino": ("openvino", "the openvino backend is the 'openvino' extra"),
+    "torch": ("torchvision", "the torch backend is the 'torch' extra"),
+}
 SHORT = ["--epochs", "2", "--people", "4", "--threads", "1", "--learning-rate", "1e-3"]
 
 
@@ -100,7 +107,7 @@ def test_the_engine_runs_on_every_cpu_backend_and_passes_its_accuracy_guard(
     from streamrec.train.data import heldout_pairs, load_faces
     from streamrec.verify.evaluate import score_pairs
 
-    pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torchvision"}[backend])
+    need_module(*BACKEND_PACKAGES[backend])
     config = ModelsConfig(backend=backend, backend_options=BackendOptions(threads=1), model="cropped")  # type: ignore[arg-type]
     models = FaceModels(config, engines)
     assert models.embedder.backend.model_path.name == "facenet-cropped.onnx"

@@ -59,7 +59,7 @@ def server(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         yield server
     finally:
-        server.kill()
+        server.stop()
 
 
 def _up(server: TritonServer) -> TritonServer:
@@ -316,7 +316,7 @@ def test_mutual_tls_reaches_a_server_that_asks_for_it_and_nothing_else_does(serv
             assert str(caught.value).startswith(f"triton at {secure.url}: the health check failed: ")
             assert "\n" not in str(caught.value)
     finally:
-        secure.kill()
+        secure.stop()
 
 
 def test_the_inference_stage_survives_a_server_restart_and_reports_its_health(server: TritonServer,

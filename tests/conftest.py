@@ -7,16 +7,16 @@ broken set-up.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.browser import browser  # noqa: F401 - a shared fixture
+from tests.support.needs import unavailable
 from tests.support.rtsp import RtspServer, camera_clip, require_rtsp_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +24,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def _need(path: Path, what: str) -> Path:
+    """``path`` when it exists, else skip saying where the data should be (fail under ``CI``)."""
     if path.exists():
         return path
-    message = f"{what} not found at {path} (the shared test data sits beside the project as ../shared/data)"
-    if os.environ.get("CI"):
-        pytest.fail(message + "; CI must have it")
-    pytest.skip(message)
+    unavailable(f"{what} not found at {path} "
+                "(the shared test data sits beside the project as ../shared/data)")
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +37,23 @@ def shared_data() -> Path:
     return _need(SHARED_DATA, "shared test data")
 
 
-@pytest.fixture(scope="session")
-def faces_dir(shared_data: Path) -> Path:
-    return _need(shared_data / "faces", "face photos")
+def _shared_folder(fixture: str, folder: str, what: str) -> Callable[[Path], Path]:
+    """The session fixture ``fixture``: ``folder`` of ``../shared/data``, through :func:`_need`, so
+    that a test skips (fails under ``CI``) saying that ``what`` is missing."""
+
+    def find(shared_data: Path) -> Path:
+        return _need(shared_data / folder, what)
+
+    find.__doc__ = f"``../shared/data/{folder}``: {what}."
+    return pytest.fixture(scope="session", name=fixture)(find)
 
 
-@pytest.fixture(scope="session")
-def lfw_view1(shared_data: Path) -> Path:
-    return _need(shared_data / "lfw_view1", "LFW View 1")
+faces_dir = _shared_folder("faces_dir", "faces", "face photos, one folder a person")
+lfw_view1 = _shared_folder("lfw_view1", "lfw_view1", "LFW View 1")
+faces_cropped = _shared_folder("faces_cropped", "faces_cropped", "face photos cropped to the face")
+scenes = _shared_folder("scenes", "scenes", "photos of several people, small and large faces")
+nonfaces = _shared_folder("nonfaces", "nonfaces", "photos with no face in them")
+edge_cases = _shared_folder("edge_cases", "edge_cases", "partial or tiny faces, odd formats, broken files")
 
 
 @pytest.fixture(scope="session")
@@ -72,13 +80,14 @@ def cli_command() -> list[str]:
 
 def run_cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run the ``streamrec`` command as a real process; returns the finished process."""
-    return subprocess.run([*cli_command(), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run([*cli_command(), *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def hamilton_clip(shared_data: Path) -> Path:
     """10 s of real footage, 640x360 H.264 at 29.97 fps, 275 frames."""
-    return shared_data / "video" / "short_hamilton_clip.mp4"
+    return _need(shared_data / "video" / "short_hamilton_clip.mp4", "the hamilton clip")
 
 
 @pytest.fixture(scope="session")

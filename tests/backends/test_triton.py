@@ -39,7 +39,7 @@ from streamrec.web.metrics import StageMetrics
 from tests.backends.compare import assert_same_faces
 from tests.conftest import run_cli
 from tests.pipeline.conftest import quiet_outputs, stepped_inference
-from tests.support.needs import missing
+from tests.support.needs import missing, need_module
 from tests.support.triton import TritonServer, require_triton
 
 PHOTO = "scenes/fnp_multiface.jpg"
@@ -49,7 +49,7 @@ PHOTO = "scenes/fnp_multiface.jpg"
 def server(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """tritonserver over the exported repository, one ONNX Runtime thread per model instance."""
     require_triton()
-    pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed (pip install 'streamrec[triton]')")
+    need_module("tritonclient.grpc", "the triton backend's client is tritonclient (the 'triton' extra)")
     folder = tmp_path_factory.mktemp("triton")
     export = run_cli("engines", "export", "--triton", str(folder / "repository"), "--platform", "python",
                      "--threads", "1", "--engines", str(engine_dir), timeout=300)
@@ -59,7 +59,7 @@ def server(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         yield server
     finally:
-        server.kill()
+        server.stop()
 
 
 def _up(server: TritonServer) -> TritonServer:
@@ -316,7 +316,7 @@ def test_mutual_tls_reaches_a_server_that_asks_for_it_and_nothing_else_does(serv
             assert str(caught.value).startswith(f"triton at {secure.url}: the health check failed: ")
             assert "\n" not in str(caught.value)
     finally:
-        secure.kill()
+        secure.stop()
 
 
 def test_the_inference_stage_survives_a_server_restart_and_reports_its_health(server: TritonServer,

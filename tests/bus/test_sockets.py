@@ -34,6 +34,7 @@ from streamrec.events.stage import EventsStage
 from tests.pipeline.conftest import free_port
 from tests.render.frames import start_stage, stop_stage
 from tests.support.attack import peak_rss, rss_mb, start_attacker, stop_attacker
+from tests.support.wait import wait_until
 
 GROWTH_LIMIT_MB = 100  #: what subscribers may add to the publisher's resident memory
 
@@ -124,10 +125,15 @@ def test_subscribers_cannot_make_a_publisher_hold_more_than_its_bound(publishing
     assert during > 0 or mode == "connections", f"{mode}: the well-behaved subscriber received nothing during the attack"
     assert running.received_between(over, deadline) >= 20, f"{mode}: the well-behaved subscriber stopped receiving"
     if mode != "big":  # an oversized subscription ends its connection in ZeroMQ, before the stage sees it
-        report = running.report(stats)
-        while report.counters.get("publisher_resets_events", 0) == 0:
-            report = running.report(stats)
-        assert report.counters.get("subscriptions_refused_events", 0) > 0 or mode == "connections"
+        reports: list[StageStats] = []
+
+        def resets_counted() -> bool:
+            reports.append(running.report(stats))
+            return reports[-1].counters.get("publisher_resets_events", 0) > 0
+
+        wait_until(resets_counted, 30, lambda: f"{mode}: no publisher reset in the stage's statistics "
+                   f"({reports[-1].counters if reports else 'no report'})")
+        assert reports[-1].counters.get("subscriptions_refused_events", 0) > 0 or mode == "connections"
 
 
 def test_warnings_about_drops_are_one_line_per_trouble_and_interval(caplog: pytest.LogCaptureFixture):

@@ -23,16 +23,17 @@ def _take(reader: FrameReader, count: int) -> list[Frame]:
 
 
 def test_file_plays_at_its_own_rate_unless_fast(hamilton_clip: Path) -> None:
-    started = time.monotonic()
+    """Paced frames are delivered over more than half the time they span in the file (their
+    capture times say so); a fast read takes less than half of it. A fast read's frames carry the
+    file's time line, not their delivery time, so it is timed here; the bound is the clip's own
+    span, not a speed: decoding 60 small frames takes a fraction of it even on a loaded machine."""
     paced = _take(FrameReader(hamilton_clip), 60)
-    paced_time = time.monotonic() - started
     started = time.monotonic()
     fast = _take(FrameReader(hamilton_clip, ReaderOptions(fast=True)), 60)
     fast_time = time.monotonic() - started
     duration = 59 / CLIP_FPS
-    assert paced_time > duration / 2
     assert paced[-1].wall_time - paced[0].wall_time > duration / 2
-    assert fast_time < paced_time / 4
+    assert fast_time < duration / 2
     for frames in (paced, fast):
         assert [frame.index for frame in frames] == list(range(60))
         assert frames[0].rgb.shape == (360, 640, 3) and frames[0].rgb.dtype == np.uint8
@@ -77,18 +78,20 @@ def test_rate_cap_delivers_no_more_than_the_cap(hamilton_clip: Path) -> None:
         if time.monotonic() - started > 1.5:
             break
     elapsed = time.monotonic() - started
-    assert 0.5 * 10 * elapsed <= len(frames) <= 10 * elapsed + 2
+    assert 2 <= len(frames) <= 10 * elapsed + 2  # the cap bounds the count; a loaded machine delivers fewer
     assert reader.counters.dropped >= len(frames)  # a 30 fps file capped at 10: two of three go
     assert reader.counters.delivered == len(frames)
     assert min(np.diff([frame.wall_time for frame in frames])) >= 0.04
 
 
 def test_missing_webcam_fails_fast_and_clearly() -> None:
+    """No retry (the states show none) and no wait for an open timeout: the bound is half of it,
+    seconds more than failing takes, so only a wait for the timeout itself can break it."""
     log = StatusLog()
     started = time.monotonic()
     with pytest.raises(CaptureError, match=r"^webcam:9: cannot open camera index 9 \(no such camera"):
         list(FrameReader("9", on_status=log))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < ReaderOptions().open_timeout / 2
     assert [status.state for status in log.statuses] == [State.OPENING, State.FAILED]
 
 
@@ -140,11 +143,14 @@ def test_real_webcam_delivers_frames() -> None:
 
 
 def test_a_shared_stop_event_ends_iteration(hamilton_clip: Path) -> None:
-    shutdown = threading.Event()  # e.g. set by the owning process's signal handler
+    """Set by its owner (e.g. a process's signal handler) while frames are being taken, the
+    event ends the iteration before another frame is delivered."""
+    shutdown = threading.Event()
     log = StatusLog()
-    threading.Timer(0.3, shutdown.set).start()
-    started = time.monotonic()
-    frames = list(FrameReader(hamilton_clip, on_status=log, stop_event=shutdown))
-    assert time.monotonic() - started < 1.5
-    assert 3 <= len(frames) < 60
+    frames = []
+    for frame in FrameReader(hamilton_clip, on_status=log, stop_event=shutdown):
+        frames.append(frame)
+        if len(frames) == 3:
+            shutdown.set()
+    assert [frame.index for frame in frames] == [0, 1, 2]
     assert log.statuses[-1].state is State.STOPPED

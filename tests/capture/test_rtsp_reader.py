@@ -175,7 +175,9 @@ def test_stop_is_prompt_while_a_read_hangs(rtsp_server: RtspServer) -> None:
     latest.stop(timeout=10)
     took = time.monotonic() - started
     print(f"\nstop took {took:.2f} s with a read hanging (read timeout {QUICK.read_timeout} s)")
-    assert took < QUICK.read_timeout + 0.5
+    # the hanging read ends within its timeout; a reopen of the frozen server would add the open
+    # timeout, and a read without a timeout would hang for OpenCV's 30 s
+    assert took < QUICK.read_timeout + QUICK.open_timeout
     assert log.statuses[-1].state is State.STOPPED
 
 
@@ -211,5 +213,5 @@ def test_stop_cuts_a_long_backoff_short() -> None:
     retry = log.wait_for(State.RECONNECTING, timeout=10)
     started = time.monotonic()
     latest.stop(timeout=10)
-    assert retry.delay >= 15 and time.monotonic() - started < 1.0
+    assert retry.delay >= 15 and time.monotonic() - started < retry.delay / 3  # still cut short, by seconds
     assert log.statuses[-1].state is State.STOPPED

@@ -55,8 +55,8 @@ def odd_images(tmp_path_factory, faces_dir: Path) -> dict[str, Path]:
         ("cf_truncated.jpg", "truncated JPEG"),
     ],
 )
-def test_broken_files(shared_data: Path, name: str, message: str):
-    result = run_cli("detect", str(shared_data / "edge_cases" / "broken" / name))
+def test_broken_files(edge_cases: Path, name: str, message: str):
+    result = run_cli("detect", str(edge_cases / "broken" / name))
     assert result.returncode == 1
     assert message in result.stderr and result.stdout == ""
     _no_traceback(result)
@@ -72,9 +72,9 @@ def test_missing_file_and_directory(tmp_path: Path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_one_bad_file_loses_nothing_else(shared_data: Path, faces_dir: Path):
+def test_one_bad_file_loses_nothing_else(edge_cases: Path, faces_dir: Path):
     result = run_cli(
-        "detect", str(faces_dir / "joe_biden" / "1.jpg"), str(shared_data / "edge_cases" / "broken" / "cf_truncated.jpg"),
+        "detect", str(faces_dir / "joe_biden" / "1.jpg"), str(edge_cases / "broken" / "cf_truncated.jpg"),
         str(faces_dir / "rose_leslie" / "1.jpg"), "--json",
     )
     import json
@@ -94,8 +94,8 @@ def test_unusual_formats_work(odd_images, kind: str):
     assert len(json.loads(result.stdout)[0]["faces"]) == 1
 
 
-def test_detect_and_embed_report_unusable_files_on_stderr(tmp_path: Path, shared_data: Path, faces_dir: Path):
-    good, broken = str(faces_dir / "joe_biden" / "1.jpg"), str(shared_data / "edge_cases" / "broken" / "cf_truncated.jpg")
+def test_detect_and_embed_report_unusable_files_on_stderr(tmp_path: Path, edge_cases: Path, faces_dir: Path):
+    good, broken = str(faces_dir / "joe_biden" / "1.jpg"), str(edge_cases / "broken" / "cf_truncated.jpg")
     detect = run_cli("detect", broken, good)
     assert detect.returncode == 1
     assert detect.stdout.splitlines()[0] == f"{good}: 1 face (970x2204)" and "truncated" not in detect.stdout
@@ -119,8 +119,8 @@ def test_detect_and_embed_report_unusable_files_on_stderr(tmp_path: Path, shared
     _no_traceback(embed)
 
 
-def test_rgba_png(shared_data: Path):
-    result = run_cli("detect", str(shared_data / "edge_cases" / "fr_32bit_rgba.png"))
+def test_rgba_png(edge_cases: Path):
+    result = run_cli("detect", str(edge_cases / "fr_32bit_rgba.png"))
     assert result.returncode == 0 and "1 face" in result.stdout
 
 
@@ -156,8 +156,8 @@ def test_decompression_bomb_is_refused(odd_images):
     _no_traceback(result)
 
 
-def test_no_face_is_not_an_error_for_detect_but_is_for_compare(shared_data: Path, faces_dir: Path):
-    dog = str(shared_data / "nonfaces" / "trt_dog.jpg")
+def test_no_face_is_not_an_error_for_detect_but_is_for_compare(nonfaces: Path, faces_dir: Path):
+    dog = str(nonfaces / "trt_dog.jpg")
     result = run_cli("detect", dog)
     assert result.returncode == 0 and "0 faces" in result.stdout
     result = run_cli("compare", dog, str(faces_dir / "joe_biden" / "1.jpg"))
@@ -189,9 +189,10 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024, 8 * 1024))
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, shared_data: Path):
+def test_failed_write_leaves_no_partial_file(tmp_path: Path, scenes: Path):
     out = tmp_path / "vectors.npy"
-    result = run_cli("embed", str(shared_data / "scenes" / "fapi_bbt4.jpg"), "--all-faces", "--out", str(out), preexec_fn=_limit_file_size)
+    result = run_cli("embed", str(scenes / "fapi_bbt4.jpg"), "--all-faces", "--out", str(out),
+                     preexec_fn=_limit_file_size)
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"streamrec: error: cannot write {out}")
     assert not out.exists() and not list(tmp_path.iterdir())

@@ -24,8 +24,8 @@ def test_every_verb_has_help(verb):
     assert "%%" not in result.stdout  # a description is printed as written, not %-formatted as an option's help is
 
 
-def test_detect_json(shared_data: Path):
-    result = run_cli("detect", str(shared_data / "scenes" / "fr_two_people.jpg"), "--json")
+def test_detect_json(scenes: Path):
+    result = run_cli("detect", str(scenes / "fr_two_people.jpg"), "--json")
     assert result.returncode == 0, result.stderr
     (item,) = json.loads(result.stdout)
     assert (item["width"], item["height"]) == (1126, 661)
@@ -38,9 +38,9 @@ def test_detect_json(shared_data: Path):
         assert x1 < lx < x2 and y1 < ly < y2
 
 
-def test_detect_reports_boxes_in_original_pixels(shared_data: Path):
+def test_detect_reports_boxes_in_original_pixels(faces_dir: Path):
     """A 36 MP photo is detected downscaled; boxes come back in the file's own pixels."""
-    result = run_cli("detect", str(shared_data / "faces" / "compreface_person_a" / "1.jpg"), "--json")
+    result = run_cli("detect", str(faces_dir / "compreface_person_a" / "1.jpg"), "--json")
     assert result.returncode == 0, result.stderr
     (item,) = json.loads(result.stdout)
     assert (item["width"], item["height"]) == (4912, 7360)
@@ -62,9 +62,9 @@ def test_compare_same_and_different(faces_dir: Path):
     assert "same person" in text.stdout
 
 
-def test_embed_writes_one_row_per_image(tmp_path: Path, faces_dir: Path, shared_data: Path):
+def test_embed_writes_one_row_per_image(tmp_path: Path, faces_dir: Path, nonfaces: Path):
     out = tmp_path / "vectors.npy"
-    images = [faces_dir / "kit_harington" / "2.jpg", shared_data / "nonfaces" / "trt_dog.jpg", faces_dir / "rose_leslie" / "1.jpg"]
+    images = [faces_dir / "kit_harington" / "2.jpg", nonfaces / "trt_dog.jpg", faces_dir / "rose_leslie" / "1.jpg"]
     result = run_cli("embed", *map(str, images), "--out", str(out), "--json")
     assert result.returncode == 1  # the dog has no face: reported, nothing else lost
     vectors = np.load(out)
@@ -75,9 +75,9 @@ def test_embed_writes_one_row_per_image(tmp_path: Path, faces_dir: Path, shared_
     assert listing[1]["error"] == "no face found" and listing[1]["row"] == 1
 
 
-def test_embed_all_faces(tmp_path: Path, shared_data: Path):
+def test_embed_all_faces(tmp_path: Path, scenes: Path):
     out = tmp_path / "all.npy"
-    result = run_cli("embed", str(shared_data / "scenes" / "fapi_bbt4.jpg"), "--all-faces", "--out", str(out))
+    result = run_cli("embed", str(scenes / "fapi_bbt4.jpg"), "--all-faces", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert np.load(out).shape == (6, 512)
     assert result.stdout.count("row ") == 6 and "wrote 6 embeddings" in result.stdout

@@ -37,7 +37,7 @@ def _nms_min_reference(boxes: np.ndarray, scores: np.ndarray, threshold: float) 
         for j in order:
             w = max(0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + 1)
             h = max(0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + 1)
-            area = lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1)  # noqa: E731
+            area = lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
             if w * h / min(area(boxes[i]), area(boxes[j])) <= threshold:
                 rest.append(j)
         order = rest

@@ -9,6 +9,7 @@ import pytest
 
 from streamrec.detect.mtcnn import MTCNNConfig, pyramid_scales
 from streamrec.images import load_image
+from tests.support.needs import need_module
 
 PHOTOS = [
     "faces/barack_obama/1.jpg", "faces/barack_obama/4.jpg", "faces/alex_lacamoire/1.png",
@@ -22,7 +23,7 @@ PHOTOS = [
 
 @pytest.fixture(scope="module")
 def reference():
-    facenet_pytorch = pytest.importorskip("facenet_pytorch", reason="facenet-pytorch is the detection reference")
+    facenet_pytorch = need_module("facenet_pytorch", "facenet-pytorch is the detection reference")
     return facenet_pytorch.MTCNN(keep_all=True, device="cpu")
 
 

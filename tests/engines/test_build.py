@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +124,25 @@ def test_parity_failure_stops_the_build(tmp_path: Path, two_builds):
         build._facenet_parity(model, sources["facenet"].path, tmp_path, build.face_crops(first, build.sample_photos()))
 
 
-def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):
+def _demo(engines: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """``streamrec demo`` on ``engines``, as the command that finds them missing or old: its data
+    in ``data_dir`` and its door display on a free loopback port, so that the user's own data
+    directory and port 8080 are never touched."""
+    from tests.conftest import run_cli
+    from tests.pipeline.conftest import free_port
+
+    return run_cli("demo", "--engines", str(engines), "--json", "--data-dir", str(data_dir),
+                   "--http", f"127.0.0.1:{free_port()}")
+
+
+def test_engines_are_built_on_first_use(tmp_path: Path):
     """A command pointed at an empty engine folder builds the engines there, saying so."""
     from tests.conftest import run_cli
 
     folder = tmp_path / "fresh"
     result = run_cli("engines", "info", "--engines", str(folder))
     assert result.returncode == 1 and "no engines" in result.stderr
-    result = run_cli("demo", "--engines", str(folder), "--json")
+    result = _demo(folder, tmp_path / "data")
     assert result.returncode == 0, result.stderr
     assert "building them now" in result.stderr
     assert not missing(folder) and outdated(folder) is None
@@ -139,15 +151,13 @@ def test_engines_are_built_on_first_use(tmp_path: Path, monkeypatch):
 def test_engines_built_by_an_older_streamrec_are_rebuilt_on_first_use(two_builds, tmp_path: Path):
     """Every file there but a manifest of an older format (its int8 FaceNet quantized the
     normalisation): the next command rebuilds, saying why, and keeps the trained models listed."""
-    from tests.conftest import run_cli
-
     first, _, _ = two_builds
     for name in ENGINE_FILES.values():
         (tmp_path / name).write_bytes((first / name).read_bytes())
     old = {**json.loads((first / MANIFEST_NAME).read_text()), "format": 1, "models": TRAINED}
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(old))
     assert "built by an older streamrec (format 1, now" in (outdated(tmp_path) or "")
-    result = run_cli("demo", "--engines", str(tmp_path), "--json")
+    result = _demo(tmp_path, tmp_path / "data")
     assert result.returncode == 0, result.stderr
     assert "built by an older streamrec" in result.stderr and "building them now" in result.stderr
     rebuilt = json.loads((tmp_path / MANIFEST_NAME).read_text())

@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from streamrec.backends import BackendOptions, open_backend
 from streamrec.backends.tensorrt import PNET_MAX_BATCH, EngineKey, manifest, profile_for
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
 from streamrec.engines.triton import PYTHON_MODEL, read_config
 from tests.conftest import run_cli
+from tests.support.needs import need_module
 
-pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed (pip install 'streamrec[triton]')")
+need_module("tritonclient.grpc", "the export writes its configuration with tritonclient (the 'triton' extra)")
 
 NAMES = sorted(Path(file).stem for file in ENGINE_FILES.values())
 

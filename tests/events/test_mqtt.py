@@ -54,8 +54,18 @@ class StageProcess:
         self.process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
         started = self.log().count(STARTED)
         self.process.start()
-        wait_for(lambda: self.log().count(STARTED) > started, "the stage to start")
+        try:
+            wait_for(lambda: self.log().count(STARTED) > started, "the stage to start")
+        except BaseException:  # the caller never gets the stage to track, so it is ended here
+            self.kill()
+            raise
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the process if it is still running, and reap it."""
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
 
     def log(self) -> str:
         return self.log_file.read_text() if self.log_file.exists() else ""
@@ -76,9 +86,7 @@ def stages() -> Iterator[list[StageProcess]]:
     started: list[StageProcess] = []
     yield started
     for stage in started:
-        if stage.process is not None and stage.process.is_alive():
-            stage.process.kill()
-            stage.process.join(10)
+        stage.kill()
 
 
 def _event(kind: str, source: str, **fields: Any) -> dict[str, Any]:

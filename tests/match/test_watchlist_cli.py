@@ -27,17 +27,18 @@ def _cli_json(*args: str, status: int = 0):
     return json.loads(result.stdout)
 
 
-def test_enroll_keeps_the_good_photos_and_refuses_the_rest(tmp_path: Path, shared_data: Path):
-    good = [shared_data / "faces" / "barack_obama" / name for name in ("1.jpg", "2.jpg")]
-    two_people = shared_data / "scenes" / "fr_two_people.jpg"
-    nonfaces = sorted((shared_data / "nonfaces").iterdir())
-    broken = sorted((shared_data / "edge_cases" / "broken").iterdir())
-    photos = [good[0], *nonfaces, two_people, *broken, good[1]]
+def test_enroll_keeps_the_good_photos_and_refuses_the_rest(tmp_path: Path, faces_dir: Path, scenes: Path,
+                                                           nonfaces: Path, edge_cases: Path):
+    good = [faces_dir / "barack_obama" / name for name in ("1.jpg", "2.jpg")]
+    two_people = scenes / "fr_two_people.jpg"
+    no_face = sorted(nonfaces.iterdir())
+    broken = sorted((edge_cases / "broken").iterdir())
+    photos = [good[0], *no_face, two_people, *broken, good[1]]
     report = _cli_json("enroll", "--name", "Barack Obama", *map(str, photos), "--data-dir", str(tmp_path), status=1)
     assert report["created"] is True and report["person"]["id"] == "barack-obama" and report["person"]["photos"] == 2
     outcome = {Path(p["image"]).name: p.get("refused", "enrolled") for p in report["photos"]}
     assert outcome["1.jpg"] == outcome["2.jpg"] == "enrolled"
-    for photo in nonfaces:
+    for photo in no_face:
         assert outcome[photo.name] == "no face found" or outcome[photo.name].startswith("no clear face"), photo
     assert outcome["fr_two_people.jpg"].startswith("2 faces of similar size")
     assert outcome["cf_truncated.jpg"].startswith("truncated JPEG")
@@ -49,8 +50,8 @@ def test_enroll_keeps_the_good_photos_and_refuses_the_rest(tmp_path: Path, share
     assert 300 < x1 < x2 < 700 and 50 < y1 < y2 < 500 and shown["name"] == "Barack Obama"
 
 
-def test_nothing_usable_enrolls_nobody(tmp_path: Path, shared_data: Path):
-    white = shared_data / "nonfaces" / "fapi_white.png"
+def test_nothing_usable_enrolls_nobody(tmp_path: Path, nonfaces: Path):
+    white = nonfaces / "fapi_white.png"
     result = run_cli("enroll", "--name", "Nobody", str(white), "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert result.stdout.strip() == f"{white}: refused: no face found"

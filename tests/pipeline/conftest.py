@@ -134,11 +134,15 @@ class Events(JsonLines):
                 return event
         raise AssertionError(f"no such event within {timeout:.0f} s; got {[(e['type'], e.get('name'), e.get('detail')) for e in self.received[-15:]]}")
 
-    @property
-    def last_seq(self) -> int:
+    def drain(self) -> list[dict]:
+        """Take in every event that has arrived, without waiting; returns all received so far."""
         while (event := self.take(0)) is not None:
             self.received.append(event)
-        return max((e["seq"] for e in self.received), default=0)
+        return self.received
+
+    @property
+    def last_seq(self) -> int:
+        return max((e["seq"] for e in self.drain()), default=0)
 
 
 @dataclass
@@ -167,25 +171,35 @@ class Pipeline:
 def start_pipeline(rtsp_clip: Path, data_dir: Path, folder: Path, options: Sequence[str] = ()) -> Pipeline:
     """``streamrec run`` (with ``options`` besides its own) on a new RTSP camera serving
     ``rtsp_clip``, with ``streamrec events`` subscribed, once the pipeline has written
-    ``run.json`` and serves HTTP."""
+    ``run.json`` and serves HTTP. When it does not get that far, what it started is stopped before
+    the failure goes on: the caller has no :class:`Pipeline` to close."""
     server = RtspServer(rtsp_clip, folder / "rtsp_server.log").start()
     http, events, frames = f"127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     log = folder / "run.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "a") as out:
-        process = subprocess.Popen(
-            [*cli_command(), "run", "--source", server.url, "--data-dir", str(data_dir), "--http", http, "--events", events, "--frames", frames, *options],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    subscriber = subprocess.Popen(
-        [*cli_command(), "events", "--json", "--address", events, "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    running = Pipeline(process, data_dir, http, events, server, Events(subscriber), log)
-    deadline = time.monotonic() + 60
-    while not ((data_dir / "run.json").exists() and _listening(http)):
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
+    started: list[subprocess.Popen] = []  # in the order started; stopped the other way round, as close does
+    try:
+        with open(log, "a") as out:
+            started.append(subprocess.Popen(
+                [*cli_command(), "run", "--source", server.url, "--data-dir", str(data_dir), "--http", http,
+                 "--events", events, "--frames", frames, *options],
+                stdout=out, stderr=subprocess.STDOUT, env=env,
+            ))
+        started.append(subprocess.Popen(
+            [*cli_command(), "events", "--json", "--address", events, "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        ))
+        process, subscriber = started
+        running = Pipeline(process, data_dir, http, events, server, Events(subscriber), log)
+        deadline = time.monotonic() + 60
+        while not ((data_dir / "run.json").exists() and _listening(http)):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    except BaseException:
+        for child in reversed(started):
+            stop_process(child)
+        server.stop()
+        raise
     return running
 
 

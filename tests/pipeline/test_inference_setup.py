@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from streamrec.pipeline.inference import InferenceStage
 def test_a_watchlist_that_cannot_open_is_the_error_the_stage_ends_with(engine_dir: Path, tmp_path: Path):
     data_dir = tmp_path / "data"
     data_dir.write_text("a file where the data folder should be")
-    endpoints = sockets.Endpoints.for_run(sockets.new_run_dir(), "ipc://unused-events", "ipc://unused-jpeg")
+    run_dir = sockets.new_run_dir()  # a real run directory (in /dev/shm where there is one), removed below
+    endpoints = sockets.Endpoints.for_run(run_dir, "ipc://unused-events", "ipc://unused-jpeg")
     stage = InferenceStage(RunConfig(sources=[SourceConfig(url="0", name="cam")]), endpoints, data_dir, engine_dir)
     stage.ctx = zmq.Context()
     try:
@@ -27,3 +29,4 @@ def test_a_watchlist_that_cannot_open_is_the_error_the_stage_ends_with(engine_di
                 stage.teardown()
     finally:
         stage.ctx.destroy()
+        shutil.rmtree(run_dir)

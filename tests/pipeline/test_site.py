@@ -176,5 +176,5 @@ def test_four_hosts_name_the_person_on_d_and_survive_each_being_killed(
             stop_process(watcher.process)
         camera.stop()
         broker.stop()
-        triton.kill()
+        triton.stop()
         log.close()

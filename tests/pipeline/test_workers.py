@@ -36,15 +36,17 @@ def workers(rtsp_clip: Path, faces_dir: Path, models, tmp_path_factory: pytest.T
     data_dir = folder / "data"
     enroll_people(faces_dir, data_dir, models)
     second = RtspServer(rtsp_clip, folder / "rtsp_second.log", path="/second").start()
-    config = folder / "workers.toml"
-    config.write_text("".join(f'[[links.workers]]\nframes = "tcp://127.0.0.1:{free_port()}"\n'
-                              f'status = "tcp://127.0.0.1:{free_port()}"\n' for _ in range(2)))
-    pipeline = start_pipeline(rtsp_clip, data_dir, folder, ["--config", str(config), "--source", second.url])
-    labels = [url.removeprefix("rtsp://") for url in (pipeline.server.url, second.url)]
-    try:
-        yield pipeline, labels
+    try:  # the ports below are probed once the camera holds its own, so that none of them is the camera's
+        config = folder / "workers.toml"
+        config.write_text("".join(f'[[links.workers]]\nframes = "tcp://127.0.0.1:{free_port()}"\n'
+                                  f'status = "tcp://127.0.0.1:{free_port()}"\n' for _ in range(2)))
+        options = ["--config", str(config), "--source", second.url]
+        pipeline = start_pipeline(rtsp_clip, data_dir, folder, options)
+        try:
+            yield pipeline, [url.removeprefix("rtsp://") for url in (pipeline.server.url, second.url)]
+        finally:
+            pipeline.close()
     finally:
-        pipeline.close()
         second.stop()
 
 

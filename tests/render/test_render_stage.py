@@ -21,6 +21,7 @@ from streamrec.config.model import OutputsConfig
 from streamrec.render.annotate import KNOWN, UNDECIDED, UNKNOWN
 from streamrec.render.stage import RenderStage
 from tests.render.frames import centre_box, face, overlay, start_stage, stop_stage, video_frame
+from tests.support.wait import wait_until
 
 Output = tuple[str, JpegFrame, bytes]
 
@@ -174,23 +175,35 @@ def test_only_the_newest_overlay_of_a_source_is_rendered(faces_dir: Path):
         push = push_socket(stage.ctx, endpoints.overlays)
         jpegs = sub_socket(stage.ctx, endpoints.jpeg_pub)
         frame = video_frame(faces_dir / "barack_obama" / "2.jpg", 320, 180)
-        while not jpegs.poll(0):  # until the subscription has reached the stage's PUB
+
+        def subscribed() -> bool:
             send(push, "front", overlay("front", 0, frame, []), frame)
             stage.step()
+            return bool(jpegs.poll(0))
+
+        def handled() -> int:
+            """Overlays the stage has taken in: each one is either rendered or dropped."""
+            return stage.counters["frames_rendered"] + stage.counters["frames_dropped"]
+
+        wait_until(subscribed, 30, "no JPEG frame on the stage's PUB: the subscription never reached it")
         while jpegs.poll(100):
             receive(jpegs)
-        before = stage.counters["frames_rendered"] + stage.counters["frames_dropped"]
+        before = handled()
         for index in (10, 11, 12):
             send(push, "front", overlay("front", index, frame, []), frame)
-        # one step takes whatever has arrived, one to three of them; each step renders its newest
-        while stage.counters["frames_rendered"] + stage.counters["frames_dropped"] < before + 3:
+
+        def took_all() -> bool:
+            """One step takes whatever has arrived, one to three of them; each step renders its newest."""
             stage.step()
+            return handled() >= before + 3
+
+        wait_until(took_all, 30, lambda: f"the stage took in {handled() - before} of the 3 overlays sent")
         published = []
         while jpegs.poll(100):
             header = receive(jpegs)[1]
             assert isinstance(header, JpegFrame)
             published.append(header.index)
-        assert stage.counters["frames_rendered"] + stage.counters["frames_dropped"] == before + 3
+        assert handled() == before + 3
         assert published and published[-1] == 12 and published == sorted(published)
     finally:
         stage.teardown()

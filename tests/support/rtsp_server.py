@@ -26,7 +26,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer
 
 CAMERA = (
     "filesrc name=file ! qtdemux ! h264parse config-interval=-1 "

@@ -14,11 +14,6 @@ from streamrec.train.loop import BODY_BLOCKS, TrainSettings, set_trainable, trai
 
 
 @pytest.fixture(scope="module")
-def cropped(shared_data: Path) -> Path:
-    return shared_data / "faces_cropped"
-
-
-@pytest.fixture(scope="module")
 def base_model():
     from streamrec.engines.sources import locate_sources
     from streamrec.engines.weights import load_facenet
@@ -27,8 +22,8 @@ def base_model():
     return load_facenet(locate_sources())
 
 
-def test_short_run_lowers_training_loss_and_keeps_heldout_accuracy(cropped: Path, base_model) -> None:
-    faces, skipped = load_faces(cropped, None)
+def test_short_run_lowers_training_loss_and_keeps_heldout_accuracy(faces_cropped: Path, base_model) -> None:
+    faces, skipped = load_faces(faces_cropped, None)
     assert skipped.summary() == "skipped: nothing" and len(faces.paths) == 40
     training, held = split_people(faces.names, 0.5, seed=0)
     original = {k: v.clone() for k, v in base_model.state_dict().items()}
@@ -47,8 +42,8 @@ def test_short_run_lowers_training_loss_and_keeps_heldout_accuracy(cropped: Path
         assert not changed
 
 
-def test_split_keeps_identities_apart_and_pairs_are_balanced(cropped: Path) -> None:
-    faces, _ = load_faces(cropped, None)
+def test_split_keeps_identities_apart_and_pairs_are_balanced(faces_cropped: Path) -> None:
+    faces, _ = load_faces(faces_cropped, None)
     training, held = split_people(faces.names, 0.3, seed=3)
     assert len(held) == 2 and not set(training) & set(held) and sorted(training + held) == sorted(faces.names)
     pairs = heldout_pairs(faces.subset(held), seed=3)
@@ -79,11 +74,11 @@ def test_augment_changes_crops_and_none_leaves_them() -> None:
         Augment(crop=1.0)
 
 
-def test_a_batch_without_an_active_triplet_leaves_the_weights_alone(cropped: Path, base_model) -> None:
+def test_a_batch_without_an_active_triplet_leaves_the_weights_alone(faces_cropped: Path, base_model) -> None:
     """Adam keeps stepping on its momentum when the gradient is zero; such a step is skipped."""
     from streamrec.train.loop import _epoch
 
-    faces, _ = load_faces(cropped, None)
+    faces, _ = load_faces(faces_cropped, None)
     training = faces.subset(faces.names[:4])
     learning = set_trainable(base_model, 1)
     optimiser = torch.optim.Adam(learning, lr=1e-3)

@@ -17,7 +17,14 @@ import pytest
 from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
 from streamrec.engines.sources import sha256_file
 from tests.conftest import run_cli
+from tests.support.needs import need_module
 
+#: the package each CPU backend needs, and why the test needs it
+BACKEND_PACKAGES = {
+    "onnxruntime": ("onnxruntime", "the onnxruntime backend, a dependency of streamrec"),
+    "openvino": ("openvino", "the openvino backend is the 'openvino' extra"),
+    "torch": ("torchvision", "the torch backend is the 'torch' extra"),
+}
 SHORT = ["--epochs", "2", "--people", "4", "--threads", "1", "--learning-rate", "1e-3"]
 
 
@@ -47,16 +54,16 @@ def engines(engine_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cropped_model(shared_data: Path, engines: Path) -> dict[str, Any]:
+def cropped_model(faces_cropped: Path, engines: Path) -> dict[str, Any]:
     """One short run on the pre-cropped faces, shared by the tests that use its engine."""
-    entry, stderr = _train("--faces", str(shared_data / "faces_cropped"), "--aligned", "--name", "cropped",
+    entry, stderr = _train("--faces", str(faces_cropped), "--aligned", "--name", "cropped",
                            "--heldout", "0.5", "--engines", str(engines), *SHORT)
     assert "epoch 2/2 batch 1/1: loss " in stderr and "active triplets" in stderr
     return entry
 
 
 def test_run_on_cropped_faces_writes_a_new_engine_and_its_manifest_entry(
-    cropped_model: dict[str, Any], engines: Path, engine_dir: Path, shared_data: Path
+    cropped_model: dict[str, Any], engines: Path, engine_dir: Path, faces_cropped: Path
 ) -> None:
     _lowers_loss_keeps_accuracy(cropped_model)
     manifest = json.loads((engines / MANIFEST_NAME).read_text())
@@ -65,7 +72,7 @@ def test_run_on_cropped_faces_writes_a_new_engine_and_its_manifest_entry(
     assert sha256_file(engines / entry["file"]) == entry["sha256"]
     assert sha256_file(engines / entry["weights"]) == entry["weights_sha256"]
     assert entry["base"]["sha256"] == sha256_file(engine_dir / "facenet.onnx")  # the original, untouched
-    assert entry["data"]["folder"] == str((shared_data / "faces_cropped").resolve())
+    assert entry["data"]["folder"] == str(faces_cropped.resolve())
     assert len(entry["data"]["sha256"]) == 64 and entry["data"]["photos"] == 40
     assert not set(entry["data"]["training"]) & set(entry["data"]["heldout"])
     assert entry["settings"]["strategy"] == "semi-hard" and entry["settings"]["train_blocks"] == 1
@@ -77,34 +84,36 @@ def test_run_on_cropped_faces_writes_a_new_engine_and_its_manifest_entry(
             f"(epoch {entry['heldout']['best_epoch']} kept)") in info.stdout.splitlines()
 
 
-def test_a_taken_name_is_refused_and_nothing_is_overwritten(cropped_model: dict[str, Any], engines: Path, shared_data: Path) -> None:
+def test_a_taken_name_is_refused_and_nothing_is_overwritten(
+    cropped_model: dict[str, Any], engines: Path, faces_cropped: Path
+) -> None:
     before = sha256_file(engines / "facenet-cropped.onnx")
-    result = run_cli("train", "--faces", str(shared_data / "faces_cropped"), "--aligned", "--name", "cropped",
+    result = run_cli("train", "--faces", str(faces_cropped), "--aligned", "--name", "cropped",
                      "--engines", str(engines), timeout=600)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"streamrec: error: a model named 'cropped' is already in {engines}: choose another name"
     )
     assert sha256_file(engines / "facenet-cropped.onnx") == before
-    result = run_cli("train", "--faces", str(shared_data / "faces_cropped"), "--aligned", "--name", "facenet",
+    result = run_cli("train", "--faces", str(faces_cropped), "--aligned", "--name", "facenet",
                      "--engines", str(engines), timeout=600)
     assert result.returncode == 1 and "bad model name 'facenet'" in result.stderr
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "torch"])
 def test_the_engine_runs_on_every_cpu_backend_and_passes_its_accuracy_guard(
-    backend: str, cropped_model: dict[str, Any], engines: Path, shared_data: Path
+    backend: str, cropped_model: dict[str, Any], engines: Path, faces_cropped: Path
 ) -> None:
     from streamrec.backends import BackendOptions
     from streamrec.faces import FaceModels, ModelsConfig
     from streamrec.train.data import heldout_pairs, load_faces
     from streamrec.verify.evaluate import score_pairs
 
-    pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torchvision"}[backend])
+    need_module(*BACKEND_PACKAGES[backend])
     config = ModelsConfig(backend=backend, backend_options=BackendOptions(threads=1), model="cropped")  # type: ignore[arg-type]
     models = FaceModels(config, engines)
     assert models.embedder.backend.model_path.name == "facenet-cropped.onnx"
-    faces, _ = load_faces(shared_data / "faces_cropped", None)
+    faces, _ = load_faces(faces_cropped, None)
     held = faces.subset(cropped_model["data"]["heldout"])
     vectors = models.embedder.embed_crops(held.crops)
     report = score_pairs(dict(zip(held.paths, vectors)), heldout_pairs(held, cropped_model["settings"]["seed"]))
@@ -144,13 +153,13 @@ def test_embed_with_model_and_a_watchlist_refuses_to_mix_models(
 
 
 def test_run_on_photos_skips_and_counts_what_it_cannot_use(
-    shared_data: Path, faces_dir: Path, engine_dir: Path, tmp_path: Path
+    nonfaces: Path, edge_cases: Path, faces_dir: Path, engine_dir: Path, tmp_path: Path
 ) -> None:
     engines = _engine_copy(engine_dir, tmp_path / "engines")  # the other tests see one trained model
     folder = tmp_path / "people"
     shutil.copytree(faces_dir, folder)
-    shutil.copy(shared_data / "nonfaces" / "trt_dog.jpg", folder / "barack_obama" / "dog.jpg")
-    shutil.copy(shared_data / "edge_cases" / "broken" / "cf_corrupted.png", folder / "joe_biden" / "3.png")
+    shutil.copy(nonfaces / "trt_dog.jpg", folder / "barack_obama" / "dog.jpg")
+    shutil.copy(edge_cases / "broken" / "cf_corrupted.png", folder / "joe_biden" / "3.png")
     # At FaceNet's margin of 0.2 the published model already separates these people on every
     # triplet (the training loss is 0 before any step: docs/train.md); a wider one leaves it work.
     entry, stderr = _train("--faces", str(folder), "--name", "photos", "--alpha", "1.0", "--engines", str(engines), *SHORT)
@@ -170,9 +179,9 @@ def test_run_on_photos_skips_and_counts_what_it_cannot_use(
                                        "(2 to train on, 2 held out to measure) (skipped: 1 person with one photo)")),
 ])
 def test_too_little_data_is_one_line(
-    people: dict[str, int], message: str, shared_data: Path, engines: Path, tmp_path: Path
+    people: dict[str, int], message: str, faces_cropped: Path, engines: Path, tmp_path: Path
 ) -> None:
-    source = sorted((shared_data / "faces_cropped" / "jim_parsons").iterdir())
+    source = sorted((faces_cropped / "jim_parsons").iterdir())
     folder = tmp_path / "people"
     for name, count in people.items():
         (folder / name).mkdir(parents=True)

@@ -43,7 +43,7 @@ def test_lfw_view1_int8(lfw_view1: Path):
 
 
 @pytest.fixture()
-def small_lfw(tmp_path: Path, faces_dir: Path, shared_data: Path) -> Path:
+def small_lfw(tmp_path: Path, faces_dir: Path, nonfaces: Path) -> Path:
     """The face photos laid out the LFW way (links, not copies), plus a 'person' with no face."""
     people = {}
     for folder in sorted(p for p in faces_dir.iterdir() if p.is_dir()):
@@ -53,7 +53,7 @@ def small_lfw(tmp_path: Path, faces_dir: Path, shared_data: Path) -> Path:
             (tmp_path / folder.name / f"{folder.name}_{i:04d}.jpg").symlink_to(photo.resolve())
         people[folder.name] = len(photos)
     (tmp_path / "no_one").mkdir()
-    (tmp_path / "no_one" / "no_one_0001.jpg").symlink_to((shared_data / "nonfaces" / "trt_dog.jpg").resolve())
+    (tmp_path / "no_one" / "no_one_0001.jpg").symlink_to((nonfaces / "trt_dog.jpg").resolve())
     same = [(name, i, j) for name, n in people.items() for i, j in itertools.combinations(range(1, n + 1), 2)]
     names = sorted(people)
     different = [(a, 1, b, 1) for a, b in itertools.combinations(names, 2)][: len(same) - 1] + [("no_one", 1, names[0], 1)]

@@ -58,7 +58,8 @@ def _json(server: WebServer, method: str, path: str, body: bytes = b"", status: 
     return value
 
 
-def test_people_are_added_by_upload_with_the_checks_of_enroll(server: WebServer, faces_dir: Path, shared_data: Path, tmp_path: Path):
+def test_people_are_added_by_upload_with_the_checks_of_enroll(server: WebServer, faces_dir: Path, scenes: Path,
+                                                              tmp_path: Path):
     obama = faces_dir / "barack_obama"
     added = _json(server, "POST", "/api/faces?name=Barack%20Obama", (obama / "1.jpg").read_bytes(), 201)
     assert added["created"] and added["person"] == {"id": "barack-obama", "name": "Barack Obama", "embeddings": 1}
@@ -67,7 +68,7 @@ def test_people_are_added_by_upload_with_the_checks_of_enroll(server: WebServer,
     corrupt = (obama / "3.jpg").read_bytes()[:2000]
     assert _json(server, "POST", "/api/faces/barack-obama/photos", corrupt, 400)["error"].startswith("not a usable image: truncated JPEG")
     assert _json(server, "POST", "/api/faces/barack-obama/photos", b"name,photo\n", 400)["error"].startswith("not a usable image")
-    two = (shared_data / "scenes" / "fr_two_people.jpg").read_bytes()
+    two = (scenes / "fr_two_people.jpg").read_bytes()
     assert "faces of similar size" in _json(server, "POST", "/api/faces/barack-obama/photos", two, 400)["error"]
     assert "must not be empty" in _json(server, "POST", "/api/faces?name=", (obama / "3.jpg").read_bytes(), 400)["error"]
     assert _json(server, "POST", "/api/faces/nobody/photos", (obama / "3.jpg").read_bytes(), 404)["error"]

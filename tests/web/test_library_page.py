@@ -83,12 +83,6 @@ def _with_log(what: str, pipeline: Pipeline) -> Callable[[], str]:
     return lambda: f"{what} (the log ends:\n{pipeline.log.read_text()[-3000:]}\n)"
 
 
-def _events(pipeline: Pipeline) -> list[dict]:
-    """Every event the subscriber has received so far."""
-    assert pipeline.events.last_seq >= 0  # takes in what has arrived
-    return pipeline.events.received
-
-
 def _said(page: Page, text: str) -> None:
     status = page.locator("#status")
     status.filter(has_text=text).wait_for(timeout=120_000)
@@ -158,7 +152,7 @@ def _mark_not_this_person(page: Page, pipeline: Pipeline) -> None:
     last_track, track = 0, None
     while track is None:
         if cards.count():  # he was named (again): a round of marking
-            last_track = max(((e.get("track_id") or 0) for e in _events(pipeline)), default=0)
+            last_track = max(((e.get("track_id") or 0) for e in pipeline.events.drain()), default=0)
             rounds.append(0)
             while cards.count() and rounds[-1] < 10:
                 cards.first.locator(".not-this-person").click()
@@ -173,7 +167,8 @@ def _mark_not_this_person(page: Page, pipeline: Pipeline) -> None:
             f"no new track of Lin's face decided unknown by a negative; marked in rounds: {rounds}; "
             f"log:\n{pipeline.log.read_text()[-3000:]}")
         time.sleep(0.2)
-    decisions = [e["type"] for e in _events(pipeline) if e.get("track_id") == track and e["type"] in ("match", "unknown")]
+    decisions = [e["type"] for e in pipeline.events.drain()
+                 if e.get("track_id") == track and e["type"] in ("match", "unknown")]
     assert decisions[0] == "unknown" and "match" not in decisions, decisions
 
 
@@ -182,14 +177,15 @@ def _delete_and_find_nothing(page: Page, pipeline: Pipeline) -> None:
         photos = [Path(e.image) for e in view.embeddings(LIN_ID)]
         lin = view.vectors_of(np.array([e.id for e in view.embeddings(LIN_ID)])).vectors
     assert photos and all(p.exists() for p in photos)
-    named = {e["track_id"] for e in _events(pipeline) if e["type"] == "match" and e["person_id"] == LIN_ID}
+    named = {e["track_id"] for e in pipeline.events.drain()
+             if e["type"] == "match" and e["person_id"] == LIN_ID}
     page.once("dialog", lambda dialog: dialog.accept())
     _person(page, LIN_ID).locator(".delete-person").click()
     _said(page, f"Deleted {LIN}")
     assert _person(page, LIN_ID).count() == 0
 
     def ended() -> bool:  # tracks named Lin still open when he was erased end with his id only
-        return named <= {e["track_id"] for e in _events(pipeline) if e["type"] == "track_end"}
+        return named <= {e["track_id"] for e in pipeline.events.drain() if e["type"] == "track_end"}
 
     wait_until(ended, 60, _with_log("the tracks named Lin ended", pipeline), every=0.2)
     with Watchlist(pipeline.data_dir) as store, store.read() as view:

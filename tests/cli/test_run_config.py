@@ -13,6 +13,7 @@ from tests.cli.test_bad_input import _no_traceback
 from tests.config.test_found_faults import FOUND, NAMES
 from tests.conftest import run_cli
 from tests.pipeline.conftest import free_port, quiet_outputs
+from tests.support.clips import tiny_clip
 
 GARBAGE_ENDPOINT = ('must be tcp://HOST:PORT (HOST an IPv4 address, * for every interface, or a host name) or '
                     'ipc://PATH (got "garbage")')
@@ -85,10 +86,9 @@ def test_a_precision_that_does_not_exist(tmp_path: Path):
 
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
-    """A file where a source is expected: whether it plays is found out only once the pipeline runs."""
-    path = tmp_path / "clip.mp4"
-    path.write_bytes(b"\0" * 1024)
-    return path
+    """A short video that plays: `run` checks a file source before anything else, and these
+    tests are about what it checks next."""
+    return tiny_clip(tmp_path / "clip.mp4")
 
 
 def test_an_output_beyond_this_machine_gets_one_warning_before_the_start(tmp_path: Path, clip: Path):

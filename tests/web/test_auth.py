@@ -19,6 +19,7 @@ from streamrec.web.server import PUBLIC, ROUTES
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
 from tests.support.browser import video_changes
+from tests.support.clips import tiny_clip
 from tests.support.netns import RemoteHost, remote_host
 from tests.web.client import Client
 from tests.web.conftest import HOLD_S, Web, free_port, outputs_running, refused_start
@@ -216,8 +217,7 @@ def test_wrong_passwords_are_rate_limited(fresh_door: Door):
 
 
 def test_beyond_loopback_without_users_run_refuses_in_one_line(tmp_path: Path):
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"\0" * 1024)
+    clip = tiny_clip(tmp_path / "clip.mp4")
     port = free_port()
     result = run_cli("run", "--source", str(clip), "--data-dir", str(tmp_path / "data"), "--http", f"0.0.0.0:{port}",
                      timeout=60)

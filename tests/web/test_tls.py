@@ -16,6 +16,7 @@ import pytest
 from streamrec.config.model import AuthConfig, OutputsConfig
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
+from tests.support.clips import tiny_clip
 from tests.support.tls import self_signed
 from tests.web.client import Client
 from tests.web.conftest import HOLD_S, free_port, outputs_running, refused_start
@@ -75,8 +76,7 @@ def test_a_bad_certificate_file_is_one_line(certificate: tuple[Path, Path], tmp_
     assert len(errors) == 1 and line in errors[0]
     config = tmp_path / "tls.toml"
     config.write_text(f'[auth]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"\0" * 1024)
+    clip = tiny_clip(tmp_path / "clip.mp4")
     result = run_cli("run", "--config", str(config), "--source", str(clip), "--data-dir", str(tmp_path / "data"),
                      "--http", f"127.0.0.1:{free_port()}", timeout=60)
     _no_traceback(result)

@@ -113,7 +113,8 @@ streamrec: error: configs/door.toml: matcher.threshold: must be a finite number 
 `streamrec config check FILE.toml ...` checks files without running anything and lists every
 problem, one line each (exit status 1), or prints `FILE: ok`. A wrong key does not hide the rules
 between keys: they are checked with the wrong key left out, and only a rule that reads the wrong
-key itself waits until it is right. It does not open the sources or
+key itself (or its table, where the key is misspelt or its default breaks a rule too) waits until
+it is right. It does not open the sources or
 bind the addresses; `streamrec run` checks those too before it starts a process.
 
 Every output binds to this machine only (127.0.0.1) by default. A ZeroMQ output bound beyond it

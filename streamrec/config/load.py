@@ -101,19 +101,34 @@ def parse_config(data: Mapping[str, Any], origin: str = "", names: Mapping[str, 
 
 #: a file is checked again at most this often: once without its bad keys (to reach the rules of
 #: the tables they were in), once more without the tables whose rules broke (to reach the rules
-#: between tables)
+#: between tables), and once more where a key left out still breaks a rule at its default
 _PASSES = 3
 
 
 def _rules_beyond(model: type[RunConfig], data: Mapping[str, Any], errors: list[ErrorDetails]) -> Iterator[RuleError]:
     """The broken rules ``errors`` hid: found by checking ``data`` again without what each error
     was about, and reported only where the rule reads nothing that was wrong (else it would be
-    judged against a default the file does not say). Keys found wrong on a later pass are there
-    only because of what was taken away, and are not reported."""
+    judged against a default the file does not say). What counts as wrong is the key, or its
+    whole table where the file's own key is not known (a misspelt key stands for one of the
+    table's) or where the key's default breaks a rule too (then the table is left out). Keys
+    found wrong on a later pass are there only because of what was taken away, and are not
+    reported."""
     wrong: list[Loc] = []
+    left_out: set[Loc] = set()
     for _ in range(_PASSES):
-        wrong += (tuple(error["loc"]) for error in errors if error["loc"])
-        pruned = _without(data, wrong)
+        now = []
+        for error in errors:
+            loc = tuple(error["loc"])
+            if loc in left_out or error["type"] == "extra_forbidden":
+                loc = loc[:-1]
+            if loc:
+                wrong.append(loc)
+                now.append(tuple(error["loc"]) if error["type"] == "extra_forbidden" else loc)
+        left_out.update(now)
+        try:
+            pruned = _without(data, now)
+        except RecursionError:  # nested as deep as the parser allows: the copy goes no deeper
+            return
         if pruned == data:
             return
         try:

@@ -55,3 +55,21 @@ def test_a_rule_that_reads_a_bad_key_is_not_judged_against_its_default(tmp_path:
     # what is wrong: only that is reported
     lines = _check(tmp_path, "[matcher]\nthreshold = nan\n\n[door]\nthreshold = 1.5\n")
     assert lines == ["matcher.threshold: must be a finite number > 0 and <= 2 (got nan)"]
+
+
+def test_a_misspelt_key_stands_for_its_table_and_no_rule_is_judged_against_a_default(tmp_path: Path):
+    # the file may mean max_embeddings = 20, against which votes = 15 is fine
+    lines = _check(tmp_path, "[tracker]\nmax_embedding = 20\n\n[matcher]\nvotes = 15\n")
+    assert len(lines) == 1 and lines[0].startswith("tracker.max_embedding: unknown key; did you mean max_embeddings?")
+
+
+def test_a_key_whose_default_breaks_the_rule_too_keeps_its_table_out_of_the_rules(tmp_path: Path):
+    # left out, sure_distance would be 0.8, still above the file's threshold: the rules between
+    # tables are then not judged on [matcher] at all, rather than on its defaults
+    lines = _check(tmp_path, "[matcher]\nthreshold = 0.7\nsure_distance = 0.75\n\n[door]\nthreshold = 0.8\n")
+    assert lines == ["matcher.sure_distance: must be at most threshold (0.7): a sure match is a match first (got 0.75)"]
+
+
+def test_a_file_nested_as_deep_as_the_parser_takes_is_still_one_line_per_problem(tmp_path: Path):
+    lines = _check(tmp_path, "x = " + "[" * 480 + "]" * 480 + "\n")
+    assert len(lines) == 1 and lines[0].startswith("x: unknown section")

@@ -183,6 +183,8 @@ class Message:
 FRAME_VERSION = 3
 _FRAME_MAGIC = b"SRFH"
 _FRAME = struct.Struct("<4sHqdIIqIQBddHH")
+#: the signature and the version, which say how to read the rest
+_FRAME_START = struct.Struct("<4sH")
 #: where a frame's pixels are: in a shared-memory ring, or after the header, raw RGB or JPEG
 FramePixels = Literal["ring", "raw", "jpeg"]
 _PIXEL_CODES: tuple[str, ...] = get_args(FramePixels)
@@ -268,12 +270,15 @@ class FrameHeader(_Picture):
         """Decode and check a binary frame message; :class:`MessageError` says what is wrong."""
         if len(data) > FRAME_MESSAGE_MAX:
             raise MessageError(f"frame: {len(data)} bytes, more than the {FRAME_MESSAGE_MAX} a frame message can have")
-        if len(data) < _FRAME.size or bytes(data[:4]) != _FRAME_MAGIC:
+        if len(data) < _FRAME_START.size or bytes(data[:4]) != _FRAME_MAGIC:
             raise MessageError(f"not a frame message ({len(data)} bytes without the frame header's signature)")
-        received = time.monotonic()
-        _, version, index, ts, height, width, dropped, slot, seq, pixels, age, media_ts, source_len, ring_len = _FRAME.unpack_from(data)
+        _, version = _FRAME_START.unpack_from(data)  # before the size, which differs between versions
         if version != FRAME_VERSION:
             raise MessageError(f"frame: version {version}, expected {FRAME_VERSION}")
+        if len(data) < _FRAME.size:
+            raise MessageError(f"frame: {len(data)} bytes, shorter than the {_FRAME.size} of its header")
+        received = time.monotonic()
+        _, _, index, ts, height, width, dropped, slot, seq, pixels, age, media_ts, source_len, ring_len = _FRAME.unpack_from(data)
         if pixels >= len(_PIXEL_CODES):
             raise MessageError(f"frame: pixels code {pixels}, expected 0 to {len(_PIXEL_CODES) - 1}")
         if len(data) != _FRAME.size + source_len + ring_len:

@@ -39,7 +39,8 @@ def quiet_library_logs() -> None:
     once with its reason. :func:`open_capture` calls it before every open, so that it holds in
     every process that opens a capture (FFmpeg's level is read at the first open of a process).
     A level the user set (``OPENCV_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``) is kept, to debug with."""
-    os.environ.setdefault(_FFMPEG_LOG_ENV, _FFMPEG_QUIET)
+    with _ENV_LOCK:  # another reader's thread may be setting the transport variable
+        os.environ.setdefault(_FFMPEG_LOG_ENV, _FFMPEG_QUIET)
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 

@@ -41,6 +41,9 @@ NOT_A_VIDEO = "not a readable video (unsupported format or corrupt file)"
 STILL_IMAGE = "still image, not a video: use `streamrec detect` or `streamrec enroll` for photos"
 #: enough of a file's first bytes to recognise every image format by its signature
 _SIGNATURE_BYTES = 16
+#: image formats that may be animations, which FFmpeg plays: a single picture in one of them
+#: still fails, as a file that ends after its only frame
+_PLAYABLE_IMAGES = frozenset({"GIF"})
 
 StatusCallback = Callable[[Status], None]
 #: ``(height, width) -> array`` to decode the next frame into, or None for a new array
@@ -149,7 +152,7 @@ class FrameReader:
     def _open(self) -> cv2.VideoCapture | None:
         """Open the source; on failure fail for good or wait out a backoff delay (returns None)."""
         self._report(State.OPENING)
-        if self.spec.kind is SourceKind.FILE:
+        if self.spec.kind is SourceKind.FILE and os.path.isfile(self.spec.target):  # a pipe is read once, by the player
             self._refuse_photo()
         started = time.monotonic()
         capture = open_capture(self.spec, self.options.open_timeout, self.options.read_timeout)
@@ -180,7 +183,7 @@ class FrameReader:
                 found = image_format(file.read(_SIGNATURE_BYTES))
         except OSError as exc:
             self._fail(f"cannot read it ({exc.strerror or exc})")
-        if found is not None:
+        if found is not None and found not in _PLAYABLE_IMAGES:
             self._fail(f"a {found} {STILL_IMAGE}")
 
     def _worth_retrying(self) -> bool:

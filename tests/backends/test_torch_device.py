@@ -93,3 +93,12 @@ def test_openmp_waits_passively_unless_told_otherwise():
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "PASSIVE"
+
+
+def test_exact_fp32_switches_tf32_off_where_pytorch_still_reads_its_flags():
+    """What CUDA's fp32 runs under: no TF32 for convolutions or matrix products, set so that
+    PyTorch's own readers of the flags (``cudnn.flags()``) still work afterwards."""
+    dev.exact_fp32()
+    assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    with torch.backends.cudnn.flags(enabled=True):
+        assert torch.backends.cudnn.enabled

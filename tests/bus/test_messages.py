@@ -138,9 +138,12 @@ def test_frame_headers_round_trip_in_binary():
 @pytest.mark.parametrize(
     "mangle, reason",
     [
-        (lambda b: b[:20], "not a frame message"),
+        (lambda b: b[:5], "not a frame message"),
+        (lambda b: b[:20], "shorter than the"),
         (lambda b: b"XXXX" + b[4:], "not a frame message"),
         (lambda b: b[:4] + (1).to_bytes(2, "little") + b[6:], "version 1"),
+        # an older sender's header is shorter: its version is what is wrong
+        (lambda b: b[:4] + (2).to_bytes(2, "little") + b[6:30], "version 2"),
         (lambda b: b + b"x", "the header says"),
         (lambda b: b[:-1] + b"\xff", "not UTF-8"),
     ],

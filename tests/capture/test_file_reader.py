@@ -135,6 +135,23 @@ def test_check_file_passes_a_video(hamilton_clip: Path) -> None:
     check_file(parse_source(hamilton_clip))  # raises for anything that is no video
 
 
+def _gif(path: Path, frames: int) -> Path:
+    """A GIF of ``frames`` pictures, each a shade of grey, written by Pillow (OpenCV writes none)."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(np.full((48, 64, 3), 60 * i, np.uint8)) for i in range(frames)]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100, loop=0)
+    return path
+
+
+def test_an_animated_gif_plays_and_a_gif_of_one_picture_is_a_still_image(tmp_path: Path) -> None:
+    animation = _gif(tmp_path / "wave.gif", 4)
+    check_file(parse_source(animation))
+    assert len(list(FrameReader(animation, ReaderOptions(fast=True)))) == 4
+    with pytest.raises(CaptureError, match=r"still.gif: a still image, not a video"):
+        check_file(parse_source(_gif(tmp_path / "still.gif", 1)))
+
+
 @pytest.mark.skipif(not Path("/dev/video0").exists(), reason="no camera on this machine (/dev/video0)")
 def test_real_webcam_delivers_frames() -> None:
     frames = list(itertools.islice(FrameReader(0, ReaderOptions(max_fps=5)), 3))

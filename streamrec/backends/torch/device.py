@@ -7,7 +7,8 @@ later, or a CPU that computes in bf16 natively (AVX-512 BF16 or AMX tiles): else
 emulated through fp32 and slower than fp32 itself, so it is refused rather than offered.
 
 Opening a device checks only that it exists, without starting CUDA in the process: the
-processes that choose a backend (a pipeline's supervisor) are not the ones that run it.
+processes that choose a backend (a pipeline's supervisor) are not the ones that run it. Asking
+whether a GPU computes in bf16 does start it, in the process that asks.
 """
 
 from __future__ import annotations
@@ -59,13 +60,11 @@ def reduced_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 def exact_fp32() -> None:
     """Have CUDA compute float32 convolutions and matrix products in IEEE single precision, not
     TF32, as fp32 promises (and as the parity with the CPU backends needs). The setting is the
-    whole process's; reduced precisions go through autocast and are not affected."""
-    if hasattr(torch.backends.cudnn, "conv"):  # PyTorch 2.9 on; its old flags must not be mixed in
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    whole process's; reduced precisions go through autocast and are not affected. Set through
+    the flags every PyTorch release since 1.7 has: with PyTorch 2.9's per-operator settings
+    instead, reading these flags (as ``torch.backends.cudnn.flags()`` does) raises."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def set_cpu_threads(threads: int | None) -> None:

@@ -290,7 +290,10 @@ class FrameReader:
 def check_file(spec: SourceSpec) -> None:
     """Read a file source's first two frames as fast as they decode, raising :class:`CaptureError`
     where playing it would: a command then refuses a file that is no video (a photo, an empty or
-    unreadable file) in one line before it starts anything, instead of a run that ends empty."""
+    unreadable file) in one line before it starts anything, instead of a run that ends empty.
+    A pipe or a device is not read ahead: what it gives, it gives once, to the player."""
+    if not os.path.isfile(spec.target):
+        return
     frames = FrameReader(spec, ReaderOptions(fast=True)).frames()
     try:
         for _ in itertools.islice(frames, 2):

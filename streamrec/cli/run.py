@@ -114,8 +114,7 @@ def _configure(args: argparse.Namespace) -> tuple[RunConfig, Choice]:
     for index, source in enumerate(config.sources):
         try:
             spec = parse_source(source.url)
-            # a photo or no video at all: one line now, not an empty run (a pipe is left to the player)
-            if spec.kind is SourceKind.FILE and os.path.isfile(spec.target):
+            if spec.kind is SourceKind.FILE:  # a photo or no video at all: one line now, not an empty run
                 check_file(spec)
         except (SourceSpecError, CaptureError) as exc:
             where = names.get(f"sources[{index}]") or ": ".join(filter(None, (origin, f"sources[{index}].url")))

@@ -453,6 +453,8 @@ LINKS = ("frames", "status", "overlays", "events_in", "stats", "monitor", "event
 CURVE = ("curve_server_key", "curve_server_secret", "curve_client_secret", "curve_clients")
 #: what a rule over every link's address reads: each link key, and every worker's table
 _EVERY_LINK: tuple[Loc, ...] = (*(("links", key) for key in LINKS), ("links", "workers"))
+#: what a rule over the CURVE keys reads: all four
+_EVERY_CURVE_KEY: tuple[Loc, ...] = tuple(("links", key) for key in CURVE)
 
 
 def link_location(key: str) -> tuple[str | int, ...]:
@@ -575,12 +577,12 @@ class LinksConfig(Section):
         if given and len(given) < len(CURVE):
             missing = next(key for key in CURVE if not getattr(self, key))
             yield RuleError(("links", missing), "", f"CURVE needs all of {', '.join(CURVE)} (`streamrec keys`)",
-                            reads=tuple(("links", key) for key in CURVE))
+                            reads=_EVERY_CURVE_KEY)
         beyond = next((item for item in seen if binds_beyond_loopback(parse_zmq_endpoint(item[1]))), None)
         if beyond is not None and not given:
             yield RuleError(link_location(beyond[0]), beyond[1], "a link beyond this machine needs CURVE: set "
                             f"{', '.join(CURVE)} (`streamrec keys NAME --out DIR` makes the certificates)",
-                            reads=_EVERY_LINK + tuple(("links", key) for key in CURVE))
+                            reads=_EVERY_LINK + _EVERY_CURVE_KEY)
         frames = [address for key, address in seen if key.endswith("frames")]
         if self.frame_pixels == "ring" and any(binds_beyond_loopback(parse_zmq_endpoint(a)) for a in frames):
             yield RuleError(("links", "frame_pixels"), self.frame_pixels, "a frames link beyond this machine needs "

@@ -2,7 +2,11 @@
 
 Faces move little between frames at video rates, so box overlap with a track's predicted box
 (its last box moved by its recent velocity) is enough to keep identities apart; a track that
-goes unmatched for ``max_missed_s`` ends. Matching is greedy on overlap, best pairs first.
+goes unmatched for ``max_missed_s`` ends. The velocity is smoothed over time
+(``VELOCITY_TIME_S``), not over frames: a detector's box wobbles by a few pixels from frame to
+frame, and frames can come a millisecond apart (a paced file catching up, a burst after a
+stall), so a per-frame difference would read a still face as moving at hundreds of pixels a
+second, predict it far from where it stands, and lose it. Matching is greedy on overlap, best pairs first.
 Overlap cannot see a scene cut that puts another face where the last one was: the embeddings
 can, and :meth:`IoUTracker.split` then gives the new face a track of its own.
 """
@@ -10,6 +14,7 @@ can, and :meth:`IoUTracker.split` then gives the new face a track of its own.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,7 +23,12 @@ import numpy as np
 from streamrec.detect.types import FaceDetections
 from streamrec.track.state import TrackState
 
-__all__ = ["IoUTracker", "Track", "iou_matrix"]
+__all__ = ["VELOCITY_TIME_S", "IoUTracker", "Track", "iou_matrix"]
+
+#: time constant of the velocity's smoothing, seconds: a step of ``dt`` moves the estimate
+#: ``1 - exp(-dt / VELOCITY_TIME_S)`` of the way to the step's own speed, so one box's wobble of
+#: ``d`` pixels adds at most about ``d / VELOCITY_TIME_S`` px/s, however close the frames came
+VELOCITY_TIME_S = 0.25
 
 
 @dataclass
@@ -72,9 +82,11 @@ class IoUTracker:
         used = set()
         for t, f in pairs:
             track = tracks[t]
-            dt = max(ts - track.last_ts, 1e-3)
             new_box = faces.boxes[f].astype(np.float32)
-            track.velocity = 0.5 * track.velocity + 0.5 * (new_box - track.box) / dt
+            dt = ts - track.last_ts
+            if dt > 0:
+                weight = -math.expm1(-dt / VELOCITY_TIME_S)
+                track.velocity = (1 - weight) * track.velocity + weight * (new_box - track.box) / dt
             track.box, track.landmarks, track.score = new_box, faces.landmarks[f], float(faces.scores[f])
             track.last_ts, track.hits = ts, track.hits + 1
             matched.append((track, f))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamrec.config.model import MatcherConfig, TrackerConfig
 from streamrec.detect.types import FaceDetections
@@ -41,6 +43,23 @@ def test_a_face_that_leaves_ends_its_track_and_a_new_face_gets_a_new_id():
     assert [t.id for t in ended] == [first.id]
     assert matched[0][0].id != first.id
     assert [t.id for t in tracker.end_all()] == [matched[0][0].id] and not tracker.tracks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0005, 0.3), st.lists(st.floats(-4, 4), min_size=4, max_size=4)), min_size=2, max_size=60))
+def test_a_still_face_keeps_its_track_however_its_box_wobbles_and_its_frames_bunch(steps):
+    """A face held still, its detected box off by up to 4 px each frame (the wobble between a
+    full detection and a re-detection), its frames from half a millisecond to 0.3 s apart (a
+    paced file catching up, a stall): one track throughout, predicted where the face stands."""
+    tracker = IoUTracker()
+    still = np.array([200, 95, 325, 270], np.float32)
+    (track, _), = tracker.update(_faces(still.tolist()), 0.0)[0]
+    ts = 0.0
+    for gap, wobble in steps:
+        ts += gap
+        assert np.abs(track.predicted(ts) - still).max() < 16
+        matched, ended = tracker.update(_faces((still + np.array(wobble, np.float32)).tolist()), ts)
+        assert not ended and [t.id for t, _ in matched] == [track.id]
 
 
 def test_two_faces_crossing_keep_their_ids_by_overlap():

@@ -19,8 +19,8 @@ from streamrec.bus.sockets import Endpoints, new_run_dir, pull_socket, push_sock
 from streamrec.events.journal import read_journal
 from streamrec.events.stage import EventsStage
 from tests.conftest import run_cli
-from tests.pipeline.conftest import free_port
 from tests.render.frames import start_stage, stop_stage
+from tests.support.ports import free_port
 
 
 def _keys(folder: Path, name: str) -> Path:

@@ -15,7 +15,7 @@ import zmq
 from streamrec.bus.messages import MAX_JPEG, FrameHeader, encode_frame_pixels
 from streamrec.bus.ring import RingReader
 from streamrec.bus.sockets import Drained, drain_frames, pull_socket, push_socket, send_frame
-from tests.pipeline.conftest import free_port
+from tests.support.ports import free_port
 
 HEIGHT, WIDTH = 48, 64
 

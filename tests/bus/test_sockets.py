@@ -31,9 +31,9 @@ from streamrec.bus.sockets import (
     sub_socket,
 )
 from streamrec.events.stage import EventsStage
-from tests.pipeline.conftest import free_port
 from tests.render.frames import start_stage, stop_stage
 from tests.support.attack import peak_rss, rss_mb, start_attacker, stop_attacker
+from tests.support.ports import free_port
 from tests.support.wait import wait_until
 
 GROWTH_LIMIT_MB = 100  #: what subscribers may add to the publisher's resident memory

@@ -15,12 +15,7 @@ import pytest
 
 from streamrec.cli.demo import _http_address
 from tests.conftest import cli_command, run_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -69,7 +64,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_demo_forever_stopped_by_a_signal_leaves_nothing_running(demo_data: Path, how: signal.Signals):
-    door = f"127.0.0.1:{_free_port()}"
+    door = f"127.0.0.1:{free_port()}"
     log = demo_data / f"demo-{how.name}.log"
     with open(log, "w") as out:
         demo = subprocess.Popen([*cli_command(), "demo", "--forever", "--http", door], stdout=out, stderr=subprocess.STDOUT,

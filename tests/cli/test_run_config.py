@@ -12,8 +12,9 @@ from streamrec.backends import default_threads
 from tests.cli.test_bad_input import _no_traceback
 from tests.config.test_found_faults import FOUND, NAMES
 from tests.conftest import run_cli
-from tests.pipeline.conftest import free_port, quiet_outputs
+from tests.pipeline.conftest import quiet_outputs
 from tests.support.clips import tiny_clip
+from tests.support.ports import free_port
 
 GARBAGE_ENDPOINT = ('must be tcp://HOST:PORT (HOST an IPv4 address, * for every interface, or a host name) or '
                     'ipc://PATH (got "garbage")')

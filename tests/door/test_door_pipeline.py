@@ -24,7 +24,8 @@ from streamrec.events.journal import read_journal
 from streamrec.images import load_image
 from tests.conftest import cli_command, run_cli
 from tests.door.footage import LEFT_TURN, RIGHT_TURN, frames
-from tests.pipeline.conftest import Events, enroll_people, free_port, quiet_outputs, stop_process
+from tests.pipeline.conftest import Events, enroll_people, quiet_outputs, stop_process
+from tests.support.ports import free_port
 
 FPS = 29.97
 SIZE = (640, 360)

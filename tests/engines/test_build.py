@@ -129,7 +129,7 @@ def _demo(engines: Path, data_dir: Path) -> subprocess.CompletedProcess:
     in ``data_dir`` and its door display on a free loopback port, so that the user's own data
     directory and port 8080 are never touched."""
     from tests.conftest import run_cli
-    from tests.pipeline.conftest import free_port
+    from tests.support.ports import free_port
 
     return run_cli("demo", "--engines", str(engines), "--json", "--data-dir", str(data_dir),
                    "--http", f"127.0.0.1:{free_port()}")

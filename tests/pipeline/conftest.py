@@ -26,6 +26,7 @@ from streamrec.bus.ring import FrameRing
 from streamrec.config.model import RunConfig
 from streamrec.pipeline.inference import InferenceStage
 from tests.conftest import cli_command
+from tests.support.ports import free_port
 from tests.support.rtsp import RtspServer
 
 IN_THE_CLIP = {"lin_manuel_miranda", "barack_obama", "alex_lacamoire"}
@@ -59,12 +60,6 @@ def stepped_inference(config: RunConfig, data_dir: Path, engine_dir: Path) -> It
         stage.teardown()
         stage.ctx.destroy(linger=0)
         shutil.rmtree(run_dir)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def quiet_outputs() -> list[str]:

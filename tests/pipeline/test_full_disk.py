@@ -15,8 +15,9 @@ from pathlib import Path
 
 from streamrec.events.journal import read_journal
 from tests.conftest import cli_command
-from tests.pipeline.conftest import Events, enroll_people, free_port
+from tests.pipeline.conftest import Events, enroll_people
 from tests.support.disk import small_disk
+from tests.support.ports import free_port
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:

@@ -38,8 +38,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.events.journal import read_journal
 from tests.conftest import cli_command
-from tests.pipeline.conftest import free_port, stop_process
+from tests.pipeline.conftest import stop_process
 from tests.support.attack import peak_rss, rss_mb
+from tests.support.ports import free_port
 
 SOURCE = "short_hamilton_clip"  #: the clip's source name, the one configured source
 EVENT_TYPES = ["match", "unknown", "track_end", "source_status", "access"]

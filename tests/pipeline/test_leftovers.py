@@ -14,7 +14,7 @@ from pathlib import Path
 from streamrec.events.journal import read_journal
 from streamrec.events.tracks import DECISIONS
 from tests.conftest import cli_command, run_cli
-from tests.pipeline.conftest import free_port
+from tests.support.ports import free_port
 
 
 def _outputs() -> list[str]:

@@ -21,8 +21,9 @@ from streamrec.bus.sockets import pull_socket, receive
 from streamrec.config import load_config
 from streamrec.events.journal import read_journal
 from tests.conftest import cli_command, run_cli
-from tests.pipeline.conftest import Events, enroll_people, free_port, start_pipeline, stop_process
+from tests.pipeline.conftest import Events, enroll_people, start_pipeline, stop_process
 from tests.support.netns import remote_host
+from tests.support.ports import free_port
 from tests.support.rtsp import RtspServer
 
 LIN = "lin_manuel_miranda"

@@ -15,7 +15,8 @@ import pytest
 from streamrec.backends.cpu import cpu_info
 from streamrec.events.journal import read_journal
 from tests.conftest import cli_command, run_cli
-from tests.pipeline.conftest import enroll_people, free_port, quiet_outputs
+from tests.pipeline.conftest import enroll_people, quiet_outputs
+from tests.support.ports import free_port
 
 
 def _one_error_line(stderr: str) -> str:

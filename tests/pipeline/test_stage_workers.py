@@ -17,9 +17,10 @@ from pathlib import Path
 
 from streamrec.pipeline.workers import rendezvous
 from tests.conftest import cli_command
-from tests.pipeline.conftest import Events, free_port, stop_process
+from tests.pipeline.conftest import Events, stop_process
 from tests.pipeline.test_links import _stage, enrolled, outputs  # noqa: F401 - a shared fixture
 from tests.pipeline.test_workers import DECISIONS, TAKEOVER, _is_lin_on
+from tests.support.ports import free_port
 from tests.support.wait import wait_until
 
 #: the cameras, the first of them on worker 2 and the second on worker 1 (checked below)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import cli_command
-from tests.pipeline.conftest import free_port
+from tests.support.ports import free_port
 
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) ")
 

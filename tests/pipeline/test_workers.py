@@ -20,7 +20,8 @@ import pytest
 from streamrec.events.journal import read_journal
 from streamrec.pipeline.workers import rendezvous
 from tests.conftest import run_cli
-from tests.pipeline.conftest import Pipeline, enroll_people, free_port, quiet_outputs, start_pipeline
+from tests.pipeline.conftest import Pipeline, enroll_people, quiet_outputs, start_pipeline
+from tests.support.ports import free_port
 from tests.support.rtsp import RtspServer
 from tests.support.wait import wait_until
 

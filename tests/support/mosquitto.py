@@ -21,8 +21,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.pipeline.conftest import free_port
 from tests.support.needs import require
+from tests.support.ports import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 PASSWD = "mosquitto_passwd"

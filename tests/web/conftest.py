@@ -31,6 +31,7 @@ from streamrec.render.stage import RenderStage
 from streamrec.web.stage import EXIT_HTTP_FAILED, WebStage
 from tests.match.conftest import face_photos  # noqa: F401 - a shared fixture
 from tests.render.frames import centre_box, face, overlay, photo_frames, start_stage, stop_stage
+from tests.support.ports import free_port
 
 TICK_S = 0.1  #: the feeder's pace: 10 frames per second, like a slow camera
 SOURCES = ["front", "side"]  #: configured cameras; "side" never delivers a frame
@@ -38,12 +39,6 @@ HOLD_S = 1.0  #: the door page's hold time, short to keep the tests quick
 
 
 OBAMA = face(centre_box(640, 360), "Barack Obama", True, 0.97)  #: the face on the frames unless a test says otherwise
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

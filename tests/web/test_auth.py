@@ -21,8 +21,9 @@ from tests.conftest import run_cli
 from tests.support.browser import video_changes
 from tests.support.clips import tiny_clip
 from tests.support.netns import RemoteHost, remote_host
+from tests.support.ports import free_port
 from tests.web.client import Client
-from tests.web.conftest import HOLD_S, Web, free_port, outputs_running, refused_start
+from tests.web.conftest import HOLD_S, Web, outputs_running, refused_start
 from tests.web.test_users import users
 
 PASSWORD = "door-keeper-2026"

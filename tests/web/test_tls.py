@@ -17,9 +17,10 @@ from streamrec.config.model import AuthConfig, OutputsConfig
 from tests.cli.test_bad_input import _no_traceback
 from tests.conftest import run_cli
 from tests.support.clips import tiny_clip
+from tests.support.ports import free_port
 from tests.support.tls import self_signed
 from tests.web.client import Client
-from tests.web.conftest import HOLD_S, free_port, outputs_running, refused_start
+from tests.web.conftest import HOLD_S, outputs_running, refused_start
 from tests.web.test_auth import PASSWORD
 from tests.web.test_users import users
 

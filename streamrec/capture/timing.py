@@ -62,8 +62,10 @@ class RateCap:
 class Pacer:
     """Holds file frames back until their presentation time, so a file plays like a camera.
 
-    The stream clock is anchored to the first frame. If the consumer fell more than ``max_lag``
-    seconds behind, or the stream time went backwards (a loop), it re-anchors instead of
+    The stream clock is anchored to the first frame. When the stream time goes backwards (a
+    looping file starts again) the clock goes on: the first frame is due one frame interval (the
+    file's latest) after the last, as the next frame of a camera would be, not at once beside
+    it. If the consumer fell more than ``max_lag`` seconds behind, it re-anchors instead of
     bursting frames out to catch up: a camera does not deliver the past faster either.
     """
 
@@ -71,12 +73,17 @@ class Pacer:
         self._max_lag = max_lag
         self._anchor: float | None = None
         self._last = float("-inf")
+        self._interval = 0.0  #: the stream's latest frame interval
 
     def wait(self, stream_time: float, stop: threading.Event) -> None:
         """Sleep until ``stream_time`` is due; returns early when ``stop`` is set."""
         now = time.monotonic()
+        if self._anchor is not None and stream_time < self._last:
+            self._anchor += self._last + self._interval - stream_time
+        elif self._anchor is not None:
+            self._interval = stream_time - self._last
         due = None if self._anchor is None else self._anchor + stream_time
-        if due is None or stream_time < self._last or now - due > self._max_lag:
+        if due is None or now - due > self._max_lag:
             self._anchor, due = now - stream_time, now
         self._last = stream_time
         if due > now:

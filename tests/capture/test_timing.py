@@ -50,16 +50,27 @@ def test_no_cap_admits_everything() -> None:
     assert all(cap.admit(t / 1000) for t in range(100))
 
 
-def test_pacer_waits_for_stream_time_and_reanchors_on_wrap() -> None:
+def test_pacer_waits_for_stream_time_and_goes_on_one_interval_after_a_wrap() -> None:
     pacer, stop = Pacer(), threading.Event()
     started = time.monotonic()
     for stream_time in (0.0, 0.1, 0.2, 0.3):
         pacer.wait(stream_time, stop)
     assert time.monotonic() - started >= 0.28
     wrapped = time.monotonic()
-    pacer.wait(0.0, stop)  # a looping file starts again: due at once, not in the past
+    pacer.wait(0.0, stop)  # a looping file starts again: one interval (0.1 s) after its last frame
+    assert time.monotonic() - wrapped >= 0.08
     pacer.wait(0.05, stop)
-    assert 0.04 <= time.monotonic() - wrapped < 0.5
+    assert 0.14 <= time.monotonic() - wrapped < 0.6
+
+
+def test_a_pacer_that_fell_behind_starts_again_from_now() -> None:
+    pacer, stop = Pacer(max_lag=0.05), threading.Event()
+    pacer.wait(0.0, stop)
+    stop.wait(0.2)  # the consumer is busy: stream time 0.01 is long past due
+    late = time.monotonic()
+    pacer.wait(0.01, stop)  # handed out at once, and the clock starts from it
+    pacer.wait(0.11, stop)
+    assert 0.09 <= time.monotonic() - late < 0.5
 
 
 def test_pacer_wakes_when_stopped() -> None:

@@ -546,15 +546,13 @@ class Publisher:
         sock.setsockopt(zmq.MAXMSGSIZE, self._limit)
         sock.setsockopt(zmq.XPUB_VERBOSER, 1)
         # watched from before it binds, so that no subscriber connects uncounted
-        monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._sock, self._monitor = sock, sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         try:
             sock.bind(self.address)
         except zmq.ZMQError:
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=0)
+            self.close()
             if must:
                 raise
             return False
-        self._sock, self._monitor, self._refused_now, self.subscribers = sock, monitor, 0, 0
+        self._refused_now, self.subscribers = 0, 0
         return True

@@ -182,9 +182,9 @@ class Message:
 
 FRAME_VERSION = 3
 _FRAME_MAGIC = b"SRFH"
-_FRAME = struct.Struct("<4sHqdIIqIQBddHH")
 #: the signature and the version, which say how to read the rest
 _FRAME_START = struct.Struct("<4sH")
+_FRAME = struct.Struct(_FRAME_START.format + "qdIIqIQBddHH")
 #: where a frame's pixels are: in a shared-memory ring, or after the header, raw RGB or JPEG
 FramePixels = Literal["ring", "raw", "jpeg"]
 _PIXEL_CODES: tuple[str, ...] = get_args(FramePixels)

@@ -118,12 +118,12 @@ def _rules_beyond(model: type[RunConfig], data: Mapping[str, Any], errors: list[
     for _ in range(_PASSES):
         now = []
         for error in errors:
-            loc = tuple(error["loc"])
-            if loc in left_out or error["type"] == "extra_forbidden":
-                loc = loc[:-1]
+            given = tuple(error["loc"])
+            misspelt = error["type"] == "extra_forbidden"
+            loc = given[:-1] if misspelt or given in left_out else given
             if loc:
                 wrong.append(loc)
-                now.append(tuple(error["loc"]) if error["type"] == "extra_forbidden" else loc)
+                now.append(given if misspelt else loc)
         left_out.update(now)
         try:
             pruned = _without(data, now)

@@ -25,21 +25,11 @@ from streamrec.images import load_image
 from tests.conftest import cli_command, run_cli
 from tests.door.footage import LEFT_TURN, RIGHT_TURN, frames
 from tests.pipeline.conftest import Events, enroll_people, quiet_outputs, stop_process
+from tests.support.clips import write_clip
 from tests.support.ports import free_port
 
 FPS = 29.97
 SIZE = (640, 360)
-
-
-def write_clip(path: Path, pictures: Iterator[np.ndarray]) -> Path:
-    """An MP4 of RGB ``pictures`` at ``FPS``."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, SIZE)
-    try:
-        for rgb in pictures:
-            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
 
 
 def photo_clip(photo: Path, path: Path, seconds: float, moving: bool, away_s: float = 0.0) -> Path:
@@ -61,7 +51,7 @@ def photo_clip(photo: Path, path: Path, seconds: float, moving: bool, away_s: fl
         for _ in range(int(away_s * FPS)):
             yield np.full((SIZE[1], SIZE[0], 3), 120, np.uint8)
 
-    return write_clip(path, pictures())
+    return write_clip(path, pictures(), FPS, SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +64,8 @@ def door_data(faces_dir: Path, models, hamilton_clip: Path, tmp_path_factory: py
     photo = faces_dir / "lin_manuel_miranda" / "1.png"
     return {
         "watchlist": folder / "watchlist",
-        "right_turn": write_clip(folder / "right_turn.mp4", (rgb for _, rgb in frames(hamilton_clip, *RIGHT_TURN))),
-        "left_turn": write_clip(folder / "left_turn.mp4", (rgb for _, rgb in frames(hamilton_clip, *LEFT_TURN))),
+        "right_turn": write_clip(folder / "right_turn.mp4", (rgb for _, rgb in frames(hamilton_clip, *RIGHT_TURN)), FPS, SIZE),
+        "left_turn": write_clip(folder / "left_turn.mp4", (rgb for _, rgb in frames(hamilton_clip, *LEFT_TURN)), FPS, SIZE),
         "photo": photo_clip(photo, folder / "photo.mp4", 7.0, moving=False),
         "print": photo_clip(photo, folder / "print.mp4", 7.0, moving=True),
         "visits": photo_clip(photo, folder / "visits.mp4", 8.0, moving=False, away_s=1.5),

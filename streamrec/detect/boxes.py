@@ -16,8 +16,8 @@ Suppressor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 __all__ = ["batched", "crop_regions", "nms", "nms_min", "regress", "square"]
 
 
-#: Up to this many boxes, suppression runs on the full overlap matrix; beyond, box by box.
-_MATRIX_LIMIT = 384
+#: Suppression works through the boxes, best first, this many at a time (see :func:`_suppress`).
+_BLOCK = 256
 
 
 def _overlap(a: np.ndarray, b: np.ndarray, extra: float, by_min: bool) -> np.ndarray:
@@ -35,27 +35,38 @@ def _overlap(a: np.ndarray, b: np.ndarray, extra: float, by_min: bool) -> np.nda
 
 def _suppress(boxes: np.ndarray, order: np.ndarray, threshold: float, inclusive: bool, by_min: bool) -> np.ndarray:
     """Greedy suppression in ``order`` (best first): a box is kept iff no kept box before it
-    overlaps it by more than ``threshold``. Returns the kept indices, best first."""
+    overlaps it by more than ``threshold``. Returns the kept indices, best first.
+
+    Instead of a Python loop over kept boxes, the boxes go in blocks of :data:`_BLOCK`, best
+    first: a block first loses the boxes that a box kept from an earlier block overlaps (one
+    overlap matrix against every box kept so far), then settles among the rest as a fixed point
+    on their own overlap matrix. The result is the greedy loop's exactly, at a cost that grows
+    with the boxes times those kept (few: suppression keeps one box of each cluster), where the
+    whole overlap matrix would grow with their square (a 1080p frame's first pyramid level
+    gives P-Net thousands of candidates).
+    """
     b = boxes[order]
     extra = 1.0 if inclusive else 0.0
-    if len(b) <= _MATRIX_LIMIT:
-        # Solved as a fixed point on the overlap matrix instead of a Python loop: starting from
-        # "all kept", each pass settles at least one more box in order; real detections settle
-        # in a few passes.
-        suppresses = np.triu(_overlap(b, b, extra, by_min) > threshold, k=1)
-        keep: np.ndarray = np.ones(len(b), bool)
-        while True:
-            updated = ~(suppresses & keep[:, None]).any(axis=0)
-            if np.array_equal(updated, keep):
-                return order[keep]
-            keep = updated
-    remaining = np.arange(len(b))
-    kept = []
-    while remaining.size:
-        best, rest = remaining[0], remaining[1:]
-        kept.append(best)
-        remaining = rest[_overlap(b[best : best + 1], b[rest], extra, by_min)[0] <= threshold]
-    return order[np.asarray(kept, np.int64)]
+    kept = np.zeros(0, np.int64)
+    for start in range(0, len(b), _BLOCK):
+        block = np.arange(start, min(start + _BLOCK, len(b)))
+        if len(kept):
+            block = block[~(_overlap(b[kept], b[block], extra, by_min) > threshold).any(axis=0)]
+        kept = np.concatenate([kept, block[_settle(b[block], threshold, extra, by_min)]])
+    return order[kept]
+
+
+def _settle(b: np.ndarray, threshold: float, extra: float, by_min: bool) -> np.ndarray:
+    """The greedy suppression of the boxes ``b`` (best first) among themselves, as a mask of the
+    kept ones: a fixed point on their overlap matrix. Starting from "all kept", each pass settles
+    at least one more box in order; real detections settle in a few passes."""
+    suppresses = np.triu(_overlap(b, b, extra, by_min) > threshold, k=1)
+    keep: np.ndarray = np.ones(len(b), bool)
+    while True:
+        updated = ~(suppresses & keep[:, None]).any(axis=0)
+        if np.array_equal(updated, keep):
+            return keep
+        keep = updated
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:

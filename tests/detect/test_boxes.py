@@ -17,7 +17,7 @@ def _random_boxes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([xy, xy + wh], 1).astype(np.float32), rng.random(n).astype(np.float32)
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 300, 1000])
+@pytest.mark.parametrize("n", [0, 1, 7, 300, 1000, 3000])
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
 def test_nms_equals_torchvision(n, threshold):
     boxes, scores = _random_boxes(n, n)
@@ -44,7 +44,7 @@ def _nms_min_reference(boxes: np.ndarray, scores: np.ndarray, threshold: float) 
     return keep
 
 
-@pytest.mark.parametrize("n", [5, 60, 500])
+@pytest.mark.parametrize("n", [5, 60, 500, 1200])
 def test_nms_min_equals_reference_loop(n):
     boxes, scores = _random_boxes(n, 100 + n)
     assert bx.nms_min(boxes, scores, 0.7).tolist() == _nms_min_reference(boxes, scores, 0.7)

@@ -4,6 +4,12 @@ Sessions use ``threads`` intra-op threads and one inter-op thread, with spinning
 ORT's spinning worker threads otherwise keep every core busy between calls and starve the NumPy
 stages of the MTCNN cascade that run in between (measured on 2 cores: 75 ms instead of 21 ms for
 one frame).
+
+Layout. At its highest optimisation level ONNX Runtime runs convolutions in a blocked channel
+layout (NCHWc: channels in blocks of 8 on AVX2, 16 on AVX-512), padding a layer's channels up to
+a whole block. R-Net, O-Net and FaceNet run 1.3-1.6x faster in it; P-Net, whose first layers
+have 10 channels padded to 16, runs 10-20% slower on pyramid levels from 193x145 up (measured
+on the AVX2-only EPYC, docs/speed.md), so P-Net's session leaves that one transformation out.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
+from streamrec.engines import ENGINE_FILES
 
 __all__ = ["OnnxRuntimeBackend"]
 
@@ -22,6 +29,10 @@ _ORT_TYPES: dict[str, np.dtype] = {
     "tensor(uint8)": np.dtype(np.uint8),
     "tensor(float16)": np.dtype(np.float16),
 }
+
+
+#: engine files whose sessions run without the NCHWc layout (see the module's docstring)
+_WITHOUT_NCHWC = frozenset({ENGINE_FILES["pnet"]})
 
 
 def _spec(arg: ort.NodeArg) -> TensorSpec:
@@ -54,7 +65,8 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3
         self.session = ort.InferenceSession(
-            str(self.model_path), so, providers=["CPUExecutionProvider"]
+            str(self.model_path), so, providers=["CPUExecutionProvider"],
+            disabled_optimizers=["NchwcTransformer"] if self.model_path.name in _WITHOUT_NCHWC else None,
         )
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]

@@ -55,7 +55,7 @@ def _divide(sums: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarra
     division runs over whole rows of ``out_w * 3`` values: NumPy's loop over a broadcast axis of
     length 3 costs several times more.
     """
-    out[...] = sums  # exact: a window's sum has fewer than 24 significant bits
+    out[...] = sums  # the integer sums as float32
     out /= rows.astype(np.float32)[:, :, None]
     out /= np.repeat(cols.astype(np.float32), 3, axis=1)[:, None, :]
     return out

@@ -80,6 +80,7 @@ def resample_frames(integral: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     ys, ye = _windows(np.zeros(1, np.int64), np.array([hp - 1]), out_h)
     xs, xe = _windows(np.zeros(1, np.int64), np.array([wp - 1]), out_w)
     left, right = _channels(xs[0]), _channels(xe[0])
+    heights, widths = ye - ys, xe - xs
     out = np.empty((n, out_h, out_w * 3), np.float32)
     step = max(1, _STRIP_BYTES // (n * wp * 3 * integral.itemsize))
     for top in range(0, out_h, step):
@@ -87,7 +88,7 @@ def resample_frames(integral: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         rows = np.take(integral, ye[0, strip], axis=1) - np.take(integral, ys[0, strip], axis=1)
         rows = rows.reshape(n, -1, wp * 3)
         sums = np.take(rows, right, axis=2) - np.take(rows, left, axis=2)
-        _divide(sums, (ye - ys)[:, strip], xe - xs, out[:, strip])
+        _divide(sums, heights[:, strip], widths, out[:, strip])
     return out.reshape(n, out_h, out_w, 3)
 
 

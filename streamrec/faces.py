@@ -133,7 +133,7 @@ class FaceModels:
         backend.check_options(embedding)  # before engines are built or loaded
         folder = ensure_engines(engine_dir, report)
         pnet, rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("pnet", "rnet", "onet"))
-        facenet = backend(model_file(folder, self.config.model, self.config.precision), embedding)
+        facenet = backend(model_file(folder, self.config.model, self.config.precision, self.config.backend), embedding)
         #: the four nets, P-, R-, O-Net and FaceNet
         self.nets = (pnet, rnet, onet, facenet)
         detector, embedder = face_engine(self.config.backend)

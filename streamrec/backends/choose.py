@@ -12,8 +12,9 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
   face; LFW View 1 0.985 against fp32's 0.986, with the same VAL, AUC and threshold,
   docs/accuracy.md); fp32 for a model ``streamrec train`` wrote, which has no int8 engine.
 
-OpenVINO's int8 is not an entry: on the same engine file its View 1 accuracy measured 0.004
-below fp32's, over the bound; ask for it by name. TensorRT is never picked either: its engines
+OpenVINO's int8 (its own NNCF-quantized FaceNet, View 1 0.985) holds the bound but is not an
+entry: on the AVX2 CPU it was timed on, it embeds a face no faster than ONNX Runtime's int8 and
+pays OpenVINO's worker wait on every call of a frame (docs/speed.md); ask for it by name. TensorRT is never picked either: its engines
 take minutes to compile on first use, so it runs only when asked for. Nor is ``triton``, which
 has no entry: it needs the address of a server ([triton] url).
 
@@ -47,9 +48,9 @@ PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
 #: what each of those means, said alike by ``--help`` and the configuration's description
 PRECISION_MEANINGS = (
     "auto (the fastest the backend runs here whose accuracy holds: int8 on onnxruntime for the published "
-    "model, where no bf16 is faster; never openvino's int8); fp32 (the published model); bf16 (openvino or "
+    "model, where no bf16 is faster; never openvino's int8, no faster there); fp32 (the published model); bf16 (openvino or "
     "torch on a CPU with AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 "
-    "(onnxruntime or openvino: the quantized engine, 2-3x faster on CPUs, slightly less accurate; "
+    "(onnxruntime or openvino: a quantized engine, 2-3x faster on CPUs, slightly less accurate; "
     "docs/accuracy.md)"
 )
 #: run only when named: TensorRT compiles its engines for minutes on first use

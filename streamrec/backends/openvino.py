@@ -1,6 +1,7 @@
 """OpenVINO on the CPU (or an Intel GPU): the same ONNX engines, with bf16 where the CPU has it.
 
-OpenVINO reads the project's ONNX files directly, so nothing is converted or added to engines/.
+OpenVINO reads the project's ONNX files directly; for FaceNet in int8 it reads the IR the engine
+build quantizes for it (``facenet_int8_openvino.xml``).
 
 Threads. On the CPU, ``INFERENCE_NUM_THREADS`` is ``threads``, with one stream, the latency hint
 and CPU pinning off: streamrec runs its stages as separate processes, and pinned pools of two
@@ -25,8 +26,9 @@ FaceNet fp32) and FaceNet's time per face measured the same both ways.
 
 Precision. ``fp32`` compiles with ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` with ``bf16``, and
 only on a device that computes in bf16 (a CPU with AVX-512 BF16 or AMX): elsewhere OpenVINO
-would quietly compute in f32, so it is refused instead; ``int8`` runs a quantized (QDQ) model,
-its quantized layers in int8 and the rest in f32. After compiling, the precision the
+would quietly compute in f32, so it is refused instead; ``int8`` runs a quantized model (for
+FaceNet, OpenVINO's own, quantized by NNCF: :mod:`streamrec.engines.quantize`), its quantized
+layers in int8 and the rest in f32. After compiling, the precision the
 convolutions actually run in is read back from the compiled model and must be the one asked for.
 """
 

@@ -25,7 +25,7 @@ import numpy as np
 from streamrec.backends import BackendName, BackendOptions, backend_class, default_threads, open_backend
 from streamrec.backends.cpu import cpu_info
 from streamrec.bench.timing import alternate, interleave, summary
-from streamrec.engines import ENGINE_FILES, facenet_engine
+from streamrec.engines import ENGINE_FILES, facenet_file
 from streamrec.faces import FaceModels, ModelsConfig
 
 __all__ = ["bench_detection", "bench_frames", "bench_nets", "engine_choices", "machine"]
@@ -163,7 +163,7 @@ def bench_nets(
         opened = {
             (backend, precision): open_backend(
                 backend,
-                engine_dir / ENGINE_FILES[facenet_engine(precision) if name == "facenet" else name],
+                engine_dir / (facenet_file(precision, backend) if name == "facenet" else ENGINE_FILES[name]),
                 dataclasses.replace(options, threads=threads, max_batch=max(batches), precision=precision),
             )
             for backend, precision in pairs

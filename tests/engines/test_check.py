@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamrec.backends.cpu import cpu_info
-from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
+from streamrec.engines import MANIFEST_NAME, expected_files
 from streamrec.engines.check import MIN_COSINE, failures
 from tests.conftest import run_cli
 
@@ -18,7 +18,7 @@ from tests.conftest import run_cli
 @pytest.fixture()
 def engine_copy(tmp_path: Path, engine_dir: Path) -> Path:
     """The built engines, linked into a folder of the test's own, so the record lands there."""
-    for name in [*ENGINE_FILES.values(), MANIFEST_NAME]:
+    for name in [*expected_files(), MANIFEST_NAME]:
         (tmp_path / name).symlink_to((engine_dir / name).resolve())
     return tmp_path
 

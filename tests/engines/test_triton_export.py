@@ -15,7 +15,7 @@ from pathlib import Path
 
 from streamrec.backends import BackendOptions, open_backend
 from streamrec.backends.tensorrt import PNET_MAX_BATCH, EngineKey, manifest, profile_for
-from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
+from streamrec.engines import ENGINE_FILES, MANIFEST_NAME, expected_files
 from streamrec.engines.triton import PYTHON_MODEL, read_config
 from tests.conftest import run_cli
 from tests.support.needs import need_module
@@ -83,7 +83,7 @@ def _engines_with_plans(engine_dir: Path, folder: Path) -> dict[str, bytes]:
     """A copy of ``engine_dir`` (links) whose tensorrt cache holds an fp32 plan for every engine,
     as the tensorrt backend records them; returns each plan's bytes."""
     folder.mkdir()
-    for file in (*ENGINE_FILES.values(), MANIFEST_NAME):
+    for file in (*expected_files(), MANIFEST_NAME):
         (folder / file).symlink_to(engine_dir / file)
     plans = {}
     for name in NAMES:

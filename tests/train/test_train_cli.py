@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamrec.engines import ENGINE_FILES, MANIFEST_NAME
+from streamrec.engines import MANIFEST_NAME, expected_files
 from streamrec.engines.sources import sha256_file
 from tests.conftest import run_cli
 from tests.support.needs import need_module
@@ -30,7 +30,7 @@ SHORT = ["--epochs", "2", "--people", "4", "--threads", "1", "--learning-rate", 
 
 def _engine_copy(engine_dir: Path, folder: Path) -> Path:
     folder.mkdir()
-    for name in ENGINE_FILES.values():
+    for name in expected_files():
         (folder / name).symlink_to(engine_dir / name)
     shutil.copy(engine_dir / MANIFEST_NAME, folder / MANIFEST_NAME)
     return folder

@@ -45,6 +45,7 @@ from streamrec.engines import (
     MANIFEST_NAME,
     MODELS_KEY,
     OPENVINO_INT8_FILES,
+    expected_files,
     openvino_int8_buildable,
     read_manifest,
 )
@@ -343,7 +344,7 @@ def build_engines(engine_dir: Path, report: Report = print) -> dict[str, Any]:
         )
         int8 = _int8(folder, crops)
         step("quantized FaceNet to int8: min cosine vs fp32 " + ", ".join(f"{k} {v['min_cosine_vs_fp32']:.4f}" for k, v in int8.items()))
-        built = [*ENGINE_FILES.values(), *(OPENVINO_INT8_FILES if len(int8) > 1 else ())]
+        built = expected_files()
 
         manifest = {
             "format": MANIFEST_FORMAT,

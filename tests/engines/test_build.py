@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from streamrec.engines.build import (
     sample_photos,
 )
 from streamrec.engines.sources import sha256_file
+from tests.support.needs import unavailable
 
 TRAINED = {"door": {"file": "facenet-door.onnx", "base": {"model": "facenet"}}}
 
@@ -89,10 +89,7 @@ def test_manifest_records_hashes_sources_and_parity(two_builds):
 def _openvino_int8_needed() -> None:
     """Skip without OpenVINO and NNCF, the ``openvino`` extra (on CI, which installs it: fail)."""
     if not openvino_int8_buildable():
-        message = "OpenVINO or NNCF is not installed (pip install 'streamrec[openvino]')"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI installs them")
-        pytest.skip(message)
+        unavailable("OpenVINO or NNCF is not installed (pip install 'streamrec[openvino]')")
 
 
 def test_openvino_int8_is_built_where_nncf_is_installed_and_its_absence_is_a_rebuild(two_builds, tmp_path: Path):

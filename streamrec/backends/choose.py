@@ -14,9 +14,10 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
 
 OpenVINO's int8 (its own NNCF-quantized FaceNet, View 1 0.985) holds the bound but is not an
 entry: on the AVX2 CPU it was timed on, it embeds a face no faster than ONNX Runtime's int8 and
-pays OpenVINO's worker wait on every call of a frame (docs/speed.md); ask for it by name. TensorRT is never picked either: its engines
-take minutes to compile on first use, so it runs only when asked for. Nor is ``triton``, which
-has no entry: it needs the address of a server ([triton] url).
+pays OpenVINO's worker wait on every call of a frame (docs/speed.md); ask for it by name.
+TensorRT is never picked either: its engines take minutes to compile on first use, so it runs
+only when asked for. Nor is ``triton``, which has no entry: it needs the address of a server
+([triton] url).
 
 Every entry passed over is kept with the backend's own one-line reason, so the caller can say
 what was picked and why. The probes are cheap: a GPU entry is passed over without importing

@@ -30,6 +30,7 @@ import contextlib
 import multiprocessing
 import sys
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -102,8 +103,8 @@ def _quantize_openvino(fp32_path: Path, out_path: Path, calibration: np.ndarray,
     nncf.set_log_level(logging.ERROR)  # it logs every layer it leaves alone; the build reports its own steps
     model = ov.Core().read_model(fp32_path)
     ops = model.get_ordered_ops()
-    last = max(i for i, op in enumerate(ops) if op.get_type_name() == "MatMul")  # the bottleneck layer
-    tail = [op.get_friendly_name() for op in ops[last + 1 :] if op.get_type_name() not in ("Constant", "Result")]
+    start = _after_bottleneck([op.get_type_name() for op in ops])
+    tail = [op.get_friendly_name() for op in ops[start:] if op.get_type_name() not in ("Constant", "Result")]
     batches = [calibration[i : i + batch] for i in range(0, len(calibration), batch)]
     with contextlib.redirect_stdout(sys.stderr):  # its progress bar: stdout may carry a command's --json
         quantized = nncf.quantize(
@@ -113,10 +114,15 @@ def _quantize_openvino(fp32_path: Path, out_path: Path, calibration: np.ndarray,
 
 
 def _normalisation(model_path: Path) -> list[str]:
-    """The nodes of the final L2 normalisation: every node after the last ``Gemm`` or ``MatMul``
-    (the bottleneck layer), whose arithmetic must stay in fp32."""
+    """The nodes of the final L2 normalisation, whose arithmetic must stay in fp32."""
     import onnx
 
     nodes = onnx.load(str(model_path), load_external_data=False).graph.node
-    last = max(i for i, node in enumerate(nodes) if node.op_type in ("Gemm", "MatMul"))
-    return [node.name for node in nodes[last + 1 :]]
+    return [node.name for node in nodes[_after_bottleneck([node.op_type for node in nodes]) :]]
+
+
+def _after_bottleneck(op_types: Sequence[str]) -> int:
+    """Where FaceNet's L2 normalisation starts in a graph's operations (in order, by type):
+    just after the bottleneck layer, the last matrix product (``Gemm`` or ``MatMul`` in ONNX;
+    OpenVINO reads either as ``MatMul``). Both quantizers leave everything from there in fp32."""
+    return 1 + max(i for i, kind in enumerate(op_types) if kind in ("Gemm", "MatMul"))

@@ -44,7 +44,8 @@ __all__ = ["JOURNAL_BACKLOG", "JOURNAL_RETRY_S", "PUBLIC_HWM", "EventsStage"]
 JOURNAL_BACKLOG = 100_000
 #: how often a failing journal is tried again
 JOURNAL_RETRY_S = 1.0
-#: with its supervisor killed, the stage stops once no event came for this long (at most ORPHAN_DRAIN_S)
+#: with its supervisor killed, the stage stops once no event came for this long and no track it
+#: follows is open, at most ORPHAN_DRAIN_S after it began to stop
 ORPHAN_QUIET_MS = 2000
 ORPHAN_DRAIN_S = 10.0
 #: events per write while catching up, so that a disk with a little room takes what fits
@@ -123,7 +124,8 @@ class EventsStage(Stage):
     def teardown(self) -> None:
         # drain what the inference stage already sent, so nothing is lost on a clean stop; when
         # the supervisor was killed, every stage stops at once, so wait for the inference
-        # stage's last events (the ends of its tracks) until they have stopped coming
+        # stage's last events (the ends of its tracks) while tracks are open or events still
+        # come: on a busy machine the inference stage may take longer than one quiet spell
         if hasattr(self, "inbox"):
             quiet_ms = ORPHAN_QUIET_MS if self.orphaned() else 0
             deadline = time.monotonic() + ORPHAN_DRAIN_S
@@ -131,7 +133,8 @@ class EventsStage(Stage):
                 batch = self._receive(timeout_ms=quiet_ms)
                 if batch:
                     self._handle(batch)
-                if not (batch and quiet_ms and time.monotonic() < deadline):
+                awaited = bool(batch) or bool(self.open_tracks.tracks)
+                if not (awaited and quiet_ms and time.monotonic() < deadline):
                     break
             self._flush_backlog(force=True)
             if self.unwritten:

@@ -36,9 +36,10 @@ ENGINE_FILES: dict[str, str] = {
 OPENVINO_INT8_FILES = ("facenet_int8_openvino.xml", "facenet_int8_openvino.bin")
 MANIFEST_NAME = "manifest.json"
 #: what a build writes as the manifest's ``format``; raised whenever a build makes different files
-#: from the same sources (2: the int8 FaceNet keeps its L2 normalisation in fp32), so engines an
-#: older streamrec built are rebuilt on first use instead of running stale
-MANIFEST_FORMAT = 2
+#: from the same sources (2: the int8 FaceNet keeps its L2 normalisation in fp32; 3: P-Net's
+#: softmax is written out and its PReLU element-wise), so engines an older streamrec built are
+#: rebuilt on first use instead of running stale
+MANIFEST_FORMAT = 3
 #: the manifest's section of trained FaceNets: name -> entry (``file``, ``weights``, ``base``, ...)
 MODELS_KEY = "models"
 #: the name ``--model`` gives the published FaceNet

@@ -17,6 +17,7 @@ rest of the package never needs it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -52,7 +53,7 @@ COMMANDS = {
     "transport": 'streamrec bench transport --out "$out/transport.json"',
     "transport_1280x720": 'streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"',
     "peers": 'streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \\\n'
-    '    --backend onnxruntime,openvino --precision fp32,int8 \\\n'
+    '    --backend onnxruntime,openvino --precision fp32,bf16,int8 \\\n'
     '    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \\\n'
     '    --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \\\n'
     '    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"',
@@ -1161,7 +1162,9 @@ def _plot_latency(figure: Any, data: dict[str, Any]) -> bool:
 
     axis = figure.subplots()
     drawn = False
-    colours = iter(["#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"])
+    # one colour per system, repeating only past ten (bench peers may run any number of engines)
+    colours = itertools.cycle(["#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+                               "#64b5cd", "#2ca02c"])
     for name, row in _usable_peers(data.get("peers")).items():
         ms = np.sort(np.asarray((row.get("per_frame") or {}).get("ms") or [], dtype=float))
         if ms.size:

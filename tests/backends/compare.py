@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from streamrec.backends.cpu import BF16_FLAGS, cpu_info
 from streamrec.detect.types import FaceDetections
 
 #: LFW View 1 accuracy of one engine may differ between the backends by this much (2 of 1,000 pairs)
 LFW_TOLERANCE = 0.002
+
+
+def _bf16_missing() -> str | None:
+    """Why this CPU cannot compute in bf16, or ``None`` when it can."""
+    cpu = cpu_info()
+    if cpu.bf16:
+        return None
+    return f"bf16 needs {' or '.join(BF16_FLAGS)}; this CPU has neither: {cpu.describe()}"
+
+
+#: for the tests of bf16 on the CPU, which only CPUs with AVX-512 BF16 or AMX compute in
+needs_bf16 = pytest.mark.skipif(_bf16_missing() is not None, reason=_bf16_missing() or "")
 
 #: Crowds, faces cut off by the border, a tiny face, an RGBA file, portraits.
 PARITY_PHOTOS = [

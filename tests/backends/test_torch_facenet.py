@@ -10,7 +10,9 @@ from streamrec.backends.torch import TorchFaceEmbedder
 from streamrec.detect.types import FaceDetections
 from streamrec.embed import align
 from streamrec.embed.facenet import EmbedConfig, FaceEmbedder
-from tests.backends.compare import PARITY_PHOTOS
+from streamrec.engines.check import BF16_MIN_COSINE
+from streamrec.faces import FaceModels, ModelsConfig
+from tests.backends.compare import PARITY_PHOTOS, needs_bf16
 
 MIN_COSINE = 0.9999
 
@@ -32,16 +34,34 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def test_embeddings_of_real_crops_match_onnx_runtime_fp32(faces, embedders):
-    reference, ours = embedders
+@pytest.fixture(scope="module")
+def crops(faces) -> np.ndarray:
+    """Every face cut by its box and by its landmarks."""
     crops = np.concatenate(
         [align.box_crops(image, f.boxes, 0.15) for image, f in faces] + [align.warp_crops(image, f.landmarks) for image, f in faces]
     )
     assert len(crops) >= 80
-    expected, got = reference.embed_crops(crops), ours.embed_crops(crops)
+    return crops
+
+
+def _assert_close(got: np.ndarray, expected: np.ndarray, min_cosine: float) -> None:
+    """Unit float32 vectors, one per expected one, each within ``min_cosine`` of it."""
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
-    assert _cosines(got, expected).min() >= MIN_COSINE
+    assert _cosines(got, expected).min() >= min_cosine
+
+
+def test_embeddings_of_real_crops_match_onnx_runtime_fp32(crops, embedders):
+    reference, ours = embedders
+    _assert_close(ours.embed_crops(crops), reference.embed_crops(crops), MIN_COSINE)
+
+
+@needs_bf16
+def test_bf16_embeddings_on_the_cpu_stay_close_to_onnx_runtime_fp32(crops, embedders, engine_dir):
+    """FaceNet in bf16 on a CPU that computes in it (AMX or AVX-512 BF16), what ``auto`` runs there
+    without OpenVINO: within the bf16 cosine bound the engine check holds the other backends to."""
+    bf16 = FaceModels(ModelsConfig(backend="torch", precision="bf16"), engine_dir).embedder
+    _assert_close(bf16.embed_crops(crops), embedders[0].embed_crops(crops), BF16_MIN_COSINE)
 
 
 @pytest.mark.parametrize("config", [EmbedConfig(), EmbedConfig(alignment="warp"), EmbedConfig(flip=True, margin=0.3)])

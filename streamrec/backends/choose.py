@@ -6,23 +6,27 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
 
 * an NVIDIA GPU with PyTorch's CUDA build: the ``torch`` backend (the whole cascade on the GPU)
   in fp16, then fp32;
-* a CPU that computes in bf16 (AVX-512 BF16 or AMX) with OpenVINO installed: ``openvino`` in
-  bf16, about 5x faster per face than fp32 on such a CPU;
+* a CPU with AMX and OpenVINO installed (with NNCF, which builds its int8 FaceNet): ``openvino``
+  in int8, whose quantized layers run on AMX's int8 tiles: on an Intel Xeon with AMX, 1.0 ms
+  per face at batch 32 against 1.9 in bf16 and 9.5 in fp32 (docs/speed.md), LFW View 1 0.985
+  against fp32's 0.986;
+* another CPU that computes in bf16 (AVX-512 BF16) with OpenVINO installed: ``openvino`` in
+  bf16, about 5x faster per face than fp32 on an AMX CPU;
 * any other CPU: ``onnxruntime`` in int8, the quantized FaceNet (about half fp32's time per
   face; LFW View 1 0.985 against fp32's 0.986, with the same VAL, AUC and threshold,
-  docs/accuracy.md); fp32 for a model ``streamrec train`` wrote, which has no int8 engine.
+  docs/accuracy.md); fp32 for a model ``streamrec train`` wrote, which has no int8 engine, and
+  on a CPU with AMX, where ONNX Runtime's int8 scored 0.983, outside the bound.
 
-OpenVINO's int8 (its own NNCF-quantized FaceNet, View 1 0.985) holds the bound but is not an
-entry: on the AVX2 CPU it was timed on, it embeds a face no faster than ONNX Runtime's int8 and
-pays OpenVINO's worker wait on every call of a frame (docs/speed.md); ask for it by name.
-TensorRT is never picked either: its engines take minutes to compile on first use, so it runs
-only when asked for. Nor is ``triton``, which has no entry: it needs the address of a server
-([triton] url).
+OpenVINO's int8 is an entry on AMX CPUs only: on the AVX2 CPU it was also timed on, it embeds a
+face no faster than ONNX Runtime's int8 and pays OpenVINO's worker wait on every call of a frame
+(docs/speed.md); elsewhere ask for it by name. TensorRT is never picked: its engines take minutes
+to compile on first use, so it runs only when asked for. Nor is ``triton``, which has no entry:
+it needs the address of a server ([triton] url).
 
 Every entry passed over is kept with the backend's own one-line reason, so the caller can say
 what was picked and why. The probes are cheap: a GPU entry is passed over without importing
-PyTorch where no NVIDIA driver is loaded, and a bf16 one without importing OpenVINO on a CPU
-without bf16.
+PyTorch where no NVIDIA driver is loaded, and a CPU one that needs an instruction set without
+importing OpenVINO on a CPU without it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Final, Literal, get_args
 
 from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.backends.cpu import cpu_info
-from streamrec.engines import PUBLISHED_MODEL, int8_refusal
+from streamrec.engines import PUBLISHED_MODEL, int8_refusal, openvino_int8_buildable
 from streamrec.faces import Precision
 
 __all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "PRECISION_MEANINGS", "BackendChoice", "Choice",
@@ -48,8 +52,8 @@ PrecisionChoice = Literal["auto", Precision]
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
 #: what each of those means, said alike by ``--help`` and the configuration's description
 PRECISION_MEANINGS = (
-    "auto (the fastest the backend runs here whose accuracy holds: int8 on onnxruntime for the published "
-    "model, where no bf16 is faster; never openvino's int8, no faster there); fp32 (the published model); bf16 (openvino or "
+    "auto (the fastest the backend runs here whose accuracy holds, for the published model: int8 on openvino on a CPU "
+    "with AMX, else bf16 where the CPU has it, else int8 on onnxruntime); fp32 (the published model); bf16 (openvino or "
     "torch on a CPU with AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 "
     "(onnxruntime or openvino: a quantized engine, 2-3x faster on CPUs, slightly less accurate; "
     "docs/accuracy.md)"
@@ -65,6 +69,10 @@ class _Candidate:
     backend: BackendName
     precision: Precision
     device: str  #: ``cpu`` or ``cuda``
+    #: a CPU flag (as /proc/cpuinfo spells it) the entry is the fastest with, passed over without it
+    cpu_flag: str | None = None
+    #: a CPU flag the entry's accuracy does not hold with (LFW View 1 measured outside the bound)
+    inaccurate_with: str | None = None
 
     def __str__(self) -> str:
         return f"{self.backend} {self.precision} on {self.device}"
@@ -77,9 +85,10 @@ CANDIDATES: tuple[_Candidate, ...] = (
     _Candidate("torch", "bf16", "cuda"),
     _Candidate("tensorrt", "fp32", "cuda"),
     _Candidate("torch", "fp32", "cuda"),
+    _Candidate("openvino", "int8", "cpu", cpu_flag="amx_int8"),
     _Candidate("openvino", "bf16", "cpu"),
     _Candidate("torch", "bf16", "cpu"),
-    _Candidate("onnxruntime", "int8", "cpu"),
+    _Candidate("onnxruntime", "int8", "cpu", inaccurate_with="amx_int8"),
     _Candidate("onnxruntime", "fp32", "cpu"),
     _Candidate("openvino", "fp32", "cpu"),
     _Candidate("torch", "fp32", "cpu"),
@@ -118,6 +127,13 @@ def _refusal(candidate: _Candidate, device: str | None, model: str) -> str | Non
         return "no NVIDIA driver loaded"
     if candidate.device == "cpu" and candidate.precision == "bf16" and not cpu_info().bf16:
         return "this CPU has neither AVX-512 BF16 nor AMX"
+    flags = cpu_info().flags or ()
+    if candidate.cpu_flag is not None and candidate.cpu_flag not in flags:
+        return f"this CPU lacks {candidate.cpu_flag}"
+    if candidate.inaccurate_with in flags:
+        return f"LFW View 1 outside the accuracy bound on CPUs with {candidate.inaccurate_with}"
+    if candidate.backend == "openvino" and candidate.precision == "int8" and not openvino_int8_buildable():
+        return "OpenVINO's int8 FaceNet needs OpenVINO and NNCF: pip install 'streamrec[openvino]'"
     try:
         backend_class(candidate.backend).check_options(
             BackendOptions(precision=candidate.precision, device=device or candidate.device)

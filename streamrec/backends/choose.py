@@ -8,8 +8,8 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
   in fp16, then fp32;
 * a CPU with AMX and OpenVINO installed (with NNCF, which builds its int8 FaceNet): ``openvino``
   in int8, whose quantized layers run on AMX's int8 tiles: on an Intel Xeon with AMX, 1.0 ms
-  per face at batch 32 against 1.9 in bf16 and 9.5 in fp32 (docs/speed.md), LFW View 1 0.985
-  against fp32's 0.986;
+  per face at batch 32 against 1.9 in bf16 and 9.5 in fp32 (docs/speed.md), LFW View 1 0.986
+  there, as fp32 (0.985 on an AVX2 CPU);
 * another CPU that computes in bf16 (AVX-512 BF16) with OpenVINO installed: ``openvino`` in
   bf16, about 5x faster per face than fp32 on an AMX CPU;
 * any other CPU: ``onnxruntime`` in int8, the quantized FaceNet (about half fp32's time per
@@ -120,16 +120,17 @@ def _device_kind(device: str | None) -> str | None:
 
 
 def _refusal(candidate: _Candidate, device: str | None, model: str) -> str | None:
-    """Why ``candidate`` cannot run ``model`` here (one line), or ``None`` when it can."""
+    """Why ``candidate`` cannot run ``model`` here (one line), or ``None`` when it can. An entry
+    meant for another kind of CPU says so first, whatever the model."""
+    flags = cpu_info().flags or ()
+    if candidate.cpu_flag is not None and candidate.cpu_flag not in flags:
+        return f"this CPU lacks {candidate.cpu_flag}"
     if candidate.precision == "int8" and (refusal := int8_refusal(model)):
         return refusal
     if candidate.device == "cuda" and not _NVIDIA_DRIVER.exists():
         return "no NVIDIA driver loaded"
     if candidate.device == "cpu" and candidate.precision == "bf16" and not cpu_info().bf16:
         return "this CPU has neither AVX-512 BF16 nor AMX"
-    flags = cpu_info().flags or ()
-    if candidate.cpu_flag is not None and candidate.cpu_flag not in flags:
-        return f"this CPU lacks {candidate.cpu_flag}"
     if candidate.inaccurate_with in flags:
         return f"LFW View 1 outside the accuracy bound on CPUs with {candidate.inaccurate_with}"
     if candidate.backend == "openvino" and candidate.precision == "int8" and not openvino_int8_buildable():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamrec.backends.cpu import BF16_FLAGS, cpu_info
+from streamrec.backends.cpu import require_bf16
 from streamrec.detect.types import FaceDetections
 
 #: LFW View 1 accuracy of one engine may differ between the backends by this much (2 of 1,000 pairs)
@@ -13,11 +13,12 @@ LFW_TOLERANCE = 0.002
 
 
 def _bf16_missing() -> str | None:
-    """Why this CPU cannot compute in bf16, or ``None`` when it can."""
-    cpu = cpu_info()
-    if cpu.bf16:
-        return None
-    return f"bf16 needs {' or '.join(BF16_FLAGS)}; this CPU has neither: {cpu.describe()}"
+    """Why this CPU cannot compute in bf16 (the backends' own refusal), or ``None`` when it can."""
+    try:
+        require_bf16()
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 #: for the tests of bf16 on the CPU, which only CPUs with AVX-512 BF16 or AMX compute in

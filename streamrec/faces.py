@@ -30,12 +30,27 @@ from streamrec.engines import ENGINE_FILES, PUBLISHED_MODEL, ensure_engines, mod
 from streamrec.images import DEFAULT_MAX_SIDE, ImageError, LoadedImage, load_image
 
 __all__ = [
-    "PRECISIONS", "FaceModels", "FrameTooLarge", "ImageFaces", "ModelsConfig", "Precision",
-    "check_image_side", "face_engine",
+    "DETECTION_PRECISIONS", "PRECISIONS", "DetectionPrecision", "FaceModels", "FrameTooLarge", "ImageFaces",
+    "ModelsConfig", "Precision", "check_detection", "check_image_side", "face_engine",
 ]
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+DetectionPrecision = Literal["fp32", "bf16"]
+DETECTION_PRECISIONS: tuple[DetectionPrecision, ...] = get_args(DetectionPrecision)
+#: the backends whose R-Net and O-Net compute in bf16 (OpenVINO: measured, docs/accuracy.md)
+_BF16_DETECTION = ("openvino",)
+
+
+def check_detection(backend: BackendName, precision: str, options: BackendOptions) -> None:
+    """Raise ``ValueError`` (one line) unless ``backend`` runs MTCNN's R-Net and O-Net in
+    ``precision`` on the device and machine of ``options``. Cheap: no model is loaded."""
+    if precision not in DETECTION_PRECISIONS:
+        raise ValueError(f"detection precision must be one of {', '.join(DETECTION_PRECISIONS)} (got {precision!r})")
+    if precision != "fp32" and backend not in _BF16_DETECTION:
+        raise ValueError(f"detection in {precision} runs on the {' and '.join(_BF16_DETECTION)} backend only "
+                         f"(got {backend})")
+    backend_class(backend).check_options(replace(options, precision=precision))
 
 
 class FrameTooLarge(ValueError):
@@ -77,11 +92,16 @@ class ModelsConfig:
     #: file in bfloat16 arithmetic: OpenVINO or torch on CPUs with AVX-512 BF16 or AMX, torch on
     #: CUDA), ``fp16`` (half precision: TensorRT, torch on CUDA) or ``int8`` (the quantized file,
     #: ~3x faster on CPUs; docs/accuracy.md); each backend says which it runs
-    #: (:attr:`Backend.precisions`). MTCNN computes in fp32 whatever
-    #: this says: its nets are a small part of a frame's time, and bf16 moves P-Net's face
-    #: probabilities by a few hundredths (measured on a CPU with AMX), enough to move candidates
-    #: across its threshold.
+    #: (:attr:`Backend.precisions`). MTCNN computes as :attr:`detection` says.
     precision: Precision = "fp32"
+    #: How MTCNN's R-Net and O-Net compute: ``fp32``, or ``bf16`` (OpenVINO on a CPU with AVX-512
+    #: BF16 or AMX: about a fifth less time per frame, the same faces with boxes and landmarks
+    #: within 2.5 px; but the crops move with them, and LFW View 1 fell from 0.986 to 0.982-0.984,
+    #: outside the accuracy bound, so it is only run when asked for; docs/accuracy.md). P-Net
+    #: always computes in fp32: bf16 moves its face probabilities by a few hundredths (measured on a
+    #: CPU with AMX), enough to move candidates across its threshold, and it gains little from bf16
+    #: (its time is memory and calls, not arithmetic).
+    detection: DetectionPrecision = "fp32"
     detector: MTCNNConfig = field(default_factory=MTCNNConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     selection: Selection = "centre"
@@ -128,11 +148,15 @@ class FaceModels:
         backend = backend_class(self.config.backend)
         if self.config.max_side is not None:  # a matter of configuration: said before whether it runs here
             check_image_side(backend, self.config.max_side, self.config.detector.min_face_size)
-        detection = replace(self.config.backend_options, precision="fp32")
+        proposal = replace(self.config.backend_options, precision="fp32")
+        detection = replace(self.config.backend_options, precision=self.config.detection)
         embedding = replace(self.config.backend_options, precision=self.config.precision)
-        backend.check_options(embedding)  # before engines are built or loaded
+        # before engines are built or loaded
+        check_detection(self.config.backend, self.config.detection, self.config.backend_options)
+        backend.check_options(embedding)
         folder = ensure_engines(engine_dir, report)
-        pnet, rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("pnet", "rnet", "onet"))
+        pnet = backend(folder / ENGINE_FILES["pnet"], proposal)
+        rnet, onet = (backend(folder / ENGINE_FILES[name], detection) for name in ("rnet", "onet"))
         facenet = backend(model_file(folder, self.config.model, self.config.precision, self.config.backend), embedding)
         #: the four nets, P-, R-, O-Net and FaceNet
         self.nets = (pnet, rnet, onet, facenet)

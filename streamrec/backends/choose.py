@@ -31,17 +31,17 @@ importing OpenVINO on a CPU without it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal, get_args
 
 from streamrec.backends import BackendName, BackendOptions, backend_class
 from streamrec.backends.cpu import cpu_info
 from streamrec.engines import PUBLISHED_MODEL, int8_refusal, openvino_int8_buildable
-from streamrec.faces import Precision
+from streamrec.faces import DetectionPrecision, Precision
 
-__all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "PRECISION_CHOICES", "PRECISION_MEANINGS", "BackendChoice", "Choice",
-           "PrecisionChoice", "choose"]
+__all__ = ["AUTO", "BACKEND_CHOICES", "CANDIDATES", "DETECTION_MEANINGS", "PRECISION_CHOICES", "PRECISION_MEANINGS",
+           "BackendChoice", "Choice", "PrecisionChoice", "choose"]
 
 AUTO: Final = "auto"
 #: what ``--backend`` and ``[pipeline] backend`` accept
@@ -57,6 +57,14 @@ PRECISION_MEANINGS = (
     "torch on a CPU with AVX-512 BF16 or AMX, torch on CUDA); fp16 (tensorrt, torch on CUDA); or int8 "
     "(onnxruntime or openvino: a quantized engine, 2-3x faster on CPUs, slightly less accurate; "
     "docs/accuracy.md)"
+)
+#: what ``--detection-precision`` and ``[detector] precision`` mean, said alike by ``--help`` and
+#: the configuration's description
+DETECTION_MEANINGS = (
+    "fp32 (the published nets as converted); or bf16 (openvino on a CPU with AVX-512 BF16 or AMX: R-Net and O-Net "
+    "in bf16, P-Net in fp32; about a fifth less time per frame, the same faces with boxes and landmarks within "
+    "2.5 px, but the crops move with them: LFW View 1 0.982-0.984 against 0.986, outside the accuracy bound, so "
+    "never chosen by auto; docs/accuracy.md)"
 )
 #: run only when named: TensorRT compiles its engines for minutes on first use
 _NAMED_ONLY = ("tensorrt",)
@@ -105,14 +113,16 @@ class Choice:
     device: str | None
     passed_over: tuple[str, ...] = field(default=())  #: "REASON (ENTRY, ENTRY)" each
     automatic: bool = False
+    #: how MTCNN's R-Net and O-Net compute (:attr:`streamrec.faces.ModelsConfig.detection`)
+    detection: DetectionPrecision = "fp32"
 
     def describe(self) -> str:
         """One line: what runs, and why when ``auto`` chose it."""
         where = self.device or "cpu"
         line = f"{self.backend} {self.precision} on {where}"
-        if not self.automatic:
-            return line
-        return f"{line} (auto; passed over: {'; '.join(self.passed_over)})" if self.passed_over else f"{line} (auto)"
+        if self.automatic:
+            line += f" (auto; passed over: {'; '.join(self.passed_over)})" if self.passed_over else " (auto)"
+        return line + (f"; detection in {self.detection}" if self.detection != "fp32" else "")
 
 
 def _device_kind(device: str | None) -> str | None:
@@ -145,15 +155,23 @@ def _refusal(candidate: _Candidate, device: str | None, model: str) -> str | Non
 
 
 def choose(
-    backend: BackendChoice, precision: PrecisionChoice, device: str | None = None, model: str = PUBLISHED_MODEL
+    backend: BackendChoice, precision: PrecisionChoice, device: str | None = None, model: str = PUBLISHED_MODEL,
+    detection: DetectionPrecision = "fp32",
 ) -> Choice:
     """The backend, precision and device to run FaceNet ``model`` with (the published one, or a
-    trained one's name), ``auto`` in either resolved for this machine.
+    trained one's name), ``auto`` in either resolved for this machine, with the precision
+    ``detection`` runs in as given (it has no ``auto``: bf16 detection is outside the accuracy
+    bound).
 
     Named values are kept as given (whether they run here is the backend's to say when it
     opens), and so is a named backend none of whose entries runs here (on an Intel GPU, for
     OpenVINO), in fp32. Raises ``ValueError`` (one line) when no backend runs what was named.
     """
+    return replace(_embedding(backend, precision, device, model), detection=detection)
+
+
+def _embedding(backend: BackendChoice, precision: PrecisionChoice, device: str | None, model: str) -> Choice:
+    """:func:`choose` for FaceNet alone, detection left fp32."""
     if backend != AUTO and precision != AUTO:
         return Choice(backend, precision, device)
     kind = _device_kind(device)

@@ -26,9 +26,9 @@ from streamrec.backends import BackendName, BackendOptions, backend_class, defau
 from streamrec.backends.cpu import cpu_info
 from streamrec.bench.timing import alternate, interleave, summary
 from streamrec.engines import ENGINE_FILES, facenet_file
-from streamrec.faces import FaceModels, ModelsConfig
+from streamrec.faces import DetectionPrecision, FaceModels, ModelsConfig, check_detection
 
-__all__ = ["bench_detection", "bench_frames", "bench_nets", "engine_choices", "machine"]
+__all__ = ["bench_detection", "bench_frames", "bench_nets", "detection_choices", "detector_label", "engine_choices", "machine"]
 
 #: the input each timed net takes (P-Net's cost depends on the frame: see bench_detection)
 _SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3)}
@@ -142,6 +142,30 @@ def engine_choices(
     return runnable, refused
 
 
+def detection_choices(
+    backends: list[BackendName], precisions: list[DetectionPrecision], device: str | None = None
+) -> tuple[list[tuple[BackendName, DetectionPrecision]], list[str]]:
+    """The (backend, precision) pairs that run R-Net and O-Net here on ``device``, and one line
+    for each that cannot (:func:`~streamrec.faces.check_detection`)."""
+    runnable: list[tuple[BackendName, DetectionPrecision]] = []
+    refused: list[str] = []
+    for backend in backends:
+        for precision in precisions:
+            try:
+                check_detection(backend, precision, BackendOptions(device=device))
+            except ValueError as exc:
+                refused.append(f"{backend} detection {precision}: {exc}")
+                continue
+            runnable.append((backend, precision))
+    return runnable, refused
+
+
+def detector_label(backend: str, precision: str) -> str:
+    """How a detection result names its engine: the backend, with R-Net's and O-Net's precision
+    when it is not fp32 (``openvino bf16``)."""
+    return backend if precision == "fp32" else f"{backend} {precision}"
+
+
 def bench_nets(
     engine_dir: Path,
     threads: int,
@@ -150,16 +174,20 @@ def bench_nets(
     report: Callable[[str], None],
     engines: list[tuple[BackendName, str]],
     options: BackendOptions,
+    detectors: list[tuple[BackendName, DetectionPrecision]] | None = None,
 ) -> list[dict[str, Any]]:
     """Latency per batch and per item, and items per second, at each batch size: FaceNet for
-    each (backend, precision) of ``engines``, R-Net and O-Net in fp32 (as detection always
-    runs) on each backend, on the device and Triton server of ``options``. The engines of one
+    each (backend, precision) of ``engines``, R-Net and O-Net for each of ``detectors`` (default:
+    fp32 on each backend), on the device and Triton server of ``options``. The engines of one
     model and batch are alternated call by call; each call returns host arrays, so a GPU's (or
     a server's) work is complete when it is timed."""
     rng = np.random.default_rng(0)
     rows = []
+    cascade: list[tuple[BackendName, str]] = (
+        list(detectors) if detectors is not None else list(dict.fromkeys((backend, "fp32") for backend, _ in engines))
+    )
     for name, shape in _SHAPES.items():
-        pairs = engines if name == "facenet" else list(dict.fromkeys((backend, "fp32") for backend, _ in engines))
+        pairs = engines if name == "facenet" else cascade
         opened = {
             (backend, precision): open_backend(
                 backend,
@@ -210,17 +238,22 @@ def bench_detection(
     min_faces: list[float],
     rounds: int,
     report: Callable[[str], None],
-    backends: list[BackendName],
+    detectors: list[tuple[BackendName, DetectionPrecision]],
     options: BackendOptions,
 ) -> list[dict[str, Any]]:
-    """Whole-frame MTCNN time on each backend (on the device and Triton server of ``options``)
-    vs facenet-pytorch's ``detect()``
-    on the CPU, interleaved per
-    frame, each backend through :class:`~streamrec.faces.FaceModels` as the pipeline uses it.
-    Every detector first runs over the frames twice, untimed, so a backend that compiles per
-    input shape (OpenVINO) has compiled them all before the timing starts."""
+    """Whole-frame MTCNN time on each backend, with R-Net and O-Net in each precision of
+    ``detectors`` (on the device and Triton server of ``options``), vs facenet-pytorch's
+    ``detect()`` on the CPU, interleaved per frame, each through
+    :class:`~streamrec.faces.FaceModels` as the pipeline uses it, and named by
+    :func:`detector_label`. Every detector first runs over the frames twice, untimed, so a
+    backend that compiles per input shape (OpenVINO) has compiled them all before the timing
+    starts."""
     timed = dataclasses.replace(options, threads=threads)
-    engines = {b: FaceModels(ModelsConfig(backend=b, backend_options=timed), engine_dir, report) for b in backends}
+    engines = {
+        detector_label(b, p): FaceModels(ModelsConfig(backend=b, backend_options=timed, detection=p), engine_dir, report)
+        for b, p in detectors
+    }
+    backends = list(engines)
     rows = []
     for min_face in min_faces:
         ours = {b: functools.partial(models.detect, min_face_size=min_face) for b, models in engines.items()}

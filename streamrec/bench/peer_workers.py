@@ -307,7 +307,8 @@ class _Streamrec:
         options = BackendOptions(threads=spec["threads"], device=spec.get("device"))
         backend = spec.get("backend", "onnxruntime")
         self.models = FaceModels(
-            ModelsConfig(backend=backend, backend_options=options, precision=spec.get("precision", "fp32")),
+            ModelsConfig(backend=backend, backend_options=options, precision=spec.get("precision", "fp32"),
+                         detection=spec.get("detection", "fp32")),
             Path(spec["engines"]) if spec.get("engines") else None,
             _progress,
         )
@@ -319,7 +320,7 @@ class _Streamrec:
         self.info = {
             "versions": {"streamrec": _version("streamrec"), library: _version(library)},
             "detector": f"streamrec MTCNN ({where}): min_face_size {cfg.detector.min_face_size:g}, "
-            f"thresholds {list(cfg.detector.thresholds)}, factor {cfg.detector.factor}",
+            f"thresholds {list(cfg.detector.thresholds)}, factor {cfg.detector.factor}, R-Net and O-Net in {cfg.detection}",
             "embedder": f"FaceNet 20180408-102900 ({where}) {cfg.precision}: {cfg.embed.alignment} crops, margin {cfg.embed.margin}, flip {cfg.embed.flip}",
             "match": f"streamrec.match.Matcher: nearest enrolled embedding at distance < {self.threshold}",
             "threshold": self.threshold,

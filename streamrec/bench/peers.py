@@ -102,7 +102,7 @@ from streamrec.bench.peer_workers import SYSTEMS
 from streamrec.embed.facenet import DEFAULT_THRESHOLD
 from streamrec.verify.pairs import FOLDS, Pair, PairList, read_pairs
 
-__all__ = ["SYSTEMS", "bench_peers", "face_pairs", "facenet_pytorch_weights", "identities"]
+__all__ = ["SYSTEMS", "bench_peers", "engine_text", "face_pairs", "facenet_pytorch_weights", "identities"]
 
 Report = Callable[[str], None]
 
@@ -110,7 +110,7 @@ PIPELINE_NOTE = (
     "streamrec's full pipeline (tracking; embeddings skipped for tracked faces) is measured by "
     "`streamrec bench pipeline`; attach its --out JSON with --pipeline-result"
 )
-_ENGINE_KEYS = ("backend", "precision", "device")
+_ENGINE_KEYS = ("backend", "precision", "device", "detection")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
@@ -245,17 +245,29 @@ def _run_system(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _engine(choice: Choice | None) -> dict[str, Any]:
-    """A streamrec row's engine as the result records it (``None``: ONNX Runtime fp32 on the CPU)."""
+    """A streamrec row's engine as the result records it (``None``: ONNX Runtime fp32 on the CPU):
+    the backend, FaceNet's precision, the device, and the precision of R-Net and O-Net."""
     if choice is None:
-        return {"backend": "onnxruntime", "precision": "fp32", "device": None}
-    return {"backend": choice.backend, "precision": choice.precision, "device": choice.device}
+        return {"backend": "onnxruntime", "precision": "fp32", "device": None, "detection": "fp32"}
+    return {"backend": choice.backend, "precision": choice.precision, "device": choice.device,
+            "detection": choice.detection}
+
+
+def engine_text(engine: dict[str, Any]) -> str:
+    """A streamrec row's engine in a few words: ``openvino int8``, ``torch fp16 on cuda:0``,
+    ``openvino int8, detection bf16`` (older results, without ``detection``, ran it in fp32)."""
+    text = f"{engine['backend']} {engine['precision']}" + (f" on {engine['device']}" if engine.get("device") else "")
+    return text + (f", detection {engine['detection']}" if engine.get("detection", "fp32") != "fp32" else "")
 
 
 def _row_key(engine: dict[str, Any], first: bool) -> str:
     """The key of a streamrec row in ``systems``: ``streamrec`` for the first engine (the row the
     report's targets and ``--pipeline-result`` comparisons read), ``streamrec:BACKEND:PRECISION``
-    for each further one."""
-    return "streamrec" if first else f"streamrec:{engine['backend']}:{engine['precision']}"
+    for each further one, ``:detection-bf16`` after it where R-Net and O-Net ran in bf16."""
+    if first:
+        return "streamrec"
+    detection = engine.get("detection", "fp32")
+    return f"streamrec:{engine['backend']}:{engine['precision']}" + (f":detection-{detection}" if detection != "fp32" else "")
 
 
 def _rows(base: dict[str, Any], systems: Sequence[str], engines: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

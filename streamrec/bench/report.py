@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends.cpu import CpuInfo
+from streamrec.bench.peers import engine_text
 from streamrec.bench.transport import GOAL_PERCENT as TRANSPORT_TARGET_PERCENT
 
 __all__ = ["COMMANDS", "REPRODUCE", "ReportError", "pipeline_latency", "pipeline_stages", "write_report"]
@@ -275,13 +276,8 @@ def _peer_label(name: str, peers: dict[str, Any] | None) -> str:
     label = _PEER_LABELS.get(row.get("system", name), name)
     engine = row.get("engine")
     if engine and len(_streamrec_rows(peers)) > 1:
-        label += f", {_engine_text(engine)}"
+        label += f", {engine_text(engine)}"
     return label
-
-
-def _engine_text(engine: dict[str, Any]) -> str:
-    """A streamrec row's engine in a few words: ``openvino int8``, ``torch fp16 on cuda:0``."""
-    return f"{engine['backend']} {engine['precision']}" + (f" on {engine['device']}" if engine.get("device") else "")
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -526,7 +522,7 @@ def _engine_ratios(peers: dict[str, Any] | None) -> list[str]:
     rows = []
     for name in names:
         row = (peers or {})["systems"][name]
-        engine = _engine_text(row["engine"])
+        engine = engine_text(row["engine"])
         if name not in usable:
             rows.append([engine, f"not measured: {row.get('reason') or row.get('error') or 'no frames'}", *["-"] * len(ENGINE_TARGETS)])
             continue
@@ -777,6 +773,13 @@ def _pipeline_names_in(data: dict[str, Any]) -> list[str]:
     return [k for k in data if k.startswith("pipeline_") and not _worker_run(k) and (k in _PIPELINES or data[k])]
 
 
+def _detection_text(cfg: dict[str, Any]) -> str:
+    """``", R-Net and O-Net bf16"`` where detection did not run in fp32 (older results say
+    nothing: they ran it in fp32)."""
+    detection = cfg.get("detection", "fp32")
+    return "" if detection == "fp32" else f", R-Net and O-Net {detection}"
+
+
 def _pipeline_detail(result: dict[str, Any]) -> list[str]:
     cfg = result["config"]
     info = cfg.get("source_info") or {}
@@ -785,7 +788,7 @@ def _pipeline_detail(result: dict[str, Any]) -> list[str]:
     lines = [
         (f"{cfg['streams']} x `{Path(str(cfg['source'])).name}`{size}, {'read as fast as taken (`--fast`)' if cfg.get('fast') else 'played at its own rate, looping'}; "
         f"{result['measured_s']:.1f} s measured after {cfg['warmup_s']:g} s of warm-up (engines loaded in {result['startup_s']:.1f} s); "
-        f"FaceNet {cfg['precision']}, {cfg['threads'] or 'all'} inference threads; embeddings: {embeds}; "
+        f"FaceNet {cfg['precision']}{_detection_text(cfg)}, {cfg['threads'] or 'all'} inference threads; embeddings: {embeds}; "
         f"watchlist: {'enrolled people' if cfg.get('watchlist') else 'empty'}."),
         "",
     ]

@@ -26,6 +26,7 @@ from streamrec.bench.models import (
     bench_detection,
     bench_frames,
     bench_nets,
+    detection_choices,
     engine_choices,
     machine,
     probe_video,
@@ -42,7 +43,7 @@ from streamrec.cli.common import (
 )
 from streamrec.config.model import MAX_FACE, MAX_SOURCES, MIN_FACE
 from streamrec.engines import ensure_engines
-from streamrec.faces import PRECISIONS
+from streamrec.faces import DETECTION_PRECISIONS, PRECISIONS
 
 __all__ = ["register"]
 
@@ -88,9 +89,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     models = kinds.add_parser(
         "models", help="per-model latency/throughput by batch and backend, and whole-frame MTCNN vs facenet-pytorch",
         description="Times R-Net, O-Net and FaceNet at each batch size (median latency per batch "
-        "and per item, items per second) on each --backend, FaceNet in each --precision (R-Net and "
-        "O-Net in fp32, as detection always runs), the engines of a model and batch alternated call by "
-        "call; then whole-frame MTCNN detection on frames of --size on each backend, interleaved round "
+        "and per item, items per second) on each --backend, FaceNet in each --precision, R-Net and "
+        "O-Net in each --detection-precision, the engines of a model and batch alternated call by "
+        "call; then whole-frame MTCNN detection on frames of --size on each backend and detection precision, interleaved round "
         "by round with facenet-pytorch's MTCNN.detect() on the same frames and the same thread budget "
         "(skipped with a note if facenet-pytorch cannot be imported). A backend and precision this "
         "machine cannot run (bf16 without AVX-512 BF16 or AMX) is left out with the reason. The "
@@ -109,6 +110,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help=f"backends to time side by side, from {', '.join(BACKENDS)} (default: onnxruntime)")
     models.add_argument("--precision", type=_names(PRECISIONS), default=["fp32", "int8"], metavar="P,P",
                         help=f"FaceNet precisions, from {', '.join(PRECISIONS)} (default: fp32,int8)")
+    models.add_argument("--detection-precision", type=_names(DETECTION_PRECISIONS), default=["fp32"], metavar="P,P",
+                        help=f"R-Net and O-Net precisions, from {', '.join(DETECTION_PRECISIONS)}; P-Net always runs in "
+                        "fp32 (default: fp32)")
     models.add_argument("--device", metavar="DEVICE", help="where every backend runs: cpu, gpu (openvino), cuda:N (torch, "
                         "tensorrt); the GPU's name, driver and CUDA are recorded (default: each backend's own)")
     models.add_argument("--triton-url", type=_triton_url, default=TritonOptions.url, metavar="HOST:PORT",
@@ -155,6 +159,10 @@ def run_models(args: argparse.Namespace) -> int:
     if not engines:
         raise UserError("no backend here runs the precisions asked for: " + "; ".join(skipped))
     backends = list(dict.fromkeys(backend for backend, _ in engines))
+    detectors, refused = detection_choices(backends, args.detection_precision, args.device)
+    for line in refused:
+        stderr(f"not run: {line}")
+    skipped += refused
     folder = ensure_engines(args.engines, stderr)
     try:
         frames = bench_frames(args.source, args.size)
@@ -163,10 +171,10 @@ def run_models(args: argparse.Namespace) -> int:
     options = BackendOptions(device=args.device, triton=TritonOptions(url=args.triton_url))
     try:
         stderr(f"timing nets at batches {args.batches} ({args.duration:g} s each per engine)")
-        nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, options)
+        nets = bench_nets(folder, args.threads, args.batches, args.duration, stderr, engines, options, detectors)
         stderr(f"timing whole-frame detection, {args.rounds} interleaved rounds per setting")
         detection = bench_detection(
-            folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, backends, options
+            folder, args.threads, frames, [float(m) for m in args.min_face_sizes], args.rounds, stderr, detectors, options
         )
     except (ValueError, BackendUnavailable) as exc:  # a backend refusing to open (no Triton server there), or one gone mid-run
         raise UserError(str(exc)) from None
@@ -415,6 +423,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
         "config": {
             "source": args.source, "streams": args.streams, "workers": len(config.worker_links()) or 1, "duration_s": args.duration, "warmup_s": args.warmup,
             "threads": config.pipeline.threads, "precision": config.pipeline.precision, "backend": config.pipeline.backend,
+            "detection": config.detector.precision,
             "embed_every_frame": config.tracker.embed_every_frame, "fast": args.fast,
             "config_file": str(args.config) if args.config else None,
             "min_face_size": config.detector.min_face_size, "min_face_px": config.tracker.min_face_px,

@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streamrec.backends import default_threads
+from streamrec.backends import BackendOptions, default_threads
 from streamrec.backends.choose import (
     AUTO,
     BACKEND_CHOICES,
@@ -21,6 +22,7 @@ from streamrec.backends.choose import (
 )
 from streamrec.bench.peer_workers import SYSTEMS
 from streamrec.cli.common import UserError, emit_result, number, resolve_engine, stderr, thread_count
+from streamrec.faces import DETECTION_PRECISIONS, DetectionPrecision, check_detection
 
 __all__ = ["register_peers", "run_peers_bench"]
 
@@ -106,6 +108,9 @@ def register_peers(kinds: argparse._SubParsersAction) -> None:
     ours.add_argument("--precision", type=_choices(PRECISION_CHOICES), default=["fp32"], metavar="P,P",
                       help=f"how streamrec's FaceNet computes, from {', '.join(PRECISION_CHOICES)} (auto only alone) "
                       "(default: fp32)")
+    ours.add_argument("--detection-precision", type=_choices(DETECTION_PRECISIONS), default=["fp32"], metavar="P,P",
+                      help=f"how streamrec's R-Net and O-Net compute, from {', '.join(DETECTION_PRECISIONS)}: each engine "
+                      "above once per precision its backend runs detection in here (default: fp32)")
     ours.add_argument("--device", metavar="DEVICE", help="where streamrec's backend runs: cpu, gpu, cuda:N (default: the backend's own)")
     parser.add_argument("--pipeline-result", type=Path, metavar="FILE.json",
                         help="attach the result of `streamrec bench pipeline --out FILE.json` (our full pipeline, with tracking)")
@@ -119,6 +124,8 @@ def _num(value: float | None, spec: str) -> str:
 
 
 def _print_peers(result: dict[str, Any]) -> None:
+    from streamrec.bench.peers import engine_text
+
     cfg, info = result["config"], result["config"]["source_info"]
     limit = f"first {cfg['frames']} frames" if cfg["frames"] else "every frame"
     print(f"peers on {cfg['source']} ({info['width']}x{info['height']}, {info['fps']:g} fps, {info['frames']} frames): {limit}, "
@@ -147,7 +154,7 @@ def _print_peers(result: dict[str, Any]) -> None:
         print(f"{name}: {named or 'nobody named'}; {row['unknown_faces']} unknown faces{extra}")
     engines = [(name, row["engine"]) for name, row in result["systems"].items() if "engine" in row]
     if len(engines) > 1:
-        print("streamrec rows: " + ", ".join(f"{name} = {e['backend']} {e['precision']} on {e['device'] or 'cpu'}" for name, e in engines))
+        print("streamrec rows: " + ", ".join(f"{name} = {engine_text(e)}" for name, e in engines))
     for line in cfg["skipped"]:
         print(f"streamrec not run on {line}")
     pairs = result["pairs"]
@@ -211,6 +218,25 @@ def _engines(
     return [choice for choice in asked if (choice.backend, choice.precision) in runs], skipped
 
 
+def _with_detection(engines: list[Choice], precisions: Sequence[DetectionPrecision]) -> tuple[list[Choice], list[str]]:
+    """Each engine once per detection precision (those in fp32 first), where its backend runs
+    detection in it here, and one line (said on stderr) for each that cannot run."""
+    rows: list[Choice] = []
+    refused: list[str] = []
+    for precision in precisions:
+        for engine in engines:
+            try:
+                check_detection(engine.backend, precision, BackendOptions(device=engine.device))
+            except ValueError as exc:
+                refused.append(f"{engine.backend} {engine.precision}, detection {precision}: {exc}")
+                stderr(f"not run: {refused[-1]}")
+                continue
+            rows.append(replace(engine, detection=precision))
+    if not rows:
+        raise UserError("no engine here runs detection in the precisions asked for: " + "; ".join(refused))
+    return rows, refused
+
+
 def run_peers_bench(args: argparse.Namespace) -> int:
     from streamrec.bench.models import probe_video
     from streamrec.bench.peers import bench_peers, frames_for
@@ -231,6 +257,8 @@ def run_peers_bench(args: argparse.Namespace) -> int:
             raise UserError(f"{args.pipeline_result}: not a readable JSON file ({exc})") from None
     frames = frames_for(args.duration, args.frames, info["fps"])
     engines, skipped = _engines(args.backend, args.precision, args.device)
+    engines, refused = _with_detection(engines, args.detection_precision)
+    skipped += refused
     stderr(f"streamrec bench peers: {', '.join(args.systems)} on {args.source}, "
            f"{f'{frames} frames' if frames else 'the whole clip'}, {args.threads} thread(s); "
            f"streamrec on {', '.join(choice.describe() for choice in engines)}")

@@ -10,12 +10,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from streamrec.backends import BackendOptions, TritonOptions, backend_class, default_threads
 from streamrec.backends.choose import (
     BACKEND_CHOICES,
+    DETECTION_MEANINGS,
     PRECISION_CHOICES,
     PRECISION_MEANINGS,
     BackendChoice,
@@ -32,7 +34,14 @@ from streamrec.embed.select import SELECTIONS
 from streamrec.engines import PUBLISHED_MODEL
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
-from streamrec.faces import FaceModels, ModelsConfig, check_image_side
+from streamrec.faces import (
+    DETECTION_PRECISIONS,
+    DetectionPrecision,
+    FaceModels,
+    ModelsConfig,
+    check_detection,
+    check_image_side,
+)
 from streamrec.images import DEFAULT_MAX_SIDE
 
 __all__ = [
@@ -152,7 +161,11 @@ def add_engine_options(
     )
     group.add_argument(
         "--precision", choices=PRECISION_CHOICES, default=precision,
-        help=f"how FaceNet computes: {PRECISION_MEANINGS}; MTCNN computes in fp32 (default: %(default)s)",
+        help=f"how FaceNet computes: {PRECISION_MEANINGS} (default: %(default)s)",
+    )
+    group.add_argument(
+        "--detection-precision", choices=DETECTION_PRECISIONS, default="fp32",
+        help=f"how MTCNN's R-Net and O-Net compute: {DETECTION_MEANINGS} (default: %(default)s)",
     )
     group.add_argument(
         "--triton-url", metavar="HOST:PORT", default=TritonOptions.url,
@@ -203,18 +216,22 @@ def add_model_options(parser: argparse.ArgumentParser, embeds: bool = True) -> N
 def resolve_engine(
     backend: BackendChoice, precision: PrecisionChoice, device: str | None, where: str,
     images: tuple[int, float] | None = None, model: str = PUBLISHED_MODEL,
+    detection: DetectionPrecision = "fp32",
 ) -> Choice:
-    """The backend, precision and device to run FaceNet ``model`` with (``auto`` resolved),
-    checked against this machine before any engine is built or loaded; :class:`UserError` naming
-    ``where`` (the options or keys that asked, if known) when it cannot run here. ``images``: the
-    longest side and the min face size of the images to detect faces in, refused first if the
-    backend's engines cannot take them: that is the configuration's fault, on any machine."""
+    """The backend, precision and device to run FaceNet ``model`` with (``auto`` resolved), and
+    the precision of ``detection``, checked against this machine before any engine is built or
+    loaded; :class:`UserError` naming ``where`` (the options or keys that asked, if known) when it
+    cannot run here. ``images``: the longest side and the min face size of the images to detect
+    faces in, refused first if the backend's engines cannot take them: that is the
+    configuration's fault, on any machine."""
     try:
-        choice = choose(backend, precision, device, model)
+        choice = choose(backend, precision, device, model, detection)
         chosen = backend_class(choice.backend)
         if images is not None:
             check_image_side(chosen, *images)
-        chosen.check_options(BackendOptions(device=choice.device, precision=choice.precision))
+        options = BackendOptions(device=choice.device)
+        chosen.check_options(replace(options, precision=choice.precision))
+        check_detection(choice.backend, choice.detection, options)
     except ValueError as exc:
         raise UserError(f"{where}: {exc}" if where else str(exc)) from None
     return choice
@@ -227,9 +244,11 @@ def resolve_pipeline(
     :func:`resolve_engine`, so that every stage (and a restarted one) runs what is said at the
     start, and the choice, to say it."""
     pipeline = config.pipeline
-    choice = resolve_engine(pipeline.backend, pipeline.precision, pipeline.device or None, where, model=pipeline.model)
+    choice = resolve_engine(pipeline.backend, pipeline.precision, pipeline.device or None, where, model=pipeline.model,
+                            detection=config.detector.precision)
     resolved = {"backend": choice.backend, "precision": choice.precision, "device": choice.device or ""}
-    return override(config, {"pipeline": resolved}, names, origin), choice
+    changes = {"pipeline": resolved, "detector": {"precision": choice.detection}}
+    return override(config, changes, names, origin), choice
 
 
 def open_models(args: argparse.Namespace) -> FaceModels:
@@ -238,7 +257,8 @@ def open_models(args: argparse.Namespace) -> FaceModels:
     max_side = getattr(args, "max_side", DEFAULT_MAX_SIDE)
     # the line names the value
     model = getattr(args, "model", PUBLISHED_MODEL)
-    choice = resolve_engine(args.backend, args.precision, args.device, "", (max_side, min_face_size), model)
+    choice = resolve_engine(args.backend, args.precision, args.device, "", (max_side, min_face_size), model,
+                            args.detection_precision)
     if choice.automatic:
         stderr(f"streamrec: inference on {choice.describe()}")
     try:
@@ -248,6 +268,7 @@ def open_models(args: argparse.Namespace) -> FaceModels:
                 threads=args.threads, device=choice.device, triton=TritonOptions(url=args.triton_url)
             ),
             precision=choice.precision,
+            detection=choice.detection,
             detector=MTCNNConfig(min_face_size=min_face_size),
             embed=EmbedConfig(
                 alignment=getattr(args, "alignment", EmbedConfig.alignment),

@@ -22,6 +22,7 @@ from streamrec.config.addresses import exposure_warning, parse_http_address, par
 from streamrec.engines import ENGINE_FILES, ensure_engines, model_file
 from streamrec.engines.build import BuildError
 from streamrec.engines.sources import SourceError
+from streamrec.faces import DETECTION_PRECISIONS
 from streamrec.match.store import Watchlist, WatchlistError
 from streamrec.paths import data_dir
 from streamrec.pipeline.logs import configure_logging
@@ -65,6 +66,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, help="how FaceNet computes; auto: the fastest the backend "
                         "runs here whose accuracy holds, int8 on onnxruntime for the published model where no bf16 is faster "
                         "(default from the config: auto)")
+    parser.add_argument("--detection-precision", choices=DETECTION_PRECISIONS, help="how MTCNN's R-Net and O-Net "
+                        "compute: fp32, or bf16 (openvino on a CPU with AVX-512 BF16 or AMX: faster, outside the "
+                        "accuracy bound; docs/accuracy.md) (default from the config: fp32)")
     parser.add_argument("--triton-url", metavar="HOST:PORT", help="the Triton Inference Server's gRPC address, for "
                         "--backend triton (default from the config: [triton] url, 127.0.0.1:8001)")
     parser.add_argument("--model", metavar="NAME", help="which FaceNet embeds: facenet (the published one) or a model "
@@ -82,6 +86,7 @@ _OPTION_KEYS = {
     "model": ("pipeline", "model"),
     "triton_url": ("triton", "url"),
     "min_face_size": ("detector", "min_face_size"),
+    "detection_precision": ("detector", "precision"),
     "http": ("outputs", "http"),
     "events": ("outputs", "events"),
     "frames": ("outputs", "frames"),
@@ -132,7 +137,8 @@ def _resolve_backend(config: RunConfig, names: dict[str, str], origin: str) -> t
     restarted one) runs what was said at the start. Fails with one line now, rather than in an
     inference stage restarted in vain: the backend must be installed here, and have the device
     and compute in the precision asked for."""
-    given = [names.get(f"pipeline.{key}", "") for key in ("backend", "device", "precision")]
+    given = [names.get(key, "") for key in ("pipeline.backend", "pipeline.device", "pipeline.precision",
+                                            "detector.precision")]
     where = ", ".join(filter(None, given)) or ": ".join(filter(None, (origin, "pipeline")))
     return resolve_pipeline(config, where, names, origin)
 

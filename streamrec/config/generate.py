@@ -96,9 +96,10 @@ with `streamrec config defaults`); a test fails while they differ. -->
 `streamrec run --config FILE.toml` reads a [TOML](https://toml.io) file of the sections below. A
 key left out keeps its default; [configs/default.toml](../configs/default.toml) lists every key at
 its default. Command-line options override the file: `--backend`, `--device`, `--threads`,
-`--precision`, `--model` (`pipeline.*`), `--min-face-size` (`detector.min_face_size`), `--http`,
-`--events`, `--frames` (`outputs.*`), and each `--source` adds a `[[sources]]` table with
-`--fps`, `--loop` and `--fast`. They are checked exactly like values from the file.
+`--precision`, `--model` (`pipeline.*`), `--min-face-size`, `--detection-precision`
+(`detector.min_face_size`, `detector.precision`), `--http`, `--events`, `--frames`
+(`outputs.*`), and each `--source` adds a `[[sources]]` table with `--fps`, `--loop` and
+`--fast`. They are checked exactly like values from the file.
 
 An unknown section or key, a value of the wrong type (TOML's types are taken as written: `1` is
 not `true`, `"40"` is not a number), a number that is not finite or out of its range, an address

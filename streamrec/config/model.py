@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from streamrec.backends import TritonOptions, default_threads
-from streamrec.backends.choose import PRECISION_MEANINGS, BackendChoice, PrecisionChoice
+from streamrec.backends.choose import DETECTION_MEANINGS, PRECISION_MEANINGS, BackendChoice, PrecisionChoice
 from streamrec.capture.source import SourceError, parse_source
 from streamrec.config.addresses import (
     BrokerAddress,
@@ -46,6 +46,7 @@ from streamrec.config.addresses import (
 )
 from streamrec.door.actions import Action
 from streamrec.embed.facenet import MAX_DISTANCE
+from streamrec.faces import DetectionPrecision
 
 __all__ = [
     "MAX_FACE",
@@ -280,6 +281,11 @@ class DetectorConfig(Section):
         default=[0.6, 0.7, 0.7], min_length=3, max_length=3,
         description="Face probability each MTCNN stage needs to keep a candidate: P-Net, R-Net, O-Net. "
         "At 0 every window would pass, at 1 none.",
+    )
+    precision: DetectionPrecision = Field(
+        default="fp32",
+        description=f"How MTCNN's R-Net and O-Net compute: {DETECTION_MEANINGS}. Whether the backend and this "
+        "machine compute in it is checked when the pipeline starts.",
     )
     full_every: int = Field(
         default=3, ge=1, le=30,

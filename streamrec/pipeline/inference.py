@@ -121,13 +121,14 @@ class InferenceStage(Stage):
         assert self.ctx is not None
         cfg = self.config
         # `streamrec run` resolved "auto" before the start; resolved here too for other callers
-        choice = choose(cfg.pipeline.backend, cfg.pipeline.precision, cfg.pipeline.device or None, cfg.pipeline.model)
+        choice = choose(cfg.pipeline.backend, cfg.pipeline.precision, cfg.pipeline.device or None, cfg.pipeline.model,
+                        cfg.detector.precision)
         options = BackendOptions(threads=cfg.pipeline.threads or None, device=choice.device,
                                  triton=cfg.triton.options())
         pnet, rnet, onet = cfg.detector.thresholds
         detector = MTCNNConfig(min_face_size=cfg.detector.min_face_size, thresholds=(pnet, rnet, onet))
         settings = ModelsConfig(
-            backend=choice.backend, backend_options=options, precision=choice.precision,
+            backend=choice.backend, backend_options=options, precision=choice.precision, detection=choice.detection,
             detector=detector, model=cfg.pipeline.model, max_side=None,  # camera frames, each size checked
         )
         models = FaceModels(settings, self.engine_dir, report=self.log.info)

@@ -47,6 +47,22 @@ def test_named_values_are_kept_as_given_without_probing():
     choice = choose("openvino", "int8", "cpu")
     assert choice == Choice("openvino", "int8", "cpu")
     assert choice.describe() == "openvino int8 on cpu"
+    assert choose("onnxruntime", "fp32", detection="bf16").detection == "bf16"  # refused when the backend opens
+
+
+def test_detection_runs_in_fp32_unless_bf16_is_asked_for():
+    """bf16 detection is outside the accuracy bound (LFW View 1), so ``auto`` never takes it;
+    asked for, it is said."""
+    assert choose("auto", "auto").detection == "fp32"
+    asked = choose("openvino", "auto", detection="bf16")
+    assert asked.detection == "bf16" and asked.describe().endswith("; detection in bf16")
+
+
+def test_bf16_detection_is_refused_in_one_line_on_other_backends(faces_dir: Path):
+    result = run_cli("detect", "--backend", "onnxruntime", "--detection-precision", "bf16", str(min(faces_dir.glob("*/*.jpg"))))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line == "streamrec: error: detection in bf16 runs on the openvino backend only (got onnxruntime)"
 
 
 def test_auto_takes_the_fastest_this_machine_runs_and_says_why():

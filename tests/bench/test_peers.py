@@ -137,7 +137,7 @@ def test_the_streamrec_row_runs_on_the_backend_asked_for(hamilton_clip: Path):
     result = _peers("--source", str(hamilton_clip), "--frames", "3", "--systems", "streamrec", "--backend", "torch", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["config"]["engine"] == {"backend": "torch", "precision": "fp32", "device": None}
+    assert report["config"]["engine"] == {"backend": "torch", "precision": "fp32", "device": None, "detection": "fp32"}
     assert report["machine"]["gpu"] is None
     row = report["systems"]["streamrec"]
     assert row["available"] is True and "error" not in row, row.get("error")
@@ -162,7 +162,7 @@ def test_each_engine_is_a_streamrec_row_on_the_same_frames(hamilton_clip: Path, 
                     "--backend", "onnxruntime,openvino", "--precision", "fp32", "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    onnx, openvino = ({"backend": backend, "precision": "fp32", "device": None} for backend in ("onnxruntime", "openvino"))
+    onnx, openvino = ({"backend": backend, "precision": "fp32", "device": None, "detection": "fp32"} for backend in ("onnxruntime", "openvino"))
     assert list(report["systems"]) == ["streamrec", "streamrec:openvino:fp32"]
     assert report["config"]["engine"] == onnx and report["config"]["engines"] == [onnx, openvino]
     assert report["config"]["skipped"] == [] and report["config"]["systems"] == ["streamrec"]
@@ -201,10 +201,37 @@ def test_an_engine_this_cpu_lacks_is_one_line_beside_those_that_run(hamilton_cli
     assert len(refusals) == 1 and refusals[0].startswith("not run: openvino bf16: ") and "AVX-512 BF16" in refusals[0]
     report = json.loads(result.stdout)
     assert report["config"]["skipped"] == [refusals[0].removeprefix("not run: ")]
-    assert report["config"]["engines"] == [{"backend": "openvino", "precision": "fp32", "device": None}]
+    assert report["config"]["engines"] == [{"backend": "openvino", "precision": "fp32", "device": None, "detection": "fp32"}]
     row = report["systems"]["streamrec"]
     assert list(report["systems"]) == ["streamrec"] and row["available"] is True and "error" not in row, row.get("error")
     assert row["engine"]["precision"] == "fp32" and row["frames"] == 2
+
+
+def test_detection_precisions_add_rows_where_the_backend_runs_them(hamilton_clip: Path):
+    """``--detection-precision fp32,bf16``: each engine once per detection precision its backend
+    runs here, the fp32 rows first; ONNX Runtime's bf16 detection is one refusal line, and so is
+    OpenVINO's on a CPU without bf16."""
+    from streamrec.backends.cpu import cpu_info
+
+    pytest.importorskip("openvino", reason="the openvino backend is the 'openvino' extra")
+    result = _peers("--source", str(hamilton_clip), "--frames", "2", "--threads", "2", "--systems", "streamrec",
+                    "--backend", "onnxruntime,openvino", "--precision", "fp32", "--detection-precision", "fp32,bf16", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    refusals = [line.removeprefix("not run: ") for line in result.stderr.splitlines() if line.startswith("not run: ")]
+    expected = ["onnxruntime fp32, detection bf16: detection in bf16 runs on the openvino backend only (got onnxruntime)"]
+    keys = ["streamrec", "streamrec:openvino:fp32"]
+    if cpu_info().bf16:
+        keys.append("streamrec:openvino:fp32:detection-bf16")
+    else:
+        assert refusals[1].startswith("openvino fp32, detection bf16: ") and "AVX-512 BF16" in refusals[1]
+        expected.append(refusals[1])
+    assert refusals == expected and report["config"]["skipped"] == expected
+    assert list(report["systems"]) == keys
+    for key, row in report["systems"].items():
+        assert row["available"] is True and "error" not in row, row.get("error")
+        assert row["engine"]["detection"] == ("bf16" if key.endswith("detection-bf16") else "fp32")
+        assert f"R-Net and O-Net in {row['engine']['detection']}" in row["detector"]
 
 
 def test_engines_none_of_which_runs_or_auto_among_others_are_refused(hamilton_clip: Path):

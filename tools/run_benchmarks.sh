@@ -44,7 +44,7 @@ streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"
 
 echo "== peers, same frames and threads"
 streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \
-    --backend onnxruntime,openvino --precision fp32,bf16,int8 \
+    --backend onnxruntime,openvino --precision fp32,bf16,int8 --detection-precision fp32,bf16 \
     --expected lin_manuel_miranda,barack_obama,alex_lacamoire \
     --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \
     --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"

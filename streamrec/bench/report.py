@@ -54,7 +54,7 @@ COMMANDS = {
     "transport": 'streamrec bench transport --out "$out/transport.json"',
     "transport_1280x720": 'streamrec bench transport --size 1280x720 --out "$out/transport_1280x720.json"',
     "peers": 'streamrec bench peers --source "$clip" --faces "$data/faces" --threads 2 \\\n'
-    '    --backend onnxruntime,openvino --precision fp32,bf16,int8 \\\n'
+    '    --backend onnxruntime,openvino --precision fp32,bf16,int8 --detection-precision fp32,bf16 \\\n'
     '    --expected lin_manuel_miranda,barack_obama,alex_lacamoire \\\n'
     '    --pairs "$data/lfw_view1/pairsDevTest.txt" --images "$data/lfw_view1/deepfunneled" \\\n'
     '    --pipeline-result "$out/pipeline_fast.json" --out "$out/peers.json"',

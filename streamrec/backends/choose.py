@@ -7,9 +7,9 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
 * an NVIDIA GPU with PyTorch's CUDA build: the ``torch`` backend (the whole cascade on the GPU)
   in fp16, then fp32;
 * a CPU with AMX and OpenVINO installed (with NNCF, which builds its int8 FaceNet): ``openvino``
-  in int8, whose quantized layers run on AMX's int8 tiles: on an Intel Xeon with AMX, 1.0 ms
-  per face at batch 32 against 1.9 in bf16 and 9.5 in fp32 (docs/speed.md), LFW View 1 0.986
-  there, as fp32 (0.985 on an AVX2 CPU);
+  in int8, whose quantized layers run on AMX's int8 tiles: on an Intel Xeon with AMX, 1.6 ms
+  per face at batch 32 against 2.7 in bf16 and 12.1 in fp32 in one run (docs/speed.md), LFW
+  View 1 0.986 there, as fp32 (0.985 on an AVX2 CPU);
 * another CPU that computes in bf16 (AVX-512 BF16) with OpenVINO installed: ``openvino`` in
   bf16, about 5x faster per face than fp32 on an AMX CPU;
 * any other CPU: ``onnxruntime`` in int8, the quantized FaceNet (about half fp32's time per

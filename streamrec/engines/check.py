@@ -8,7 +8,8 @@ the sample photos; the face crops MTCNN finds in them):
 
 * FaceNet, for each precision the backend offers: every embedding's cosine to ONNX Runtime fp32's;
   a precision this machine cannot run is recorded with the reason;
-* MTCNN, in fp32 (the precision detection always runs in): the largest difference of any output.
+* MTCNN, in fp32 (the precision detection runs in unless bf16 is asked for): the largest
+  difference of any output.
 
 The record, ``parity-<backend>.json`` in the engine folder, names the backend's version and the
 CPU, since both change the figures; ``streamrec engines info`` shows it. The build and its

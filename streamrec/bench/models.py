@@ -17,7 +17,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -123,23 +123,37 @@ def bench_frames(source: Path | None, size: tuple[int, int], count: int = 8) -> 
     return [frames[i % len(frames)] for i in range(max(count, len(frames)))][: max(count, 1)]
 
 
+_P = TypeVar("_P", bound=str)
+
+
+def _runnable(
+    backends: list[BackendName], precisions: list[_P], check: Callable[[BackendName, _P], None], what: str
+) -> tuple[list[tuple[BackendName, _P]], list[str]]:
+    """The (backend, precision) pairs ``check`` lets through, and for each it refuses one line,
+    ``"BACKEND WHATPRECISION: why"``."""
+    runnable: list[tuple[BackendName, _P]] = []
+    refused: list[str] = []
+    for backend in backends:
+        for precision in precisions:
+            try:
+                check(backend, precision)
+            except ValueError as exc:
+                refused.append(f"{backend} {what}{precision}: {exc}")
+                continue
+            runnable.append((backend, precision))
+    return runnable, refused
+
+
 def engine_choices(
     backends: list[BackendName], precisions: list[str], device: str | None = None
 ) -> tuple[list[tuple[BackendName, str]], list[str]]:
     """The (backend, precision) pairs that can run here on ``device``, and one line for each
     that cannot (a precision the backend does not offer, or this CPU or device cannot compute
     in, or a device the backend does not run on)."""
-    runnable: list[tuple[BackendName, str]] = []
-    refused: list[str] = []
-    for backend in backends:
-        for precision in precisions:
-            try:
-                backend_class(backend).check_options(BackendOptions(precision=precision, device=device))
-            except ValueError as exc:
-                refused.append(f"{backend} {precision}: {exc}")
-                continue
-            runnable.append((backend, precision))
-    return runnable, refused
+    def check(backend: BackendName, precision: str) -> None:
+        backend_class(backend).check_options(BackendOptions(precision=precision, device=device))
+
+    return _runnable(backends, precisions, check, "")
 
 
 def detection_choices(
@@ -147,17 +161,10 @@ def detection_choices(
 ) -> tuple[list[tuple[BackendName, DetectionPrecision]], list[str]]:
     """The (backend, precision) pairs that run R-Net and O-Net here on ``device``, and one line
     for each that cannot (:func:`~streamrec.faces.check_detection`)."""
-    runnable: list[tuple[BackendName, DetectionPrecision]] = []
-    refused: list[str] = []
-    for backend in backends:
-        for precision in precisions:
-            try:
-                check_detection(backend, precision, BackendOptions(device=device))
-            except ValueError as exc:
-                refused.append(f"{backend} detection {precision}: {exc}")
-                continue
-            runnable.append((backend, precision))
-    return runnable, refused
+    def check(backend: BackendName, precision: DetectionPrecision) -> None:
+        check_detection(backend, precision, BackendOptions(device=device))
+
+    return _runnable(backends, precisions, check, "detection ")
 
 
 def detector_label(backend: str, precision: str) -> str:
@@ -174,20 +181,16 @@ def bench_nets(
     report: Callable[[str], None],
     engines: list[tuple[BackendName, str]],
     options: BackendOptions,
-    detectors: list[tuple[BackendName, DetectionPrecision]] | None = None,
+    detectors: list[tuple[BackendName, DetectionPrecision]],
 ) -> list[dict[str, Any]]:
     """Latency per batch and per item, and items per second, at each batch size: FaceNet for
-    each (backend, precision) of ``engines``, R-Net and O-Net for each of ``detectors`` (default:
-    fp32 on each backend), on the device and Triton server of ``options``. The engines of one
+    each (backend, precision) of ``engines``, R-Net and O-Net for each of ``detectors``, on the device and Triton server of ``options``. The engines of one
     model and batch are alternated call by call; each call returns host arrays, so a GPU's (or
     a server's) work is complete when it is timed."""
     rng = np.random.default_rng(0)
     rows = []
-    cascade: list[tuple[BackendName, str]] = (
-        list(detectors) if detectors is not None else list(dict.fromkeys((backend, "fp32") for backend, _ in engines))
-    )
     for name, shape in _SHAPES.items():
-        pairs = engines if name == "facenet" else cascade
+        pairs: list[tuple[BackendName, str]] = engines if name == "facenet" else list(detectors)
         opened = {
             (backend, precision): open_backend(
                 backend,
@@ -253,7 +256,6 @@ def bench_detection(
         detector_label(b, p): FaceModels(ModelsConfig(backend=b, backend_options=timed, detection=p), engine_dir, report)
         for b, p in detectors
     }
-    backends = list(engines)
     rows = []
     for min_face in min_faces:
         ours = {b: functools.partial(models.detect, min_face_size=min_face) for b, models in engines.items()}
@@ -266,15 +268,15 @@ def bench_detection(
             "min_face_size": min_face,
             "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
             "frames": len(frames),
-            "streamrec": {b: summary(times[b]) for b in backends},
+            "streamrec": {b: summary(times[b]) for b in engines},
             "faces_found": {b: sum(len(d) for d in detect(np.stack(frames))) for b, detect in ours.items()},
             "reference": label,
         }
-        line = ", ".join(f"streamrec on {b} {row['streamrec'][b]['median_ms']:.1f} ms" for b in backends)
+        line = ", ".join(f"streamrec on {b} {row['streamrec'][b]['median_ms']:.1f} ms" for b in engines)
         if reference is not None:
             row["facenet_pytorch"] = summary(times["facenet-pytorch"])
             theirs = row["facenet_pytorch"]["median_ms"]
-            row["speedup"] = {b: theirs / row["streamrec"][b]["median_ms"] for b in backends}
+            row["speedup"] = {b: theirs / row["streamrec"][b]["median_ms"] for b in engines}
             line += f", facenet-pytorch {theirs:.1f} ms"
         else:
             line += f"; {label}"

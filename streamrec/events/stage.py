@@ -45,7 +45,8 @@ JOURNAL_BACKLOG = 100_000
 #: how often a failing journal is tried again
 JOURNAL_RETRY_S = 1.0
 #: with its supervisor killed, the stage stops once no event came for this long and no track it
-#: follows is open, at most ORPHAN_DRAIN_S after it began to stop
+#: follows is open, at most ORPHAN_DRAIN_S after it began to stop; the tracks still open then
+#: are ended by the stage itself, since nothing else is left to end them
 ORPHAN_QUIET_MS = 2000
 ORPHAN_DRAIN_S = 10.0
 #: events per write while catching up, so that a disk with a little room takes what fits
@@ -64,11 +65,12 @@ class EventsStage(Stage):
 
     def __init__(
         self, endpoints: Endpoints, journal_dir: Path, log_file: Path | None = None, backlog: int = JOURNAL_BACKLOG,
-        journal_days: float = 0.0, silent_s: float = SILENT_S,
+        journal_days: float = 0.0, silent_s: float = SILENT_S, orphan_drain_s: float = ORPHAN_DRAIN_S,
     ) -> None:
         super().__init__(endpoints.stats, log_file, endpoints.curve)
         self.endpoints, self.journal_dir = endpoints, journal_dir
         self.backlog, self.journal_days, self.silent_s = backlog, journal_days, silent_s
+        self.orphan_drain_s = orphan_drain_s
         self._prune_at = 0.0
         self.unwritten: list[dict[str, Any]] = []  #: numbered events not journaled yet, oldest first
         self._retry_at = 0.0
@@ -127,21 +129,34 @@ class EventsStage(Stage):
         # stage's last events (the ends of its tracks) while tracks are open or events still
         # come: on a busy machine the inference stage may take longer than one quiet spell
         if hasattr(self, "inbox"):
-            quiet_ms = ORPHAN_QUIET_MS if self.orphaned() else 0
-            deadline = time.monotonic() + ORPHAN_DRAIN_S
+            orphaned = self.orphaned()
+            quiet_ms = ORPHAN_QUIET_MS if orphaned else 0
+            began = time.monotonic()
             while True:
                 batch = self._receive(timeout_ms=quiet_ms)
                 if batch:
                     self._handle(batch)
                 awaited = bool(batch) or bool(self.open_tracks.tracks)
-                if not (awaited and quiet_ms and time.monotonic() < deadline):
+                if not (awaited and quiet_ms and time.monotonic() < began + self.orphan_drain_s):
                     break
+            if orphaned:
+                self._end_left_open(time.monotonic() - began)
             self._flush_backlog(force=True)
             if self.unwritten:
                 self.log.error(
                     "stopping with %d events not journaled (seq %d-%d): the journal in %s still cannot be written",
                     len(self.unwritten), self.unwritten[0]["seq"], self.unwritten[-1]["seq"], self.journal_dir,
                 )
+
+    def _end_left_open(self, waited_s: float) -> None:
+        """With the supervisor killed, end the tracks whose inference stage sent no end while
+        this stage waited ``waited_s`` s: no supervisor is left to ask for their ends, and no
+        stage to notice the silence, so every decision still gets its ``track_end``."""
+        left = len(self.open_tracks.tracks)
+        self.log.info("the supervisor is gone: stopped after waiting %.1f s for the last events, %d track(s) still open", waited_s, left)
+        if left:
+            detail = f"ended when the run stopped: its supervisor was killed and no end came within {waited_s:.0f} s"
+            self._publish(self.open_tracks.end_all(time.time(), detail))
 
     def _receive(self, timeout_ms: int) -> list[Event | EndTracks | Serving]:
         messages, errors = receive_pending(self.inbox, timeout_ms, expect=(Event, EndTracks, Serving))

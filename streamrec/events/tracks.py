@@ -3,8 +3,8 @@
 A decision (``match``, ``unknown``) opens a track, its ``track_end`` closes it. An inference
 stage that dies cannot close the tracks it announced. Each track ends once: a ``track_end`` for
 a track ended here already (an inference worker whose camera moved to another ends the tracks it
-still holds when the camera comes back, or when it stops) is dropped. Two things end them, each track of a
-source getting its ``track_end`` (with the track's last decision and a ``detail`` saying why):
+still holds when the camera comes back, or when it stops) is dropped. Three things end them, each track of
+a source getting its ``track_end`` (with the track's last decision and a ``detail`` saying why):
 
 * The supervisor of a run on one host sees the process die and sends, per source, an
   :class:`~streamrec.bus.messages.EndTracks` request with the exit status. Such a request is
@@ -18,6 +18,8 @@ source getting its ``track_end`` (with the track's last decision and a ``detail`
   stage's messages arrive in the order it sent them, so the tracks ended are exactly its
   predecessor's. A worker that a camera left still says it serves it until it notices (no
   frames for a few seconds): that takes nothing back from the worker the camera moved to.
+* When the supervisor itself is killed, every stage stops at once: the events stage waits a
+  while for the inference stage's last events, then ends the tracks still open itself.
 
 At most ``MAX_OPEN_TRACKS`` are followed (far more faces than any site has in view at once):
 beyond that the oldest is forgotten, counted and logged, so that no sender can make the stage
@@ -115,6 +117,16 @@ class OpenTracks:
                 self._end(source, wall, f"ended when the inference stage serving it fell silent "
                           f"(nothing for {self.silent_s:.0f} s)", ending)
         if gone:
+            self._save()
+        return ending
+
+    def end_all(self, wall: float, detail: str) -> list[Event]:
+        """End every open track (``wall``: the time the events carry); returns their
+        ``track_end`` events."""
+        ending: list[Event] = []
+        for source in sorted({source for source, _ in self.tracks}):
+            self._end(source, wall, detail, ending)
+        if ending:
             self._save()
         return ending
 

@@ -6,6 +6,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import time
@@ -360,6 +361,54 @@ def _events_process(endpoints: Endpoints, journal_dir: Path, run_dir: Path) -> m
     process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
     process.start()
     return process
+
+
+def _supervise(stage: EventsStage, run_dir: Path, pids: multiprocessing.Queue) -> None:
+    """The body of a parent process that runs ``stage`` as a supervisor does, reports its pid,
+    and waits: the test kills it with SIGKILL."""
+    stage.run_dir = run_dir
+    child = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
+    child.start()
+    pids.put(child.pid)
+    child.join()
+
+
+def test_tracks_left_open_when_the_supervisor_is_killed_are_ended_by_the_events_stage(tmp_path: Path):
+    """Killed with SIGKILL, the supervisor can ask no one to end the tracks of an inference stage
+    that sends no ends: the events stage waits for them, then ends those still open itself."""
+    folder = tmp_path / "events"
+    run_dir = new_run_dir()
+    endpoints = Endpoints.for_run(run_dir, f"ipc://{run_dir}/pub", "ipc://unused")
+    ctx = zmq.Context()
+    producer = push_socket(ctx, endpoints.events_in)
+    subscriber = sub_socket(ctx, endpoints.events_pub)
+    spawn = multiprocessing.get_context("spawn")
+    pids: multiprocessing.Queue = spawn.Queue()
+    supervisor = spawn.Process(target=_supervise, args=(EventsStage(endpoints, folder, None, orphan_drain_s=3.0), run_dir, pids))
+    supervisor.start()
+    stage_pid = 0
+    try:
+        stage_pid = pids.get(timeout=60)
+        _connected(producer, subscriber)
+        _decision(producer, "match", "cam", 1)
+        _decision(producer, "unknown", "door", 2)
+        send(producer, "track_end", Event("track_end", "door", time.time(), track_id=2))
+        assert [_next(subscriber).type for _ in range(3)] == ["match", "unknown", "track_end"]
+        os.kill(supervisor.pid or 0, signal.SIGKILL)
+        supervisor.join()
+        assert subscriber.poll(30_000), "the events stage ended no track"
+        ended = receive(subscriber)[1]
+    finally:
+        if stage_pid and Path(f"/proc/{stage_pid}").exists():
+            os.kill(stage_pid, signal.SIGKILL)
+        ctx.destroy(linger=0)
+        shutil.rmtree(run_dir)
+    assert isinstance(ended, Event) and (ended.type, ended.source, ended.track_id) == ("track_end", "cam", 1)
+    journal = _journaled(folder)
+    assert [(e["type"], e["source"], e["track_id"]) for e in journal] == [
+        ("match", "cam", 1), ("unknown", "door", 2), ("track_end", "door", 2), ("track_end", "cam", 1),
+    ]
+    assert re.fullmatch(r"ended when the run stopped: its supervisor was killed and no end came within [345] s", journal[-1]["detail"])
 
 
 def test_an_events_stage_killed_on_a_full_disk_gives_no_number_twice_and_its_tracks_still_end(tmp_path: Path):

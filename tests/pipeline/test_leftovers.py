@@ -74,7 +74,8 @@ def test_what_a_killed_run_left_is_removed_by_the_next_and_a_live_run_is_untouch
         assert not any(_alive(pid) for pid in killed_state["stages"].values())
         assert again.returncode == 1 and "Traceback" not in again.stderr
         journal = list(read_journal(killed_data / "events"))  # the stages it left ended their tracks, and journaled that
-        assert {e["track_id"] for e in journal if e["type"] in DECISIONS} <= {e["track_id"] for e in journal if e["type"] == "track_end"}
+        ends = {e["track_id"] for e in journal if e["type"] == "track_end"}
+        assert {e["track_id"] for e in journal if e["type"] in DECISIONS} <= ends, (tmp_path / "killed.log").read_text()[-6000:]
 
         assert live.poll() is None and Path(live_state["run_dir"]).is_dir()
         assert json.loads((live_data / "run.json").read_text()) == live_state

@@ -59,7 +59,10 @@ def gpu(device: str | None) -> dict[str, Any] | None:
 def machine(device: str | None = None) -> dict[str, Any]:
     """What the numbers were measured on: the CPU with the instruction sets that decide which
     precisions are fast (AMX, AVX-512 BF16, VNNI, AVX2), cores, memory, system; and the GPU
-    when ``device`` names one (:func:`gpu`)."""
+    when ``device`` names one (:func:`gpu`). ``isa_cap`` records ``ONEDNN_MAX_CPU_ISA`` when it
+    is set: oneDNN, whose kernels OpenVINO and PyTorch run on the CPU, then uses nothing beyond
+    that instruction set (``AVX512_CORE_BF16``: the kernels of a CPU without AMX), though the
+    flags still list what the CPU has; ONNX Runtime's own kernels ignore it."""
     cpu = cpu_info()
     memory_gb = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
@@ -68,6 +71,7 @@ def machine(device: str | None = None) -> dict[str, Any]:
         "cpu": cpu.model, "cpu_flags": list(cpu.flags) if cpu.flags is not None else None, "cores_available": default_threads(), "cpu_count": os.cpu_count(), "memory_gb": memory_gb,
         "os": platform.platform(terse=True), "python": platform.python_version(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gpu": gpu(device),
+        "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
     }
 
 

@@ -149,7 +149,9 @@ def _lat(summary: dict[str, float] | None) -> str:
 def _cpu(machine: dict[str, Any]) -> str:
     """A result's CPU, with the instruction sets its figures depend on where the run recorded them."""
     flags = machine.get("cpu_flags")
-    return CpuInfo(machine.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else machine.get("cpu", "unknown")
+    text = CpuInfo(machine.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else machine.get("cpu", "unknown")
+    cap = machine.get("isa_cap")
+    return f"{text}, oneDNN limited to {cap}" if cap else text
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:

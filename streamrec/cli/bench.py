@@ -130,7 +130,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _print_table(result: dict[str, Any]) -> None:
     m = result["machine"]
-    print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}), {result['threads']} threads; "
+    cap = f", oneDNN limited to {m['isa_cap']}" if m.get("isa_cap") else ""
+    print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}{cap}), {result['threads']} threads; "
           + ", ".join(f"{k} {v}" for k, v in result["libraries"].items()))
     if m.get("gpu"):
         print("gpu: " + ", ".join(f"{k} {v}" for k, v in m["gpu"].items()))

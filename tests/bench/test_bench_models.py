@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,17 @@ def test_the_device_is_recorded(tmp_path: Path):
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["machine"]["gpu"] is None
     assert {r["backend"] for r in report["nets"]} == {"onnxruntime"}
+
+
+def test_a_run_with_onednn_limited_says_so_in_its_record_and_its_line(tmp_path: Path):
+    """``ONEDNN_MAX_CPU_ISA`` makes OpenVINO run the kernels of a lesser CPU; the figures must say
+    it, since the CPU's own flags no longer tell what ran."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = run_cli(
+        "bench", "models", "--duration", "0.05", "--rounds", "1", "--batches", "1", "--min-face-sizes", "40",
+        "--threads", "1", "--backend", "openvino", "--precision", "fp32", "--out", str(out), env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["machine"]["isa_cap"] == "AVX2"
+    assert "oneDNN limited to AVX2)" in result.stdout

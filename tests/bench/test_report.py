@@ -426,3 +426,16 @@ def test_cameras_per_worker_not_measured(bench_dir: Path, tmp_path: Path):
     others = lambda text: (text.split("\n## Machine\n")[0] + text.split("\n## Targets\n")[1].split("\n## Cameras per inference worker\n")[0]
                            + text.split("\n## Frame transport\n")[1])
     assert others(after.read_text()) == others(before.read_text())
+
+
+def test_a_run_with_onednn_limited_is_a_machine_of_its_own_that_says_so(tmp_path: Path):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "pipeline_workers_4x1.json").write_text(json.dumps(ONE_WORKER))
+    (folder / "pipeline_workers_4x2.json").write_text(json.dumps({**TWO_WORKERS, "machine": {**MACHINE, "isa_cap": "AVX512_CORE_BF16"}}))
+    out = tmp_path / "benchmarks.md"
+    write_report(folder, out)
+    section = _section(out.read_text(), "Machine")
+    cpu = CpuInfo(MACHINE["cpu"], tuple(MACHINE["cpu_flags"])).describe()
+    assert f"- files `pipeline_workers_4x1.json`: CPU: {cpu}, 2 cores available;" in section
+    assert f"- files `pipeline_workers_4x2.json`: CPU: {cpu}, oneDNN limited to AVX512_CORE_BF16, 2 cores available;" in section

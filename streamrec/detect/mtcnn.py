@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamrec.backends import Backend
+from streamrec.backends import Backend, default_threads
 from streamrec.detect import boxes as bx
 from streamrec.detect.resample import integral_images, resample_frames, resample_regions
 from streamrec.detect.types import FaceDetections
@@ -123,13 +123,17 @@ def _as_batch(frames: np.ndarray) -> np.ndarray:
 
 
 class MTCNN:
-    """Face detector with five landmarks, running its three nets through inference backends."""
+    """Face detector with five landmarks, running its three nets through inference backends.
+
+    The pyramid and the crops are made on as many threads as P-Net's backend was given (every
+    core the process may use when it was given none): the engine waits while they are made."""
 
     def __init__(
         self, pnet: Backend, rnet: Backend, onet: Backend, config: MTCNNConfig | None = None
     ) -> None:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.config = config or MTCNNConfig()
+        self.host_threads = pnet.options.threads or default_threads()
 
     def with_config(self, config: MTCNNConfig) -> MTCNN:
         """The same nets under other settings (another min face size, say). A subclass gets its
@@ -172,7 +176,7 @@ class MTCNN:
         """Stage 1: P-Net over the pyramid, NMS per level and across levels, then regression."""
         per_level = []
         for scale in pyramid_scales(h, w, self.config):
-            level = resample_frames(integral, int(h * scale + 1), int(w * scale + 1))
+            level = resample_frames(integral, int(h * scale + 1), int(w * scale + 1), self.host_threads)
             prob, reg = self.pnet.run(level)
             cand = _grid_boxes(prob, reg, scale, self.config.thresholds[0])
             per_level.append(cand.take(bx.batched(bx.nms, cand.boxes, cand.scores, cand.frame, 0.5)))
@@ -192,7 +196,7 @@ class MTCNN:
         """
         regions, valid = bx.crop_regions(cand.boxes, w, h)
         cand = cand.take(np.flatnonzero(valid))
-        crops = resample_regions(integral, cand.frame, regions, size, size)
+        crops = resample_regions(integral, cand.frame, regions, size, size, self.host_threads)
         prob, offsets, *extra = net.run(crops)
         keep = np.flatnonzero(prob > threshold)
         survivors = _Candidates(cand.boxes[keep], prob[keep], cand.frame[keep], offsets[keep])

@@ -8,9 +8,18 @@ pixels instead and moves detections by 1-4 px, so the detector reproduces the po
 Box sums come from an integral image, four corner look-ups per output pixel: cost depends on
 the output size only, and one integral image per frame serves the whole pyramid and every R-Net
 and O-Net crop.
+
+With ``threads`` above 1 a level's rows, or the regions, are split between the calling thread and
+helper threads (NumPy's look-ups and arithmetic release the GIL): while the host resamples, the
+inference engine's threads are idle, so the cores it leaves are the host's to use.
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -20,6 +29,31 @@ __all__ = ["integral_images", "resample_frames", "resample_regions"]
 _INT32_SAFE_PIXELS = (2**31 - 1) // 255
 #: bytes of integral-image rows one strip of a pyramid level reads (see :func:`resample_frames`)
 _STRIP_BYTES = 1 << 20
+#: the least work worth a thread of its own: output rows of a level, regions of a crop batch
+_LEAST_ROWS = 96
+_LEAST_REGIONS = 32
+
+
+@functools.cache
+def _helpers(count: int) -> ThreadPoolExecutor:
+    """``count`` threads that take parts of a resampling beside the calling thread, kept for the
+    life of the process."""
+    return ThreadPoolExecutor(count, thread_name_prefix="resample")
+
+
+def _in_parts(work: Callable[[slice], None], total: int, threads: int, least: int) -> None:
+    """Run ``work`` over ``total`` items in up to ``threads`` contiguous slices of at least
+    ``least`` items each, the calling thread taking the first."""
+    parts = max(1, min(threads, total // least))
+    if parts == 1:
+        work(slice(0, total))
+        return
+    bounds = np.linspace(0, total, parts + 1).astype(int)
+    slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    helpers = [_helpers(threads - 1).submit(work, part) for part in slices[1:]]
+    work(slices[0])
+    for helper in helpers:
+        helper.result()
 
 
 def integral_images(frames: np.ndarray) -> np.ndarray:
@@ -67,8 +101,9 @@ def _channels(columns: np.ndarray) -> np.ndarray:
     return (columns[:, None] * 3 + np.arange(3)).ravel()
 
 
-def resample_frames(integral: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Area-resample whole frames to ``(N, out_h, out_w, 3)`` float32 (one pyramid level).
+def resample_frames(integral: np.ndarray, out_h: int, out_w: int, threads: int = 1) -> np.ndarray:
+    """Area-resample whole frames to ``(N, out_h, out_w, 3)`` float32 (one pyramid level), on up
+    to ``threads`` threads.
 
     Separable: whole-row differences first (contiguous copies), then column differences, which
     is several times faster than four corner look-ups per pixel. The level is made in strips of
@@ -83,12 +118,16 @@ def resample_frames(integral: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     heights, widths = ye - ys, xe - xs
     out = np.empty((n, out_h, out_w * 3), np.float32)
     step = max(1, _STRIP_BYTES // (n * wp * 3 * integral.itemsize))
-    for top in range(0, out_h, step):
-        strip = slice(top, top + step)
-        rows = np.take(integral, ye[0, strip], axis=1) - np.take(integral, ys[0, strip], axis=1)
-        rows = rows.reshape(n, -1, wp * 3)
-        sums = np.take(rows, right, axis=2) - np.take(rows, left, axis=2)
-        _divide(sums, heights[:, strip], widths, out[:, strip])
+
+    def strips(part: slice) -> None:
+        for top in range(part.start, part.stop, step):
+            strip = slice(top, min(top + step, part.stop))
+            rows = np.take(integral, ye[0, strip], axis=1) - np.take(integral, ys[0, strip], axis=1)
+            rows = rows.reshape(n, -1, wp * 3)
+            sums = np.take(rows, right, axis=2) - np.take(rows, left, axis=2)
+            _divide(sums, heights[:, strip], widths, out[:, strip])
+
+    _in_parts(strips, out_h, threads, _LEAST_ROWS)
     return out.reshape(n, out_h, out_w, 3)
 
 
@@ -98,8 +137,10 @@ def resample_regions(
     regions: np.ndarray,
     out_h: int,
     out_w: int,
+    threads: int = 1,
 ) -> np.ndarray:
-    """Area-resample ``k`` regions to ``(k, out_h, out_w, 3)`` float32.
+    """Area-resample ``k`` regions to ``(k, out_h, out_w, 3)`` float32, on up to ``threads``
+    threads.
 
     ``integral``: from :func:`integral_images`. ``frame_index``: ``(k,)`` frame of each region.
     ``regions``: ``(k, 4)`` integer ``y0, x0, y1, x1`` (end exclusive), inside the frame and
@@ -107,19 +148,24 @@ def resample_regions(
     """
     n, hp, wp, _ = integral.shape
     regions = regions.astype(np.int64)
-    ys, ye = _windows(regions[:, 0], regions[:, 2] - regions[:, 0], out_h)
-    xs, xe = _windows(regions[:, 1], regions[:, 3] - regions[:, 1], out_w)
     flat = integral.reshape(n * hp * wp, 3)
     # int32 indices where they fit: NumPy builds and follows them several times faster
     index = np.int32 if len(flat) <= np.iinfo(np.int32).max else np.int64
     first = frame_index.astype(np.int64)[:, None] * (hp * wp)
-    top, bottom = (first + ys * wp).astype(index), (first + ye * wp).astype(index)
-    left, right = xs.astype(index), xe.astype(index)
+    out = np.empty((len(regions), out_h, out_w * 3), np.float32)
 
     def corner(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         # np.take along axis 0 copies whole 3-channel rows: several times faster than fancy indexing
         return np.take(flat, (rows[:, :, None] + cols[:, None, :]).ravel(), axis=0)
 
-    sums = corner(bottom, right) - corner(top, right) - corner(bottom, left) + corner(top, left)
-    out = np.empty((len(regions), out_h, out_w * 3), np.float32)
-    return _divide(sums.reshape(out.shape), ye - ys, xe - xs, out).reshape(len(regions), out_h, out_w, 3)
+    def crops(part: slice) -> None:
+        mine = regions[part]
+        ys, ye = _windows(mine[:, 0], mine[:, 2] - mine[:, 0], out_h)
+        xs, xe = _windows(mine[:, 1], mine[:, 3] - mine[:, 1], out_w)
+        top, bottom = (first[part] + ys * wp).astype(index), (first[part] + ye * wp).astype(index)
+        left, right = xs.astype(index), xe.astype(index)
+        sums = corner(bottom, right) - corner(top, right) - corner(bottom, left) + corner(top, left)
+        _divide(sums.reshape(out[part].shape), ye - ys, xe - xs, out[part])
+
+    _in_parts(crops, len(regions), threads, _LEAST_REGIONS)
+    return out.reshape(len(regions), out_h, out_w, 3)

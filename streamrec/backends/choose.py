@@ -7,11 +7,13 @@ FaceNet first, among the choices whose accuracy holds to ONNX Runtime fp32 (LFW 
 * an NVIDIA GPU with PyTorch's CUDA build: the ``torch`` backend (the whole cascade on the GPU)
   in fp16, then fp32;
 * a CPU with AMX and OpenVINO installed (with NNCF, which builds its int8 FaceNet): ``openvino``
-  in int8, whose quantized layers run on AMX's int8 tiles: on an Intel Xeon with AMX, 1.6 ms
-  per face at batch 32 against 2.7 in bf16 and 12.1 in fp32 in one run (docs/speed.md), LFW
-  View 1 0.986 there, as fp32 (0.985 on an AVX2 CPU);
+  in int8, whose quantized layers run on AMX's int8 tiles: on an Intel Xeon with AMX, 1.15 ms
+  per face at batch 32 against 1.98 in bf16 and 9.6 in fp32 in one run (docs/speed.md), LFW
+  View 1 0.986 there, as fp32 (0.985 on an AVX2 CPU; 0.983, outside the bound, on the same
+  Xeon's kernels without AMX);
 * another CPU that computes in bf16 (AVX-512 BF16) with OpenVINO installed: ``openvino`` in
-  bf16, about 5x faster per face than fp32 on an AMX CPU;
+  bf16, about 5x faster per face than fp32 on an AMX CPU (on that Xeon's AVX-512 BF16 kernels
+  without AMX, slower than fp32; not measured on an AMD EPYC with AVX-512 BF16);
 * any other CPU: ``onnxruntime`` in int8, the quantized FaceNet (about half fp32's time per
   face; LFW View 1 0.985 against fp32's 0.986, with the same VAL, AUC and threshold,
   docs/accuracy.md); fp32 for a model ``streamrec train`` wrote, which has no int8 engine, and

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -137,12 +138,8 @@ class Backend(ABC):
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch no larger than ``options.max_batch`` through the model."""
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run a batch of any size (first axis), splitting it into ``max_batch`` chunks.
-
-        Returns one array per model output, in :attr:`outputs` order, each with the batch as its
-        first axis. An empty batch returns empty outputs without touching the engine.
-        """
+    def check_input(self, batch: np.ndarray) -> None:
+        """Raise unless ``batch`` has the model input's dtype and number of dimensions."""
         spec = self.inputs[0]
         if batch.dtype != spec.dtype:
             raise TypeError(f"{self.model_path.name}: input dtype {batch.dtype}, model wants {spec.dtype}")
@@ -150,11 +147,24 @@ class Backend(ABC):
             raise ValueError(
                 f"{self.model_path.name}: input has {batch.ndim} dims, model wants {len(spec.shape)}"
             )
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run a batch of any size (first axis), splitting it into ``max_batch`` chunks.
+
+        Returns one array per model output, in :attr:`outputs` order, each with the batch as its
+        first axis. An empty batch returns empty outputs without touching the engine.
+        """
+        self.check_input(batch)
         step = self.options.max_batch
         if len(batch) <= step:
             return self._run(np.ascontiguousarray(batch)) if len(batch) else self._empty(batch)
         parts = [self._run(np.ascontiguousarray(batch[i : i + step])) for i in range(0, len(batch), step)]
         return [np.concatenate(chunks) for chunks in zip(*parts)]
+
+    def run_each(self, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+        """Run inputs of different shapes (P-Net's pyramid levels): :meth:`run`'s outputs for
+        each, in order. A backend that can take them in one call overrides this."""
+        return [self.run(batch) for batch in batches]
 
     def _empty(self, batch: np.ndarray) -> list[np.ndarray]:
         # Output shapes can depend on the input's other dims (P-Net), so probe with one item.

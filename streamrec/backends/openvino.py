@@ -26,6 +26,11 @@ own repacked copy of the weights (about 100 MiB for FaceNet fp32, 23 MiB in int8
 time per face measured the same both ways, and each compile of its int8 IR took 0.6 s, paid by
 the call that needed it.
 
+A frame size's pyramid (P-Net's levels, :meth:`OpenVinoBackend.run_each`) that recurs is
+compiled as one model holding a copy of P-Net per level, run in one call: its outputs are the
+level-by-level ones, and the levels then cost one call's overhead and one worker wait instead of
+ten (the copies share nothing, and P-Net's weights are 28 kB).
+
 Precision. ``fp32`` compiles with ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` with ``bf16``, and
 only on a device that computes in bf16 (a CPU with AVX-512 BF16 or AMX): elsewhere OpenVINO
 would quietly compute in f32, so it is refused instead; ``int8`` runs a quantized model (for
@@ -38,7 +43,9 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -55,9 +62,11 @@ __all__ = ["STATIC_MAX_BYTES", "OpenVinoBackend", "runtime_precisions"]
 #: models with up to this many bytes of weights get compiled models per recurring shape; larger
 #: ones stay dynamic
 STATIC_MAX_BYTES = 8 * 2**20
-#: compiled fixed-shape models kept per backend (P-Net needs about ten per frame size)
+#: compiled fixed-shape models kept per backend (R-Net's and O-Net's batch sizes)
 _CACHE_SIZE = 32
-#: a shape gets its own compiled model when it is seen this many times
+#: compiled pyramids kept per backend (one per frame size and min face size in use)
+_PYRAMID_CACHE_SIZE = 8
+#: a shape (or a pyramid) gets its own compiled model when it is seen this many times
 _PROMOTE_AFTER = 2
 #: what the convolutions of a compiled model must run in, per precision asked for
 _RUNTIME = {"fp32": {"f32"}, "bf16": {"bf16"}, "int8": {"u8", "i8"}}
@@ -95,6 +104,35 @@ def runtime_precisions(compiled: ov.CompiledModel) -> set[str]:
         if "runtimePrecision" in info and info["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul"):
             found.add(info["runtimePrecision"].astype(str))
     return found
+
+
+_Key = TypeVar("_Key", bound=Hashable)
+
+
+class _Compiled(Generic[_Key]):
+    """Requests of models compiled for a key (an input shape, or a pyramid's shapes), made when a
+    key has come :data:`_PROMOTE_AFTER` times; beyond ``size`` the least recently used goes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.requests: OrderedDict[_Key, ov.InferRequest] = OrderedDict()
+        self._seen: Counter[_Key] = Counter()
+
+    def get(self, key: _Key, compile_for: Callable[[], ov.InferRequest]) -> ov.InferRequest | None:
+        """The request for ``key``, compiled now by ``compile_for`` if the key has come often
+        enough; ``None`` while it has not (the caller runs the dynamic model)."""
+        request = self.requests.get(key)
+        if request is None:
+            self._seen[key] += 1
+            if self._seen[key] < _PROMOTE_AFTER:
+                if len(self._seen) > 8 * self.size:  # one-off shapes must not pile up
+                    self._seen.clear()
+                return None
+            request = self.requests[key] = compile_for()
+            if len(self.requests) > self.size:
+                self.requests.popitem(last=False)
+        self.requests.move_to_end(key)
+        return request
 
 
 def _bucket(batch: int, limit: int) -> int:
@@ -157,29 +195,47 @@ class OpenVinoBackend(Backend):
             )
         self._dynamic = compiled.create_infer_request()
         self._static_shapes = self._model.is_dynamic() and _weight_bytes(self._model) <= STATIC_MAX_BYTES
-        self._static: OrderedDict[tuple[int, ...], ov.InferRequest] = OrderedDict()
-        self._seen: Counter[tuple[int, ...]] = Counter()
+        self._static: _Compiled[tuple[int, ...]] = _Compiled(_CACHE_SIZE)
+        self._pyramids: _Compiled[tuple[tuple[int, ...], ...]] = _Compiled(_PYRAMID_CACHE_SIZE)
+
+    def _fixed(self, shape: tuple[int, ...]) -> ov.Model:
+        """A copy of the model with its input fixed to ``shape``."""
+        model = self._model.clone()
+        model.reshape({0: ov.PartialShape(list(shape))})
+        return model
+
+    def _compile(self, model: ov.Model) -> ov.InferRequest:
+        return _core().compile_model(model, self._device, self._config).create_infer_request()
 
     def _request(self, shape: tuple[int, ...]) -> tuple[ov.InferRequest, int]:
         """The request to run an input of ``shape`` with, and the batch it expects."""
         if not self._static_shapes:
             return self._dynamic, shape[0]
         key = (_bucket(shape[0], self.options.max_batch), *shape[1:])
-        request = self._static.get(key)
+        request = self._static.get(key, lambda: self._compile(self._fixed(key)))
+        return (self._dynamic, shape[0]) if request is None else (request, key[0])
+
+    def run_each(self, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+        """Inputs of different shapes in one call, once the same shapes have come twice (a
+        camera's pyramid): a model holding a fixed-shape copy of the net per input, compiled
+        once. Until then, and for a large model or batches over ``max_batch``, one call each."""
+        shapes = tuple(batch.shape for batch in batches)
+        if not self._static_shapes or len(batches) < 2 or not all(0 < len(b) <= self.options.max_batch for b in batches):
+            return super().run_each(batches)
+        for batch in batches:
+            self.check_input(batch)
+        request = self._pyramids.get(shapes, lambda: self._compile(self._copies(shapes)))
         if request is None:
-            self._seen[key] += 1
-            if self._seen[key] < _PROMOTE_AFTER:
-                if len(self._seen) > 8 * _CACHE_SIZE:  # one-off shapes must not pile up
-                    self._seen.clear()
-                return self._dynamic, shape[0]
-            model = self._model.clone()
-            model.reshape({0: ov.PartialShape(list(key))})
-            request = _core().compile_model(model, self._device, self._config).create_infer_request()
-            self._static[key] = request
-            if len(self._static) > _CACHE_SIZE:
-                self._static.popitem(last=False)
-        self._static.move_to_end(key)
-        return request, key[0]
+            return super().run_each(batches)
+        request.infer({i: np.ascontiguousarray(batch) for i, batch in enumerate(batches)}, share_inputs=True)
+        count = len(self.outputs)
+        return [[request.get_output_tensor(i * count + j).data.copy() for j in range(count)] for i in range(len(batches))]
+
+    def _copies(self, shapes: tuple[tuple[int, ...], ...]) -> ov.Model:
+        """One model made of a fixed-shape copy of this one per shape: input ``i`` feeds copy
+        ``i``, whose outputs are outputs ``i * n`` to ``i * n + n - 1``."""
+        copies = [self._fixed(shape) for shape in shapes]
+        return ov.Model([r for c in copies for r in c.get_results()], [p for c in copies for p in c.get_parameters()], "copies")
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         count = len(batch)
@@ -192,8 +248,15 @@ class OpenVinoBackend(Backend):
     @property
     def compiled_shapes(self) -> list[tuple[int, ...]]:
         """The fixed input shapes that have a compiled model of their own, oldest use first."""
-        return list(self._static)
+        return list(self._static.requests)
+
+    @property
+    def compiled_pyramids(self) -> list[tuple[tuple[int, ...], ...]]:
+        """The input shapes of each set run as one compiled model (:meth:`run_each`), oldest use
+        first."""
+        return list(self._pyramids.requests)
 
     def close(self) -> None:
-        self._static.clear()
+        self._static.requests.clear()
+        self._pyramids.requests.clear()
         del self._dynamic

@@ -174,10 +174,10 @@ class MTCNN:
 
     def _propose(self, integral: np.ndarray, n: int, h: int, w: int) -> _Candidates:
         """Stage 1: P-Net over the pyramid, NMS per level and across levels, then regression."""
+        scales = pyramid_scales(h, w, self.config)
+        levels = [resample_frames(integral, int(h * scale + 1), int(w * scale + 1), self.host_threads) for scale in scales]
         per_level = []
-        for scale in pyramid_scales(h, w, self.config):
-            level = resample_frames(integral, int(h * scale + 1), int(w * scale + 1), self.host_threads)
-            prob, reg = self.pnet.run(level)
+        for scale, (prob, reg) in zip(scales, self.pnet.run_each(levels)):  # a backend may run the levels as one call
             cand = _grid_boxes(prob, reg, scale, self.config.thresholds[0])
             per_level.append(cand.take(bx.batched(bx.nms, cand.boxes, cand.scores, cand.frame, 0.5)))
         if not per_level:

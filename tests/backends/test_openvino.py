@@ -97,10 +97,10 @@ def test_detections_equal_onnxruntime_within_a_pixel(shared_data: Path, models, 
 
 
 def test_recurring_shapes_get_compiled_models_with_the_same_results(faces_dir: Path, models, openvino_models):
-    """Frames of one size, as from a camera: from the second frame on, P-Net's pyramid levels
-    and R-Net's and O-Net's batches (rounded up to one of a few sizes: powers of two up to 8,
-    then multiples of 8 up to 64) run on models compiled for their shape; results stay ONNX
-    Runtime's, and FaceNet stays dynamic."""
+    """Frames of one size, as from a camera: from the second frame on, P-Net's pyramid runs as
+    one model compiled for its levels, and R-Net's and O-Net's batches (rounded up to one of a
+    few sizes: powers of two up to 8, then multiples of 8 up to 64) on models compiled for their
+    shape; results stay ONNX Runtime's, and FaceNet stays dynamic."""
     import cv2
 
     photos = sorted(faces_dir.glob("*/*.jpg"))[:6]
@@ -109,13 +109,35 @@ def test_recurring_shapes_get_compiled_models_with_the_same_results(faces_dir: P
     for _ in range(2):
         for frame in frames:
             assert_same_faces(detector.detect(frame)[0], models.detector.detect(frame)[0], "a 640x480 frame")
-    for net in (detector.pnet, detector.rnet, detector.onet):
+    for net in (detector.rnet, detector.onet):
         shapes = _compiled_shapes(net)
         assert 0 < len(shapes) <= 32
         assert all(batch in (1, 2, 4) or batch % 8 == 0 and batch <= net.options.max_batch for batch, *_ in shapes), shapes
-    levels = {(1, int(480 * s + 1), int(640 * s + 1), 3) for s in pyramid_scales(480, 640, detector.config)}
-    assert levels <= set(_compiled_shapes(detector.pnet))
+    levels = tuple((1, int(480 * s + 1), int(640 * s + 1), 3) for s in pyramid_scales(480, 640, detector.config))
+    assert detector.pnet.compiled_pyramids == [levels] and _compiled_shapes(detector.pnet) == []  # each level came once alone
     assert _compiled_shapes(openvino_models.embedder.backend) == []
+
+
+def test_a_recurring_pyramid_runs_as_one_model_with_each_level_s_outputs(engine_dir: Path):
+    """P-Net's levels in one call: from the second time the same shapes come, a model holding a
+    copy of P-Net per level, whose outputs are those of P-Net on each level alone; inputs it
+    cannot take at once (over ``max_batch``, or empty) run one by one."""
+    rng = np.random.default_rng(5)
+    levels = [rng.uniform(0, 255, (2, h, w, 3)).astype(np.float32) for h, w in ((73, 97), (52, 69), (13, 18))]
+    ours = open_backend("openvino", engine_dir / ENGINE_FILES["pnet"], BackendOptions(max_batch=2))
+    alone = [ours.run(level) for level in levels]
+    for call in range(3):
+        together = ours.run_each(levels)
+        assert ours.compiled_pyramids == ([] if call == 0 else [tuple(level.shape for level in levels)])
+        for a, b in zip(together, alone):
+            assert [x.shape for x in a] == [x.shape for x in b]
+            for x, y in zip(a, b):
+                np.testing.assert_allclose(x, y, atol=1e-6)
+    odd = [np.concatenate([levels[0]] * 2), levels[1][:0]]  # 4 frames over max_batch 2, and none
+    for _ in range(3):
+        big, empty = ours.run_each(odd)
+    assert ours.compiled_pyramids == [tuple(level.shape for level in levels)]
+    assert big[0].shape[0] == 4 and empty[0].shape[0] == 0
 
 
 def test_facenet_int8_stays_dynamic_though_its_file_is_small(engine_dir: Path):

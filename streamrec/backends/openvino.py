@@ -29,7 +29,8 @@ the call that needed it.
 A frame size's pyramid (P-Net's levels, :meth:`OpenVinoBackend.run_each`) that recurs is
 compiled as one model holding a copy of P-Net per level, run in one call: its outputs are the
 level-by-level ones, and the levels then cost one call's overhead and one worker wait instead of
-ten (the copies share nothing, and P-Net's weights are 28 kB).
+ten (the copies share nothing, and P-Net's weights are 28 kB): 10-14% off whole-frame detection
+on 640x480 and 640x360 frames (docs/speed.md).
 
 Precision. ``fp32`` compiles with ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` with ``bf16``, and
 only on a device that computes in bf16 (a CPU with AVX-512 BF16 or AMX): elsewhere OpenVINO

@@ -28,7 +28,8 @@ from streamrec.bench.timing import alternate, interleave, summary
 from streamrec.engines import ENGINE_FILES, facenet_file
 from streamrec.faces import DetectionPrecision, FaceModels, ModelsConfig, check_detection
 
-__all__ = ["bench_detection", "bench_frames", "bench_nets", "detection_choices", "detector_label", "engine_choices", "machine"]
+__all__ = ["bench_detection", "bench_frames", "bench_nets", "detection_choices", "detector_label", "engine_choices", "isa_cap_text",
+           "machine"]
 
 #: the input each timed net takes (P-Net's cost depends on the frame: see bench_detection)
 _SHAPES = {"rnet": (24, 24, 3), "onet": (48, 48, 3), "facenet": (160, 160, 3)}
@@ -73,6 +74,12 @@ def machine(device: str | None = None) -> dict[str, Any]:
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gpu": gpu(device),
         "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
     }
+
+
+def isa_cap_text(record: dict[str, Any]) -> str:
+    """``", oneDNN limited to X"`` for a :func:`machine` record whose run set ``isa_cap``, else
+    nothing: said beside the CPU wherever its figures are shown."""
+    return f", oneDNN limited to {record['isa_cap']}" if record.get("isa_cap") else ""
 
 
 def probe_video(path: Path) -> dict[str, Any]:
@@ -188,9 +195,10 @@ def bench_nets(
     detectors: list[tuple[BackendName, DetectionPrecision]],
 ) -> list[dict[str, Any]]:
     """Latency per batch and per item, and items per second, at each batch size: FaceNet for
-    each (backend, precision) of ``engines``, R-Net and O-Net for each of ``detectors``, on the device and Triton server of ``options``. The engines of one
-    model and batch are alternated call by call; each call returns host arrays, so a GPU's (or
-    a server's) work is complete when it is timed."""
+    each (backend, precision) of ``engines``, R-Net and O-Net for each of ``detectors``, on the
+    device and Triton server of ``options``. The engines of one model and batch are alternated
+    call by call; each call returns host arrays, so a GPU's (or a server's) work is complete
+    when it is timed."""
     rng = np.random.default_rng(0)
     rows = []
     for name, shape in _SHAPES.items():

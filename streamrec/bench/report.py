@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.backends.cpu import CpuInfo
+from streamrec.bench.models import isa_cap_text
 from streamrec.bench.peers import engine_text
 from streamrec.bench.transport import GOAL_PERCENT as TRANSPORT_TARGET_PERCENT
 
@@ -150,8 +151,7 @@ def _cpu(machine: dict[str, Any]) -> str:
     """A result's CPU, with the instruction sets its figures depend on where the run recorded them."""
     flags = machine.get("cpu_flags")
     text = CpuInfo(machine.get("cpu", "unknown"), tuple(flags)).describe() if flags is not None else machine.get("cpu", "unknown")
-    cap = machine.get("isa_cap")
-    return f"{text}, oneDNN limited to {cap}" if cap else text
+    return text + isa_cap_text(machine)
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:

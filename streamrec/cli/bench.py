@@ -28,6 +28,7 @@ from streamrec.bench.models import (
     bench_nets,
     detection_choices,
     engine_choices,
+    isa_cap_text,
     machine,
     probe_video,
 )
@@ -130,8 +131,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _print_table(result: dict[str, Any]) -> None:
     m = result["machine"]
-    cap = f", oneDNN limited to {m['isa_cap']}" if m.get("isa_cap") else ""
-    print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}{cap}), {result['threads']} threads; "
+    print(f"machine: {m['cpu']} (flags: {', '.join(m['cpu_flags'] or ['unknown'])}{isa_cap_text(m)}), {result['threads']} threads; "
           + ", ".join(f"{k} {v}" for k, v in result["libraries"].items()))
     if m.get("gpu"):
         print("gpu: " + ", ".join(f"{k} {v}" for k, v in m["gpu"].items()))

@@ -20,7 +20,7 @@ import zmq
 from streamrec.bus.messages import EndTracks, Event, Serving
 from streamrec.bus.sockets import Endpoints, new_run_dir, push_socket, receive, send, sub_socket
 from streamrec.events.journal import Journal, JournalTail, last_seq, read_journal, rename_person
-from streamrec.events.stage import JOURNAL_BACKLOG, EventsStage
+from streamrec.events.stage import JOURNAL_BACKLOG, ORPHAN_DRAIN_S, EventsStage
 from streamrec.events.tracks import SILENT_S
 from streamrec.pipeline.stage import run_stage
 from tests.support.disk import small_disk
@@ -355,20 +355,21 @@ def test_the_tracks_of_a_stage_that_falls_silent_end(tmp_path: Path):
     assert events[-1]["detail"] == "ended when the inference stage serving it fell silent (nothing for 1 s)"
 
 
-def _events_process(endpoints: Endpoints, journal_dir: Path, run_dir: Path) -> multiprocessing.process.BaseProcess:
-    stage = EventsStage(endpoints, journal_dir, None)
+def _events_process(
+    endpoints: Endpoints, journal_dir: Path, run_dir: Path, orphan_drain_s: float = ORPHAN_DRAIN_S,
+) -> multiprocessing.process.BaseProcess:
+    stage = EventsStage(endpoints, journal_dir, None, orphan_drain_s=orphan_drain_s)
     stage.run_dir = run_dir  # as the supervisor hands it over
     process = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
     process.start()
     return process
 
 
-def _supervise(stage: EventsStage, run_dir: Path, pids: multiprocessing.Queue) -> None:
-    """The body of a parent process that runs ``stage`` as a supervisor does, reports its pid,
-    and waits: the test kills it with SIGKILL."""
-    stage.run_dir = run_dir
-    child = multiprocessing.get_context("spawn").Process(target=run_stage, args=(stage,))
-    child.start()
+def _supervise(endpoints: Endpoints, journal_dir: Path, run_dir: Path, pids: multiprocessing.Queue) -> None:
+    """The body of a parent process that runs an events stage (waiting 3 s for the last events
+    once orphaned) as a supervisor does, reports its pid, and waits: the test kills it with
+    SIGKILL."""
+    child = _events_process(endpoints, journal_dir, run_dir, orphan_drain_s=3.0)
     pids.put(child.pid)
     child.join()
 
@@ -384,7 +385,7 @@ def test_tracks_left_open_when_the_supervisor_is_killed_are_ended_by_the_events_
     subscriber = sub_socket(ctx, endpoints.events_pub)
     spawn = multiprocessing.get_context("spawn")
     pids: multiprocessing.Queue = spawn.Queue()
-    supervisor = spawn.Process(target=_supervise, args=(EventsStage(endpoints, folder, None, orphan_drain_s=3.0), run_dir, pids))
+    supervisor = spawn.Process(target=_supervise, args=(endpoints, folder, run_dir, pids))
     supervisor.start()
     stage_pid = 0
     try:

@@ -32,6 +32,10 @@ level-by-level ones, and the levels then cost one call's overhead and one worker
 ten (the copies share nothing, and P-Net's weights are 28 kB): 10-14% off whole-frame detection
 on 640x480 and 640x360 frames (docs/speed.md).
 
+PReLU. The MTCNN files write each PReLU as operations ONNX Runtime runs faster; OpenVINO runs
+the nets faster with a single ``PRelu``, which it joins to the convolution before it, so the
+backend folds them back as it reads a model (:mod:`streamrec.backends.openvino_prelu`).
+
 Precision. ``fp32`` compiles with ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` with ``bf16``, and
 only on a device that computes in bf16 (a CPU with AVX-512 BF16 or AMX): elsewhere OpenVINO
 would quietly compute in f32, so it is refused instead; ``int8`` runs a quantized model (for
@@ -57,6 +61,7 @@ except ImportError:
 
 from streamrec.backends.base import Backend, BackendOptions, TensorSpec, default_threads
 from streamrec.backends.cpu import require_bf16
+from streamrec.backends.openvino_prelu import fold_prelus
 
 __all__ = ["STATIC_MAX_BYTES", "OpenVinoBackend", "runtime_precisions"]
 
@@ -170,7 +175,7 @@ class OpenVinoBackend(Backend):
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         super().__init__(model_path, options)
         self._device = (options.device or "cpu").upper()
-        self._model = _core().read_model(self.model_path)
+        self._model = fold_prelus(_core().read_model(self.model_path))
         quantized = _is_quantized(self._model)
         if quantized != (options.precision == "int8"):
             raise ValueError(

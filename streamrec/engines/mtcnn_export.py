@@ -20,6 +20,9 @@ layout round trip. So:
 * the W, H, C flatten before R-Net's and O-Net's dense layers becomes a plain NCHW flatten
   with the dense weights' columns permuted to match, removing a transpose.
 
+OpenVINO is the other way round: it joins a ``PRelu`` to the convolution before it, so its
+backend reads both PReLU forms back as one operation (:mod:`streamrec.backends.openvino_prelu`).
+
 R-Net's and O-Net's softmax, over the last axis of ``(N, 2)``, stays as it is. A sigmoid of
 ``l1 - l0`` in its place saturates to 1.0 at slightly different logits, and which of two
 candidates scored exactly 1.0 survives non-maximum suppression changes final boxes by several

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,6 +140,42 @@ def test_a_recurring_pyramid_runs_as_one_model_with_each_level_s_outputs(engine_
         big, empty = ours.run_each(odd)
     assert ours.compiled_pyramids == [tuple(level.shape for level in levels)]
     assert big[0].shape[0] == 4 and empty[0].shape[0] == 0
+
+
+@pytest.mark.parametrize(("name", "prelus", "shape"), [("pnet", 3, (2, 61, 83, 3)), ("rnet", 4, (5, 24, 24, 3)), ("onet", 5, (5, 48, 48, 3))])
+def test_mtcnn_prelus_are_folded_into_one_operation_each_with_the_same_outputs(engine_dir: Path, name, prelus, shape):
+    """The engines write each PReLU of a convolution as other operations (two depthwise
+    convolutions in R-Net and O-Net, four element-wise ones in P-Net); the backend reads them
+    back as one ``PRelu`` each, which OpenVINO joins to its convolution. Nothing of the rewrites
+    is left, every PReLU of the net is one operation, and the outputs are the file's as read,
+    to float rounding."""
+    import openvino as ov  # type: ignore[import-untyped]
+
+    from streamrec.backends.openvino_prelu import fold_prelus
+
+    core = ov.Core()
+    read = core.read_model(engine_dir / ENGINE_FILES[name])
+    folded = fold_prelus(read)
+    kinds = Counter(op.get_type_name() for op in folded.get_ordered_ops())
+    assert kinds["PRelu"] == prelus
+    assert kinds["GroupConvolution"] == kinds["Minimum"] == kinds["Relu"] == 0
+    image = np.random.default_rng(11).uniform(0, 255, shape).astype(np.float32)
+    config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    before, after = (core.compile_model(model, "CPU", config)({0: image}) for model in (read, folded))
+    assert len(before) == len(after) == len(read.outputs)
+    for a, b in zip(before.values(), after.values()):
+        np.testing.assert_allclose(b, a, atol=2e-6)
+
+
+def test_a_model_without_those_prelus_is_left_as_read(engine_dir: Path):
+    """FaceNet has no PReLU: it comes back as the very model read, its int8 weights unfolded."""
+    import openvino as ov  # type: ignore[import-untyped]
+
+    from streamrec.backends.openvino_prelu import fold_prelus
+
+    for file in (ENGINE_FILES["facenet"], OPENVINO_INT8_FILES[0]):
+        read = ov.Core().read_model(engine_dir / file)
+        assert fold_prelus(read) is read
 
 
 def test_facenet_int8_stays_dynamic_though_its_file_is_small(engine_dir: Path):

@@ -171,6 +171,12 @@ class Backend(ABC):
         probe = self._run(np.zeros((1, *batch.shape[1:]), batch.dtype))
         return [np.empty((0, *out.shape[1:]), out.dtype) for out in probe]
 
+    def finish_compiles(self) -> None:
+        """Wait for the models this backend compiles in the background (OpenVINO's fixed shapes)
+        and run them from the next call on: for a caller that wants the steady state now, a
+        benchmark after its warm-up. A backend that compiles nothing in the background has
+        nothing to wait for."""
+
     def close(self) -> None:
         """Release the engine's resources; the object must not be used afterwards."""
 

@@ -19,12 +19,13 @@ small MTCNN nets faster (whole-frame MTCNN on 640x480 frames took a fifth less t
 dynamic shapes, docs/speed.md), so a shape that recurs gets a compiled model of its own, kept in
 a bounded least-recently-used cache. The batch is rounded up to one of a few sizes (and padded
 with zeros, :func:`_bucket`), so the candidate counts of R-Net and O-Net, which change every
-frame, fall on a few shapes; a shape seen only once (the pyramid of a photo of a one-off size) runs dynamic and never
-waits for a compile (0.1-0.3 s each on 2 cores). Models whose weights are over
+frame, fall on a few shapes. A shape is compiled the second time it comes, on a thread of its
+own (0.04-0.3 s each on 2 cores, 0.5 s for a pyramid): no call waits for it, the calls run the
+dynamic model until it is done, and a shape seen only once (the pyramid of a photo of a one-off
+size) is never compiled. Models whose weights are over
 :data:`STATIC_MAX_BYTES` (FaceNet, in any precision) stay dynamic: every compiled shape holds its
 own repacked copy of the weights (about 100 MiB for FaceNet fp32, 23 MiB in int8), FaceNet's
-time per face measured the same both ways, and each compile of its int8 IR took 0.6 s, paid by
-the call that needed it.
+time per face measured the same both ways, and each compile of its int8 IR took 0.6 s.
 
 A frame size's pyramid (P-Net's levels, :meth:`OpenVinoBackend.run_each`) that recurs is
 compiled as one model holding a copy of P-Net per level, run in one call: its outputs are the
@@ -49,6 +50,7 @@ from __future__ import annotations
 import functools
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -115,30 +117,63 @@ def runtime_precisions(compiled: ov.CompiledModel) -> set[str]:
 _Key = TypeVar("_Key", bound=Hashable)
 
 
+@functools.cache
+def _compiler() -> ThreadPoolExecutor:
+    """The one thread every backend of the process compiles its fixed-shape models on, so that no
+    call waits for a compile (OpenVINO lets go of the GIL while it compiles). A process that ends
+    waits for the compiles still queued, no longer than the calls that asked for them would have."""
+    return ThreadPoolExecutor(1, thread_name_prefix="openvino-compile")
+
+
 class _Compiled(Generic[_Key]):
-    """Requests of models compiled for a key (an input shape, or a pyramid's shapes), made when a
-    key has come :data:`_PROMOTE_AFTER` times; beyond ``size`` the least recently used goes."""
+    """Requests of models compiled for a key (an input shape, or a pyramid's shapes). A key that
+    has come :data:`_PROMOTE_AFTER` times is compiled on :func:`_compiler`'s thread while the
+    calls go on with the dynamic model, and is used from the first call after it is done; beyond
+    ``size`` the least recently used goes."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.requests: OrderedDict[_Key, ov.InferRequest] = OrderedDict()
         self._seen: Counter[_Key] = Counter()
+        self._pending: dict[_Key, Future[ov.InferRequest]] = {}
 
     def get(self, key: _Key, compile_for: Callable[[], ov.InferRequest]) -> ov.InferRequest | None:
-        """The request for ``key``, compiled now by ``compile_for`` if the key has come often
-        enough; ``None`` while it has not (the caller runs the dynamic model)."""
+        """The request for ``key``; ``None`` while it has none (the caller runs the dynamic
+        model), its compile by ``compile_for`` sent off once the key has come often enough."""
+        self._adopt(wait=False)
         request = self.requests.get(key)
-        if request is None:
+        if request is not None:
+            self.requests.move_to_end(key)
+            return request
+        if key not in self._pending:
             self._seen[key] += 1
-            if self._seen[key] < _PROMOTE_AFTER:
-                if len(self._seen) > 8 * self.size:  # one-off shapes must not pile up
-                    self._seen.clear()
-                return None
-            request = self.requests[key] = compile_for()
-            if len(self.requests) > self.size:
-                self.requests.popitem(last=False)
-        self.requests.move_to_end(key)
-        return request
+            if self._seen[key] >= _PROMOTE_AFTER:
+                del self._seen[key]
+                self._pending[key] = _compiler().submit(compile_for)
+            elif len(self._seen) > 8 * self.size:  # one-off shapes must not pile up
+                self._seen.clear()
+        return None
+
+    def _adopt(self, wait: bool) -> None:
+        """Take the finished compiles into use (all of them, waiting for each, with ``wait``). A
+        compile that failed raises here, in the call that would have used it."""
+        for key, future in list(self._pending.items()):
+            if wait or future.done():
+                del self._pending[key]
+                self.requests[key] = future.result()
+                if len(self.requests) > self.size:
+                    self.requests.popitem(last=False)
+
+    def finish(self) -> None:
+        """Wait for the compiles sent off and use them from the next call on."""
+        self._adopt(wait=True)
+
+    def clear(self) -> None:
+        """Drop the compiled requests and the compiles not yet started."""
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self.requests.clear()
 
 
 def _bucket(batch: int, limit: int) -> int:
@@ -223,8 +258,10 @@ class OpenVinoBackend(Backend):
 
     def run_each(self, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
         """Inputs of different shapes in one call, once the same shapes have come twice (a
-        camera's pyramid): a model holding a fixed-shape copy of the net per input, compiled
-        once. Until then, and for a large model or batches over ``max_batch``, one call each."""
+        camera's pyramid) and their model is compiled: a fixed-shape copy of the net per input.
+        Until then each runs on the dynamic model (not counted towards a fixed shape of its own,
+        which the pyramid's model makes needless); a large model's, or batches over
+        ``max_batch``, run one call each as :meth:`run` runs them."""
         shapes = tuple(batch.shape for batch in batches)
         if not self._static_shapes or len(batches) < 2 or not all(0 < len(b) <= self.options.max_batch for b in batches):
             return super().run_each(batches)
@@ -232,7 +269,7 @@ class OpenVinoBackend(Backend):
             self.check_input(batch)
         request = self._pyramids.get(shapes, lambda: self._compile(self._copies(shapes)))
         if request is None:
-            return super().run_each(batches)
+            return [self._infer(self._dynamic, len(batch), np.ascontiguousarray(batch)) for batch in batches]
         request.infer({i: np.ascontiguousarray(batch) for i, batch in enumerate(batches)}, share_inputs=True)
         count = len(self.outputs)
         return [[request.get_output_tensor(i * count + j).data.copy() for j in range(count)] for i in range(len(batches))]
@@ -244,8 +281,11 @@ class OpenVinoBackend(Backend):
         return ov.Model([r for c in copies for r in c.get_results()], [p for c in copies for p in c.get_parameters()], "copies")
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._infer(*self._request(batch.shape), batch)
+
+    def _infer(self, request: ov.InferRequest, size: int, batch: np.ndarray) -> list[np.ndarray]:
+        """``request``'s outputs for ``batch``, padded with zeros up to the ``size`` it takes."""
         count = len(batch)
-        request, size = self._request(batch.shape)
         if size > count:
             batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), batch.dtype)])
         request.infer({0: batch}, share_inputs=True)
@@ -262,7 +302,11 @@ class OpenVinoBackend(Backend):
         first."""
         return list(self._pyramids.requests)
 
+    def finish_compiles(self) -> None:
+        for cache in (self._static, self._pyramids):
+            cache.finish()
+
     def close(self) -> None:
-        self._static.requests.clear()
-        self._pyramids.requests.clear()
+        self._static.clear()
+        self._pyramids.clear()
         del self._dynamic

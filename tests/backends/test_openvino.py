@@ -15,6 +15,7 @@ on CI, which installs it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -98,10 +99,10 @@ def test_detections_equal_onnxruntime_within_a_pixel(shared_data: Path, models, 
 
 
 def test_recurring_shapes_get_compiled_models_with_the_same_results(faces_dir: Path, models, openvino_models):
-    """Frames of one size, as from a camera: from the second frame on, P-Net's pyramid runs as
-    one model compiled for its levels, and R-Net's and O-Net's batches (rounded up to one of a
-    few sizes: powers of two up to 8, then multiples of 8 up to 64) on models compiled for their
-    shape; results stay ONNX Runtime's, and FaceNet stays dynamic."""
+    """Frames of one size, as from a camera: from the second frame on, P-Net's pyramid gets one
+    model compiled for its levels, and R-Net's and O-Net's batches (rounded up to one of a few
+    sizes: powers of two up to 8, then multiples of 8 up to 64) models compiled for their shape;
+    results stay ONNX Runtime's before and after, and FaceNet stays dynamic."""
     import cv2
 
     photos = sorted(faces_dir.glob("*/*.jpg"))[:6]
@@ -110,6 +111,10 @@ def test_recurring_shapes_get_compiled_models_with_the_same_results(faces_dir: P
     for _ in range(2):
         for frame in frames:
             assert_same_faces(detector.detect(frame)[0], models.detector.detect(frame)[0], "a 640x480 frame")
+    for net in openvino_models.nets:
+        net.finish_compiles()
+    for frame in frames:  # now on the compiled models
+        assert_same_faces(detector.detect(frame)[0], models.detector.detect(frame)[0], "a 640x480 frame")
     for net in (detector.rnet, detector.onet):
         shapes = _compiled_shapes(net)
         assert 0 < len(shapes) <= 32
@@ -121,24 +126,40 @@ def test_recurring_shapes_get_compiled_models_with_the_same_results(faces_dir: P
 
 
 def test_a_recurring_pyramid_runs_as_one_model_with_each_level_s_outputs(engine_dir: Path):
-    """P-Net's levels in one call: from the second time the same shapes come, a model holding a
-    copy of P-Net per level, whose outputs are those of P-Net on each level alone; inputs it
-    cannot take at once (over ``max_batch``, or empty) run one by one."""
+    """P-Net's levels in one call: the second time the same shapes come, a model holding a copy
+    of P-Net per level is compiled, on a thread of its own: no call waits for it (here that
+    thread is held busy until the calls are done), and once it is done the calls run it, with
+    the outputs of P-Net on each level alone. Inputs it cannot take at once (over
+    ``max_batch``, or empty) run one by one."""
+    from streamrec.backends.openvino import _compiler
+
     rng = np.random.default_rng(5)
     levels = [rng.uniform(0, 255, (2, h, w, 3)).astype(np.float32) for h, w in ((73, 97), (52, 69), (13, 18))]
+    shapes = [tuple(level.shape for level in levels)]
     ours = open_backend("openvino", engine_dir / ENGINE_FILES["pnet"], BackendOptions(max_batch=2))
     alone = [ours.run(level) for level in levels]
-    for call in range(3):
+
+    def same_as_alone() -> None:
         together = ours.run_each(levels)
-        assert ours.compiled_pyramids == ([] if call == 0 else [tuple(level.shape for level in levels)])
         for a, b in zip(together, alone):
             assert [x.shape for x in a] == [x.shape for x in b]
             for x, y in zip(a, b):
                 np.testing.assert_allclose(x, y, atol=1e-6)
+
+    release = threading.Event()
+    busy = _compiler().submit(release.wait)
+    for _ in range(4):  # the second sends the compile off, behind the one holding the thread
+        same_as_alone()
+    assert ours.compiled_pyramids == [] and not busy.done()
+    release.set()
+    ours.finish_compiles()
+    assert ours.compiled_pyramids == shapes
+    same_as_alone()
     odd = [np.concatenate([levels[0]] * 2), levels[1][:0]]  # 4 frames over max_batch 2, and none
     for _ in range(3):
         big, empty = ours.run_each(odd)
-    assert ours.compiled_pyramids == [tuple(level.shape for level in levels)]
+    ours.finish_compiles()
+    assert ours.compiled_pyramids == shapes
     assert big[0].shape[0] == 4 and empty[0].shape[0] == 0
 
 
@@ -199,11 +220,18 @@ def test_padded_and_split_batches_equal_onnxruntime(engine_dir: Path):
     crops = np.random.default_rng(7).uniform(0, 255, (70, 24, 24, 3)).astype(np.float32)
     ours = open_backend("openvino", engine_dir / ENGINE_FILES["rnet"], BackendOptions(max_batch=32))
     theirs = open_backend("onnxruntime", engine_dir / ENGINE_FILES["rnet"])
-    for batch in (crops[:5], crops[:5], crops[:5], crops[:20], crops[:20], crops):
+
+    def same(batch: np.ndarray) -> None:
         for a, b in zip(ours.run(batch), theirs.run(batch)):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, atol=1e-5)
+
+    for batch in (crops[:5], crops[:5], crops[:20], crops[:20]):  # dynamic; each second one sends a compile off
+        same(batch)
+    ours.finish_compiles()
     assert {(8, 24, 24, 3), (24, 24, 24, 3)} <= set(_compiled_shapes(ours))  # 5 and 20 rows, padded
+    for batch in (crops[:5], crops[:20], crops):
+        same(batch)
     prob, reg = ours.run(crops[:0])
     assert prob.shape == (0,) and reg.shape == (0, 4)
 

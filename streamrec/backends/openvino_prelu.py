@@ -105,7 +105,9 @@ def _clamped(add: ov.Node) -> tuple[ov.Output, np.ndarray] | None:
 def fold_prelus(model: ov.Model) -> ov.Model:
     """``model`` with every rewritten PReLU (either form above) as one ``PRelu`` operation: a
     folded copy when there were any, else ``model`` itself, untouched (constant folding, which
-    the matching needs, would also fold a quantized model's weight decompression)."""
+    the matching needs, would also fold a quantized model's weight decompression). The matching
+    works on a folded copy of the whole model, so a caller that knows a model has none (the
+    quantized FaceNets) need not ask."""
     folded = model.clone()
     manager = Manager()
     manager.register_pass(ConstantFolding())

@@ -260,9 +260,9 @@ def bench_detection(
     ``detectors`` (on the device and Triton server of ``options``), vs facenet-pytorch's
     ``detect()`` on the CPU, interleaved per frame, each through
     :class:`~streamrec.faces.FaceModels` as the pipeline uses it, and named by
-    :func:`detector_label`. Every detector first runs over the frames twice, untimed, and then
-    waits for the compiles that sent off (OpenVINO's, per recurring input shape), so the timing
-    sees the steady state a camera reaches after its first frames."""
+    :func:`detector_label`. Every detector (the reference too) first runs over the frames
+    twice, untimed; ours then wait for the compiles that sent off (OpenVINO's, per recurring
+    input shape), so the timing sees the steady state a camera reaches after its first frames."""
     timed = dataclasses.replace(options, threads=threads)
     engines = {
         detector_label(b, p): FaceModels(ModelsConfig(backend=b, backend_options=timed, detection=p), engine_dir, report)
@@ -275,13 +275,13 @@ def bench_detection(
         competitors: dict[str, Callable[[np.ndarray], object]] = {b: detect for b, detect in ours.items()}
         if reference is not None:
             competitors["facenet-pytorch"] = reference
-        for detect in ours.values():
+        for detect in competitors.values():
             for frame in frames * 2:
                 detect(frame)
         for models in engines.values():
             for net in models.nets:
                 net.finish_compiles()
-        times = interleave(competitors, frames, rounds, warmup=2 * len(frames))
+        times = interleave(competitors, frames, rounds, warmup=0)
         row: dict[str, Any] = {
             "min_face_size": min_face,
             "frame": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
